@@ -1,0 +1,310 @@
+//! The service layer shared by REST and gRPC: namespace resolution and creation through the
+//! catalogue, data keys, embedders, and execution of data operations.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use loci_raft::CatalogueNode;
+use loci_raft::catalogue::{
+    Command, CommandResult, Distance, EmbedderSpec, MemoryPolicy, NamespaceEntry, NamespaceKind,
+};
+use loci_storage::crypto::{DataKey, Keyring, random_bytes};
+use loci_storage::embed::{HashEmbedder, SharedEmbedder};
+use loci_storage::model::{DataOp, DataResult, now_secs};
+use loci_storage::{NsContext, Store};
+use parking_lot::RwLock;
+use serde::Serialize;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Names the published clients use for an agent's namespace: `_dakera_agent_{x}` means `x`.
+pub const AGENT_NAMESPACE_PREFIX: &str = "_dakera_agent_";
+
+pub fn canonical_namespace(raw: &str) -> &str {
+    raw.strip_prefix(AGENT_NAMESPACE_PREFIX).unwrap_or(raw)
+}
+
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    pub node_id: u64,
+    pub version: String,
+    /// Dimension of namespaces created implicitly for agents.
+    pub default_dimension: usize,
+    /// Provider of namespaces created without an explicit embedder.
+    pub default_embedder: String,
+    pub max_content_bytes: usize,
+    pub max_body_bytes: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            node_id: 1,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            default_dimension: 384,
+            default_embedder: HashEmbedder::PROVIDER.into(),
+            max_content_bytes: 100_000,
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// What to create.
+#[derive(Clone, Debug)]
+pub struct NamespaceSpec {
+    pub name: String,
+    pub kind: NamespaceKind,
+    pub dimension: Option<usize>,
+    pub distance: Distance,
+    pub embedder: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Proof of an erasure, returned by namespace deletion.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeletionReceipt {
+    pub namespace: String,
+    pub deleted: bool,
+    pub memories_deleted: u64,
+    pub data_key_destroyed: bool,
+    pub deleted_at: u64,
+}
+
+pub struct Core {
+    pub config: CoreConfig,
+    pub catalogue: Arc<CatalogueNode>,
+    pub store: Arc<Store>,
+    keyring: RwLock<Keyring>,
+    data_keys: RwLock<HashMap<(u64, u32), DataKey>>,
+    embedders: RwLock<HashMap<(String, usize), SharedEmbedder>>,
+    pub root_key_digest: [u8; 32],
+    pub started_at: Instant,
+    ready: AtomicBool,
+}
+
+impl Core {
+    pub fn new(
+        config: CoreConfig,
+        catalogue: Arc<CatalogueNode>,
+        store: Arc<Store>,
+        keyring: Keyring,
+        root_key: &str,
+    ) -> Self {
+        Core {
+            config,
+            catalogue,
+            store,
+            keyring: RwLock::new(keyring),
+            data_keys: RwLock::new(HashMap::new()),
+            embedders: RwLock::new(HashMap::new()),
+            root_key_digest: crate::auth::sha256(root_key),
+            started_at: Instant::now(),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn namespace(&self, name: &str) -> Option<NamespaceEntry> {
+        self.catalogue
+            .view
+            .read()
+            .namespace(canonical_namespace(name))
+            .cloned()
+    }
+
+    pub fn namespaces(&self) -> Vec<NamespaceEntry> {
+        self.catalogue
+            .view
+            .read()
+            .namespaces
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn embedder(&self, spec: &EmbedderSpec) -> ApiResult<SharedEmbedder> {
+        let key = (spec.provider.clone(), spec.dimension);
+        if let Some(e) = self.embedders.read().get(&key) {
+            return Ok(e.clone());
+        }
+        let e: SharedEmbedder = match spec.provider.as_str() {
+            HashEmbedder::PROVIDER => Arc::new(HashEmbedder::new(spec.dimension)),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown embedding provider '{other}'"
+                )));
+            }
+        };
+        self.embedders.write().insert(key, e.clone());
+        Ok(e)
+    }
+
+    fn data_key(&self, entry: &NamespaceEntry) -> ApiResult<DataKey> {
+        let k = (entry.id, entry.data_key.dek_version);
+        if let Some(dk) = self.data_keys.read().get(&k) {
+            return Ok(dk.clone());
+        }
+        let dk = self
+            .keyring
+            .read()
+            .unwrap(entry.id, &entry.data_key)
+            .map_err(|e| {
+                tracing::error!(namespace = %entry.name, error = %e, "cannot unwrap data key");
+                ApiError::internal("cannot unwrap the namespace data key")
+            })?;
+        self.data_keys.write().insert(k, dk.clone());
+        Ok(dk)
+    }
+
+    pub fn context(&self, entry: &NamespaceEntry) -> ApiResult<NsContext> {
+        Ok(NsContext {
+            id: entry.id,
+            name: entry.name.clone(),
+            key: self.data_key(entry)?,
+            dimension: entry.dimension,
+            embedder: self.embedder(&entry.embedder)?,
+        })
+    }
+
+    /// Create a namespace (idempotent by name: an existing one is returned with `created=false`).
+    pub async fn create_namespace(&self, spec: NamespaceSpec) -> ApiResult<(NamespaceEntry, bool)> {
+        if let Some(existing) = self.namespace(&spec.name) {
+            return Ok((existing, false));
+        }
+        let provider = spec
+            .embedder
+            .clone()
+            .unwrap_or_else(|| self.config.default_embedder.clone());
+        let dimension = spec.dimension.unwrap_or(self.config.default_dimension);
+        let embedder = EmbedderSpec {
+            provider,
+            dimension,
+        };
+        self.embedder(&embedder)?;
+        for _ in 0..3 {
+            let mut b = [0u8; 8];
+            random_bytes(&mut b);
+            // Random, never reused ids; the top bits stay clear so `id + 1` bounds a key range.
+            let id = u64::from_be_bytes(b) >> 2 | 1;
+            let data_key = self.keyring.read().new_wrapped_dek(id, 1);
+            let entry = NamespaceEntry {
+                id,
+                name: spec.name.clone(),
+                kind: spec.kind,
+                dimension,
+                distance: spec.distance,
+                embedder: embedder.clone(),
+                policy: MemoryPolicy::default(),
+                data_key,
+                metadata: spec.metadata.clone(),
+                created_at: now_secs(),
+            };
+            match self
+                .catalogue
+                .write(Command::CreateNamespace { entry })
+                .await?
+            {
+                CommandResult::Namespace { entry, created } => return Ok((entry, created)),
+                CommandResult::Rejected(_) => continue,
+                other => {
+                    return Err(ApiError::internal(format!(
+                        "unexpected catalogue answer {other:?}"
+                    )));
+                }
+            }
+        }
+        Err(ApiError::internal("could not allocate a namespace id"))
+    }
+
+    /// The namespace a write goes to, created (as an agent namespace) if it does not exist yet.
+    pub async fn namespace_for_write(&self, name: &str) -> ApiResult<NamespaceEntry> {
+        if let Some(e) = self.namespace(name) {
+            return Ok(e);
+        }
+        crate::validate::namespace_name_for_agent(name)?;
+        let (entry, _) = self
+            .create_namespace(NamespaceSpec {
+                name: name.to_string(),
+                kind: NamespaceKind::Agent,
+                dimension: None,
+                distance: Distance::Cosine,
+                embedder: None,
+                metadata: None,
+            })
+            .await?;
+        Ok(entry)
+    }
+
+    /// Run a data operation on the namespace (on a blocking thread: storage does I/O and crypto).
+    pub async fn exec(&self, entry: &NamespaceEntry, op: DataOp) -> ApiResult<DataResult> {
+        let ctx = self.context(entry)?;
+        let store = self.store.clone();
+        let res = tokio::task::spawn_blocking(move || store.execute(&ctx, op))
+            .await
+            .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?;
+        Ok(res?)
+    }
+
+    pub async fn set_policy(&self, name: &str, policy: MemoryPolicy) -> ApiResult<NamespaceEntry> {
+        match self
+            .catalogue
+            .write(Command::SetPolicy {
+                name: name.to_string(),
+                policy,
+            })
+            .await?
+        {
+            CommandResult::Namespace { entry, .. } => Ok(entry),
+            CommandResult::NotFound(n) => Err(ApiError::namespace_not_found(&n)),
+            other => Err(ApiError::internal(format!(
+                "unexpected catalogue answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Erase a namespace: destroy its data key in the catalogue first (every copy of its data
+    /// becomes unreadable at once), then delete and compact its rows and index entries, then
+    /// purge the catalogue history that held the wrapped key.
+    pub async fn delete_namespace(&self, name: &str) -> ApiResult<DeletionReceipt> {
+        let entry = match self
+            .catalogue
+            .write(Command::DeleteNamespace {
+                name: name.to_string(),
+            })
+            .await?
+        {
+            CommandResult::NamespaceDeleted { entry } => entry,
+            CommandResult::NotFound(n) => return Err(ApiError::namespace_not_found(&n)),
+            other => {
+                return Err(ApiError::internal(format!(
+                    "unexpected catalogue answer {other:?}"
+                )));
+            }
+        };
+        self.data_keys.write().retain(|(id, _), _| *id != entry.id);
+        let store = self.store.clone();
+        let id = entry.id;
+        let count = tokio::task::spawn_blocking(move || store.drop_namespace(id))
+            .await
+            .map_err(|e| ApiError::internal(format!("worker failed: {e}")))??;
+        if let Err(e) = self.catalogue.purge_history().await {
+            tracing::warn!(error = %e, "could not purge catalogue history after erasure");
+        }
+        Ok(DeletionReceipt {
+            namespace: entry.name,
+            deleted: true,
+            memories_deleted: count,
+            data_key_destroyed: true,
+            deleted_at: now_secs(),
+        })
+    }
+}

@@ -1,0 +1,103 @@
+//! Loci's fronts: the REST router (axum) and, sharing its service layer and error type, the gRPC
+//! services (tonic). Authentication, validation and error mapping live here; the data they act
+//! on lives in `loci-storage` and the catalogue in `loci-raft`.
+
+pub mod auth;
+pub mod core;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+pub mod validate;
+pub mod wire;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware;
+use axum::routing::{get, post, put};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use crate::core::{Core, CoreConfig};
+pub use error::{ApiError, ApiResult};
+pub use state::AppState;
+
+use routes::{memory, meta, namespaces, sessions};
+
+/// Every REST route of a node.
+pub fn router(state: AppState) -> Router {
+    let node = HeaderValue::from_str(&state.core.config.node_id.to_string())
+        .unwrap_or(HeaderValue::from_static("0"));
+    let max_body = state.core.config.max_body_bytes;
+    Router::new()
+        .route("/health", get(meta::health))
+        .route("/health/live", get(meta::live))
+        .route("/health/ready", get(meta::ready))
+        .route("/metrics", get(meta::metrics))
+        .route("/v1/capabilities", get(meta::capabilities))
+        .route("/v1/auth/whoami", get(meta::whoami))
+        .route("/v1/memory/store", post(memory::store))
+        .route("/v1/memory/recall", post(memory::recall))
+        .route("/v1/memory/search", post(memory::search))
+        .route("/v1/memory/get/{id}", get(memory::get))
+        .route("/v1/memory/update/{id}", put(memory::update))
+        .route("/v1/memory/forget", post(memory::forget))
+        .route("/v1/memory/importance", post(memory::set_importance))
+        .route("/v1/memories/store/batch", post(memory::store_batch))
+        .route("/v1/memories/recall/batch", post(memory::recall_batch))
+        .route(
+            "/v1/memories/forget/batch",
+            axum::routing::delete(memory::forget_batch).post(memory::forget_batch),
+        )
+        .route(
+            "/v1/memories/{id}/importance",
+            axum::routing::patch(memory::patch_importance),
+        )
+        .route("/v1/sessions", get(sessions::list))
+        .route("/v1/sessions/start", post(sessions::start))
+        .route("/v1/sessions/{id}", get(sessions::get))
+        .route("/v1/sessions/{id}/end", post(sessions::end))
+        .route("/v1/sessions/{id}/touch", post(sessions::touch))
+        .route("/v1/sessions/{id}/memories", get(sessions::memories))
+        .route(
+            "/v1/agents",
+            get(sessions::list_agents).post(sessions::create_agent),
+        )
+        .route("/v1/agents/{id}/stats", get(sessions::agent_stats))
+        .route("/v1/agents/{id}/memories", get(sessions::agent_memories))
+        .route("/v1/agents/{id}/sessions", get(sessions::agent_sessions))
+        .route(
+            "/v1/namespaces",
+            get(namespaces::list).post(namespaces::create),
+        )
+        .route(
+            "/v1/namespaces/{ns}",
+            get(namespaces::get)
+                .put(namespaces::put)
+                .delete(namespaces::delete),
+        )
+        .route(
+            "/v1/namespaces/{ns}/memory_policy",
+            get(namespaces::get_policy).put(namespaces::put_policy),
+        )
+        .fallback(meta::not_found)
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "method not allowed on this route",
+            )
+        })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-loci-node"),
+            node,
+        ))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::new())
+        .with_state(state)
+}

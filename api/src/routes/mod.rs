@@ -1,0 +1,4 @@
+pub mod memory;
+pub mod meta;
+pub mod namespaces;
+pub mod sessions;

@@ -1,0 +1,291 @@
+//! `/v1/namespaces/*`: create (POST or PUT), list, get, delete (erasure), memory policy.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use loci_raft::catalogue::{Distance, MemoryPolicy, NamespaceEntry, NamespaceKind};
+use loci_storage::model::{DataOp, DataResult, NamespaceStats};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::auth::{Auth, Scope};
+use crate::core::{NamespaceSpec, canonical_namespace};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::validate;
+use crate::wire::{Json, JsonBody};
+
+const MAX_DIMENSION: usize = 4096;
+
+pub async fn list(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    let visible: Vec<NamespaceEntry> = state
+        .core
+        .namespaces()
+        .into_iter()
+        .filter(|e| p.can_see(&e.name))
+        .collect();
+    let names: Vec<&str> = visible.iter().map(|e| e.name.as_str()).collect();
+    let kinds: serde_json::Map<String, Value> = visible
+        .iter()
+        .map(|e| (e.name.clone(), Value::from(e.kind.as_str())))
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "namespaces": names, "kinds": kinds }),
+    ))
+}
+
+fn parse_distance(d: Option<&str>) -> ApiResult<Distance> {
+    match d {
+        None => Ok(Distance::Cosine),
+        Some(s) => Distance::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown distance '{}': cosine, euclidean or dot_product",
+                validate::printable(s)
+            ))
+        }),
+    }
+}
+
+fn check_dimension(d: Option<i64>) -> ApiResult<usize> {
+    match d {
+        None => Err(ApiError::unprocessable("dimension is required")),
+        Some(d) if d >= 1 && d as usize <= MAX_DIMENSION => Ok(d as usize),
+        Some(d) => Err(ApiError::bad_request(format!(
+            "dimension must be between 1 and {MAX_DIMENSION}, got {d}"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EmbeddingSpecBody {
+    provider: String,
+    dimension: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    #[serde(alias = "namespace")]
+    name: Option<String>,
+    #[serde(alias = "dimensions")]
+    dimension: Option<i64>,
+    distance: Option<String>,
+    index_type: Option<String>,
+    metadata: Option<Value>,
+    embedding: Option<EmbeddingSpecBody>,
+}
+
+fn created_json(e: &NamespaceEntry, created: bool) -> Value {
+    serde_json::json!({
+        "namespace": e.name,
+        "dimension": e.dimension,
+        "distance": e.distance.as_str(),
+        "created": created,
+        "kind": e.kind.as_str(),
+        "vector_count": 0,
+        "index_type": "hnsw",
+    })
+}
+
+async fn create_common(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    name: &str,
+    body: CreateBody,
+) -> ApiResult<(StatusCode, Value)> {
+    validate::namespace_name(name)?;
+    p.require(name, Scope::Write)?;
+    if let Some(it) = body.index_type.as_deref() {
+        if !matches!(it, "hnsw" | "flat") {
+            return Err(ApiError::bad_request(format!(
+                "unsupported index_type '{}': Loci offers hnsw",
+                validate::printable(it)
+            )));
+        }
+    }
+    let distance = parse_distance(body.distance.as_deref())?;
+    let (provider, dimension) = match body.embedding {
+        Some(spec) => {
+            let d = match (spec.dimension, body.dimension) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(ApiError::bad_request(
+                        "embedding.dimension and dimension disagree",
+                    ));
+                }
+                (a, b) => check_dimension(a.or(b))?,
+            };
+            (Some(spec.provider), d)
+        }
+        None => (None, check_dimension(body.dimension)?),
+    };
+    if let Some(m) = &body.metadata {
+        validate::metadata(m)?;
+    }
+    let (entry, created) = state
+        .core
+        .create_namespace(NamespaceSpec {
+            name: name.to_string(),
+            kind: NamespaceKind::Data,
+            dimension: Some(dimension),
+            distance,
+            embedder: provider,
+            metadata: body.metadata,
+        })
+        .await?;
+    if !created && entry.dimension != dimension {
+        return Err(ApiError::conflict(format!(
+            "namespace '{name}' exists with dimension {}; the dimension of a namespace cannot change",
+            entry.dimension
+        )));
+    }
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, created_json(&entry, created)))
+}
+
+/// `POST /v1/namespaces {name, dimension, distance?, metadata?, embedding?}`
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> ApiResult<impl IntoResponse> {
+    let name = body
+        .name
+        .clone()
+        .ok_or_else(|| ApiError::bad_request("name is required"))?;
+    let name = canonical_namespace(&name).to_string();
+    let (status, v) = create_common(&state, &p, &name, body).await?;
+    Ok((status, Json(v)))
+}
+
+/// `PUT /v1/namespaces/{ns} {dimension, distance?}`: upsert.
+pub async fn put(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(ns): Path<String>,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> ApiResult<impl IntoResponse> {
+    let name = canonical_namespace(&ns).to_string();
+    if let Some(n) = &body.name {
+        if canonical_namespace(n) != name {
+            return Err(ApiError::bad_request(
+                "the body names a different namespace than the path",
+            ));
+        }
+    }
+    let (status, v) = create_common(&state, &p, &name, body).await?;
+    Ok((status, Json(v)))
+}
+
+fn visible_entry(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    ns: &str,
+    need: Scope,
+) -> ApiResult<NamespaceEntry> {
+    let name = canonical_namespace(ns);
+    validate::namespace_ref(name)
+        .map_err(|_| ApiError::namespace_not_found(&validate::printable(name)))?;
+    // Authorisation first: a key without access learns nothing about existence.
+    p.require(name, need)?;
+    state
+        .core
+        .namespace(name)
+        .ok_or_else(|| ApiError::namespace_not_found(name))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(ns): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let entry = visible_entry(&state, &p, &ns, Scope::Read)?;
+    let stats = match state.core.exec(&entry, DataOp::Stats).await? {
+        DataResult::Stats(s) => s,
+        _ => NamespaceStats::default(),
+    };
+    Ok(Json(serde_json::json!({
+        "namespace": entry.name,
+        "kind": entry.kind.as_str(),
+        "dimension": entry.dimension,
+        "distance": entry.distance.as_str(),
+        "index_type": "hnsw",
+        "vector_count": stats.vector_count,
+        "memory_count": stats.memory_count,
+        "session_count": stats.session_count,
+        "estimated_storage_bytes": stats.estimated_storage_bytes,
+        "embedding": {"provider": entry.embedder.provider, "dimension": entry.embedder.dimension},
+        "metadata": entry.metadata,
+        "created_at": entry.created_at,
+    })))
+}
+
+/// `DELETE /v1/namespaces/{ns}`: GDPR erasure; answers a deletion receipt.
+pub async fn delete(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(ns): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let entry = visible_entry(&state, &p, &ns, Scope::Admin)?;
+    let receipt = state.core.delete_namespace(&entry.name).await?;
+    Ok(Json(
+        serde_json::to_value(&receipt).map_err(|e| ApiError::internal(e.to_string()))?,
+    ))
+}
+
+pub async fn get_policy(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(ns): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let entry = visible_entry(&state, &p, &ns, Scope::Read)?;
+    Ok(Json(policy_json(&entry.policy)?))
+}
+
+fn policy_json(p: &MemoryPolicy) -> ApiResult<Value> {
+    let mut v = serde_json::to_value(p).map_err(|e| ApiError::internal(e.to_string()))?;
+    // Clients decode absent fields as defaults but choke on nulls: drop them.
+    if let Value::Object(m) = &mut v {
+        m.retain(|_, v| !v.is_null());
+    }
+    Ok(v)
+}
+
+pub async fn put_policy(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(ns): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    let entry = visible_entry(&state, &p, &ns, Scope::Admin)?;
+    let Value::Object(fields) = body else {
+        return Err(ApiError::bad_request(
+            "the memory policy must be a JSON object",
+        ));
+    };
+    // Start from the stored policy so a partial body changes only what it names.
+    let mut merged =
+        serde_json::to_value(&entry.policy).map_err(|e| ApiError::internal(e.to_string()))?;
+    let known: Vec<String> = match &merged {
+        Value::Object(m) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    for (k, v) in fields {
+        if k == "consolidated_count" {
+            continue;
+        }
+        if !known.contains(&k) {
+            return Err(ApiError::bad_request(format!(
+                "unknown memory policy field '{}'",
+                validate::printable(&k)
+            )));
+        }
+        merged[k] = v;
+    }
+    let policy: MemoryPolicy = serde_json::from_value(merged)
+        .map_err(|e| ApiError::bad_request(format!("invalid memory policy: {e}")))?;
+    let entry = state.core.set_policy(&entry.name, policy).await?;
+    Ok(Json(policy_json(&entry.policy)?))
+}

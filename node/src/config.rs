@@ -1,0 +1,163 @@
+//! Command line and configuration.
+//!
+//! Precedence: flags > environment (`LOCI_*`, with the Dakera names accepted as aliases) >
+//! config file (`--config`, TOML whose keys are the long flag names) > defaults.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loci",
+    version,
+    about = "Loci: a distributed, encrypted memory database for AI agents"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node (REST, gRPC, catalogue replica, storage).
+    Serve(Box<ServeArgs>),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// TOML file with defaults for any of these options (keys are the long names, e.g. `http_addr`).
+    #[arg(long, env = "LOCI_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Directory holding all of the node's state (catalogue, data, indexes, generated keys).
+    #[arg(long, env = "LOCI_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// REST listen address (port 0 picks a free port).
+    #[arg(long, env = "LOCI_HTTP_ADDR", default_value = "127.0.0.1:3300")]
+    pub http_addr: String,
+
+    /// gRPC listen address: public API and node-to-node traffic.
+    #[arg(long, env = "LOCI_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: String,
+
+    /// Gossip (SWIM, UDP) listen address.
+    #[arg(long, env = "LOCI_GOSSIP_ADDR", default_value = "127.0.0.1:7946")]
+    pub gossip_addr: String,
+
+    /// Host name or IP other nodes use to reach this one (default: the listen address, or
+    /// 127.0.0.1 when listening on 0.0.0.0).
+    #[arg(long, env = "LOCI_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+
+    /// Stable node id (generated once and kept in the data directory when not given).
+    #[arg(long, env = "LOCI_NODE_ID")]
+    pub node_id: Option<u64>,
+
+    /// Root API key (alias DAKERA_ROOT_API_KEY). Generated into DATA_DIR/root.key when unset.
+    #[arg(long, env = "LOCI_ROOT_API_KEY", hide_env_values = true)]
+    pub root_api_key: Option<String>,
+
+    /// Encryption master key: a passphrase of ≥ 8 characters or 64 hex characters (alias
+    /// DAKERA_ENCRYPTION_KEY). Generated into DATA_DIR/master.key when unset.
+    #[arg(long, env = "LOCI_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+
+    /// Secret shared by the nodes of a cluster; authenticates node-to-node RPCs.
+    #[arg(long, env = "LOCI_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "LOCI_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Write a JSON file with the bound addresses once the node is ready (for scripts and tests).
+    #[arg(long, env = "LOCI_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+
+    /// Largest accepted request body in bytes (alias DAKERA_MAX_BODY_SIZE); larger → 413.
+    #[arg(long, env = "LOCI_MAX_BODY_SIZE", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_size: usize,
+
+    /// Largest memory content in UTF-8 bytes (alias DAKERA_MAX_MEMORY_CONTENT_BYTES).
+    #[arg(long, env = "LOCI_MAX_CONTENT_BYTES", default_value_t = 100_000)]
+    pub max_content_bytes: usize,
+
+    /// fsync every write batch (survives power loss, not only crashes).
+    #[arg(long, env = "LOCI_SYNC_WRITES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sync_writes: bool,
+
+    /// Live vectors per namespace above which search uses the HNSW graph instead of an exact scan.
+    #[arg(long, env = "LOCI_ANN_THRESHOLD", default_value_t = 10_000)]
+    pub ann_threshold: usize,
+
+    /// Vector dimension of namespaces created implicitly for agents.
+    #[arg(long, env = "LOCI_DEFAULT_DIMENSION", default_value_t = 384)]
+    pub default_dimension: usize,
+}
+
+/// Dakera-era variable names accepted as aliases of Loci's.
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("LOCI_ROOT_API_KEY", "DAKERA_ROOT_API_KEY"),
+    ("LOCI_ENCRYPTION_KEY", "DAKERA_ENCRYPTION_KEY"),
+    ("LOCI_MAX_BODY_SIZE", "DAKERA_MAX_BODY_SIZE"),
+    ("LOCI_MAX_CONTENT_BYTES", "DAKERA_MAX_MEMORY_CONTENT_BYTES"),
+    ("LOCI_CLUSTER_SECRET", "DAKERA_CLUSTER_SECRET"),
+    ("LOCI_NODE_ID", "DAKERA_CLUSTER_NODE_ID"),
+];
+
+/// Fill `LOCI_*` variables from their aliases and from the config file before clap reads the
+/// environment, so precedence stays flags > env > file > defaults.
+pub fn prepare_environment(args: &[String]) -> anyhow::Result<()> {
+    for (loci, alias) in ENV_ALIASES {
+        if std::env::var_os(loci).is_none() {
+            if let Some(v) = std::env::var_os(alias) {
+                // SAFETY-free: single-threaded at this point (called first thing in main).
+                set_env(loci, v);
+            }
+        }
+    }
+    let mut file = std::env::var_os("LOCI_CONFIG").map(PathBuf::from);
+    for (i, a) in args.iter().enumerate() {
+        if a == "--config" {
+            file = args.get(i + 1).map(PathBuf::from);
+        } else if let Some(v) = a.strip_prefix("--config=") {
+            file = Some(PathBuf::from(v));
+        }
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("config file {} is not valid TOML: {e}", path.display())
+        })?;
+        for (k, v) in table {
+            let var = format!("LOCI_{}", k.to_ascii_uppercase().replace('-', "_"));
+            if std::env::var_os(&var).is_some() {
+                continue;
+            }
+            let s = match v {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            set_env(&var, s);
+        }
+    }
+    Ok(())
+}
+
+fn set_env(k: &str, v: impl AsRef<std::ffi::OsStr>) {
+    // Rust 2024 marks set_var unsafe because other threads may read the environment at the same
+    // time; this runs before any thread is spawned.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var(k, v)
+    }
+}

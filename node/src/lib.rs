@@ -1,0 +1,8 @@
+//! The `loci` binary's library: configuration, node start-up/shut-down and the operator CLI.
+
+pub mod config;
+pub mod logging;
+pub mod server;
+
+pub use config::ServeArgs;
+pub use server::{NodeHandle, start};

@@ -1,0 +1,382 @@
+//! Node start-up and shut-down.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use loci_api::{AppState, Core, CoreConfig};
+use loci_raft::catalogue::Command;
+use loci_raft::{CatalogueNode, ChannelPool, NodeAddr, OpenedStore, RaftService, RaftSettings};
+use loci_storage::crypto::{MasterSecret, random_bytes};
+use loci_storage::{Store, StoreConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServeArgs;
+
+/// A running node; dropping it does not stop it, call [`NodeHandle::shutdown`].
+pub struct NodeHandle {
+    pub node_id: u64,
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub core: Arc<Core>,
+    cancel: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl NodeHandle {
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Wait until the node is asked to stop (signal or `cancel_token().cancel()`), then stop it.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.cancel.cancelled().await;
+        self.shutdown().await
+    }
+
+    /// Graceful stop: listeners close, in-flight requests finish, pending index and access-stat
+    /// writes reach disk, Raft stops.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        let store = self.core.store.clone();
+        tokio::task::spawn_blocking(move || store.shutdown()).await??;
+        self.core.catalogue.shutdown().await;
+        tracing::info!(node_id = self.node_id, "node stopped");
+        Ok(())
+    }
+}
+
+/// Write a secret file readable only by the owner.
+fn write_secret(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn read_or_generate(
+    path: &Path,
+    generate: impl FnOnce() -> String,
+) -> anyhow::Result<(String, bool)> {
+    if path.exists() {
+        let s = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok((s.trim().to_string(), false));
+    }
+    let s = generate();
+    write_secret(path, &s)?;
+    Ok((s, true))
+}
+
+fn node_id(args: &ServeArgs) -> anyhow::Result<u64> {
+    let path = args.data_dir.join("node_id");
+    if let Some(id) = args.node_id {
+        if id == 0 {
+            bail!("--node-id must be greater than 0");
+        }
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            if existing.trim().parse::<u64>().ok() != Some(id) {
+                bail!(
+                    "data directory belongs to node {} but --node-id is {id}",
+                    existing.trim()
+                );
+            }
+        } else {
+            std::fs::write(&path, id.to_string())?;
+        }
+        return Ok(id);
+    }
+    let (s, _) = read_or_generate(&path, || {
+        let mut b = [0u8; 8];
+        random_bytes(&mut b);
+        // Positive, readable ids (< 2^53 so JSON clients keep them exact).
+        ((u64::from_be_bytes(b) >> 11) | 1).to_string()
+    })?;
+    s.parse::<u64>().context("node_id file is corrupt")
+}
+
+/// Replace an unspecified bind address with something peers can dial.
+fn advertised(addr: SocketAddr, host: Option<&str>) -> String {
+    match host {
+        Some(h) => format!("{h}:{}", addr.port()),
+        None if addr.ip().is_unspecified() => format!("127.0.0.1:{}", addr.port()),
+        None => addr.to_string(),
+    }
+}
+
+async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind the {what} address {addr}"))
+}
+
+/// Start a node and return once it serves requests.
+pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&args.data_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let raft_dir = args.data_dir.join("raft");
+
+    // Keys first, and check the encryption key against the catalogue before anything is written.
+    let master = match &args.encryption_key {
+        Some(k) => {
+            MasterSecret::parse(k).map_err(|e| anyhow::anyhow!("LOCI_ENCRYPTION_KEY: {e}"))?
+        }
+        None => {
+            let path = args.data_dir.join("master.key");
+            let (k, generated) = read_or_generate(&path, MasterSecret::generate_hex)?;
+            if generated {
+                tracing::warn!(
+                    path = %path.display(),
+                    "no LOCI_ENCRYPTION_KEY given: generated a random master key into the data directory; \
+                     back it up and move it to a secret store — losing it loses every memory"
+                );
+            } else {
+                tracing::warn!(path = %path.display(), "using the master key stored in the data directory (set LOCI_ENCRYPTION_KEY in production)");
+            }
+            MasterSecret::parse(&k).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+    };
+    let peeked = loci_raft::peek_catalogue(&raft_dir)
+        .map_err(|e| anyhow::anyhow!("cannot read the catalogue: {e}"))?;
+    let (keyring, pending_params) = match peeked.as_ref().and_then(|c| c.encryption.clone()) {
+        Some(params) => (
+            master.unlock(&params).map_err(|e| {
+                anyhow::anyhow!("refusing to start: {e}. Nothing was changed; start again with the right LOCI_ENCRYPTION_KEY.")
+            })?,
+            None,
+        ),
+        None => {
+            let (ring, params) = master.establish()?;
+            (ring, Some(params))
+        }
+    };
+
+    let node_id = node_id(&args)?;
+    let root_key = match &args.root_api_key {
+        Some(k) if k.trim().len() >= 8 => k.trim().to_string(),
+        Some(_) => bail!("LOCI_ROOT_API_KEY must be at least 8 characters"),
+        None => {
+            let path = args.data_dir.join("root.key");
+            let (k, generated) = read_or_generate(&path, || {
+                let mut b = [0u8; 32];
+                random_bytes(&mut b);
+                format!("dk_{}", hex::encode(b))
+            })?;
+            if generated {
+                tracing::warn!(path = %path.display(), "no LOCI_ROOT_API_KEY given: generated a root API key (read it from this file)");
+            } else {
+                tracing::info!(path = %path.display(), "root API key loaded from the data directory");
+            }
+            k
+        }
+    };
+
+    let store = Arc::new(
+        Store::open(
+            &args.data_dir.join("data"),
+            StoreConfig {
+                sync_writes: args.sync_writes,
+                ann_threshold: args.ann_threshold,
+                ..Default::default()
+            },
+        )
+        .context("cannot open the data store")?,
+    );
+
+    let http_listener = bind(&args.http_addr, "HTTP").await?;
+    let grpc_listener = bind(&args.grpc_addr, "gRPC").await?;
+    let http_addr = http_listener.local_addr()?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let host = args.advertise_host.as_deref();
+    let addr = NodeAddr {
+        rpc_addr: advertised(grpc_addr, host),
+        http_addr: advertised(http_addr, host),
+        gossip_addr: args.gossip_addr.clone(),
+    };
+
+    let cluster_token = match &args.cluster_secret {
+        Some(s) => s.clone(),
+        None => {
+            let mut b = [0u8; 32];
+            random_bytes(&mut b);
+            hex::encode(b)
+        }
+    };
+    let opened = OpenedStore::open(&raft_dir)
+        .map_err(|e| anyhow::anyhow!("cannot open the catalogue: {e}"))?;
+    let pool = ChannelPool::default();
+    let catalogue = CatalogueNode::start(
+        opened,
+        node_id,
+        addr,
+        &RaftSettings::default(),
+        pool,
+        cluster_token,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start the catalogue: {e}"))?;
+
+    let cancel = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+
+    // gRPC (Raft transport now; public and internal services join it later).
+    {
+        let raft_svc = RaftService::new(catalogue.clone()).into_server();
+        let token = cancel.clone();
+        tasks.spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(raft_svc)
+                .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        });
+    }
+
+    // A single node is a one-voter cluster, initialised exactly once (guarded by Raft's
+    // persisted state, not by timing).
+    if !catalogue.is_initialized().await {
+        tracing::info!(node_id, "initialising a new one-voter catalogue");
+        catalogue
+            .initialize_single()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    catalogue
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .map_err(|e| anyhow::anyhow!("catalogue did not elect a leader: {e}"))?;
+    let keyring = match pending_params {
+        Some(params) => {
+            match catalogue.write(Command::SetEncryption { params }).await? {
+                loci_raft::CommandResult::Ok => keyring,
+                // Another node set them first: derive from what the catalogue holds.
+                _ => {
+                    let params = catalogue
+                        .view
+                        .read()
+                        .encryption
+                        .clone()
+                        .context("encryption parameters missing")?;
+                    master.unlock(&params)?
+                }
+            }
+        }
+        None => keyring,
+    };
+    if catalogue.view.read().cluster_id.is_none() {
+        let mut b = [0u8; 16];
+        random_bytes(&mut b);
+        catalogue
+            .write(Command::InitCluster {
+                cluster_id: hex::encode(b),
+            })
+            .await?;
+    }
+
+    let core = Arc::new(Core::new(
+        CoreConfig {
+            node_id,
+            default_dimension: args.default_dimension,
+            max_content_bytes: args.max_content_bytes,
+            max_body_bytes: args.max_body_size,
+            ..Default::default()
+        },
+        catalogue.clone(),
+        store.clone(),
+        keyring,
+        &root_key,
+    ));
+    loci_api::metrics::handle();
+
+    // Background upkeep: text-index commits, access-stat flushes, TTL sweeps.
+    {
+        let store = store.clone();
+        let token = cancel.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut n: u64 = 0;
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                n += 1;
+                let s = store.clone();
+                let res = tokio::task::spawn_blocking(move || -> loci_storage::Result<u64> {
+                    s.commit_text()?;
+                    if n % 10 == 0 {
+                        s.flush_access_stats()?;
+                    }
+                    if n % 20 == 0 {
+                        s.sweep_expired()
+                    } else {
+                        Ok(0)
+                    }
+                })
+                .await;
+                match res {
+                    Ok(Ok(swept)) if swept > 0 => tracing::info!(swept, "expired memories deleted"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "background upkeep failed"),
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    let app = loci_api::router(AppState { core: core.clone() });
+    {
+        let token = cancel.clone();
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(
+                http_listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await
+            {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+    }
+    core.set_ready(true);
+    tracing::info!(node_id, %http_addr, %grpc_addr, data_dir = %args.data_dir.display(), "loci node ready");
+    if let Some(path) = &args.ready_file {
+        let info = serde_json::json!({
+            "node_id": node_id,
+            "http_addr": http_addr.to_string(),
+            "grpc_addr": grpc_addr.to_string(),
+            "pid": std::process::id(),
+        });
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, info.to_string())?;
+        std::fs::rename(&tmp, path)?;
+    }
+    Ok(NodeHandle {
+        node_id,
+        http_addr,
+        grpc_addr,
+        data_dir: args.data_dir.clone(),
+        core,
+        cancel,
+        tasks,
+    })
+}

@@ -1,0 +1,339 @@
+//! Loci's catalogue on Raft (openraft 0.9): type config, the replicated [`catalogue::Catalogue`],
+//! its RocksDB-backed log store and state machine, and the tonic transport.
+//!
+//! A single node is a one-voter cluster; there is no separate single-node code path.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Config, Raft, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub mod catalogue;
+pub mod network;
+pub mod store;
+
+pub use catalogue::{Catalogue, Command, CommandResult};
+pub use network::{ChannelPool, Network, RaftService};
+pub use store::CatalogueView;
+
+pub mod pb {
+    tonic::include_proto!("loci.raft.v1");
+}
+
+pub type NodeId = u64;
+
+/// How peers reach a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddr {
+    /// gRPC (Raft, forwarding, replication, admin): `host:port`.
+    pub rpc_addr: String,
+    /// REST: `host:port`.
+    pub http_addr: String,
+    /// Gossip UDP: `host:port`.
+    pub gossip_addr: String,
+}
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = NodeId,
+        Node = NodeAddr,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// A catalogue write travelling to the leader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CatalogueWrite {
+    pub command: Command,
+}
+
+/// What the leader answered, with the log index to wait for locally.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    pub result: CommandResult,
+    pub log_index: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    #[error("catalogue storage: {0}")]
+    Storage(String),
+    #[error("no catalogue leader is known yet (cluster forming or lost quorum)")]
+    NoLeader,
+    #[error("catalogue write failed: {0}")]
+    Write(String),
+    #[error("raft stopped: {0}")]
+    Fatal(String),
+}
+
+/// Timing knobs (defaults suit loopback and small LANs on 2 cores).
+#[derive(Clone, Debug)]
+pub struct RaftSettings {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub snapshot_logs: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            heartbeat_ms: 150,
+            election_timeout_min_ms: 750,
+            election_timeout_max_ms: 1500,
+            snapshot_logs: 500,
+        }
+    }
+}
+
+/// The opened Raft storage, before Raft itself runs.
+pub struct OpenedStore {
+    db: Arc<rocksdb::DB>,
+    log: store::LogStore,
+    sm: store::StateMachineStore,
+    pub view: CatalogueView,
+}
+
+impl OpenedStore {
+    /// Open (or create) the Raft RocksDB and rebuild the catalogue from it, without starting Raft.
+    pub fn open(dir: &Path) -> Result<Self, CatalogueError> {
+        std::fs::create_dir_all(dir).map_err(|e| CatalogueError::Storage(e.to_string()))?;
+        let db = store::open_db(dir).map_err(|e| CatalogueError::Storage(e.to_string()))?;
+        let (sm, view) = store::StateMachineStore::open(db.clone())
+            .map_err(|e| CatalogueError::Storage(e.to_string()))?;
+        Ok(OpenedStore {
+            log: store::LogStore::new(db.clone()),
+            db,
+            sm,
+            view,
+        })
+    }
+}
+
+/// Read the catalogue of a data directory without starting Raft and without writing anything
+/// (the RocksDB is opened read-only). `None` when there is no Raft state yet.
+pub fn peek_catalogue(dir: &Path) -> Result<Option<Catalogue>, CatalogueError> {
+    if !dir.join("CURRENT").exists() {
+        return Ok(None);
+    }
+    let db = store::open_db_read_only(dir).map_err(|e| CatalogueError::Storage(e.to_string()))?;
+    let (_, view) =
+        store::StateMachineStore::open(db).map_err(|e| CatalogueError::Storage(e.to_string()))?;
+    let cat = view.read().clone();
+    Ok(Some(cat))
+}
+
+pub struct CatalogueNode {
+    pub id: NodeId,
+    pub addr: NodeAddr,
+    pub raft: Raft<TypeConfig>,
+    pub view: CatalogueView,
+    db: Arc<rocksdb::DB>,
+    network: Network,
+    token_digest: [u8; 32],
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+impl CatalogueNode {
+    pub async fn start(
+        opened: OpenedStore,
+        id: NodeId,
+        addr: NodeAddr,
+        settings: &RaftSettings,
+        pool: ChannelPool,
+        cluster_token: String,
+    ) -> Result<Arc<Self>, CatalogueError> {
+        let config = Config {
+            cluster_name: "loci".into(),
+            heartbeat_interval: settings.heartbeat_ms,
+            election_timeout_min: settings.election_timeout_min_ms,
+            election_timeout_max: settings.election_timeout_max_ms,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_logs),
+            max_in_snapshot_log_to_keep: 100,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| CatalogueError::Storage(e.to_string()))?;
+        let network = Network::new(pool, cluster_token.clone());
+        let raft = Raft::new(id, Arc::new(config), network.clone(), opened.log, opened.sm)
+            .await
+            .map_err(|e| CatalogueError::Fatal(e.to_string()))?;
+        Ok(Arc::new(CatalogueNode {
+            id,
+            addr,
+            raft,
+            view: opened.view,
+            db: opened.db,
+            network,
+            token_digest: digest(&cluster_token),
+        }))
+    }
+
+    pub fn token_matches(&self, given: &str) -> bool {
+        digest(given) == self.token_digest
+    }
+
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Make this node a one-voter cluster. Guarded by persisted state: a node that already has
+    /// a log or a vote is never re-initialised.
+    pub async fn initialize_single(&self) -> Result<(), CatalogueError> {
+        if self.is_initialized().await {
+            return Ok(());
+        }
+        let mut members = std::collections::BTreeMap::new();
+        members.insert(self.id, self.addr.clone());
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|e| CatalogueError::Write(e.to_string()))
+    }
+
+    pub async fn current_leader(&self) -> Option<NodeId> {
+        self.raft.current_leader().await
+    }
+
+    pub fn is_leader_now(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// Wait until some node is leader.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, CatalogueError> {
+        let mut rx = self.raft.metrics();
+        let res = tokio::time::timeout(timeout, rx.wait_for(|m| m.current_leader.is_some())).await;
+        match res {
+            Ok(Ok(m)) => m.current_leader.ok_or(CatalogueError::NoLeader),
+            _ => Err(CatalogueError::NoLeader),
+        }
+    }
+
+    /// Propose on this node (must be the leader).
+    pub async fn write_local(&self, command: Command) -> Result<WriteOutcome, CatalogueError> {
+        match self.raft.client_write(command).await {
+            Ok(resp) => Ok(WriteOutcome {
+                result: resp.data,
+                log_index: resp.log_id.index,
+            }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
+                CatalogueError::Write(format!("not the leader (leader: {:?})", f.leader_id)),
+            ),
+            Err(e) => Err(CatalogueError::Write(e.to_string())),
+        }
+    }
+
+    /// Commit a catalogue change from any node: proposed on the leader (forwarded if needed), and
+    /// returned only once this node has applied it, so the caller reads its own write here.
+    pub async fn write(&self, command: Command) -> Result<CommandResult, CatalogueError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut last_err = CatalogueError::NoLeader;
+        while tokio::time::Instant::now() < deadline {
+            let leader = match self.wait_for_leader(Duration::from_secs(5)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    last_err = e;
+                    continue;
+                }
+            };
+            let outcome = if leader == self.id {
+                match self.raft.client_write(command.clone()).await {
+                    Ok(resp) => Ok(WriteOutcome {
+                        result: resp.data,
+                        log_index: resp.log_id.index,
+                    }),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                        Err(CatalogueError::NoLeader)
+                    }
+                    Err(RaftError::APIError(e)) => Err(CatalogueError::Write(e.to_string())),
+                    Err(RaftError::Fatal(e)) => return Err(CatalogueError::Fatal(e.to_string())),
+                }
+            } else {
+                let addr = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .cloned();
+                match addr {
+                    Some(node) => self
+                        .network
+                        .forward_write(
+                            &node.rpc_addr,
+                            &CatalogueWrite {
+                                command: command.clone(),
+                            },
+                        )
+                        .await
+                        .map_err(CatalogueError::Write),
+                    None => Err(CatalogueError::NoLeader),
+                }
+            };
+            match outcome {
+                Ok(o) => {
+                    if !self
+                        .view
+                        .wait_applied(o.log_index, Duration::from_secs(10))
+                        .await
+                    {
+                        return Err(CatalogueError::Write(
+                            "timed out waiting for the local replica to apply".into(),
+                        ));
+                    }
+                    return Ok(o.result);
+                }
+                Err(e) => {
+                    last_err = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    /// Snapshot the catalogue and purge the whole log behind it, then compact, so that removed
+    /// entries (a destroyed data key) no longer exist anywhere in this node's Raft files.
+    pub async fn purge_history(&self) -> Result<(), CatalogueError> {
+        let applied = self.view.applied_index();
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| CatalogueError::Fatal(e.to_string()))?;
+        let mut rx = self.raft.metrics();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            rx.wait_for(|m| m.snapshot.is_some_and(|s| s.index >= applied)),
+        )
+        .await;
+        self.raft
+            .trigger()
+            .purge_log(applied)
+            .await
+            .map_err(|e| CatalogueError::Fatal(e.to_string()))?;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            rx.wait_for(|m| m.purged.is_some_and(|p| p.index >= applied)),
+        )
+        .await;
+        let db = self.db.clone();
+        let _ = tokio::task::spawn_blocking(move || store::compact(&db)).await;
+        Ok(())
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}

@@ -1,0 +1,281 @@
+//! Raft transport over tonic: an envelope service carrying JSON-encoded openraft messages,
+//! authenticated by a cluster token in the `x-loci-cluster-token` metadata.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::pb::Envelope;
+use crate::pb::raft_transport_client::RaftTransportClient;
+use crate::pb::raft_transport_server::RaftTransport;
+use crate::{CatalogueWrite, NodeAddr, NodeId, TypeConfig};
+
+pub const CLUSTER_TOKEN_HEADER: &str = "x-loci-cluster-token";
+
+/// Lazily connected channels, one per peer address, shared by Raft and other internal RPCs.
+#[derive(Clone, Default)]
+pub struct ChannelPool {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl ChannelPool {
+    pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        if let Some(c) = self.channels.lock().get(addr) {
+            return Ok(c.clone());
+        }
+        let uri = if addr.starts_with("http") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let ch = Endpoint::from_shared(uri)?
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        self.channels.lock().insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Envelope, serde_json::Error> {
+    Ok(Envelope {
+        payload: serde_json::to_vec(v)?,
+    })
+}
+
+fn decode<T: DeserializeOwned>(e: &Envelope) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(&e.payload)
+}
+
+#[derive(Clone)]
+pub struct Network {
+    pool: ChannelPool,
+    token: Arc<String>,
+}
+
+impl Network {
+    pub fn new(pool: ChannelPool, token: String) -> Self {
+        Network {
+            pool,
+            token: Arc::new(token),
+        }
+    }
+
+    fn request(&self, env: Envelope) -> Request<Envelope> {
+        let mut req = Request::new(env);
+        if let Ok(v) = self.token.parse() {
+            req.metadata_mut().insert(CLUSTER_TOKEN_HEADER, v);
+        }
+        req
+    }
+
+    pub fn client(
+        &self,
+        addr: &str,
+    ) -> Result<RaftTransportClient<Channel>, tonic::transport::Error> {
+        Ok(RaftTransportClient::new(self.pool.get(addr)?)
+            .max_decoding_message_size(64 * 1024 * 1024))
+    }
+
+    /// Forward a catalogue write to the leader at `addr`.
+    pub async fn forward_write(
+        &self,
+        addr: &str,
+        write: &CatalogueWrite,
+    ) -> Result<crate::WriteOutcome, String> {
+        let mut client = self.client(addr).map_err(|e| e.to_string())?;
+        let env = encode(write).map_err(|e| e.to_string())?;
+        let resp = client
+            .client_write(self.request(env))
+            .await
+            .map_err(|s| s.message().to_string())?;
+        decode::<Result<crate::WriteOutcome, String>>(resp.get_ref()).map_err(|e| e.to_string())?
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> Self::Network {
+        PeerConnection {
+            net: self.clone(),
+            target,
+            addr: node.rpc_addr.clone(),
+        }
+    }
+}
+
+pub struct PeerConnection {
+    net: Network,
+    target: NodeId,
+    addr: String,
+}
+
+type RpcErr<E> = RPCError<NodeId, NodeAddr, RaftError<NodeId, E>>;
+
+impl PeerConnection {
+    async fn call<Req, Resp, E>(
+        &self,
+        method: Method,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RpcErr<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let mut client = self
+            .net
+            .client(&self.addr)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let env = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = self.net.request(env);
+        request.set_timeout(timeout);
+        let resp = match method {
+            Method::Append => client.append_entries(request).await,
+            Method::Vote => client.vote(request).await,
+            Method::Snapshot => client.install_snapshot(request).await,
+        };
+        let resp = resp.map_err(|s| match s.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                RPCError::Unreachable(Unreachable::new(&StatusError(s)))
+            }
+            _ => RPCError::Network(NetworkError::new(&StatusError(s))),
+        })?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(resp.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[derive(Debug)]
+struct StatusError(Status);
+
+impl std::fmt::Display for StatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.0.code(), self.0.message())
+    }
+}
+
+impl std::error::Error for StatusError {}
+
+enum Method {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.call(Method::Append, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        self.call(Method::Snapshot, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.call(Method::Vote, &rpc, option.hard_ttl()).await
+    }
+}
+
+/// Server side: hands incoming envelopes to the local Raft.
+pub struct RaftService {
+    node: Arc<crate::CatalogueNode>,
+}
+
+impl RaftService {
+    pub fn new(node: Arc<crate::CatalogueNode>) -> Self {
+        RaftService { node }
+    }
+
+    pub fn into_server(self) -> crate::pb::raft_transport_server::RaftTransportServer<Self> {
+        crate::pb::raft_transport_server::RaftTransportServer::new(self)
+            .max_decoding_message_size(64 * 1024 * 1024)
+    }
+}
+
+fn check_token(node: &crate::CatalogueNode, req: &Request<Envelope>) -> Result<(), Status> {
+    let given = req
+        .metadata()
+        .get(CLUSTER_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if node.token_matches(given) {
+        Ok(())
+    } else {
+        Err(Status::unauthenticated("bad cluster token"))
+    }
+}
+
+fn reply<T: Serialize>(v: &T) -> Result<Response<Envelope>, Status> {
+    encode(v)
+        .map(Response::new)
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+fn parse<T: DeserializeOwned>(req: &Request<Envelope>) -> Result<T, Status> {
+    decode(req.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftService {
+    async fn append_entries(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        check_token(&self.node, &req)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = parse(&req)?;
+        reply(&self.node.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        check_token(&self.node, &req)?;
+        let rpc: VoteRequest<NodeId> = parse(&req)?;
+        reply(&self.node.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        check_token(&self.node, &req)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = parse(&req)?;
+        reply(&self.node.raft.install_snapshot(rpc).await)
+    }
+
+    async fn client_write(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        check_token(&self.node, &req)?;
+        let write: CatalogueWrite = parse(&req)?;
+        // Only the leader executes; a follower that receives this answers an error and the
+        // caller retries with the leader it learns about.
+        let res = self
+            .node
+            .write_local(write.command)
+            .await
+            .map_err(|e| e.to_string());
+        reply(&res)
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install the system packages Loci needs to build and test, when missing.
+# As root: installs them with apt-get. Otherwise: prints exactly what to install and fails.
+set -euo pipefail
+
+need=()
+command -v clang >/dev/null 2>&1 || need+=(clang)
+# bindgen (RocksDB bindings) loads libclang at build time.
+if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 \
+   || ! dpkg -s libclang-dev >/dev/null 2>&1; then
+  need+=(libclang-dev)
+fi
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v ld.lld >/dev/null 2>&1 || need+=(lld)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import venv' >/dev/null 2>&1 || need+=(python3-venv)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing system packages: ${need[*]}" >&2
+    echo "install them with:  sudo apt-get install -y ${need[*]}" >&2
+    exit 1
+  fi
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi

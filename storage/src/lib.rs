@@ -1,0 +1,18 @@
+//! Loci storage: the node-local data plane below the network.
+//!
+//! * [`crypto`] — the key hierarchy and AES-256-GCM sealing of every record.
+//! * [`store`] — RocksDB (fixed column families keyed by namespace id), per-namespace state,
+//!   and the executor of [`model::DataOp`]s.
+//! * [`vector`] / [`text`] — HNSW (hnsw_rs) and blind-indexed BM25 (tantivy) indexes.
+//! * [`embed`] — the `Embedder` trait and the built-in hashed n-gram embedder.
+
+pub mod crypto;
+pub mod embed;
+pub mod error;
+pub mod model;
+pub mod store;
+pub mod text;
+pub mod vector;
+
+pub use error::{Result, StorageError};
+pub use store::{NsContext, Store, StoreConfig};

@@ -1,0 +1,312 @@
+//! Domain types: memories, sessions, filters and the operations a namespace executes.
+//!
+//! Every operation on a namespace's data is a [`DataOp`] and answers a [`DataResult`]; both are
+//! serde types so a node can execute an operation locally or forward it to the namespace's owner.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds since the Unix epoch (the wire format of every timestamp).
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[derive(
+    Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryType {
+    #[default]
+    Episodic,
+    Semantic,
+    Procedural,
+    Working,
+}
+
+impl MemoryType {
+    pub const ALL: [MemoryType; 4] = [
+        MemoryType::Episodic,
+        MemoryType::Semantic,
+        MemoryType::Procedural,
+        MemoryType::Working,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MemoryType::Episodic => "episodic",
+            MemoryType::Semantic => "semantic",
+            MemoryType::Procedural => "procedural",
+            MemoryType::Working => "working",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "episodic" => Some(MemoryType::Episodic),
+            "semantic" => Some(MemoryType::Semantic),
+            "procedural" => Some(MemoryType::Procedural),
+            "working" => Some(MemoryType::Working),
+            _ => None,
+        }
+    }
+}
+
+/// A stored memory, exactly as the API returns it (embedding kept apart).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MemoryRecord {
+    pub id: String,
+    pub namespace: String,
+    pub agent_id: String,
+    pub content: String,
+    pub memory_type: MemoryType,
+    pub importance: f64,
+    pub tags: Vec<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub session_id: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub last_accessed_at: u64,
+    pub access_count: u64,
+    pub expires_at: Option<u64>,
+    /// Bumped on every change; lets the text index detect stale entries after a crash.
+    pub version: u64,
+}
+
+impl MemoryRecord {
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+}
+
+/// A memory to store, validated by the API layer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NewMemory {
+    pub id: Option<String>,
+    pub agent_id: String,
+    pub content: String,
+    pub memory_type: MemoryType,
+    pub importance: f64,
+    pub tags: Vec<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub session_id: Option<String>,
+    pub expires_at: Option<u64>,
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// Fields of an update; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct MemoryPatch {
+    pub content: Option<String>,
+    pub memory_type: Option<MemoryType>,
+    pub importance: Option<f64>,
+    pub tags: Option<Vec<String>>,
+    pub metadata: Option<serde_json::Value>,
+    pub expires_at: Option<Option<u64>>,
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// Which memories an operation applies to. All given predicates must hold.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct MemoryFilter {
+    pub ids: Option<Vec<String>>,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub memory_type: Option<MemoryType>,
+    /// Memory has at least one of these tags.
+    pub tags_any: Option<Vec<String>>,
+    /// Memory has every one of these tags.
+    pub tags_all: Option<Vec<String>>,
+    pub min_importance: Option<f64>,
+    pub max_importance: Option<f64>,
+    pub created_after: Option<u64>,
+    pub created_before: Option<u64>,
+}
+
+impl MemoryFilter {
+    /// True when the filter selects everything (guards destructive calls).
+    pub fn is_empty(&self) -> bool {
+        self == &MemoryFilter::default()
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SortBy {
+    #[default]
+    CreatedAtDesc,
+    CreatedAtAsc,
+    LastAccessedAt,
+    Importance,
+    AccessCount,
+}
+
+/// How candidates from the two indexes are combined.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    #[default]
+    Minmax,
+    Rrf,
+}
+
+/// Which indexes a recall consults.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    #[default]
+    Auto,
+    Vector,
+    Bm25,
+    Hybrid,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RecallParams {
+    pub query: String,
+    pub query_embedding: Option<Vec<f32>>,
+    pub top_k: usize,
+    pub filter: MemoryFilter,
+    pub routing: Routing,
+    pub fusion: Fusion,
+    /// Weight of the vector score in hybrid fusion (0–1); `None` = default 0.7.
+    pub vector_weight: Option<f32>,
+    pub min_score: Option<f32>,
+    /// Weigh the relevance by importance and recency (the documented formula).
+    pub importance_weighted: bool,
+    /// Recall (not search) records an access on every returned memory.
+    pub record_access: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ScoredMemory {
+    pub memory: MemoryRecord,
+    /// Final fused score (what results are ordered by).
+    pub score: f32,
+    /// Relevance before importance / recency weighting.
+    pub relevance: f32,
+    pub vector_score: Option<f32>,
+    pub text_score: Option<f32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Session {
+    pub id: String,
+    pub agent_id: String,
+    pub started_at: u64,
+    pub ended_at: Option<u64>,
+    pub summary: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub last_activity_at: u64,
+    pub ended_reason: Option<String>,
+    pub idle_timeout_secs: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SessionInfo {
+    pub session: Session,
+    pub memory_count: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct AgentStats {
+    pub agent_id: String,
+    pub total_memories: u64,
+    pub memories_by_type: BTreeMap<String, u64>,
+    pub total_sessions: u64,
+    pub active_sessions: u64,
+    pub avg_importance: Option<f64>,
+    pub oldest_memory_at: Option<u64>,
+    pub newest_memory_at: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct AgentSummary {
+    pub agent_id: String,
+    pub memory_count: u64,
+    pub session_count: u64,
+    pub active_sessions: u64,
+    pub vector_count: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct NamespaceStats {
+    pub memory_count: u64,
+    pub vector_count: u64,
+    pub session_count: u64,
+    pub dimension: Option<usize>,
+    pub estimated_storage_bytes: u64,
+}
+
+/// One operation on one namespace's data.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum DataOp {
+    Store {
+        items: Vec<NewMemory>,
+    },
+    Get {
+        id: String,
+        record_access: bool,
+    },
+    Update {
+        id: String,
+        patch: MemoryPatch,
+    },
+    Forget {
+        filter: MemoryFilter,
+    },
+    List {
+        filter: MemoryFilter,
+        sort: SortBy,
+        limit: usize,
+        offset: usize,
+    },
+    Recall(RecallParams),
+    StartSession {
+        id: Option<String>,
+        agent_id: String,
+        metadata: Option<serde_json::Value>,
+        idle_timeout_secs: Option<u64>,
+    },
+    EndSession {
+        id: String,
+        summary: Option<String>,
+    },
+    GetSession {
+        id: String,
+    },
+    ListSessions {
+        agent_id: Option<String>,
+        active_only: bool,
+        limit: usize,
+        offset: usize,
+    },
+    AgentStats {
+        agent_id: String,
+    },
+    ListAgents,
+    Stats,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum DataResult {
+    Stored(Vec<MemoryRecord>),
+    Memory(MemoryRecord),
+    Deleted(u64),
+    Memories {
+        memories: Vec<MemoryRecord>,
+        total: u64,
+    },
+    Recalled(Vec<ScoredMemory>),
+    Session(SessionInfo),
+    Sessions {
+        sessions: Vec<SessionInfo>,
+        total: u64,
+    },
+    AgentStats(AgentStats),
+    Agents(Vec<AgentSummary>),
+    Stats(NamespaceStats),
+}

@@ -1,0 +1,1292 @@
+//! The node's data store: one RocksDB with fixed column families keyed by an 8-byte namespace id
+//! prefix, a per-namespace in-memory state (memory metadata and vector index) loaded lazily from
+//! the encrypted rows, and the node-wide text index. [`Store::execute`] runs one [`DataOp`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Options, PrefixRange,
+    ReadOptions, SliceTransform, WriteBatch, WriteOptions,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{DataKey, RecordKind, random_bytes};
+use crate::embed::SharedEmbedder;
+use crate::error::{Result, StorageError};
+use crate::model::*;
+use crate::text::TextIndex;
+use crate::vector::VectorIndex;
+
+pub const CF_MEM: &str = "mem";
+pub const CF_VEC: &str = "vec";
+pub const CF_IDX: &str = "idx";
+pub const CF_REPL: &str = "repl";
+pub const CF_NSMETA: &str = "nsmeta";
+const ALL_CFS: [&str; 5] = [CF_MEM, CF_VEC, CF_IDX, CF_REPL, CF_NSMETA];
+
+const KIND_MEMORY: u8 = b'm';
+const KIND_SESSION: u8 = b's';
+const IDX_EXPIRY: u8 = b'e';
+const IDX_ACCESS: u8 = b'a';
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// fsync the WAL on every write batch (survives power loss, not only process crashes).
+    pub sync_writes: bool,
+    /// Live vectors above which a namespace searches an HNSW graph instead of exactly.
+    pub ann_threshold: usize,
+    /// Block cache shared by every column family.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            sync_writes: true,
+            ann_threshold: 10_000,
+            block_cache_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// What the store needs to know about a namespace; the catalogue is the source of truth.
+#[derive(Clone)]
+pub struct NsContext {
+    pub id: u64,
+    pub name: String,
+    pub key: DataKey,
+    pub dimension: usize,
+    pub embedder: SharedEmbedder,
+}
+
+/// Per-memory facts kept in memory for filtering and ranking (no content, no vector).
+#[derive(Clone, Debug)]
+struct Meta {
+    agent_id: String,
+    session_id: Option<String>,
+    memory_type: MemoryType,
+    importance: f64,
+    tags: Vec<String>,
+    created_at: u64,
+    expires_at: Option<u64>,
+    access_count: u64,
+    last_accessed_at: u64,
+    content_len: usize,
+}
+
+impl Meta {
+    fn of(r: &MemoryRecord) -> Self {
+        Meta {
+            agent_id: r.agent_id.clone(),
+            session_id: r.session_id.clone(),
+            memory_type: r.memory_type,
+            importance: r.importance,
+            tags: r.tags.clone(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            access_count: r.access_count,
+            last_accessed_at: r.last_accessed_at,
+            content_len: r.content.len(),
+        }
+    }
+
+    fn live(&self, now: u64) -> bool {
+        self.expires_at.is_none_or(|e| e > now)
+    }
+
+    fn matches(&self, id: &str, f: &MemoryFilter, now: u64) -> bool {
+        if !self.live(now) {
+            return false;
+        }
+        if let Some(ids) = &f.ids {
+            if !ids.iter().any(|x| x == id) {
+                return false;
+            }
+        }
+        if f.agent_id.as_ref().is_some_and(|a| a != &self.agent_id) {
+            return false;
+        }
+        if f.session_id.is_some() && f.session_id != self.session_id {
+            return false;
+        }
+        if f.memory_type.is_some_and(|t| t != self.memory_type) {
+            return false;
+        }
+        if let Some(any) = &f.tags_any {
+            if !any.is_empty() && !any.iter().any(|t| self.tags.contains(t)) {
+                return false;
+            }
+        }
+        if let Some(all) = &f.tags_all {
+            if !all.iter().all(|t| self.tags.contains(t)) {
+                return false;
+            }
+        }
+        if f.min_importance.is_some_and(|m| self.importance < m) {
+            return false;
+        }
+        if f.max_importance.is_some_and(|m| self.importance > m) {
+            return false;
+        }
+        if f.created_after.is_some_and(|t| self.created_at < t) {
+            return false;
+        }
+        if f.created_before.is_some_and(|t| self.created_at > t) {
+            return false;
+        }
+        true
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct AccessStats {
+    count: u64,
+    last: u64,
+}
+
+struct NsState {
+    metas: HashMap<String, Meta>,
+    sessions: HashMap<String, Session>,
+    vectors: VectorIndex,
+    /// Memories whose access stats changed since the last flush.
+    access_dirty: HashSet<String>,
+}
+
+struct Namespace {
+    ctx: NsContext,
+    state: RwLock<NsState>,
+    /// Serialises writers of this namespace (ordering of batches and in-memory updates).
+    writer: Mutex<()>,
+}
+
+pub struct Store {
+    db: Arc<DB>,
+    text: Arc<TextIndex>,
+    config: StoreConfig,
+    loaded: RwLock<HashMap<u64, Arc<Namespace>>>,
+    /// Serialises namespace loading so two callers don't both build a state.
+    load_lock: Mutex<()>,
+    path: PathBuf,
+}
+
+fn prefix(ns: u64) -> [u8; 8] {
+    ns.to_be_bytes()
+}
+
+fn row_key(ns: u64, kind: u8, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + id.len());
+    k.extend_from_slice(&prefix(ns));
+    k.push(kind);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn vec_key(ns: u64, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + id.len());
+    k.extend_from_slice(&prefix(ns));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn expiry_key(ns: u64, at: u64, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17 + id.len());
+    k.extend_from_slice(&prefix(ns));
+    k.push(IDX_EXPIRY);
+    k.extend_from_slice(&at.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode_vector(b: &[u8]) -> Result<Vec<f32>> {
+    if b.len() % 4 != 0 {
+        return Err(StorageError::Encoding("vector length".into()));
+    }
+    Ok(b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+pub fn new_memory_id() -> String {
+    let mut b = [0u8; 16];
+    random_bytes(&mut b);
+    format!("mem_{}", hex::encode(b))
+}
+
+pub fn new_session_id() -> String {
+    let mut b = [0u8; 12];
+    random_bytes(&mut b);
+    format!("sess_{}", hex::encode(b))
+}
+
+/// Check a client- or embedder-supplied vector before it reaches the index.
+pub fn check_vector(v: &[f32], dimension: usize) -> Result<()> {
+    if v.is_empty() {
+        return Err(StorageError::Invalid("embedding must not be empty".into()));
+    }
+    if v.len() != dimension {
+        return Err(StorageError::DimensionMismatch {
+            expected: dimension,
+            got: v.len(),
+        });
+    }
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(StorageError::Invalid(
+            "embedding contains NaN or infinite values".into(),
+        ));
+    }
+    if v.iter().all(|x| *x == 0.0) {
+        return Err(StorageError::Invalid(
+            "embedding must not be the zero vector".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Store {
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let cache = Cache::new_lru_cache(config.block_cache_bytes);
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(5);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut o = Options::default();
+            let mut bb = BlockBasedOptions::default();
+            bb.set_block_cache(&cache);
+            bb.set_bloom_filter(10.0, false);
+            o.set_block_based_table_factory(&bb);
+            o.set_prefix_extractor(SliceTransform::create_fixed_prefix(8));
+            o.set_compression_type(DBCompressionType::Lz4);
+            o.set_bottommost_compression_type(DBCompressionType::Zstd);
+            ColumnFamilyDescriptor::new(*name, o)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, dir.join("rocksdb"), cfs)?;
+        let text = TextIndex::open(&dir.join("text"))?;
+        Ok(Store {
+            db: Arc::new(db),
+            text: Arc::new(text),
+            config,
+            loaded: RwLock::new(HashMap::new()),
+            load_lock: Mutex::new(()),
+            path: dir.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        // The column families are fixed and created at open.
+        self.db.cf_handle(name).expect("column family exists")
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.config.sync_writes);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    fn scan_prefix(
+        &self,
+        cf: &str,
+        p: &[u8],
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_range(PrefixRange(p.to_vec()));
+        ro.set_total_order_seek(true);
+        self.db
+            .iterator_cf_opt(self.cf(cf), ro, rocksdb::IteratorMode::Start)
+            .map(|r| r.map_err(Into::into))
+    }
+
+    /// The namespace's in-memory state, loading it from disk on first use.
+    fn namespace(&self, ctx: &NsContext) -> Result<Arc<Namespace>> {
+        if let Some(ns) = self.loaded.read().get(&ctx.id) {
+            return Ok(ns.clone());
+        }
+        let _guard = self.load_lock.lock();
+        if let Some(ns) = self.loaded.read().get(&ctx.id) {
+            return Ok(ns.clone());
+        }
+        let ns = Arc::new(self.load(ctx)?);
+        self.loaded.write().insert(ctx.id, ns.clone());
+        Ok(ns)
+    }
+
+    fn load(&self, ctx: &NsContext) -> Result<Namespace> {
+        let started = std::time::Instant::now();
+        let now = now_secs();
+        let key = &ctx.key;
+        let mut metas = HashMap::new();
+        let mut sessions = HashMap::new();
+        let mut versions: HashMap<String, u64> = HashMap::new();
+        let mut expired = Vec::new();
+        let p = prefix(ctx.id);
+        for item in self.scan_prefix(CF_MEM, &p) {
+            let (k, v) = item?;
+            if k.len() < 9 {
+                continue;
+            }
+            let kind = k[8];
+            let id = String::from_utf8_lossy(&k[9..]).into_owned();
+            match kind {
+                KIND_MEMORY => {
+                    let rec: MemoryRecord = serde_json::from_slice(&key.open(
+                        RecordKind::Memory,
+                        id.as_bytes(),
+                        &v,
+                    )?)?;
+                    if rec.is_expired(now) {
+                        expired.push(rec.id.clone());
+                        continue;
+                    }
+                    versions.insert(rec.id.clone(), rec.version);
+                    metas.insert(rec.id.clone(), Meta::of(&rec));
+                }
+                KIND_SESSION => {
+                    let s: Session = serde_json::from_slice(&key.open(
+                        RecordKind::Session,
+                        id.as_bytes(),
+                        &v,
+                    )?)?;
+                    sessions.insert(s.id.clone(), s);
+                }
+                _ => {}
+            }
+        }
+        let vectors = VectorIndex::new(ctx.dimension, self.config.ann_threshold);
+        for item in self.scan_prefix(CF_VEC, &p) {
+            let (k, v) = item?;
+            let id = String::from_utf8_lossy(&k[8..]).into_owned();
+            if !metas.contains_key(&id) {
+                continue;
+            }
+            let vector = decode_vector(&key.open(RecordKind::Vector, id.as_bytes(), &v)?)?;
+            vectors.upsert(&id, &vector);
+        }
+        let mut ap = p.to_vec();
+        ap.push(IDX_ACCESS);
+        for item in self.scan_prefix(CF_IDX, &ap) {
+            let (k, v) = item?;
+            let id = String::from_utf8_lossy(&k[9..]).into_owned();
+            if let (Some(m), Ok(a)) = (metas.get_mut(&id), postcard::from_bytes::<AccessStats>(&v))
+            {
+                m.access_count = m.access_count.max(a.count);
+                m.last_accessed_at = m.last_accessed_at.max(a.last);
+            }
+        }
+        // The text index is derived data committed in batches: after a crash it can miss or hold
+        // stale entries. Re-index exactly what differs from the authoritative rows.
+        let indexed = self.text.list(ctx.id)?;
+        let mut reindex = Vec::new();
+        for (id, ver) in &versions {
+            if indexed.get(id) != Some(ver) {
+                reindex.push(id.clone());
+            }
+        }
+        for id in indexed.keys() {
+            if !versions.contains_key(id) {
+                self.text.delete(ctx.id, id);
+            }
+        }
+        for id in &reindex {
+            if let Some(rec) = self.read_record(ctx, id)? {
+                self.text.upsert(key, id, rec.version, &rec.content)?;
+            }
+        }
+        let ns = Namespace {
+            ctx: ctx.clone(),
+            state: RwLock::new(NsState {
+                metas,
+                sessions,
+                vectors,
+                access_dirty: HashSet::new(),
+            }),
+            writer: Mutex::new(()),
+        };
+        if !expired.is_empty() {
+            self.delete_ids(&ns, &expired)?;
+        }
+        self.text.commit()?;
+        tracing::debug!(
+            namespace = %ctx.name,
+            memories = ns.state.read().metas.len(),
+            reindexed = reindex.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "namespace loaded"
+        );
+        Ok(ns)
+    }
+
+    fn read_record(&self, ctx: &NsContext, id: &str) -> Result<Option<MemoryRecord>> {
+        match self
+            .db
+            .get_cf(self.cf(CF_MEM), row_key(ctx.id, KIND_MEMORY, id))?
+        {
+            None => Ok(None),
+            Some(v) => {
+                let pt = ctx.key.open(RecordKind::Memory, id.as_bytes(), &v)?;
+                Ok(Some(serde_json::from_slice(&pt)?))
+            }
+        }
+    }
+
+    /// A record with the in-memory access stats merged in.
+    fn full_record(&self, ns: &Namespace, id: &str) -> Result<Option<MemoryRecord>> {
+        let meta = match ns.state.read().metas.get(id) {
+            Some(m) => m.clone(),
+            None => return Ok(None),
+        };
+        Ok(self.read_record(&ns.ctx, id)?.map(|mut r| {
+            r.access_count = meta.access_count;
+            r.last_accessed_at = meta.last_accessed_at;
+            r
+        }))
+    }
+
+    fn put_record(
+        &self,
+        batch: &mut WriteBatch,
+        ctx: &NsContext,
+        rec: &MemoryRecord,
+        old_expiry: Option<u64>,
+    ) -> Result<()> {
+        let pt = serde_json::to_vec(rec)?;
+        batch.put_cf(
+            self.cf(CF_MEM),
+            row_key(ctx.id, KIND_MEMORY, &rec.id),
+            ctx.key.seal(RecordKind::Memory, rec.id.as_bytes(), &pt),
+        );
+        if let Some(old) = old_expiry {
+            batch.delete_cf(self.cf(CF_IDX), expiry_key(ctx.id, old, &rec.id));
+        }
+        if let Some(at) = rec.expires_at {
+            batch.put_cf(self.cf(CF_IDX), expiry_key(ctx.id, at, &rec.id), []);
+        }
+        Ok(())
+    }
+
+    fn put_vector(&self, batch: &mut WriteBatch, ctx: &NsContext, id: &str, v: &[f32]) {
+        batch.put_cf(
+            self.cf(CF_VEC),
+            vec_key(ctx.id, id),
+            ctx.key
+                .seal(RecordKind::Vector, id.as_bytes(), &encode_vector(v)),
+        );
+    }
+
+    fn put_session(&self, batch: &mut WriteBatch, ctx: &NsContext, s: &Session) -> Result<()> {
+        let pt = serde_json::to_vec(s)?;
+        batch.put_cf(
+            self.cf(CF_MEM),
+            row_key(ctx.id, KIND_SESSION, &s.id),
+            ctx.key.seal(RecordKind::Session, s.id.as_bytes(), &pt),
+        );
+        Ok(())
+    }
+
+    fn embed(&self, ctx: &NsContext, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let out = ctx.embedder.embed(texts)?;
+        for v in &out {
+            check_vector(v, ctx.dimension).map_err(|e| StorageError::Embedding(e.to_string()))?;
+        }
+        Ok(out)
+    }
+
+    /// Run one operation on a namespace. Blocking: call from a blocking thread.
+    pub fn execute(&self, ctx: &NsContext, op: DataOp) -> Result<DataResult> {
+        let ns = self.namespace(ctx)?;
+        let now = now_secs();
+        match op {
+            DataOp::Store { items } => self.store(&ns, items, now).map(DataResult::Stored),
+            DataOp::Get { id, record_access } => {
+                let rec = self.get_live(&ns, &id, now)?;
+                if record_access {
+                    self.touch(&ns, std::slice::from_ref(&id), now);
+                }
+                Ok(DataResult::Memory(rec))
+            }
+            DataOp::Update { id, patch } => {
+                self.update(&ns, &id, patch, now).map(DataResult::Memory)
+            }
+            DataOp::Forget { filter } => {
+                let _w = ns.writer.lock();
+                let ids = self.select(&ns, &filter, now);
+                self.delete_ids(&ns, &ids)?;
+                Ok(DataResult::Deleted(ids.len() as u64))
+            }
+            DataOp::List {
+                filter,
+                sort,
+                limit,
+                offset,
+            } => {
+                let (page, total) = self.list(&ns, &filter, sort, limit, offset, now)?;
+                Ok(DataResult::Memories {
+                    memories: page,
+                    total,
+                })
+            }
+            DataOp::Recall(p) => self.recall(&ns, p, now).map(DataResult::Recalled),
+            DataOp::StartSession {
+                id,
+                agent_id,
+                metadata,
+                idle_timeout_secs,
+            } => {
+                let _w = ns.writer.lock();
+                let id = id.unwrap_or_else(new_session_id);
+                if let Some(existing) = ns.state.read().sessions.get(&id) {
+                    if existing.agent_id != agent_id {
+                        return Err(StorageError::Conflict(format!(
+                            "session {id} belongs to another agent"
+                        )));
+                    }
+                }
+                let existing = ns.state.read().sessions.get(&id).cloned();
+                let s = match existing {
+                    Some(s) => s,
+                    None => {
+                        let s = Session {
+                            id: id.clone(),
+                            agent_id,
+                            started_at: now,
+                            ended_at: None,
+                            summary: None,
+                            metadata,
+                            last_activity_at: now,
+                            ended_reason: None,
+                            idle_timeout_secs,
+                        };
+                        let mut b = WriteBatch::default();
+                        self.put_session(&mut b, &ns.ctx, &s)?;
+                        self.write(b)?;
+                        ns.state.write().sessions.insert(id.clone(), s.clone());
+                        s
+                    }
+                };
+                Ok(DataResult::Session(self.session_info(&ns, s, now)))
+            }
+            DataOp::EndSession { id, summary } => {
+                let _w = ns.writer.lock();
+                let mut s = ns
+                    .state
+                    .read()
+                    .sessions
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| StorageError::NotFound(format!("session {id}")))?;
+                if s.ended_at.is_none() {
+                    s.ended_at = Some(now);
+                    s.ended_reason = Some("client".into());
+                    if summary.is_some() {
+                        s.summary = summary;
+                    }
+                    s.last_activity_at = now;
+                    let mut b = WriteBatch::default();
+                    self.put_session(&mut b, &ns.ctx, &s)?;
+                    self.write(b)?;
+                    ns.state.write().sessions.insert(id, s.clone());
+                }
+                Ok(DataResult::Session(self.session_info(&ns, s, now)))
+            }
+            DataOp::GetSession { id } => {
+                let s = ns
+                    .state
+                    .read()
+                    .sessions
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| StorageError::NotFound(format!("session {id}")))?;
+                Ok(DataResult::Session(self.session_info(&ns, s, now)))
+            }
+            DataOp::ListSessions {
+                agent_id,
+                active_only,
+                limit,
+                offset,
+            } => {
+                let mut all: Vec<Session> = ns
+                    .state
+                    .read()
+                    .sessions
+                    .values()
+                    .filter(|s| agent_id.as_ref().is_none_or(|a| &s.agent_id == a))
+                    .filter(|s| !active_only || s.ended_at.is_none())
+                    .cloned()
+                    .collect();
+                all.sort_by(|a, b| {
+                    b.started_at
+                        .cmp(&a.started_at)
+                        .then_with(|| a.id.cmp(&b.id))
+                });
+                let total = all.len() as u64;
+                let sessions = all
+                    .into_iter()
+                    .skip(offset)
+                    .take(limit)
+                    .map(|s| self.session_info(&ns, s, now))
+                    .collect();
+                Ok(DataResult::Sessions { sessions, total })
+            }
+            DataOp::AgentStats { agent_id } => Ok(DataResult::AgentStats(
+                self.agent_stats(&ns, &agent_id, now),
+            )),
+            DataOp::ListAgents => Ok(DataResult::Agents(self.agents(&ns, now))),
+            DataOp::Stats => {
+                let st = ns.state.read();
+                let live: Vec<&Meta> = st.metas.values().filter(|m| m.live(now)).collect();
+                Ok(DataResult::Stats(NamespaceStats {
+                    memory_count: live.len() as u64,
+                    vector_count: st.vectors.len() as u64,
+                    session_count: st.sessions.len() as u64,
+                    dimension: Some(ns.ctx.dimension),
+                    estimated_storage_bytes: live
+                        .iter()
+                        .map(|m| m.content_len as u64 + 4 * ns.ctx.dimension as u64)
+                        .sum(),
+                }))
+            }
+        }
+    }
+
+    fn session_info(&self, ns: &Namespace, session: Session, now: u64) -> SessionInfo {
+        let memory_count = ns
+            .state
+            .read()
+            .metas
+            .values()
+            .filter(|m| m.live(now) && m.session_id.as_deref() == Some(session.id.as_str()))
+            .count() as u64;
+        SessionInfo {
+            session,
+            memory_count,
+        }
+    }
+
+    fn get_live(&self, ns: &Namespace, id: &str, now: u64) -> Result<MemoryRecord> {
+        let live = ns.state.read().metas.get(id).is_some_and(|m| m.live(now));
+        if !live {
+            return Err(StorageError::NotFound(format!("memory {id}")));
+        }
+        self.full_record(ns, id)?
+            .ok_or_else(|| StorageError::NotFound(format!("memory {id}")))
+    }
+
+    fn touch(&self, ns: &Namespace, ids: &[String], now: u64) {
+        let mut st = ns.state.write();
+        for id in ids {
+            if let Some(m) = st.metas.get_mut(id) {
+                m.access_count += 1;
+                m.last_accessed_at = now;
+                st.access_dirty.insert(id.clone());
+            }
+        }
+    }
+
+    fn store(&self, ns: &Namespace, items: Vec<NewMemory>, now: u64) -> Result<Vec<MemoryRecord>> {
+        let ctx = &ns.ctx;
+        // Embed outside the namespace's write lock: it is the expensive part.
+        let missing: Vec<&str> = items
+            .iter()
+            .filter(|i| i.embedding.is_none())
+            .map(|i| i.content.as_str())
+            .collect();
+        let mut embedded = self.embed(ctx, &missing)?.into_iter();
+        let mut vectors = Vec::with_capacity(items.len());
+        for item in &items {
+            match &item.embedding {
+                Some(v) => {
+                    check_vector(v, ctx.dimension)?;
+                    vectors.push(v.clone());
+                }
+                None => vectors.push(embedded.next().ok_or_else(|| {
+                    StorageError::Embedding("embedder returned too few vectors".into())
+                })?),
+            }
+        }
+        let _w = ns.writer.lock();
+        let mut batch = WriteBatch::default();
+        let mut records = Vec::with_capacity(items.len());
+        let mut seen = HashSet::new();
+        for item in items {
+            let id = item.id.unwrap_or_else(new_memory_id);
+            if !seen.insert(id.clone()) {
+                return Err(StorageError::Invalid(format!(
+                    "duplicate memory id {id} in one batch"
+                )));
+            }
+            // A client-chosen id that exists is an upsert: keep its creation time.
+            let previous = ns.state.read().metas.get(&id).cloned();
+            let rec = MemoryRecord {
+                id: id.clone(),
+                namespace: ctx.name.clone(),
+                agent_id: item.agent_id,
+                content: item.content,
+                memory_type: item.memory_type,
+                importance: item.importance,
+                tags: item.tags,
+                metadata: item.metadata,
+                session_id: item.session_id,
+                created_at: previous.as_ref().map_or(now, |p| p.created_at),
+                updated_at: now,
+                last_accessed_at: previous.as_ref().map_or(now, |p| p.last_accessed_at),
+                access_count: previous.as_ref().map_or(0, |p| p.access_count),
+                expires_at: item.expires_at,
+                version: 1,
+            };
+            let old_version = match &previous {
+                Some(_) => self.read_record(ctx, &id)?.map_or(0, |r| r.version),
+                None => 0,
+            };
+            let rec = MemoryRecord {
+                version: old_version + 1,
+                ..rec
+            };
+            self.put_record(
+                &mut batch,
+                ctx,
+                &rec,
+                previous.as_ref().and_then(|p| p.expires_at),
+            )?;
+            records.push(rec);
+        }
+        for (rec, v) in records.iter().zip(&vectors) {
+            self.put_vector(&mut batch, ctx, &rec.id, v);
+        }
+        self.write(batch)?;
+        {
+            let mut st = ns.state.write();
+            for (rec, v) in records.iter().zip(&vectors) {
+                st.metas.insert(rec.id.clone(), Meta::of(rec));
+                st.vectors.upsert(&rec.id, v);
+                if let Some(sid) = &rec.session_id {
+                    if let Some(s) = st.sessions.get_mut(sid) {
+                        s.last_activity_at = now;
+                    }
+                }
+            }
+        }
+        for rec in &records {
+            self.text
+                .upsert(&ctx.key, &rec.id, rec.version, &rec.content)?;
+        }
+        Ok(records)
+    }
+
+    fn update(
+        &self,
+        ns: &Namespace,
+        id: &str,
+        patch: MemoryPatch,
+        now: u64,
+    ) -> Result<MemoryRecord> {
+        let ctx = &ns.ctx;
+        let new_vector = match (&patch.embedding, &patch.content) {
+            (Some(v), _) => {
+                check_vector(v, ctx.dimension)?;
+                Some(v.clone())
+            }
+            (None, Some(content)) => self.embed(ctx, &[content.as_str()])?.pop(),
+            (None, None) => None,
+        };
+        let _w = ns.writer.lock();
+        let mut rec = self.get_live(ns, id, now)?;
+        let old_expiry = rec.expires_at;
+        if let Some(c) = patch.content {
+            rec.content = c;
+        }
+        if let Some(t) = patch.memory_type {
+            rec.memory_type = t;
+        }
+        if let Some(i) = patch.importance {
+            rec.importance = i;
+        }
+        if let Some(t) = patch.tags {
+            rec.tags = t;
+        }
+        if let Some(m) = patch.metadata {
+            rec.metadata = Some(m);
+        }
+        if let Some(e) = patch.expires_at {
+            rec.expires_at = e;
+        }
+        rec.updated_at = now;
+        rec.version += 1;
+        let mut batch = WriteBatch::default();
+        self.put_record(&mut batch, ctx, &rec, old_expiry)?;
+        if let Some(v) = &new_vector {
+            self.put_vector(&mut batch, ctx, id, v);
+        }
+        self.write(batch)?;
+        {
+            let mut st = ns.state.write();
+            st.metas.insert(rec.id.clone(), Meta::of(&rec));
+            if let Some(v) = &new_vector {
+                st.vectors.upsert(id, v);
+            }
+        }
+        // The version changed, so re-index even when only other fields did (keeps versions equal).
+        self.text.upsert(&ctx.key, id, rec.version, &rec.content)?;
+        Ok(rec)
+    }
+
+    fn select(&self, ns: &Namespace, filter: &MemoryFilter, now: u64) -> Vec<String> {
+        let st = ns.state.read();
+        match &filter.ids {
+            Some(ids) => ids
+                .iter()
+                .filter(|id| {
+                    st.metas
+                        .get(*id)
+                        .is_some_and(|m| m.matches(id, filter, now))
+                })
+                .cloned()
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect(),
+            None => st
+                .metas
+                .iter()
+                .filter(|(id, m)| m.matches(id, filter, now))
+                .map(|(id, _)| id.clone())
+                .collect(),
+        }
+    }
+
+    /// Remove memories from the rows, both indexes and the in-memory state.
+    fn delete_ids(&self, ns: &Namespace, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ctx = &ns.ctx;
+        let mut batch = WriteBatch::default();
+        {
+            let st = ns.state.read();
+            for id in ids {
+                batch.delete_cf(self.cf(CF_MEM), row_key(ctx.id, KIND_MEMORY, id));
+                batch.delete_cf(self.cf(CF_VEC), vec_key(ctx.id, id));
+                batch.delete_cf(self.cf(CF_IDX), row_key(ctx.id, IDX_ACCESS, id));
+                if let Some(at) = st.metas.get(id).and_then(|m| m.expires_at) {
+                    batch.delete_cf(self.cf(CF_IDX), expiry_key(ctx.id, at, id));
+                }
+            }
+        }
+        self.write(batch)?;
+        {
+            let mut st = ns.state.write();
+            for id in ids {
+                st.metas.remove(id);
+                st.vectors.remove(id);
+                st.access_dirty.remove(id);
+            }
+        }
+        for id in ids {
+            self.text.delete(ctx.id, id);
+        }
+        self.text.commit()?;
+        Ok(())
+    }
+
+    fn list(
+        &self,
+        ns: &Namespace,
+        filter: &MemoryFilter,
+        sort: SortBy,
+        limit: usize,
+        offset: usize,
+        now: u64,
+    ) -> Result<(Vec<MemoryRecord>, u64)> {
+        let mut rows: Vec<(String, Meta)> = {
+            let st = ns.state.read();
+            st.metas
+                .iter()
+                .filter(|(id, m)| m.matches(id, filter, now))
+                .map(|(id, m)| (id.clone(), m.clone()))
+                .collect()
+        };
+        rows.sort_by(|(ia, a), (ib, b)| {
+            let ord = match sort {
+                SortBy::CreatedAtDesc => b.created_at.cmp(&a.created_at),
+                SortBy::CreatedAtAsc => a.created_at.cmp(&b.created_at),
+                SortBy::LastAccessedAt => b.last_accessed_at.cmp(&a.last_accessed_at),
+                SortBy::Importance => b.importance.total_cmp(&a.importance),
+                SortBy::AccessCount => b.access_count.cmp(&a.access_count),
+            };
+            ord.then_with(|| match sort {
+                SortBy::CreatedAtAsc => ia.cmp(ib),
+                _ => ib.cmp(ia),
+            })
+        });
+        let total = rows.len() as u64;
+        let mut page = Vec::new();
+        for (id, _) in rows.into_iter().skip(offset).take(limit) {
+            if let Some(r) = self.full_record(ns, &id)? {
+                page.push(r);
+            }
+        }
+        Ok((page, total))
+    }
+
+    fn recall(&self, ns: &Namespace, p: RecallParams, now: u64) -> Result<Vec<ScoredMemory>> {
+        let ctx = &ns.ctx;
+        if p.top_k == 0 {
+            return Ok(Vec::new());
+        }
+        let use_vector = !matches!(p.routing, Routing::Bm25);
+        let use_text = !matches!(p.routing, Routing::Vector) && !p.query.trim().is_empty();
+        let pool = (p.top_k * 4).max(50);
+        let accept = |id: &str, st: &NsState| {
+            st.metas
+                .get(id)
+                .is_some_and(|m| m.matches(id, &p.filter, now))
+        };
+
+        let vector_hits: Vec<(String, f32)> = if use_vector {
+            let q = match &p.query_embedding {
+                Some(v) => {
+                    check_vector(v, ctx.dimension)?;
+                    Some(v.clone())
+                }
+                None if !p.query.trim().is_empty() => self.embed(ctx, &[p.query.as_str()])?.pop(),
+                None => None,
+            };
+            match q {
+                Some(q) => {
+                    let st = ns.state.read();
+                    st.vectors.search(&q, pool, &|id| accept(id, &st))
+                }
+                None => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        let text_hits: Vec<(String, f32)> = if use_text {
+            let raw = self.text.search(&ctx.key, &p.query, pool * 4)?;
+            let st = ns.state.read();
+            raw.into_iter()
+                .filter(|(id, _)| accept(id, &st))
+                .take(pool)
+                .collect()
+        } else {
+            Vec::new()
+        };
+
+        let fused = fuse(&vector_hits, &text_hits, p.fusion, p.vector_weight);
+        let metas: HashMap<String, Meta> = {
+            let st = ns.state.read();
+            fused
+                .keys()
+                .filter_map(|id| st.metas.get(id).map(|m| (id.clone(), m.clone())))
+                .collect()
+        };
+        let mut scored: Vec<(String, f32, f32, Option<f32>, Option<f32>)> = fused
+            .into_iter()
+            .filter_map(|(id, (rel, v, t))| {
+                let m = metas.get(&id)?;
+                let score = if p.importance_weighted {
+                    weighted_score(rel, m.importance as f32, m.created_at, now)
+                } else {
+                    rel
+                };
+                Some((id, score, rel, v, t))
+            })
+            .filter(|(_, s, ..)| p.min_score.is_none_or(|min| *s >= min))
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        scored.truncate(p.top_k);
+        if p.record_access {
+            let ids: Vec<String> = scored.iter().map(|s| s.0.clone()).collect();
+            self.touch(ns, &ids, now);
+        }
+        let mut out = Vec::with_capacity(scored.len());
+        for (id, score, relevance, vector_score, text_score) in scored {
+            if let Some(memory) = self.full_record(ns, &id)? {
+                out.push(ScoredMemory {
+                    memory,
+                    score,
+                    relevance,
+                    vector_score,
+                    text_score,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn agent_stats(&self, ns: &Namespace, agent_id: &str, now: u64) -> AgentStats {
+        let st = ns.state.read();
+        let mine: Vec<&Meta> = st
+            .metas
+            .values()
+            .filter(|m| m.live(now) && m.agent_id == agent_id)
+            .collect();
+        let mut by_type = BTreeMap::new();
+        for t in MemoryType::ALL {
+            by_type.insert(t.as_str().to_string(), 0u64);
+        }
+        for m in &mine {
+            *by_type
+                .entry(m.memory_type.as_str().to_string())
+                .or_insert(0) += 1;
+        }
+        let sessions: Vec<&Session> = st
+            .sessions
+            .values()
+            .filter(|s| s.agent_id == agent_id)
+            .collect();
+        AgentStats {
+            agent_id: agent_id.to_string(),
+            total_memories: mine.len() as u64,
+            memories_by_type: by_type,
+            total_sessions: sessions.len() as u64,
+            active_sessions: sessions.iter().filter(|s| s.ended_at.is_none()).count() as u64,
+            avg_importance: if mine.is_empty() {
+                None
+            } else {
+                Some(mine.iter().map(|m| m.importance).sum::<f64>() / mine.len() as f64)
+            },
+            oldest_memory_at: mine.iter().map(|m| m.created_at).min(),
+            newest_memory_at: mine.iter().map(|m| m.created_at).max(),
+        }
+    }
+
+    fn agents(&self, ns: &Namespace, now: u64) -> Vec<AgentSummary> {
+        let st = ns.state.read();
+        let mut by_agent: BTreeMap<String, AgentSummary> = BTreeMap::new();
+        for m in st.metas.values().filter(|m| m.live(now)) {
+            let e = by_agent
+                .entry(m.agent_id.clone())
+                .or_insert_with(|| AgentSummary {
+                    agent_id: m.agent_id.clone(),
+                    ..Default::default()
+                });
+            e.memory_count += 1;
+            e.vector_count += 1;
+        }
+        for s in st.sessions.values() {
+            let e = by_agent
+                .entry(s.agent_id.clone())
+                .or_insert_with(|| AgentSummary {
+                    agent_id: s.agent_id.clone(),
+                    ..Default::default()
+                });
+            e.session_count += 1;
+            if s.ended_at.is_none() {
+                e.active_sessions += 1;
+            }
+        }
+        by_agent.into_values().collect()
+    }
+
+    /// Persist changed access statistics (write-behind: a crash may lose the latest bumps).
+    pub fn flush_access_stats(&self) -> Result<()> {
+        let namespaces: Vec<Arc<Namespace>> = self.loaded.read().values().cloned().collect();
+        for ns in namespaces {
+            let mut batch = WriteBatch::default();
+            let mut n = 0;
+            {
+                let mut st = ns.state.write();
+                let dirty: Vec<String> = st.access_dirty.drain().collect();
+                for id in dirty {
+                    if let Some(m) = st.metas.get(&id) {
+                        let v = postcard::to_allocvec(&AccessStats {
+                            count: m.access_count,
+                            last: m.last_accessed_at,
+                        })?;
+                        batch.put_cf(self.cf(CF_IDX), row_key(ns.ctx.id, IDX_ACCESS, &id), v);
+                        n += 1;
+                    }
+                }
+            }
+            if n > 0 {
+                self.write(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete expired memories of every loaded namespace; returns how many went.
+    pub fn sweep_expired(&self) -> Result<u64> {
+        let now = now_secs();
+        let namespaces: Vec<Arc<Namespace>> = self.loaded.read().values().cloned().collect();
+        let mut total = 0;
+        for ns in namespaces {
+            let _w = ns.writer.lock();
+            let expired: Vec<String> = ns
+                .state
+                .read()
+                .metas
+                .iter()
+                .filter(|(_, m)| !m.live(now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            total += expired.len() as u64;
+            self.delete_ids(&ns, &expired)?;
+        }
+        Ok(total)
+    }
+
+    /// Erase every row and index entry of a namespace, then compact so the bytes leave the disk.
+    pub fn drop_namespace(&self, ns_id: u64) -> Result<u64> {
+        let removed = self.loaded.write().remove(&ns_id);
+        let _w = removed.as_ref().map(|ns| ns.writer.lock());
+        let mut count = 0u64;
+        let p = prefix(ns_id);
+        for item in self.scan_prefix(CF_MEM, &p) {
+            let (k, _) = item?;
+            if k.get(8) == Some(&KIND_MEMORY) {
+                count += 1;
+            }
+        }
+        let start = p.to_vec();
+        let end = (ns_id + 1).to_be_bytes().to_vec();
+        let mut batch = WriteBatch::default();
+        for cf in ALL_CFS {
+            batch.delete_range_cf(self.cf(cf), &start, &end);
+        }
+        self.write(batch)?;
+        for cf in ALL_CFS {
+            self.db.flush_cf(self.cf(cf))?;
+            self.db
+                .compact_range_cf(self.cf(cf), Some(&start), Some(&end));
+        }
+        self.text.drop_namespace(ns_id)?;
+        Ok(count)
+    }
+
+    /// Flush memtables and purge obsolete WAL files (used after erasure so no old bytes linger).
+    pub fn flush_all(&self) -> Result<()> {
+        for cf in ALL_CFS {
+            self.db.flush_cf(self.cf(cf))?;
+        }
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Compact every column family fully.
+    pub fn compact_all(&self) {
+        for cf in ALL_CFS {
+            self.db
+                .compact_range_cf::<&[u8], &[u8]>(self.cf(cf), None, None);
+        }
+    }
+
+    /// Commit pending text-index changes (called periodically and at shutdown).
+    pub fn commit_text(&self) -> Result<()> {
+        self.text.commit()
+    }
+
+    /// Everything that must reach disk before a clean exit.
+    pub fn shutdown(&self) -> Result<()> {
+        self.flush_access_stats()?;
+        self.text.commit()?;
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Number of memories across loaded namespaces (for metrics).
+    pub fn loaded_memories(&self) -> u64 {
+        self.loaded
+            .read()
+            .values()
+            .map(|ns| ns.state.read().metas.len() as u64)
+            .sum()
+    }
+
+    pub fn is_loaded(&self, ns_id: u64) -> bool {
+        self.loaded.read().contains_key(&ns_id)
+    }
+}
+
+/// Combine vector and text candidates into (relevance, vector score, text score) per id.
+///
+/// * `minmax`: each list is min-max normalised to [0, 1] over its candidates (a list whose
+///   scores are all equal normalises to 1), then `w·vector + (1−w)·text`, a missing side
+///   counting 0; `w` = `vector_weight` (default 0.7). With only one list present its normalised
+///   score is the relevance.
+/// * `rrf`: `Σ 1/(60 + rank)` over the lists, rescaled so a first place in every list is 1.
+pub fn fuse(
+    vector: &[(String, f32)],
+    text: &[(String, f32)],
+    fusion: Fusion,
+    vector_weight: Option<f32>,
+) -> HashMap<String, (f32, Option<f32>, Option<f32>)> {
+    let mut out: HashMap<String, (f32, Option<f32>, Option<f32>)> = HashMap::new();
+    for (id, s) in vector {
+        out.entry(id.clone()).or_insert((0.0, None, None)).1 = Some(*s);
+    }
+    for (id, s) in text {
+        out.entry(id.clone()).or_insert((0.0, None, None)).2 = Some(*s);
+    }
+    let w = vector_weight.unwrap_or(0.7).clamp(0.0, 1.0);
+    let (w_vec, w_text) = match (vector.is_empty(), text.is_empty()) {
+        (false, true) => (1.0, 0.0),
+        (true, false) => (0.0, 1.0),
+        _ => (w, 1.0 - w),
+    };
+    match fusion {
+        Fusion::Minmax => {
+            let norm = |list: &[(String, f32)]| -> HashMap<String, f32> {
+                let min = list.iter().map(|x| x.1).fold(f32::INFINITY, f32::min);
+                let max = list.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max);
+                list.iter()
+                    .map(|(id, s)| {
+                        (
+                            id.clone(),
+                            if max > min {
+                                (s - min) / (max - min)
+                            } else {
+                                1.0
+                            },
+                        )
+                    })
+                    .collect()
+            };
+            let nv = norm(vector);
+            let nt = norm(text);
+            for (id, e) in out.iter_mut() {
+                e.0 = w_vec * nv.get(id).copied().unwrap_or(0.0)
+                    + w_text * nt.get(id).copied().unwrap_or(0.0);
+            }
+        }
+        Fusion::Rrf => {
+            const K: f32 = 60.0;
+            let rank = |list: &[(String, f32)]| -> HashMap<String, f32> {
+                list.iter()
+                    .enumerate()
+                    .map(|(i, (id, _))| (id.clone(), 1.0 / (K + 1.0 + i as f32)))
+                    .collect()
+            };
+            let rv = rank(vector);
+            let rt = rank(text);
+            let best = (w_vec + w_text) / (K + 1.0);
+            for (id, e) in out.iter_mut() {
+                let s = w_vec * rv.get(id).copied().unwrap_or(0.0)
+                    + w_text * rt.get(id).copied().unwrap_or(0.0);
+                e.0 = if best > 0.0 { s / best } else { 0.0 };
+            }
+        }
+    }
+    out
+}
+
+/// `score = relevance × (0.75 + 0.25·importance) × (0.85 + 0.15·2^(−age_days/14))`
+///
+/// Relevance dominates; importance and recency break ties and lift fresh, important memories.
+pub fn weighted_score(relevance: f32, importance: f32, created_at: u64, now: u64) -> f32 {
+    let age_days = now.saturating_sub(created_at) as f32 / 86_400.0;
+    let recency = 0.5f32.powf(age_days / 14.0);
+    relevance * (0.75 + 0.25 * importance.clamp(0.0, 1.0)) * (0.85 + 0.15 * recency)
+}

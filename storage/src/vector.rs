@@ -1,0 +1,294 @@
+//! Per-namespace vector index.
+//!
+//! Vectors live in memory only (rebuilt from the encrypted `vec` column family when a namespace
+//! is loaded: an HNSW dump would put plaintext embeddings on disk). Small namespaces are searched
+//! exactly by brute force; above `ann_threshold` live vectors an HNSW graph (hnsw_rs) is built in
+//! the background and used. hnsw_rs cannot delete, so removed vectors are tombstones filtered at
+//! search time, and the graph is rebuilt once tombstones pass 20 % of it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anndists::dist::DistCosine;
+use hnsw_rs::hnsw::Hnsw;
+use parking_lot::RwLock;
+
+const HNSW_MAX_CONNECTIONS: usize = 16;
+const HNSW_MAX_LAYER: usize = 16;
+const HNSW_EF_CONSTRUCTION: usize = 100;
+const TOMBSTONE_REBUILD_RATIO: f64 = 0.2;
+
+type Graph = Hnsw<'static, f32, DistCosine>;
+
+struct GraphState {
+    graph: Arc<Graph>,
+    /// Slots below this were handed to the graph (inserted or snapshotted for a build).
+    covers: usize,
+    /// Slots inside `covers` that have since been removed.
+    dead: usize,
+}
+
+struct Inner {
+    dimension: usize,
+    /// Unit vectors by slot; `None` = removed. Slots are never reused.
+    slots: Vec<Option<Arc<[f32]>>>,
+    ids: Vec<Option<String>>,
+    slot_of: HashMap<String, usize>,
+    graph: Option<GraphState>,
+    building: bool,
+}
+
+/// Thread-safe; cheap to clone.
+#[derive(Clone)]
+pub struct VectorIndex {
+    inner: Arc<RwLock<Inner>>,
+    ann_threshold: usize,
+}
+
+impl VectorIndex {
+    pub fn new(dimension: usize, ann_threshold: usize) -> Self {
+        VectorIndex {
+            inner: Arc::new(RwLock::new(Inner {
+                dimension,
+                slots: Vec::new(),
+                ids: Vec::new(),
+                slot_of: HashMap::new(),
+                graph: None,
+                building: false,
+            })),
+            ann_threshold: ann_threshold.max(1),
+        }
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.inner.read().dimension
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().slot_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn uses_graph(&self) -> bool {
+        self.inner.read().graph.is_some()
+    }
+
+    /// Insert or replace the vector of `id`. The caller has validated length and finiteness.
+    pub fn upsert(&self, id: &str, vector: &[f32]) {
+        let mut unit = vector.to_vec();
+        crate::embed::normalize(&mut unit);
+        let unit: Arc<[f32]> = unit.into();
+        let mut g = self.inner.write();
+        Self::remove_locked(&mut g, id);
+        let slot = g.slots.len();
+        g.slots.push(Some(unit.clone()));
+        g.ids.push(Some(id.to_string()));
+        g.slot_of.insert(id.to_string(), slot);
+        if let Some(gs) = g.graph.as_mut() {
+            if gs.covers == slot {
+                gs.graph.insert_slice((&unit, slot));
+                gs.covers = slot + 1;
+            }
+        }
+        let need_build = !g.building
+            && match &g.graph {
+                None => g.slot_of.len() > self.ann_threshold,
+                Some(gs) => gs.dead as f64 > TOMBSTONE_REBUILD_RATIO * gs.covers as f64,
+            };
+        if need_build {
+            g.building = true;
+            drop(g);
+            self.spawn_build();
+        }
+    }
+
+    pub fn remove(&self, id: &str) {
+        let mut g = self.inner.write();
+        Self::remove_locked(&mut g, id);
+    }
+
+    fn remove_locked(g: &mut Inner, id: &str) {
+        if let Some(slot) = g.slot_of.remove(id) {
+            g.slots[slot] = None;
+            g.ids[slot] = None;
+            if let Some(gs) = g.graph.as_mut() {
+                if slot < gs.covers {
+                    gs.dead += 1;
+                }
+            }
+        }
+    }
+
+    /// Build a graph over the current live vectors on a background thread, then swap it in and
+    /// add whatever arrived meanwhile.
+    fn spawn_build(&self) {
+        let this = self.clone();
+        std::thread::spawn(move || this.build_now());
+    }
+
+    /// Build synchronously (used by the background thread and by tests).
+    pub fn build_now(&self) {
+        let (snapshot, covers) = {
+            let g = self.inner.read();
+            let snap: Vec<(usize, Arc<[f32]>)> = g
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| v.as_ref().map(|v| (i, v.clone())))
+                .collect();
+            (snap, g.slots.len())
+        };
+        let graph = Graph::new(
+            HNSW_MAX_CONNECTIONS,
+            snapshot.len().max(1024),
+            HNSW_MAX_LAYER,
+            HNSW_EF_CONSTRUCTION,
+            DistCosine {},
+        );
+        let refs: Vec<(&[f32], usize)> = snapshot.iter().map(|(i, v)| (&v[..], *i)).collect();
+        graph.parallel_insert_slice(&refs);
+        let mut g = self.inner.write();
+        // Catch up with inserts that happened during the build.
+        let mut dead = 0;
+        for slot in 0..g.slots.len() {
+            if slot >= covers {
+                if let Some(v) = g.slots[slot].clone() {
+                    graph.insert_slice((&v, slot));
+                }
+            } else if g.slots[slot].is_none()
+                && snapshot.binary_search_by_key(&slot, |(i, _)| *i).is_ok()
+            {
+                dead += 1;
+            }
+        }
+        let covers_now = g.slots.len();
+        g.graph = Some(GraphState {
+            graph: Arc::new(graph),
+            covers: covers_now,
+            dead,
+        });
+        g.building = false;
+    }
+
+    /// The `k` nearest live vectors accepted by `accept(id)`, as (id, cosine similarity).
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        accept: &dyn Fn(&str) -> bool,
+    ) -> Vec<(String, f32)> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let mut q = query.to_vec();
+        crate::embed::normalize(&mut q);
+        let g = self.inner.read();
+        let exact = || -> Vec<(String, f32)> {
+            g.slots
+                .iter()
+                .zip(g.ids.iter())
+                .filter_map(|(v, id)| match (v, id) {
+                    (Some(v), Some(id)) if accept(id) => Some((id.clone(), dot(&q, v))),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut out: Vec<(String, f32)> = match &g.graph {
+            Some(gs) if g.slot_of.len() > self.ann_threshold => {
+                let filter = |slot: &usize| -> bool {
+                    g.ids
+                        .get(*slot)
+                        .and_then(|x| x.as_deref())
+                        .is_some_and(|id| accept(id))
+                };
+                let ef = (k * 4).max(64);
+                let mut res: Vec<(String, f32)> = gs
+                    .graph
+                    .search_filter(&q, k, ef, Some(&filter))
+                    .into_iter()
+                    .filter_map(|n| g.ids[n.d_id].clone().map(|id| (id, 1.0 - n.distance)))
+                    .collect();
+                // Slots not yet in the graph (only during a rebuild) are scanned exactly.
+                for slot in gs.covers..g.slots.len() {
+                    if let (Some(v), Some(id)) = (&g.slots[slot], &g.ids[slot]) {
+                        if accept(id) {
+                            res.push((id.clone(), dot(&q, v)));
+                        }
+                    }
+                }
+                // A selective filter can starve the graph walk; fall back to an exact scan.
+                if res.len() < k { exact() } else { res }
+            }
+            _ => exact(),
+        };
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out.truncate(k);
+        out
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(seed: u64, dim: usize) -> Vec<f32> {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..dim)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn exact_search_finds_self_and_respects_removal_and_filter() {
+        let idx = VectorIndex::new(8, 1000);
+        for i in 0..50 {
+            idx.upsert(&format!("m{i}"), &v(i, 8));
+        }
+        let hit = idx.search(&v(7, 8), 1, &|_| true);
+        assert_eq!(hit[0].0, "m7");
+        assert!(hit[0].1 > 0.999);
+        idx.remove("m7");
+        assert_ne!(idx.search(&v(7, 8), 1, &|_| true)[0].0, "m7");
+        let only_even = idx.search(&v(9, 8), 5, &|id| {
+            id.trim_start_matches('m').parse::<u32>().unwrap() % 2 == 0
+        });
+        assert!(
+            only_even
+                .iter()
+                .all(|(id, _)| id.trim_start_matches('m').parse::<u32>().unwrap() % 2 == 0)
+        );
+        assert_eq!(idx.len(), 49);
+    }
+
+    #[test]
+    fn graph_search_agrees_with_exact_and_skips_tombstones() {
+        let idx = VectorIndex::new(16, 100);
+        for i in 0..400 {
+            idx.upsert(&format!("m{i}"), &v(i, 16));
+        }
+        idx.build_now();
+        assert!(idx.uses_graph());
+        let hit = idx.search(&v(123, 16), 3, &|_| true);
+        assert_eq!(hit[0].0, "m123");
+        idx.remove("m123");
+        let hit = idx.search(&v(123, 16), 3, &|_| true);
+        assert!(hit.iter().all(|(id, _)| id != "m123"));
+        // replacing a vector moves the id to its new position
+        idx.upsert("m5", &v(9999, 16));
+        assert_eq!(idx.search(&v(9999, 16), 1, &|_| true)[0].0, "m5");
+    }
+}
