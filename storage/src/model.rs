@@ -9,9 +9,13 @@ use serde::{Deserialize, Serialize};
 
 /// Seconds since the Unix epoch (the wire format of every timestamp).
 pub fn now_secs() -> u64 {
+    now_micros() / 1_000_000
+}
+
+pub fn now_micros() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
 
@@ -74,6 +78,9 @@ pub struct MemoryRecord {
     pub expires_at: Option<u64>,
     /// Bumped on every change; lets the text index detect stale entries after a crash.
     pub version: u64,
+    /// Microsecond insertion order within the namespace (stable ordering of same-second writes).
+    #[serde(default)]
+    pub order: u64,
 }
 
 impl MemoryRecord {

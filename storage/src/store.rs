@@ -71,6 +71,7 @@ struct Meta {
     importance: f64,
     tags: Vec<String>,
     created_at: u64,
+    order: u64,
     expires_at: Option<u64>,
     access_count: u64,
     last_accessed_at: u64,
@@ -86,6 +87,7 @@ impl Meta {
             importance: r.importance,
             tags: r.tags.clone(),
             created_at: r.created_at,
+            order: r.order,
             expires_at: r.expires_at,
             access_count: r.access_count,
             last_accessed_at: r.last_accessed_at,
@@ -153,6 +155,8 @@ struct NsState {
     vectors: VectorIndex,
     /// Memories whose access stats changed since the last flush.
     access_dirty: HashSet<String>,
+    /// Last insertion-order stamp handed out (strictly increasing).
+    last_order: u64,
 }
 
 struct Namespace {
@@ -408,6 +412,7 @@ impl Store {
         let ns = Namespace {
             ctx: ctx.clone(),
             state: RwLock::new(NsState {
+                last_order: metas.values().map(|m| m.order).max().unwrap_or(0),
                 metas,
                 sessions,
                 vectors,
@@ -745,6 +750,14 @@ impl Store {
                 access_count: previous.as_ref().map_or(0, |p| p.access_count),
                 expires_at: item.expires_at,
                 version: 1,
+                order: match &previous {
+                    Some(p) => p.order,
+                    None => {
+                        let mut st = ns.state.write();
+                        st.last_order = (st.last_order + 1).max(now_micros());
+                        st.last_order
+                    }
+                },
             };
             let old_version = match &previous {
                 Some(_) => self.read_record(ctx, &id)?.map_or(0, |r| r.version),
@@ -918,8 +931,8 @@ impl Store {
         };
         rows.sort_by(|(ia, a), (ib, b)| {
             let ord = match sort {
-                SortBy::CreatedAtDesc => b.created_at.cmp(&a.created_at),
-                SortBy::CreatedAtAsc => a.created_at.cmp(&b.created_at),
+                SortBy::CreatedAtDesc => b.order.cmp(&a.order),
+                SortBy::CreatedAtAsc => a.order.cmp(&b.order),
                 SortBy::LastAccessedAt => b.last_accessed_at.cmp(&a.last_accessed_at),
                 SortBy::Importance => b.importance.total_cmp(&a.importance),
                 SortBy::AccessCount => b.access_count.cmp(&a.access_count),

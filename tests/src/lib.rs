@@ -1,1 +1,268 @@
-//! placeholder
+//! Test harness: real Loci nodes (in-process, or the real binary) on loopback with free ports,
+//! and a small JSON client.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use loci_node::{NodeHandle, ServeArgs};
+use serde_json::Value;
+
+pub const ROOT_KEY: &str = "test-root-key-0123456789";
+/// 64 hex: skips Argon2 so tests start fast (passphrases are covered by unit tests).
+pub const ENCRYPTION_KEY: &str = "7f3a9c1e5b2d4f6a8c0e1a3b5d7f9e2c4a6b8d0f1e3c5a7b9d2f4e6a8c0b1d3f";
+
+/// Arguments for a node in `dir` on free loopback ports.
+pub fn serve_args(dir: &Path) -> ServeArgs {
+    ServeArgs {
+        config: None,
+        data_dir: dir.to_path_buf(),
+        http_addr: "127.0.0.1:0".into(),
+        grpc_addr: "127.0.0.1:0".into(),
+        gossip_addr: "127.0.0.1:0".into(),
+        advertise_host: None,
+        node_id: None,
+        root_api_key: Some(ROOT_KEY.into()),
+        encryption_key: Some(ENCRYPTION_KEY.into()),
+        cluster_secret: None,
+        log_format: loci_node::config::LogFormat::Text,
+        ready_file: None,
+        max_body_size: 10 * 1024 * 1024,
+        max_content_bytes: 100_000,
+        sync_writes: true,
+        ann_threshold: 10_000,
+        default_dimension: 384,
+    }
+}
+
+/// An in-process node with its own temporary data directory.
+pub struct TestNode {
+    pub handle: Option<NodeHandle>,
+    pub dir: tempfile::TempDir,
+    pub client: Client,
+}
+
+impl TestNode {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, |_| {}).await
+    }
+
+    pub async fn start_with(f: impl FnOnce(&mut ServeArgs)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, f).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, f: impl FnOnce(&mut ServeArgs)) -> Self {
+        init_tracing();
+        let mut args = serve_args(dir.path());
+        f(&mut args);
+        let handle = loci_node::start(args).await.expect("node starts");
+        let client = Client::new(&format!("http://{}", handle.http_addr), ROOT_KEY);
+        TestNode {
+            handle: Some(handle),
+            dir,
+            client,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Graceful stop; the data directory stays for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await.expect("clean shutdown");
+        }
+        self.dir
+    }
+
+    /// Stop and start again on the same data directory.
+    pub async fn restart(self) -> Self {
+        let dir = self.stop().await;
+        Self::start_in(dir, |_| {}).await
+    }
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber_init();
+}
+
+fn tracing_subscriber_init() -> Result<(), ()> {
+    // Quiet by default; LOCI_TEST_LOG=debug to see node logs.
+    if let Ok(level) = std::env::var("LOCI_TEST_LOG") {
+        loci_node::logging::init_with_filter(&level);
+    }
+    Ok(())
+}
+
+/// Minimal JSON client: every call returns (status, body as JSON or a string value).
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, key: &str) -> Self {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            key: Some(key.to_string()),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    pub fn with_key(&self, key: Option<&str>) -> Self {
+        Client {
+            key: key.map(str::to_string),
+            ..self.clone()
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v)
+    }
+
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .body(body);
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.request(reqwest::Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.request(reqwest::Method::POST, path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.request(reqwest::Method::PUT, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.request(reqwest::Method::DELETE, path, None).await
+    }
+    pub async fn delete_with(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.request(reqwest::Method::DELETE, path, Some(body))
+            .await
+    }
+
+    /// Store and return the memory id (panics unless 200).
+    pub async fn store(&self, agent: &str, content: &str) -> String {
+        let (s, v) = self
+            .post(
+                "/v1/memory/store",
+                &serde_json::json!({"agent_id": agent, "content": content}),
+            )
+            .await;
+        assert_eq!(s, 200, "store failed: {v}");
+        v["memory"]["id"].as_str().expect("id").to_string()
+    }
+
+    /// Ids returned by a recall, best first.
+    pub async fn recall_ids(&self, agent: &str, query: &str, top_k: usize) -> Vec<String> {
+        let (s, v) = self
+            .post(
+                "/v1/memory/recall",
+                &serde_json::json!({"agent_id": agent, "query": query, "top_k": top_k}),
+            )
+            .await;
+        assert_eq!(s, 200, "recall failed: {v}");
+        ids_of(&v["memories"])
+    }
+}
+
+/// Memory ids of a list of recall hits (`{memory:{id}}`) or flat memories (`{id}`).
+pub fn ids_of(list: &Value) -> Vec<String> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| {
+                    m["memory"]["id"]
+                        .as_str()
+                        .or_else(|| m["id"].as_str())
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Poll `f` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every regular file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(p);
+                }
+            }
+        }
+    }
+    hits
+}
