@@ -1,62 +1,38 @@
 //! Authentication and authorisation.
 //!
-//! Keys arrive as `X-API-Key` (takes precedence) or `Authorization: Bearer`. A request is
-//! authenticated against the local catalogue replica into a [`Principal`]; every handler then
-//! asks the principal for the scope it needs on the namespace it touches. A namespace the key
-//! holds no grant on answers 403 without revealing whether it exists.
+//! Keys arrive as `X-API-Key` (takes precedence) or `Authorization: Bearer`. The auth middleware
+//! resolves the secret against the local catalogue replica (SHA-256, constant-time compare for
+//! the root key, digest lookup for minted keys) into a [`Principal`] stored in the request; every
+//! handler then asks it for the scope it needs on the namespace it touches. A namespace the key
+//! holds no permission on answers 403 without revealing whether it exists.
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use serde::{Deserialize, Serialize};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+pub use loci_raft::catalogue::{ApiKeyEntry, Grant, Scope, pattern_contains, pattern_matches};
+use loci_storage::model::now_secs;
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::core::canonical_namespace;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Hierarchical: each scope includes the ones below it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    Read,
-    Write,
-    Admin,
-    SuperAdmin,
-}
-
-impl Scope {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Scope::Read => "read",
-            Scope::Write => "write",
-            Scope::Admin => "admin",
-            Scope::SuperAdmin => "super_admin",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "read" => Some(Scope::Read),
-            "write" => Some(Scope::Write),
-            "admin" => Some(Scope::Admin),
-            "super_admin" => Some(Scope::SuperAdmin),
-            _ => None,
-        }
-    }
-}
 
 /// Which namespaces a key may touch, and with what scope.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Grants {
     /// Every namespace, at the key's scope.
     All(Scope),
-    /// `(namespace or "prefix*" pattern, scope)` pairs.
-    List(Vec<(String, Scope)>),
+    /// Exactly these permissions.
+    List(Vec<Grant>),
 }
 
-/// The authenticated caller.
-#[derive(Clone, Debug)]
+/// The authenticated caller of one request.
+#[derive(Debug)]
 pub struct Principal {
     pub key_id: String,
     pub name: String,
@@ -64,38 +40,42 @@ pub struct Principal {
     pub grants: Grants,
     pub expires_at: Option<u64>,
     pub is_root: bool,
+    /// Namespaces this request was authorised against (for the audit log and usage).
+    touched: Mutex<Vec<String>>,
 }
 
 pub const ROOT_KEY_ID: &str = "root";
 
-pub fn pattern_matches(pattern: &str, ns: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => ns.starts_with(prefix),
-        None => pattern == ns,
-    }
-}
-
 impl Principal {
+    pub fn new(
+        key_id: String,
+        name: String,
+        scope: Scope,
+        grants: Grants,
+        expires_at: Option<u64>,
+        is_root: bool,
+    ) -> Self {
+        Principal { key_id, name, scope, grants, expires_at, is_root, touched: Mutex::new(Vec::new()) }
+    }
+
     pub fn root() -> Self {
-        Principal {
-            key_id: ROOT_KEY_ID.into(),
-            name: "root".into(),
-            scope: Scope::SuperAdmin,
-            grants: Grants::All(Scope::SuperAdmin),
-            expires_at: None,
-            is_root: true,
-        }
+        Self::new(ROOT_KEY_ID.into(), "root".into(), Scope::SuperAdmin, Grants::All(Scope::SuperAdmin), None, true)
+    }
+
+    pub fn from_entry(k: &ApiKeyEntry) -> Self {
+        let grants = match &k.grants {
+            None => Grants::All(k.scope),
+            Some(list) => Grants::List(list.clone()),
+        };
+        Self::new(k.key_id.clone(), k.name.clone(), k.scope, grants, k.expires_at, false)
     }
 
     /// The strongest scope this key holds on `ns` (None = no access at all).
     pub fn scope_on(&self, ns: &str) -> Option<Scope> {
+        let ns = canonical_namespace(ns);
         match &self.grants {
             Grants::All(s) => Some(*s),
-            Grants::List(list) => list
-                .iter()
-                .filter(|(p, _)| pattern_matches(p, ns))
-                .map(|(_, s)| *s)
-                .max(),
+            Grants::List(list) => list.iter().filter(|g| pattern_matches(&g.pattern, ns)).map(|g| g.scope).max(),
         }
     }
 
@@ -106,6 +86,13 @@ impl Principal {
 
     /// Refuse unless the key holds `need` on `ns`.
     pub fn require(&self, ns: &str, need: Scope) -> Result<(), ApiError> {
+        let ns = canonical_namespace(ns);
+        {
+            let mut t = self.touched.lock();
+            if !t.iter().any(|x| x == ns) && t.len() < 16 {
+                t.push(ns.to_string());
+            }
+        }
         match self.scope_on(ns) {
             None => Err(ApiError::namespace_forbidden(ns)),
             Some(s) if s >= need => Ok(()),
@@ -113,12 +100,66 @@ impl Principal {
         }
     }
 
-    /// Node-wide operations (no namespace): needs the global scope and no namespace pinning.
+    /// Node-wide operations (no namespace): needs the scope on every namespace.
     pub fn require_global(&self, need: Scope) -> Result<(), ApiError> {
         match &self.grants {
             Grants::All(s) if *s >= need => Ok(()),
             _ => Err(ApiError::insufficient_scope(need.as_str())),
         }
+    }
+
+    /// May this key mint or manage a key with these permissions? Minting needs `admin` where the
+    /// new key reaches, never yields more scope than the caller holds there, and a global key can
+    /// only come from a global key.
+    pub fn can_delegate(&self, scope: Scope, grants: &Option<Vec<Grant>>) -> Result<(), ApiError> {
+        match (&self.grants, grants) {
+            (Grants::All(mine), _) => {
+                if *mine < Scope::Admin {
+                    return Err(ApiError::insufficient_scope("admin"));
+                }
+                let wanted =
+                    grants.as_ref().map_or(scope, |g| g.iter().map(|g| g.scope).max().unwrap_or(scope).max(scope));
+                if wanted > *mine {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "INSUFFICIENT_SCOPE",
+                        format!("cannot grant '{}' with a '{}' key", wanted.as_str(), mine.as_str()),
+                    ));
+                }
+                Ok(())
+            }
+            (Grants::List(_), None) => Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "INSUFFICIENT_SCOPE",
+                "a namespace-restricted key cannot create or manage keys for every namespace",
+            )),
+            (Grants::List(mine), Some(wanted)) => {
+                for w in wanted {
+                    let ok = mine.iter().any(|m| {
+                        m.scope >= Scope::Admin && m.scope >= w.scope && pattern_contains(&m.pattern, &w.pattern)
+                    });
+                    if !ok {
+                        return Err(ApiError::new(
+                            axum::http::StatusCode::FORBIDDEN,
+                            "NAMESPACE_ACCESS_DENIED",
+                            format!(
+                                "cannot grant '{}' on '{}': outside this key's own admin permissions",
+                                w.scope.as_str(),
+                                w.pattern
+                            ),
+                        ));
+                    }
+                }
+                if scope == Scope::SuperAdmin {
+                    return Err(ApiError::insufficient_scope("super_admin"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn touched(&self) -> Vec<String> {
+        self.touched.lock().clone()
     }
 }
 
@@ -126,19 +167,19 @@ pub fn sha256(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(sha256(s))
+}
+
 /// The secret presented by the request, if any.
-pub fn presented_key(parts: &Parts) -> Option<String> {
-    if let Some(v) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+pub fn presented_key(parts: &axum::http::HeaderMap) -> Option<String> {
+    if let Some(v) = parts.get("x-api-key").and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         if !v.is_empty() {
             return Some(v.to_string());
         }
     }
-    let auth = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let auth = parts.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = auth.split_once(' ')?;
     if scheme.eq_ignore_ascii_case("bearer") {
         let k = rest.trim();
@@ -149,36 +190,73 @@ pub fn presented_key(parts: &Parts) -> Option<String> {
     None
 }
 
-/// Resolve a secret to a principal (constant-time comparison of SHA-256 digests).
+/// Resolve a secret to a principal.
 pub fn authenticate(state: &AppState, secret: &str) -> Result<Principal, ApiError> {
     let digest = sha256(secret);
     if bool::from(digest.ct_eq(&state.core.root_key_digest)) {
         return Ok(Principal::root());
     }
-    Err(ApiError::invalid_key())
+    let hex = hex::encode(digest);
+    let cat = state.core.catalogue.view.read();
+    let Some(k) = cat.key_by_secret_hash(&hex) else {
+        return Err(ApiError::invalid_key());
+    };
+    // The index is keyed by the digest; compare the stored digest in constant time anyway.
+    if !bool::from(k.secret_sha256.as_bytes().ct_eq(hex.as_bytes())) {
+        return Err(ApiError::invalid_key());
+    }
+    if !k.active {
+        return Err(ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "INVALID_API_KEY", "API key has been revoked"));
+    }
+    if k.expires_at.is_some_and(|e| e <= now_secs()) {
+        return Err(ApiError::key_expired());
+    }
+    Ok(Principal::from_entry(k))
 }
 
-/// Extractor: every route except `/health*` and `/metrics` takes one.
+/// Routes anyone may call.
+pub fn is_public(path: &str) -> bool {
+    path == "/health" || path.starts_with("/health/") || path == "/metrics"
+}
+
+/// Middleware: authenticate every non-public request before it reaches a handler.
+pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if is_public(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let principal = match presented_key(req.headers()) {
+        None => Err(ApiError::unauthenticated("an API key is required (Authorization: Bearer <key> or X-API-Key)")),
+        Some(secret) => authenticate(&state, &secret),
+    };
+    match principal {
+        Ok(p) => {
+            let p = Arc::new(p);
+            req.extensions_mut().insert(p.clone());
+            let mut resp = next.run(req).await;
+            // Outer layers (audit, usage) read the principal from the response.
+            resp.extensions_mut().insert(p);
+            resp
+        }
+        Err(e) => {
+            state.audit.auth_failure(req.method().as_str(), req.uri().path(), &e);
+            e.into_response()
+        }
+    }
+}
+
+/// Extractor for handlers: the principal the middleware authenticated.
 pub struct Auth(pub Arc<Principal>);
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        if let Some(p) = parts.extensions.get::<Arc<Principal>>() {
-            return Ok(Auth(p.clone()));
-        }
-        let Some(secret) = presented_key(parts) else {
-            return Err(ApiError::unauthenticated(
-                "an API key is required (Authorization: Bearer <key> or X-API-Key)",
-            ));
-        };
-        let p = Arc::new(authenticate(state, &secret)?);
-        parts.extensions.insert(p.clone());
-        Ok(Auth(p))
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Arc<Principal>>()
+            .cloned()
+            .map(Auth)
+            .ok_or_else(|| ApiError::unauthenticated("an API key is required"))
     }
 }
 
@@ -186,36 +264,45 @@ impl FromRequestParts<AppState> for Auth {
 mod tests {
     use super::*;
 
+    fn key(grants: Vec<(&str, Scope)>) -> Principal {
+        Principal::new(
+            "k".into(),
+            "k".into(),
+            Scope::Admin,
+            Grants::List(grants.into_iter().map(|(p, s)| Grant { pattern: p.into(), scope: s }).collect()),
+            None,
+            false,
+        )
+    }
+
     #[test]
     fn scopes_are_hierarchical_and_patterns_match_prefixes() {
-        let p = Principal {
-            key_id: "k".into(),
-            name: "k".into(),
-            scope: Scope::Write,
-            grants: Grants::List(vec![
-                ("user-a".into(), Scope::Write),
-                ("shared-*".into(), Scope::Read),
-            ]),
-            expires_at: None,
-            is_root: false,
-        };
+        let p = key(vec![("user-a", Scope::Write), ("shared-*", Scope::Read)]);
         assert!(p.require("user-a", Scope::Read).is_ok());
         assert!(p.require("user-a", Scope::Write).is_ok());
-        assert_eq!(
-            p.require("user-a", Scope::Admin).unwrap_err().code,
-            "INSUFFICIENT_SCOPE"
-        );
+        assert!(p.require("_dakera_agent_user-a", Scope::Write).is_ok());
+        assert_eq!(p.require("user-a", Scope::Admin).unwrap_err().code, "INSUFFICIENT_SCOPE");
         assert!(p.require("shared-org", Scope::Read).is_ok());
-        assert_eq!(
-            p.require("shared-org", Scope::Write).unwrap_err().code,
-            "INSUFFICIENT_SCOPE"
-        );
-        assert_eq!(
-            p.require("user-b", Scope::Read).unwrap_err().code,
-            "NAMESPACE_ACCESS_DENIED"
-        );
+        assert_eq!(p.require("shared-org", Scope::Write).unwrap_err().code, "INSUFFICIENT_SCOPE");
+        assert_eq!(p.require("user-b", Scope::Read).unwrap_err().code, "NAMESPACE_ACCESS_DENIED");
         assert!(!p.can_see("user-ab"));
         assert!(p.require_global(Scope::Read).is_err());
         assert!(Principal::root().require_global(Scope::SuperAdmin).is_ok());
+        assert_eq!(p.touched(), vec!["user-a", "shared-org", "user-b"]);
+    }
+
+    #[test]
+    fn delegation_stays_inside_the_callers_prefix_and_scope() {
+        let acme = key(vec![("acme-*", Scope::Admin)]);
+        let g = |p: &str, s| Some(vec![Grant { pattern: p.into(), scope: s }]);
+        assert!(acme.can_delegate(Scope::Write, &g("acme-x", Scope::Write)).is_ok());
+        assert!(acme.can_delegate(Scope::Admin, &g("acme-team-*", Scope::Admin)).is_ok());
+        assert!(acme.can_delegate(Scope::Read, &g("other", Scope::Read)).is_err());
+        assert!(acme.can_delegate(Scope::Read, &g("acm*", Scope::Read)).is_err());
+        assert!(acme.can_delegate(Scope::SuperAdmin, &g("acme-x", Scope::SuperAdmin)).is_err());
+        assert!(acme.can_delegate(Scope::Read, &None).is_err());
+        let writer = key(vec![("acme-*", Scope::Write)]);
+        assert!(writer.can_delegate(Scope::Read, &g("acme-x", Scope::Read)).is_err());
+        assert!(Principal::root().can_delegate(Scope::SuperAdmin, &None).is_ok());
     }
 }

@@ -69,6 +69,8 @@ pub struct DeletionReceipt {
     pub deleted: bool,
     pub memories_deleted: u64,
     pub data_key_destroyed: bool,
+    /// The catalogue's history (which held the wrapped key) was snapshotted and purged.
+    pub catalogue_history_purged: bool,
     pub deleted_at: u64,
 }
 
@@ -82,6 +84,9 @@ pub struct Core {
     pub root_key_digest: [u8; 32],
     pub started_at: Instant,
     ready: AtomicBool,
+    pub audit: Arc<crate::audit::AuditLog>,
+    /// One encryption rotation at a time.
+    rotation: tokio::sync::Mutex<()>,
 }
 
 impl Core {
@@ -91,6 +96,7 @@ impl Core {
         store: Arc<Store>,
         keyring: Keyring,
         root_key: &str,
+        audit: Arc<crate::audit::AuditLog>,
     ) -> Self {
         Core {
             config,
@@ -102,6 +108,8 @@ impl Core {
             root_key_digest: crate::auth::sha256(root_key),
             started_at: Instant::now(),
             ready: AtomicBool::new(false),
+            audit,
+            rotation: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -114,21 +122,11 @@ impl Core {
     }
 
     pub fn namespace(&self, name: &str) -> Option<NamespaceEntry> {
-        self.catalogue
-            .view
-            .read()
-            .namespace(canonical_namespace(name))
-            .cloned()
+        self.catalogue.view.read().namespace(canonical_namespace(name)).cloned()
     }
 
     pub fn namespaces(&self) -> Vec<NamespaceEntry> {
-        self.catalogue
-            .view
-            .read()
-            .namespaces
-            .values()
-            .cloned()
-            .collect()
+        self.catalogue.view.read().namespaces.values().cloned().collect()
     }
 
     pub fn embedder(&self, spec: &EmbedderSpec) -> ApiResult<SharedEmbedder> {
@@ -139,9 +137,7 @@ impl Core {
         let e: SharedEmbedder = match spec.provider.as_str() {
             HashEmbedder::PROVIDER => Arc::new(HashEmbedder::new(spec.dimension)),
             other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown embedding provider '{other}'"
-                )));
+                return Err(ApiError::bad_request(format!("unknown embedding provider '{other}'")));
             }
         };
         self.embedders.write().insert(key, e.clone());
@@ -153,14 +149,10 @@ impl Core {
         if let Some(dk) = self.data_keys.read().get(&k) {
             return Ok(dk.clone());
         }
-        let dk = self
-            .keyring
-            .read()
-            .unwrap(entry.id, &entry.data_key)
-            .map_err(|e| {
-                tracing::error!(namespace = %entry.name, error = %e, "cannot unwrap data key");
-                ApiError::internal("cannot unwrap the namespace data key")
-            })?;
+        let dk = self.keyring.read().unwrap(entry.id, &entry.data_key).map_err(|e| {
+            tracing::error!(namespace = %entry.name, error = %e, "cannot unwrap data key");
+            ApiError::internal("cannot unwrap the namespace data key")
+        })?;
         self.data_keys.write().insert(k, dk.clone());
         Ok(dk)
     }
@@ -172,6 +164,12 @@ impl Core {
             key: self.data_key(entry)?,
             dimension: entry.dimension,
             embedder: self.embedder(&entry.embedder)?,
+            max_memories: entry.policy.max_memories,
+            metric: match entry.distance {
+                Distance::Cosine => loci_storage::vector::Metric::Cosine,
+                Distance::DotProduct => loci_storage::vector::Metric::Dot,
+                Distance::Euclidean => loci_storage::vector::Metric::Euclidean,
+            },
         })
     }
 
@@ -180,15 +178,9 @@ impl Core {
         if let Some(existing) = self.namespace(&spec.name) {
             return Ok((existing, false));
         }
-        let provider = spec
-            .embedder
-            .clone()
-            .unwrap_or_else(|| self.config.default_embedder.clone());
+        let provider = spec.embedder.clone().unwrap_or_else(|| self.config.default_embedder.clone());
         let dimension = spec.dimension.unwrap_or(self.config.default_dimension);
-        let embedder = EmbedderSpec {
-            provider,
-            dimension,
-        };
+        let embedder = EmbedderSpec { provider, dimension };
         self.embedder(&embedder)?;
         for _ in 0..3 {
             let mut b = [0u8; 8];
@@ -208,17 +200,11 @@ impl Core {
                 metadata: spec.metadata.clone(),
                 created_at: now_secs(),
             };
-            match self
-                .catalogue
-                .write(Command::CreateNamespace { entry })
-                .await?
-            {
+            match self.catalogue.write(Command::CreateNamespace { entry }).await? {
                 CommandResult::Namespace { entry, created } => return Ok((entry, created)),
                 CommandResult::Rejected(_) => continue,
                 other => {
-                    return Err(ApiError::internal(format!(
-                        "unexpected catalogue answer {other:?}"
-                    )));
+                    return Err(ApiError::internal(format!("unexpected catalogue answer {other:?}")));
                 }
             }
         }
@@ -255,19 +241,10 @@ impl Core {
     }
 
     pub async fn set_policy(&self, name: &str, policy: MemoryPolicy) -> ApiResult<NamespaceEntry> {
-        match self
-            .catalogue
-            .write(Command::SetPolicy {
-                name: name.to_string(),
-                policy,
-            })
-            .await?
-        {
+        match self.catalogue.write(Command::SetPolicy { name: name.to_string(), policy }).await? {
             CommandResult::Namespace { entry, .. } => Ok(entry),
             CommandResult::NotFound(n) => Err(ApiError::namespace_not_found(&n)),
-            other => Err(ApiError::internal(format!(
-                "unexpected catalogue answer {other:?}"
-            ))),
+            other => Err(ApiError::internal(format!("unexpected catalogue answer {other:?}"))),
         }
     }
 
@@ -275,19 +252,11 @@ impl Core {
     /// becomes unreadable at once), then delete and compact its rows and index entries, then
     /// purge the catalogue history that held the wrapped key.
     pub async fn delete_namespace(&self, name: &str) -> ApiResult<DeletionReceipt> {
-        let entry = match self
-            .catalogue
-            .write(Command::DeleteNamespace {
-                name: name.to_string(),
-            })
-            .await?
-        {
+        let entry = match self.catalogue.write(Command::DeleteNamespace { name: name.to_string() }).await? {
             CommandResult::NamespaceDeleted { entry } => entry,
             CommandResult::NotFound(n) => return Err(ApiError::namespace_not_found(&n)),
             other => {
-                return Err(ApiError::internal(format!(
-                    "unexpected catalogue answer {other:?}"
-                )));
+                return Err(ApiError::internal(format!("unexpected catalogue answer {other:?}")));
             }
         };
         self.data_keys.write().retain(|(id, _), _| *id != entry.id);
@@ -296,15 +265,118 @@ impl Core {
         let count = tokio::task::spawn_blocking(move || store.drop_namespace(id))
             .await
             .map_err(|e| ApiError::internal(format!("worker failed: {e}")))??;
-        if let Err(e) = self.catalogue.purge_history().await {
-            tracing::warn!(error = %e, "could not purge catalogue history after erasure");
-        }
+        let purged = match self.catalogue.purge_history().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not purge catalogue history after erasure");
+                false
+            }
+        };
+        self.audit.event(
+            "namespace_erased",
+            None,
+            serde_json::json!({"namespace": entry.name, "memories_deleted": count, "data_key_destroyed": true}),
+        );
         Ok(DeletionReceipt {
             namespace: entry.name,
             deleted: true,
             memories_deleted: count,
             data_key_destroyed: true,
+            catalogue_history_purged: purged,
             deleted_at: now_secs(),
         })
+    }
+}
+
+/// What an encryption rotation did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RotationReport {
+    pub rotated: usize,
+    pub skipped: usize,
+    pub namespaces: Vec<String>,
+    pub key_id: String,
+    pub previous_key_id: String,
+    pub scope: &'static str,
+    pub reseal: &'static str,
+}
+
+impl Core {
+    /// Re-wrap every namespace's data key under a KEK derived from `new_secret`, in one catalogue
+    /// command (all or nothing); then purge the catalogue history holding the old wrappings. The
+    /// node must be restarted with the new key from now on.
+    pub async fn rotate_encryption(
+        &self,
+        new_secret: &loci_storage::crypto::MasterSecret,
+    ) -> ApiResult<RotationReport> {
+        let _one = self.rotation.lock().await;
+        for _ in 0..5 {
+            let (current, namespaces) = {
+                let cat = self.catalogue.view.read();
+                let cur = cat.encryption.clone().ok_or_else(|| ApiError::internal("encryption parameters missing"))?;
+                (cur, cat.namespaces.values().cloned().collect::<Vec<_>>())
+            };
+            let (new_ring, params) =
+                new_secret.establish_next(current.kek_version).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let mut rewrapped = Vec::with_capacity(namespaces.len());
+            {
+                let old_ring = self.keyring.read();
+                for ns in &namespaces {
+                    let dk = old_ring
+                        .unwrap(ns.id, &ns.data_key)
+                        .map_err(|e| ApiError::internal(format!("unwrap {}: {e}", ns.name)))?;
+                    let raw = loci_storage::crypto::SecretKey::from_bytes(*dk.raw().as_bytes());
+                    rewrapped.push((ns.name.clone(), new_ring.wrap(ns.id, ns.data_key.dek_version, &raw)));
+                }
+            }
+            match self.catalogue.write(Command::RotateEncryption { params, rewrapped }).await? {
+                CommandResult::Ok => {
+                    *self.keyring.write() = new_ring;
+                    if let Err(e) = self.catalogue.purge_history().await {
+                        tracing::warn!(error = %e, "could not purge catalogue history after rotation");
+                    }
+                    let report = RotationReport {
+                        rotated: namespaces.len(),
+                        skipped: 0,
+                        namespaces: namespaces.iter().map(|n| n.name.clone()).collect(),
+                        key_id: format!("kek-v{}", current.kek_version + 1),
+                        previous_key_id: format!("kek-v{}", current.kek_version),
+                        scope: "global",
+                        reseal: "completed",
+                    };
+                    self.audit.event(
+                        "encryption_rotated",
+                        None,
+                        serde_json::json!({"kek_version": current.kek_version + 1, "namespaces": report.rotated}),
+                    );
+                    return Ok(report);
+                }
+                CommandResult::Rejected(m) => {
+                    tracing::info!(reason = %m, "encryption rotation raced a catalogue change; retrying");
+                    continue;
+                }
+                other => return Err(ApiError::internal(format!("unexpected catalogue answer {other:?}"))),
+            }
+        }
+        Err(ApiError::unavailable("the catalogue kept changing during the rotation; retry"))
+    }
+
+    /// Delete memories older than each namespace's `retention_days`.
+    pub async fn sweep_retention(&self) -> ApiResult<u64> {
+        let now = now_secs();
+        let mut total = 0;
+        for entry in self.namespaces() {
+            let Some(days) = entry.policy.retention_days else { continue };
+            let filter = loci_storage::model::MemoryFilter {
+                created_before: Some(now.saturating_sub(days * 86_400).saturating_sub(1)),
+                ..Default::default()
+            };
+            if let DataResult::Deleted(n) = self.exec(&entry, DataOp::Forget { filter }).await? {
+                if n > 0 {
+                    tracing::info!(namespace = %entry.name, deleted = n, "retention sweep");
+                }
+                total += n;
+            }
+        }
+        Ok(total)
     }
 }

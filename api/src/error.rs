@@ -31,14 +31,7 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            details: None,
-            resource: None,
-            retry_after: None,
-        }
+        ApiError { status, code, message: message.into(), details: None, resource: None, retry_after: None }
     }
     pub fn with_details(mut self, d: impl Into<String>) -> Self {
         self.details = Some(d.into());
@@ -60,18 +53,10 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "AUTHENTICATION_REQUIRED", msg)
     }
     pub fn invalid_key() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_API_KEY",
-            "invalid API key",
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "INVALID_API_KEY", "invalid API key")
     }
     pub fn key_expired() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "API_KEY_EXPIRED",
-            "API key has expired",
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "API_KEY_EXPIRED", "API key has expired")
     }
     /// Never says whether the namespace exists.
     pub fn namespace_forbidden(ns: &str) -> Self {
@@ -82,19 +67,11 @@ impl ApiError {
         )
     }
     pub fn insufficient_scope(needed: &str) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "INSUFFICIENT_SCOPE",
-            format!("this operation needs the '{needed}' scope"),
-        )
+        Self::new(StatusCode::FORBIDDEN, "INSUFFICIENT_SCOPE", format!("this operation needs the '{needed}' scope"))
     }
     pub fn namespace_not_found(ns: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "NAMESPACE_NOT_FOUND",
-            format!("namespace '{ns}' not found"),
-        )
-        .with_resource("namespace")
+        Self::new(StatusCode::NOT_FOUND, "NAMESPACE_NOT_FOUND", format!("namespace '{ns}' not found"))
+            .with_resource("namespace")
     }
     pub fn not_found(what: &str, msg: impl Into<String>) -> Self {
         let code = match what {
@@ -113,20 +90,12 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", msg)
     }
     pub fn unprocessable(msg: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "UNPROCESSABLE_CONTENT",
-            msg,
-        )
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE_CONTENT", msg)
     }
     pub fn unavailable(msg: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "SERVICE_UNAVAILABLE",
-            "Service unavailable",
-        )
-        .with_details(msg)
-        .with_retry_after(1)
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", "Service unavailable")
+            .with_details(msg)
+            .with_retry_after(1)
     }
     pub fn internal(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", msg)
@@ -153,13 +122,7 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.status.as_u16(),
-            self.code,
-            self.message
-        )
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
     }
 }
 
@@ -174,13 +137,9 @@ impl IntoResponse for ApiError {
             details: self.details.as_deref(),
             resource: self.resource.as_deref(),
         };
-        let json =
-            serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":\"internal\"}".to_vec());
+        let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":\"internal\"}".to_vec());
         let mut resp = (self.status, json).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(s) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -206,23 +165,16 @@ impl From<StorageError> for ApiError {
                 format!("vector dimension {got} does not match the namespace dimension {expected}"),
             ),
             StorageError::NotFound(m) => {
-                let what = if m.starts_with("session") {
-                    "session"
-                } else {
-                    "memory"
-                };
+                let what = if m.starts_with("session") { "session" } else { "memory" };
                 ApiError::not_found(what, format!("{m} not found"))
             }
             StorageError::Conflict(m) => ApiError::conflict(m),
             StorageError::Embedding(m) => ApiError::unavailable(format!("embedding failed: {m}")),
             StorageError::Dropped => ApiError::namespace_not_found("(dropped)"),
+            StorageError::QuotaExceeded(m) => ApiError::new(StatusCode::CONFLICT, "QUOTA_EXCEEDED", m),
             other => {
                 tracing::error!(error = %other, "storage error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "STORAGE_ERROR",
-                    "storage error",
-                )
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE_ERROR", "storage error")
             }
         }
     }
@@ -231,9 +183,9 @@ impl From<StorageError> for ApiError {
 impl From<loci_raft::CatalogueError> for ApiError {
     fn from(e: loci_raft::CatalogueError) -> Self {
         match e {
-            loci_raft::CatalogueError::NoLeader => ApiError::unavailable(
-                "the catalogue has no leader (cluster forming or without quorum)",
-            ),
+            loci_raft::CatalogueError::NoLeader => {
+                ApiError::unavailable("the catalogue has no leader (cluster forming or without quorum)")
+            }
             other => {
                 tracing::error!(error = %other, "catalogue error");
                 ApiError::unavailable(format!("catalogue write failed: {other}"))

@@ -2,12 +2,16 @@
 //! services (tonic). Authentication, validation and error mapping live here; the data they act
 //! on lives in `loci-storage` and the catalogue in `loci-raft`.
 
+pub mod audit;
 pub mod auth;
 pub mod core;
 pub mod error;
 pub mod metrics;
+pub mod ratelimit;
 pub mod routes;
+pub mod security;
 pub mod state;
+pub mod usage;
 pub mod validate;
 pub mod wire;
 
@@ -23,14 +27,13 @@ pub use crate::core::{Core, CoreConfig};
 pub use error::{ApiError, ApiResult};
 pub use state::AppState;
 
-use routes::{memory, meta, namespaces, sessions};
+use routes::{keys, memory, meta, namespaces, sessions};
 
 /// Every REST route of a node.
 pub fn router(state: AppState) -> Router {
-    let node = HeaderValue::from_str(&state.core.config.node_id.to_string())
-        .unwrap_or(HeaderValue::from_static("0"));
+    let node = HeaderValue::from_str(&state.core.config.node_id.to_string()).unwrap_or(HeaderValue::from_static("0"));
     let max_body = state.core.config.max_body_bytes;
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(meta::health))
         .route("/health/live", get(meta::live))
         .route("/health/ready", get(meta::ready))
@@ -46,41 +49,34 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/memory/importance", post(memory::set_importance))
         .route("/v1/memories/store/batch", post(memory::store_batch))
         .route("/v1/memories/recall/batch", post(memory::recall_batch))
-        .route(
-            "/v1/memories/forget/batch",
-            axum::routing::delete(memory::forget_batch).post(memory::forget_batch),
-        )
-        .route(
-            "/v1/memories/{id}/importance",
-            axum::routing::patch(memory::patch_importance),
-        )
+        .route("/v1/memories/forget/batch", axum::routing::delete(memory::forget_batch).post(memory::forget_batch))
+        .route("/v1/memories/{id}/importance", axum::routing::patch(memory::patch_importance))
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/start", post(sessions::start))
         .route("/v1/sessions/{id}", get(sessions::get))
         .route("/v1/sessions/{id}/end", post(sessions::end))
         .route("/v1/sessions/{id}/touch", post(sessions::touch))
         .route("/v1/sessions/{id}/memories", get(sessions::memories))
-        .route(
-            "/v1/agents",
-            get(sessions::list_agents).post(sessions::create_agent),
-        )
+        .route("/v1/agents", get(sessions::list_agents).post(sessions::create_agent))
         .route("/v1/agents/{id}/stats", get(sessions::agent_stats))
         .route("/v1/agents/{id}/memories", get(sessions::agent_memories))
         .route("/v1/agents/{id}/sessions", get(sessions::agent_sessions))
-        .route(
-            "/v1/namespaces",
-            get(namespaces::list).post(namespaces::create),
-        )
-        .route(
-            "/v1/namespaces/{ns}",
-            get(namespaces::get)
-                .put(namespaces::put)
-                .delete(namespaces::delete),
-        )
-        .route(
-            "/v1/namespaces/{ns}/memory_policy",
-            get(namespaces::get_policy).put(namespaces::put_policy),
-        )
+        .route("/v1/namespaces", get(namespaces::list).post(namespaces::create))
+        .route("/v1/namespaces/{ns}", get(namespaces::get).put(namespaces::put).delete(namespaces::delete))
+        .route("/v1/namespaces/{ns}/memory_policy", get(namespaces::get_policy).put(namespaces::put_policy))
+        .route("/v1/namespaces/{ns}/keys", get(keys::ns_list).post(keys::ns_create))
+        .route("/v1/namespaces/{ns}/keys/{id}", axum::routing::patch(keys::ns_update).delete(keys::ns_delete))
+        .route("/v1/namespaces/{ns}/keys/{id}/usage", get(keys::ns_usage))
+        .route("/admin/keys", get(keys::list).post(keys::create))
+        .route("/admin/keys/{id}", get(keys::get).patch(keys::update).delete(keys::delete))
+        .route("/admin/keys/{id}/deactivate", post(keys::deactivate))
+        .route("/admin/keys/{id}/rotate", post(keys::rotate))
+        .route("/admin/keys/{id}/usage", get(keys::usage))
+        .route("/v1/api-keys", get(keys::list).post(keys::create_with_permissions))
+        .route("/admin/encryption/rotate", post(keys::rotate_encryption))
+        .route("/admin/encryption/rotate-key", post(keys::rotate_encryption))
+        .route("/v1/admin/encryption/rotate", post(keys::rotate_encryption))
+        .route("/v1/admin/encryption/rotate-key", post(keys::rotate_encryption))
         .fallback(meta::not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -89,15 +85,17 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this route",
             )
         })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static("x-loci-node"),
-            node,
-        ))
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(CatchPanicLayer::new())
-        .with_state(state)
+        // Inner to outer: per-key rate limit, authentication, audit + usage, metrics, headers.
+        .layer(middleware::from_fn_with_state(state.clone(), ratelimit::layer))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::layer))
+        .layer(middleware::from_fn_with_state(state.clone(), audit::layer))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static("x-loci-node"), node));
+    for (name, value) in state.http.headers() {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
+    if let Some(cors) = state.http.cors() {
+        router = router.layer(cors);
+    }
+    router.layer(DefaultBodyLimit::max(max_body)).layer(CatchPanicLayer::new()).with_state(state)
 }

@@ -19,10 +19,7 @@ pub fn handle() -> &'static PrometheusHandle {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Suffix("duration_seconds".into()),
-                &[
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                    10.0,
-                ],
+                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
             )
             .expect("static bucket list is valid");
         let recorder = builder.build_recorder();
@@ -41,28 +38,18 @@ pub fn render(state: &AppState) -> String {
     metrics::gauge!("loci_raft_term", "node" => node.clone()).set(m.current_term as f64);
     metrics::gauge!("loci_raft_applied_index", "node" => node.clone())
         .set(m.last_applied.map_or(0, |l| l.index) as f64);
-    metrics::gauge!("loci_raft_is_leader", "node" => node.clone()).set(
-        if m.current_leader == Some(core.config.node_id) {
-            1.0
-        } else {
-            0.0
-        },
-    );
-    metrics::gauge!("loci_namespaces", "node" => node.clone())
-        .set(core.catalogue.view.read().namespaces.len() as f64);
-    metrics::gauge!("loci_loaded_memories", "node" => node)
-        .set(core.store.loaded_memories() as f64);
+    metrics::gauge!("loci_raft_is_leader", "node" => node.clone())
+        .set(if m.current_leader == Some(core.config.node_id) { 1.0 } else { 0.0 });
+    metrics::gauge!("loci_namespaces", "node" => node.clone()).set(core.catalogue.view.read().namespaces.len() as f64);
+    metrics::gauge!("loci_loaded_memories", "node" => node).set(core.store.loaded_memories() as f64);
     handle().run_upkeep();
     handle().render()
 }
 
 /// Record latency and status of every request by its route template (bounded cardinality).
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let started = Instant::now();
     let resp = next.run(req).await;

@@ -26,9 +26,7 @@ fn is_alnum(c: char) -> bool {
 pub fn namespace_name(name: &str) -> ApiResult<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAMESPACE_BYTES
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.starts_with('-')
         && !name.ends_with('-');
     if ok {
@@ -55,8 +53,7 @@ pub fn namespace_name_for_agent(name: &str) -> ApiResult<()> {
 
 fn agent_grammar(s: &str, what: &str) -> ApiResult<()> {
     let mut chars = s.chars();
-    let ok = chars.next().is_some_and(is_alnum)
-        && chars.all(|c| is_alnum(c) || matches!(c, '_' | '.' | '-'));
+    let ok = chars.next().is_some_and(is_alnum) && chars.all(|c| is_alnum(c) || matches!(c, '_' | '.' | '-'));
     if ok {
         Ok(())
     } else {
@@ -70,10 +67,7 @@ fn agent_grammar(s: &str, what: &str) -> ApiResult<()> {
 /// Any name that may appear in a path: either grammar.
 pub fn namespace_ref(name: &str) -> ApiResult<()> {
     if name.is_empty() || name.len() > MAX_NAMESPACE_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "invalid namespace name '{}'",
-            printable(name)
-        )));
+        return Err(ApiError::bad_request(format!("invalid namespace name '{}'", printable(name))));
     }
     agent_grammar(name, "namespace")
 }
@@ -83,9 +77,7 @@ pub fn agent_id(id: &str) -> ApiResult<()> {
         return Err(ApiError::bad_request("agent_id must not be empty"));
     }
     if id.len() > MAX_AGENT_ID_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "agent_id is longer than {MAX_AGENT_ID_BYTES} bytes"
-        )));
+        return Err(ApiError::bad_request(format!("agent_id is longer than {MAX_AGENT_ID_BYTES} bytes")));
     }
     agent_grammar(id, "agent_id")
 }
@@ -108,35 +100,24 @@ pub fn client_id(id: &str, what: &str) -> ApiResult<()> {
 
 pub fn memory_id(id: &str) -> ApiResult<()> {
     if id.len() > MAX_ID_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "memory id is longer than {MAX_ID_BYTES} bytes"
-        )));
+        return Err(ApiError::bad_request(format!("memory id is longer than {MAX_ID_BYTES} bytes")));
     }
     client_id(id, "memory id")
 }
 
 pub fn tags(tags: &[String]) -> ApiResult<()> {
     if tags.len() > MAX_TAGS {
-        return Err(ApiError::bad_request(format!(
-            "at most {MAX_TAGS} tags are allowed, got {}",
-            tags.len()
-        )));
+        return Err(ApiError::bad_request(format!("at most {MAX_TAGS} tags are allowed, got {}", tags.len())));
     }
     for t in tags {
         if t.is_empty() || t.len() > MAX_TAG_BYTES {
-            return Err(ApiError::bad_request(format!(
-                "each tag must be 1-{MAX_TAG_BYTES} bytes"
-            )));
+            return Err(ApiError::bad_request(format!("each tag must be 1-{MAX_TAG_BYTES} bytes")));
         }
         if t.chars().any(|c| c.is_control()) {
-            return Err(ApiError::bad_request(
-                "tags must not contain control characters (NUL, CR, LF, ...)",
-            ));
+            return Err(ApiError::bad_request("tags must not contain control characters (NUL, CR, LF, ...)"));
         }
         if t == "dakera-curated" {
-            return Err(ApiError::bad_request(
-                "the tag 'dakera-curated' is reserved",
-            ));
+            return Err(ApiError::bad_request("the tag 'dakera-curated' is reserved"));
         }
     }
     Ok(())
@@ -157,22 +138,15 @@ pub fn metadata(v: &Value) -> ApiResult<()> {
         return Err(ApiError::bad_request("metadata must be a JSON object"));
     };
     if map.len() > MAX_METADATA_FIELDS {
-        return Err(ApiError::bad_request(format!(
-            "metadata has more than {MAX_METADATA_FIELDS} fields"
-        )));
+        return Err(ApiError::bad_request(format!("metadata has more than {MAX_METADATA_FIELDS} fields")));
     }
     if depth(v) > MAX_METADATA_DEPTH {
-        return Err(ApiError::bad_request(format!(
-            "metadata is nested deeper than {MAX_METADATA_DEPTH} levels"
-        )));
+        return Err(ApiError::bad_request(format!("metadata is nested deeper than {MAX_METADATA_DEPTH} levels")));
     }
     fn keys_ok(v: &Value) -> bool {
         match v {
             Value::Object(m) => m.iter().all(|(k, v)| {
-                !k.is_empty()
-                    && k.len() <= MAX_METADATA_KEY_BYTES
-                    && !k.chars().any(|c| c.is_control())
-                    && keys_ok(v)
+                !k.is_empty() && k.len() <= MAX_METADATA_KEY_BYTES && !k.chars().any(|c| c.is_control()) && keys_ok(v)
             }),
             Value::Array(a) => a.iter().all(keys_ok),
             _ => true,
@@ -184,10 +158,11 @@ pub fn metadata(v: &Value) -> ApiResult<()> {
         )));
     }
     for k in map.keys() {
-        if k.starts_with("_dakera_") && k != "_dakera_content_date" && k != "_dakera_lang" {
-            return Err(ApiError::bad_request(format!(
-                "metadata key '{k}' is reserved"
-            )));
+        // `_dakera_event_time` is written by the server; clients may send it back on update.
+        if k.starts_with("_dakera_")
+            && !matches!(k.as_str(), "_dakera_content_date" | "_dakera_lang" | "_dakera_event_time")
+        {
+            return Err(ApiError::bad_request(format!("metadata key '{k}' is reserved")));
         }
     }
     Ok(())
@@ -195,9 +170,7 @@ pub fn metadata(v: &Value) -> ApiResult<()> {
 
 pub fn importance(i: f64) -> ApiResult<f64> {
     if !i.is_finite() || !(0.0..=1.0).contains(&i) {
-        return Err(ApiError::bad_request(format!(
-            "importance must be between 0 and 1, got {i}"
-        )));
+        return Err(ApiError::bad_request(format!("importance must be between 0 and 1, got {i}")));
     }
     Ok(i)
 }
@@ -226,9 +199,7 @@ pub fn content(c: &str, max_bytes: usize) -> ApiResult<()> {
 
 pub fn top_k(k: i64) -> ApiResult<usize> {
     if k < 1 || k as usize > MAX_TOP_K {
-        return Err(ApiError::bad_request(format!(
-            "top_k must be between 1 and {MAX_TOP_K}, got {k}"
-        )));
+        return Err(ApiError::bad_request(format!("top_k must be between 1 and {MAX_TOP_K}, got {k}")));
     }
     Ok(k as usize)
 }
@@ -246,19 +217,13 @@ pub fn lang(l: &str) -> ApiResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!(
-            "unsupported lang '{}': use an ISO 639-1 code",
-            printable(l)
-        )))
+        Err(ApiError::bad_request(format!("unsupported lang '{}': use an ISO 639-1 code", printable(l))))
     }
 }
 
 /// Echo user input in messages without control characters.
 pub fn printable(s: &str) -> String {
-    s.chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    s.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 #[cfg(test)]
@@ -269,17 +234,7 @@ mod tests {
     fn namespace_grammar() {
         assert!(namespace_name("user-a").is_ok());
         assert!(namespace_name("acme-42").is_ok());
-        for bad in [
-            "",
-            "-a",
-            "a-",
-            "A",
-            "a_b",
-            "a.b",
-            "a b",
-            &"a".repeat(129),
-            "a\0b",
-        ] {
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", "a b", &"a".repeat(129), "a\0b"] {
             assert!(namespace_name(bad).is_err(), "{bad:?}");
         }
         assert!(namespace_name_for_agent("Agent_1.x").is_ok());

@@ -25,11 +25,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(ct) = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-        {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
             let ct = ct.to_ascii_lowercase();
             if ct.starts_with("multipart/") || ct.starts_with("text/") || ct.contains("xml") {
                 return Err(ApiError::new(
@@ -41,18 +37,12 @@ where
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::payload_too_large(
-                    "request body exceeds the configured limit (LOCI_MAX_BODY_SIZE)",
-                )
+                ApiError::payload_too_large("request body exceeds the configured limit (LOCI_MAX_BODY_SIZE)")
             } else {
                 ApiError::bad_request(format!("could not read the request body: {e}"))
             }
         })?;
-        let slice: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-            b"{}"
-        } else {
-            &bytes
-        };
+        let slice: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) { b"{}" } else { &bytes };
         parse_json(slice).map(JsonBody)
     }
 }
@@ -60,9 +50,7 @@ where
 pub fn parse_json<T: DeserializeOwned>(slice: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(slice).map_err(|e| {
         let kind = match e.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                "malformed JSON"
-            }
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed JSON",
             _ => "invalid request body",
         };
         ApiError::bad_request(format!("{kind}: {e}"))
@@ -198,18 +186,12 @@ impl<'a> From<&'a SessionInfo> for SessionOut<'a> {
 
 /// Unix seconds from an integer, a float, an RFC 3339 timestamp or a `YYYY-MM-DD` date.
 pub fn parse_time(v: &serde_json::Value, field: &str) -> Result<u64, ApiError> {
-    let bad = || {
-        ApiError::bad_request(format!(
-            "{field} must be Unix seconds or an ISO-8601 / RFC 3339 timestamp"
-        ))
-    };
+    let bad = || ApiError::bad_request(format!("{field} must be Unix seconds or an ISO-8601 / RFC 3339 timestamp"));
     match v {
         serde_json::Value::Number(n) => {
             let f = n.as_f64().ok_or_else(bad)?;
             if f < 0.0 || !f.is_finite() {
-                return Err(ApiError::bad_request(format!(
-                    "{field} must not be before 1970"
-                )));
+                return Err(ApiError::bad_request(format!("{field} must not be before 1970")));
             }
             Ok(f as u64)
         }
@@ -240,10 +222,7 @@ mod tests {
 
     #[test]
     fn times() {
-        assert_eq!(
-            parse_time_str("2019-05-01T00:00:00+00:00"),
-            Some(1_556_668_800)
-        );
+        assert_eq!(parse_time_str("2019-05-01T00:00:00+00:00"), Some(1_556_668_800));
         assert_eq!(parse_time_str("2023-05-20T02:21:00Z"), Some(1_684_549_260));
         assert_eq!(parse_time_str("2019-05-01"), Some(1_556_668_800));
         assert_eq!(parse_time_str("1684549260"), Some(1_684_549_260));

@@ -8,11 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "loci",
-    version,
-    about = "Loci: a distributed, encrypted memory database for AI agents"
-)]
+#[command(name = "loci", version, about = "Loci: a distributed, encrypted memory database for AI agents")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -101,6 +97,59 @@ pub struct ServeArgs {
     /// Vector dimension of namespaces created implicitly for agents.
     #[arg(long, env = "LOCI_DEFAULT_DIMENSION", default_value_t = 384)]
     pub default_dimension: usize,
+
+    /// Rate limiting on or off (alias DAKERA_RATE_LIMIT_ENABLED).
+    #[arg(long, env = "LOCI_RATE_LIMIT_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub rate_limit_enabled: bool,
+
+    /// Requests per second per API key (aliases RATE_LIMIT_RPS, DAKERA_RATE_LIMIT_RPS).
+    #[arg(long, env = "LOCI_RATE_LIMIT_RPS", default_value_t = 100.0)]
+    pub rate_limit_rps: f64,
+
+    /// Burst per API key (aliases RATE_LIMIT_BURST, DAKERA_RATE_LIMIT_BURST).
+    #[arg(long, env = "LOCI_RATE_LIMIT_BURST", default_value_t = 50)]
+    pub rate_limit_burst: u32,
+
+    /// Redis shared by the nodes for rate limiting (alias DAKERA_REDIS_URL); without it limits
+    /// are per node.
+    #[arg(long, env = "LOCI_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Write the audit log (hash-chained JSON lines).
+    #[arg(long, env = "LOCI_AUDIT_ENABLED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub audit_enabled: bool,
+
+    /// Audit log file (`-` = stdout).
+    #[arg(long, env = "LOCI_AUDIT_FILE")]
+    pub audit_file: Option<PathBuf>,
+
+    /// Comma-separated path prefixes left out of the audit log.
+    #[arg(long, env = "LOCI_AUDIT_EXCLUDE_PATHS", default_value = "/health,/metrics")]
+    pub audit_exclude_paths: String,
+
+    /// Capture request bodies in the audit log up to this many bytes (0 = off; secrets redacted).
+    #[arg(long, env = "LOCI_AUDIT_CAPTURE_BODY_BYTES", default_value_t = 0)]
+    pub audit_capture_body_bytes: usize,
+
+    /// Security headers preset: default, permissive or strict (Content-Security-Policy).
+    #[arg(long, env = "LOCI_SECURITY_PRESET", default_value = "default")]
+    pub security_preset: String,
+
+    /// Content-Security-Policy overriding the preset (alias DAKERA_CSP_POLICY).
+    #[arg(long, env = "LOCI_CSP")]
+    pub csp: Option<String>,
+
+    /// Comma-separated origins allowed by CORS (none by default; `*` = any).
+    #[arg(long, env = "LOCI_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
+
+    /// Allow credentials in CORS requests (refused together with `*`).
+    #[arg(long, env = "LOCI_CORS_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub cors_credentials: bool,
+
+    /// Seconds between retention / TTL sweeps.
+    #[arg(long, env = "LOCI_SWEEP_INTERVAL_SECS", default_value_t = 10)]
+    pub sweep_interval_secs: u64,
 }
 
 /// Dakera-era variable names accepted as aliases of Loci's.
@@ -111,6 +160,13 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("LOCI_MAX_CONTENT_BYTES", "DAKERA_MAX_MEMORY_CONTENT_BYTES"),
     ("LOCI_CLUSTER_SECRET", "DAKERA_CLUSTER_SECRET"),
     ("LOCI_NODE_ID", "DAKERA_CLUSTER_NODE_ID"),
+    ("LOCI_RATE_LIMIT_RPS", "DAKERA_RATE_LIMIT_RPS"),
+    ("LOCI_RATE_LIMIT_RPS", "RATE_LIMIT_RPS"),
+    ("LOCI_RATE_LIMIT_BURST", "DAKERA_RATE_LIMIT_BURST"),
+    ("LOCI_RATE_LIMIT_BURST", "RATE_LIMIT_BURST"),
+    ("LOCI_RATE_LIMIT_ENABLED", "DAKERA_RATE_LIMIT_ENABLED"),
+    ("LOCI_REDIS_URL", "DAKERA_REDIS_URL"),
+    ("LOCI_CSP", "DAKERA_CSP_POLICY"),
 ];
 
 /// Fill `LOCI_*` variables from their aliases and from the config file before clap reads the
@@ -136,10 +192,31 @@ pub fn prepare_environment(args: &[String]) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
         let table: toml::Table = toml::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("config file {} is not valid TOML: {e}", path.display())
+            // Say where, not what: the offending line may hold a secret.
+            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            anyhow::anyhow!(
+                "config file {} is not valid TOML (line {}): {}",
+                path.display(),
+                line.unwrap_or(0),
+                e.message()
+            )
         })?;
+        let known: Vec<String> = {
+            use clap::CommandFactory;
+            let cmd = Cli::command();
+            cmd.find_subcommand("serve")
+                .map(|s| s.get_arguments().filter_map(|a| a.get_long()).map(|l| l.replace('-', "_")).collect())
+                .unwrap_or_default()
+        };
         for (k, v) in table {
-            let var = format!("LOCI_{}", k.to_ascii_uppercase().replace('-', "_"));
+            let key = k.replace('-', "_");
+            if key == "config" || !known.contains(&key) {
+                anyhow::bail!(
+                    "config file {}: unknown option '{k}' (options are the long flag names, e.g. http_addr)",
+                    path.display()
+                );
+            }
+            let var = format!("LOCI_{}", key.to_ascii_uppercase());
             if std::env::var_os(&var).is_some() {
                 continue;
             }

@@ -8,10 +8,7 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -38,14 +35,13 @@ async fn serve(args: loci_node::ServeArgs) -> anyhow::Result<()> {
     let node = loci_node::start(args).await?;
     let token = node.cancel_token();
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot install the SIGTERM handler");
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                return;
+            }
+        };
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),

@@ -66,13 +66,9 @@ fn write_secret(path: &Path, content: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_or_generate(
-    path: &Path,
-    generate: impl FnOnce() -> String,
-) -> anyhow::Result<(String, bool)> {
+fn read_or_generate(path: &Path, generate: impl FnOnce() -> String) -> anyhow::Result<(String, bool)> {
     if path.exists() {
-        let s = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let s = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         return Ok((s.trim().to_string(), false));
     }
     let s = generate();
@@ -88,10 +84,7 @@ fn node_id(args: &ServeArgs) -> anyhow::Result<u64> {
         }
         if let Ok(existing) = std::fs::read_to_string(&path) {
             if existing.trim().parse::<u64>().ok() != Some(id) {
-                bail!(
-                    "data directory belongs to node {} but --node-id is {id}",
-                    existing.trim()
-                );
+                bail!("data directory belongs to node {} but --node-id is {id}", existing.trim());
             }
         } else {
             std::fs::write(&path, id.to_string())?;
@@ -117,9 +110,7 @@ fn advertised(addr: SocketAddr, host: Option<&str>) -> String {
 }
 
 async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot bind the {what} address {addr}"))
+    TcpListener::bind(addr).await.with_context(|| format!("cannot bind the {what} address {addr}"))
 }
 
 /// Start a node and return once it serves requests.
@@ -133,12 +124,18 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     let raft_dir = args.data_dir.join("raft");
 
     // Keys first, and check the encryption key against the catalogue before anything is written.
+    let peeked = loci_raft::peek_catalogue(&raft_dir).map_err(|e| anyhow::anyhow!("cannot read the catalogue: {e}"))?;
     let master = match &args.encryption_key {
-        Some(k) => {
-            MasterSecret::parse(k).map_err(|e| anyhow::anyhow!("LOCI_ENCRYPTION_KEY: {e}"))?
-        }
+        Some(k) => MasterSecret::parse(k).map_err(|e| anyhow::anyhow!("LOCI_ENCRYPTION_KEY: {e}"))?,
         None => {
             let path = args.data_dir.join("master.key");
+            if !path.exists() && peeked.as_ref().is_some_and(|c| c.encryption.is_some()) {
+                bail!(
+                    "refusing to start: this data directory is encrypted but no LOCI_ENCRYPTION_KEY is set and {} is missing. \
+                     Nothing was changed.",
+                    path.display()
+                );
+            }
             let (k, generated) = read_or_generate(&path, MasterSecret::generate_hex)?;
             if generated {
                 tracing::warn!(
@@ -152,12 +149,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             MasterSecret::parse(&k).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
     };
-    let peeked = loci_raft::peek_catalogue(&raft_dir)
-        .map_err(|e| anyhow::anyhow!("cannot read the catalogue: {e}"))?;
     let (keyring, pending_params) = match peeked.as_ref().and_then(|c| c.encryption.clone()) {
         Some(params) => (
             master.unlock(&params).map_err(|e| {
-                anyhow::anyhow!("refusing to start: {e}. Nothing was changed; start again with the right LOCI_ENCRYPTION_KEY.")
+                anyhow::anyhow!(
+                    "refusing to start: {e}. Nothing was changed; start again with the right LOCI_ENCRYPTION_KEY."
+                )
             })?,
             None,
         ),
@@ -190,11 +187,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     let store = Arc::new(
         Store::open(
             &args.data_dir.join("data"),
-            StoreConfig {
-                sync_writes: args.sync_writes,
-                ann_threshold: args.ann_threshold,
-                ..Default::default()
-            },
+            StoreConfig { sync_writes: args.sync_writes, ann_threshold: args.ann_threshold, ..Default::default() },
         )
         .context("cannot open the data store")?,
     );
@@ -218,19 +211,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             hex::encode(b)
         }
     };
-    let opened = OpenedStore::open(&raft_dir)
-        .map_err(|e| anyhow::anyhow!("cannot open the catalogue: {e}"))?;
+    let opened = OpenedStore::open(&raft_dir).map_err(|e| anyhow::anyhow!("cannot open the catalogue: {e}"))?;
     let pool = ChannelPool::default();
-    let catalogue = CatalogueNode::start(
-        opened,
-        node_id,
-        addr,
-        &RaftSettings::default(),
-        pool,
-        cluster_token,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot start the catalogue: {e}"))?;
+    let catalogue = CatalogueNode::start(opened, node_id, addr, &RaftSettings::default(), pool, cluster_token)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the catalogue: {e}"))?;
 
     let cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -255,10 +240,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     // persisted state, not by timing).
     if !catalogue.is_initialized().await {
         tracing::info!(node_id, "initialising a new one-voter catalogue");
-        catalogue
-            .initialize_single()
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        catalogue.initialize_single().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     catalogue
         .wait_for_leader(Duration::from_secs(30))
@@ -270,12 +252,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
                 loci_raft::CommandResult::Ok => keyring,
                 // Another node set them first: derive from what the catalogue holds.
                 _ => {
-                    let params = catalogue
-                        .view
-                        .read()
-                        .encryption
-                        .clone()
-                        .context("encryption parameters missing")?;
+                    let params = catalogue.view.read().encryption.clone().context("encryption parameters missing")?;
                     master.unlock(&params)?
                 }
             }
@@ -285,13 +262,56 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     if catalogue.view.read().cluster_id.is_none() {
         let mut b = [0u8; 16];
         random_bytes(&mut b);
-        catalogue
-            .write(Command::InitCluster {
-                cluster_id: hex::encode(b),
-            })
-            .await?;
+        catalogue.write(Command::InitCluster { cluster_id: hex::encode(b) }).await?;
     }
 
+    let http_security = loci_api::security::HttpSecurity {
+        preset: loci_api::security::Preset::parse(&args.security_preset).with_context(|| {
+            format!("LOCI_SECURITY_PRESET '{}' is not default, permissive or strict", args.security_preset)
+        })?,
+        csp_override: args.csp.clone(),
+        cors_origins: args
+            .cors_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        cors_credentials: args.cors_credentials,
+    };
+    http_security.validate().map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    let audit = loci_api::audit::AuditLog::open(
+        loci_api::audit::AuditConfig {
+            enabled: args.audit_enabled,
+            file: args.audit_file.clone(),
+            exclude_paths: args
+                .audit_exclude_paths
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            capture_body_bytes: args.audit_capture_body_bytes,
+        },
+        node_id,
+    )
+    .context("cannot open the audit log")?;
+    let voters = {
+        let c = catalogue.clone();
+        Arc::new(move || c.raft.metrics().borrow().membership_config.membership().nodes().count().max(1))
+    };
+    let limiter = Arc::new(
+        loci_api::ratelimit::RateLimiter::new(
+            loci_api::ratelimit::RateLimitConfig {
+                enabled: args.rate_limit_enabled,
+                rps: args.rate_limit_rps,
+                burst: args.rate_limit_burst,
+                redis_url: args.redis_url.clone(),
+            },
+            voters,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?,
+    );
     let core = Arc::new(Core::new(
         CoreConfig {
             node_id,
@@ -304,8 +324,30 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         store.clone(),
         keyring,
         &root_key,
+        audit.clone(),
     ));
     loci_api::metrics::handle();
+
+    // Rows of namespaces the catalogue no longer knows (an erasure interrupted by a crash after
+    // the key was destroyed) are unreadable; delete them now.
+    {
+        let known: std::collections::HashSet<u64> = catalogue.view.read().namespaces.values().map(|n| n.id).collect();
+        let s = store.clone();
+        let orphans = tokio::task::spawn_blocking(move || -> loci_storage::Result<Vec<u64>> {
+            let mut dropped = Vec::new();
+            for id in s.stored_namespace_ids()? {
+                if !known.contains(&id) {
+                    s.drop_namespace(id)?;
+                    dropped.push(id);
+                }
+            }
+            Ok(dropped)
+        })
+        .await??;
+        if !orphans.is_empty() {
+            tracing::warn!(count = orphans.len(), "deleted rows of namespaces erased before a crash");
+        }
+    }
 
     // Background upkeep: text-index commits, access-stat flushes, TTL sweeps.
     {
@@ -326,11 +368,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
                     if n % 10 == 0 {
                         s.flush_access_stats()?;
                     }
-                    if n % 20 == 0 {
-                        s.sweep_expired()
-                    } else {
-                        Ok(0)
-                    }
+                    if n % 20 == 0 { s.sweep_expired() } else { Ok(0) }
                 })
                 .await;
                 match res {
@@ -342,16 +380,37 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         });
     }
 
-    let app = loci_api::router(AppState { core: core.clone() });
+    // Retention sweeps (namespace policies).
+    {
+        let core = core.clone();
+        let token = cancel.clone();
+        let every = Duration::from_secs(args.sweep_interval_secs.max(1));
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                if let Err(e) = core.sweep_retention().await {
+                    tracing::warn!(error = %e, "retention sweep failed");
+                }
+            }
+        });
+    }
+
+    let app = loci_api::router(AppState {
+        core: core.clone(),
+        audit,
+        limiter,
+        usage: Arc::new(loci_api::usage::Usage::default()),
+        http: Arc::new(http_security),
+    });
     {
         let token = cancel.clone();
         tasks.spawn(async move {
-            if let Err(e) = axum::serve(
-                http_listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(token.cancelled_owned())
-            .await
+            if let Err(e) = axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await
             {
                 tracing::error!(error = %e, "HTTP server failed");
             }
@@ -370,13 +429,5 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         std::fs::write(&tmp, info.to_string())?;
         std::fs::rename(&tmp, path)?;
     }
-    Ok(NodeHandle {
-        node_id,
-        http_addr,
-        grpc_addr,
-        data_dir: args.data_dir.clone(),
-        core,
-        cancel,
-        tasks,
-    })
+    Ok(NodeHandle { node_id, http_addr, grpc_addr, data_dir: args.data_dir.clone(), core, cancel, tasks })
 }

@@ -18,22 +18,16 @@ fn spawn(dir: &Path, extra_env: &[(&str, &str)]) -> Proc {
     let ready = dir.join("ready.json");
     let _ = std::fs::remove_file(&ready);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_loci"));
-    cmd.args([
-        "serve",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--grpc-addr",
-        "127.0.0.1:0",
-    ])
-    .arg("--data-dir")
-    .arg(dir.join("data"))
-    .arg("--ready-file")
-    .arg(&ready)
-    .env("LOCI_ROOT_API_KEY", KEY)
-    .env("LOCI_ENCRYPTION_KEY", ENC)
-    .env("LOCI_LOG", "warn")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("LOCI_ROOT_API_KEY", KEY)
+        .env("LOCI_ENCRYPTION_KEY", ENC)
+        .env("LOCI_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -44,36 +38,21 @@ fn spawn(dir: &Path, extra_env: &[(&str, &str)]) -> Proc {
         std::thread::sleep(Duration::from_millis(50));
     }
     let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
-    Proc {
-        child,
-        base: format!("http://{}", info["http_addr"].as_str().unwrap()),
-    }
+    Proc { child, base: format!("http://{}", info["http_addr"].as_str().unwrap()) }
 }
 
 fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 fn post(base: &str, path: &str, body: &Value) -> (u16, Value) {
-    let r = client()
-        .post(format!("{base}{path}"))
-        .bearer_auth(KEY)
-        .json(body)
-        .send()
-        .unwrap();
+    let r = client().post(format!("{base}{path}")).bearer_auth(KEY).json(body).send().unwrap();
     let s = r.status().as_u16();
     (s, r.json().unwrap_or(Value::Null))
 }
 
 fn get(base: &str, path: &str) -> (u16, Value) {
-    let r = client()
-        .get(format!("{base}{path}"))
-        .bearer_auth(KEY)
-        .send()
-        .unwrap();
+    let r = client().get(format!("{base}{path}")).bearer_auth(KEY).send().unwrap();
     let s = r.status().as_u16();
     (s, r.json().unwrap_or(Value::Null))
 }
@@ -94,12 +73,7 @@ fn kill_9_loses_no_acknowledged_write() {
         let mut acked = Vec::new();
         for i in 0..100_000 {
             let body = json!({"agent_id": "crash", "content": format!("acknowledged write {i}")});
-            match client()
-                .post(format!("{base}/v1/memory/store"))
-                .bearer_auth(KEY)
-                .json(&body)
-                .send()
-            {
+            match client().post(format!("{base}/v1/memory/store")).bearer_auth(KEY).json(&body).send() {
                 Ok(r) if r.status().as_u16() == 200 => {
                     let v: Value = r.json().unwrap();
                     acked.push((v["memory"]["id"].as_str().unwrap().to_string(), i));
@@ -113,36 +87,20 @@ fn kill_9_loses_no_acknowledged_write() {
     p.child.kill().expect("SIGKILL");
     p.child.wait().unwrap();
     let acked = writer.join().unwrap();
-    assert!(
-        acked.len() > 20,
-        "too few writes before the kill: {}",
-        acked.len()
-    );
+    assert!(acked.len() > 20, "too few writes before the kill: {}", acked.len());
 
     let p2 = spawn(&dir, &[]);
-    let (s, v) = post(
-        &p2.base,
-        "/v1/memories/recall/batch",
-        &json!({"agent_id": "crash", "filter": {}, "limit": 10000}),
-    );
+    let (s, v) =
+        post(&p2.base, "/v1/memories/recall/batch", &json!({"agent_id": "crash", "filter": {}, "limit": 10000}));
     assert_eq!(s, 200);
     let have: std::collections::HashMap<String, String> = v["memories"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| {
-            (
-                m["id"].as_str().unwrap().to_string(),
-                m["content"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|m| (m["id"].as_str().unwrap().to_string(), m["content"].as_str().unwrap().to_string()))
         .collect();
     for (id, i) in &acked {
-        assert_eq!(
-            have.get(id),
-            Some(&format!("acknowledged write {i}")),
-            "acknowledged write {i} lost"
-        );
+        assert_eq!(have.get(id), Some(&format!("acknowledged write {i}")), "acknowledged write {i} lost");
     }
     // The text index caught up with the rows after the crash too.
     let last = acked.last().unwrap();
@@ -151,13 +109,7 @@ fn kill_9_loses_no_acknowledged_write() {
         "/v1/memory/recall",
         &json!({"agent_id": "crash", "query": format!("acknowledged write {}", last.1), "routing": "bm25", "top_k": 200}),
     );
-    assert!(
-        v["memories"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["memory"]["id"] == last.0.as_str())
-    );
+    assert!(v["memories"].as_array().unwrap().iter().any(|m| m["memory"]["id"] == last.0.as_str()));
     let mut p2 = p2;
     p2.child.kill().unwrap();
     p2.child.wait().unwrap();
@@ -167,16 +119,9 @@ fn kill_9_loses_no_acknowledged_write() {
 fn sigterm_shuts_down_gracefully() {
     let (_guard, dir) = tmp();
     let mut p = spawn(&dir, &[]);
-    let (s, _) = post(
-        &p.base,
-        "/v1/memory/store",
-        &json!({"agent_id": "t", "content": "before sigterm"}),
-    );
+    let (s, _) = post(&p.base, "/v1/memory/store", &json!({"agent_id": "t", "content": "before sigterm"}));
     assert_eq!(s, 200);
-    let status = Command::new("kill")
-        .args(["-TERM", &p.child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &p.child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let exit = loop {
@@ -188,11 +133,7 @@ fn sigterm_shuts_down_gracefully() {
     };
     assert!(exit.success(), "exit status {exit:?}");
     let p2 = spawn(&dir, &[]);
-    let (_, v) = post(
-        &p2.base,
-        "/v1/memories/recall/batch",
-        &json!({"agent_id": "t", "filter": {}}),
-    );
+    let (_, v) = post(&p2.base, "/v1/memories/recall/batch", &json!({"agent_id": "t", "filter": {}}));
     assert_eq!(v["memories"][0]["content"], "before sigterm");
     let mut p2 = p2;
     p2.child.kill().unwrap();
@@ -204,15 +145,7 @@ fn generated_secrets_are_private_files_and_never_logged() {
     let (_guard, dir) = tmp();
     let ready = dir.join("ready.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_loci"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--ready-file")
@@ -236,27 +169,16 @@ fn generated_secrets_are_private_files_and_never_logged() {
     let root = std::fs::read_to_string(dir.join("data/root.key")).unwrap();
     let master = std::fs::read_to_string(dir.join("data/master.key")).unwrap();
     for f in ["root.key", "master.key"] {
-        let mode = std::fs::metadata(dir.join("data").join(f))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = std::fs::metadata(dir.join("data").join(f)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{f} mode {mode:o}");
     }
     // The generated root key works.
-    let r = client()
-        .get(format!("{base}/v1/auth/whoami"))
-        .bearer_auth(root.trim())
-        .send()
-        .unwrap();
+    let r = client().get(format!("{base}/v1/auth/whoami")).bearer_auth(root.trim()).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     let logs = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        logs.contains("root.key"),
-        "the log says where the root key is: {logs}"
-    );
+    assert!(logs.contains("root.key"), "the log says where the root key is: {logs}");
     assert!(logs.contains("\"level\""), "json logs: {logs}");
     assert!(!logs.contains(root.trim()), "root key leaked into logs");
     assert!(!logs.contains(master.trim()), "master key leaked into logs");
@@ -264,10 +186,7 @@ fn generated_secrets_are_private_files_and_never_logged() {
 
 #[test]
 fn help_documents_every_option_and_env_var() {
-    let out = Command::new(env!("CARGO_BIN_EXE_loci"))
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loci")).args(["serve", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "--data-dir",
@@ -293,13 +212,7 @@ fn help_documents_every_option_and_env_var() {
 fn bad_configuration_fails_with_a_clear_message() {
     let (_guard, dir) = tmp();
     let out = Command::new(env!("CARGO_BIN_EXE_loci"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .env("LOCI_ROOT_API_KEY", KEY)
@@ -311,21 +224,10 @@ fn bad_configuration_fails_with_a_clear_message() {
     assert!(err.contains("at least 8 characters"), "{err}");
     // Config file values apply, and the environment overrides them.
     let cfg = dir.join("loci.toml");
-    std::fs::write(
-        &cfg,
-        "max_content_bytes = 10\nroot_api_key = \"from-the-config-file\"\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, "max_content_bytes = 10\nroot_api_key = \"from-the-config-file\"\n").unwrap();
     let ready = dir.join("ready.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_loci"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--config",
-        ])
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--config"])
         .arg(&cfg)
         .arg("--data-dir")
         .arg(dir.join("data2"))
@@ -343,11 +245,7 @@ fn bad_configuration_fails_with_a_clear_message() {
     }
     let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
     let base = format!("http://{}", info["http_addr"].as_str().unwrap());
-    let (s, v) = post(
-        &base,
-        "/v1/memory/store",
-        &json!({"agent_id": "c", "content": "longer than ten bytes"}),
-    );
+    let (s, v) = post(&base, "/v1/memory/store", &json!({"agent_id": "c", "content": "longer than ten bytes"}));
     assert_eq!(s, 413, "config file limit applies: {v}");
     let (s, _) = get(&base, "/v1/namespaces");
     assert_eq!(s, 200, "env root key overrides the file");

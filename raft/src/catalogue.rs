@@ -7,6 +7,85 @@ use std::collections::BTreeMap;
 use loci_storage::crypto::{EncryptionParams, WrappedKey};
 use serde::{Deserialize, Serialize};
 
+/// Access levels, hierarchical: each includes the ones below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Read,
+    Write,
+    Admin,
+    SuperAdmin,
+}
+
+impl Scope {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+            Scope::SuperAdmin => "super_admin",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "read" => Some(Scope::Read),
+            "write" | "delete" => Some(Scope::Write),
+            "admin" => Some(Scope::Admin),
+            "super_admin" => Some(Scope::SuperAdmin),
+            _ => None,
+        }
+    }
+}
+
+/// One permission of an API key: a namespace name, or a prefix pattern ending in `*`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Grant {
+    pub pattern: String,
+    pub scope: Scope,
+}
+
+/// `pattern` matches `ns` exactly, or as a prefix when it ends in `*`.
+pub fn pattern_matches(pattern: &str, ns: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => ns.starts_with(prefix),
+        None => pattern == ns,
+    }
+}
+
+/// Everything `inner` matches is matched by `outer`.
+pub fn pattern_contains(outer: &str, inner: &str) -> bool {
+    match outer.strip_suffix('*') {
+        Some(prefix) => inner.starts_with(prefix),
+        None => outer == inner,
+    }
+}
+
+/// An API key as the catalogue stores it: the secret only as its SHA-256.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ApiKeyEntry {
+    pub key_id: String,
+    pub name: String,
+    /// Hex SHA-256 of the secret.
+    pub secret_sha256: String,
+    /// The key's level; with `grants == None` it applies to every namespace.
+    pub scope: Scope,
+    /// `None` = every namespace (a global key); otherwise exactly these permissions.
+    pub grants: Option<Vec<Grant>>,
+    pub created_by: String,
+    pub created_at: u64,
+    pub expires_at: Option<u64>,
+    pub active: bool,
+    pub deactivated_at: Option<u64>,
+    /// Set on a key replaced by rotation.
+    pub rotated_to: Option<String>,
+}
+
+impl ApiKeyEntry {
+    pub fn usable_at(&self, now: u64) -> bool {
+        self.active && self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum NamespaceKind {
@@ -86,6 +165,8 @@ pub struct MemoryPolicy {
     pub retention_days: Option<u64>,
     /// Loci: refuse stores beyond this many memories.
     pub max_memories: Option<u64>,
+    /// Loci: `off`, `flag` (tag suspicious content) or `block` (refuse it with 422).
+    pub content_screening: String,
 }
 
 impl Default for MemoryPolicy {
@@ -112,6 +193,7 @@ impl Default for MemoryPolicy {
             dedup_threshold: 0.92,
             retention_days: None,
             max_memories: None,
+            content_screening: "off".into(),
         }
     }
 }
@@ -158,6 +240,35 @@ pub enum Command {
         session_id: String,
         namespace: String,
     },
+    CreateKey {
+        entry: ApiKeyEntry,
+    },
+    /// Rename and/or narrow a key's permissions.
+    UpdateKey {
+        key_id: String,
+        name: Option<String>,
+        grants: Option<Option<Vec<Grant>>>,
+    },
+    /// Soft revoke (kept for audit, unusable).
+    DeactivateKey {
+        key_id: String,
+        at: u64,
+    },
+    /// Hard revoke.
+    DeleteKey {
+        key_id: String,
+    },
+    /// Replace `old_key_id` by `new_entry`; the old key stops at `old_expires_at` (now = at once).
+    RotateKey {
+        old_key_id: String,
+        new_entry: ApiKeyEntry,
+        old_expires_at: u64,
+    },
+    /// Re-wrap every data key under a new KEK, atomically with the new key-check parameters.
+    RotateEncryption {
+        params: EncryptionParams,
+        rewrapped: Vec<(String, WrappedKey)>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -173,6 +284,9 @@ pub enum CommandResult {
     },
     NotFound(String),
     Rejected(String),
+    Key {
+        entry: ApiKeyEntry,
+    },
 }
 
 /// The replicated state. Serialised whole into snapshots (it is small).
@@ -183,6 +297,11 @@ pub struct Catalogue {
     pub namespaces: BTreeMap<String, NamespaceEntry>,
     /// Session id → namespace name.
     pub sessions: BTreeMap<String, String>,
+    /// API keys by key id.
+    pub keys: BTreeMap<String, ApiKeyEntry>,
+    /// Secret digest → key id (derived from `keys`; rebuilt after a snapshot is loaded).
+    #[serde(skip)]
+    pub key_index: std::collections::HashMap<String, String>,
     /// Index of the last applied log entry (for read-after-write waits).
     pub applied_index: u64,
 }
@@ -205,27 +324,22 @@ impl Catalogue {
             }
             Command::CreateNamespace { entry } => {
                 if let Some(existing) = self.namespaces.get(&entry.name) {
-                    return CommandResult::Namespace {
-                        entry: existing.clone(),
-                        created: false,
-                    };
+                    return CommandResult::Namespace { entry: existing.clone(), created: false };
                 }
                 if self.namespaces.values().any(|n| n.id == entry.id) {
                     return CommandResult::Rejected("namespace id collision; retry".into());
                 }
-                self.namespaces.insert(entry.name.clone(), entry.clone());
-                CommandResult::Namespace {
-                    entry,
-                    created: true,
+                // A key wrapped under a KEK that was rotated away meanwhile would be unreadable.
+                if self.encryption.as_ref().is_some_and(|e| e.kek_version != entry.data_key.kek_version) {
+                    return CommandResult::Rejected("stale key-encryption key; retry".into());
                 }
+                self.namespaces.insert(entry.name.clone(), entry.clone());
+                CommandResult::Namespace { entry, created: true }
             }
             Command::SetPolicy { name, policy } => match self.namespaces.get_mut(&name) {
                 Some(ns) => {
                     ns.policy = policy;
-                    CommandResult::Namespace {
-                        entry: ns.clone(),
-                        created: false,
-                    }
+                    CommandResult::Namespace { entry: ns.clone(), created: false }
                 }
                 None => CommandResult::NotFound(name),
             },
@@ -236,17 +350,81 @@ impl Catalogue {
                 }
                 None => CommandResult::NotFound(name),
             },
-            Command::RegisterSession {
-                session_id,
-                namespace,
-            } => {
+            Command::CreateKey { entry } => {
+                if self.keys.contains_key(&entry.key_id) || self.key_index.contains_key(&entry.secret_sha256) {
+                    return CommandResult::Rejected("key id or secret collision; retry".into());
+                }
+                self.key_index.insert(entry.secret_sha256.clone(), entry.key_id.clone());
+                self.keys.insert(entry.key_id.clone(), entry.clone());
+                CommandResult::Key { entry }
+            }
+            Command::UpdateKey { key_id, name, grants } => match self.keys.get_mut(&key_id) {
+                Some(k) => {
+                    if let Some(n) = name {
+                        k.name = n;
+                    }
+                    if let Some(g) = grants {
+                        k.grants = g;
+                    }
+                    CommandResult::Key { entry: k.clone() }
+                }
+                None => CommandResult::NotFound(key_id),
+            },
+            Command::DeactivateKey { key_id, at } => match self.keys.get_mut(&key_id) {
+                Some(k) => {
+                    k.active = false;
+                    k.deactivated_at.get_or_insert(at);
+                    CommandResult::Key { entry: k.clone() }
+                }
+                None => CommandResult::NotFound(key_id),
+            },
+            Command::DeleteKey { key_id } => match self.keys.remove(&key_id) {
+                Some(k) => {
+                    self.key_index.remove(&k.secret_sha256);
+                    CommandResult::Key { entry: k }
+                }
+                None => CommandResult::NotFound(key_id),
+            },
+            Command::RotateKey { old_key_id, new_entry, old_expires_at } => {
+                let Some(old) = self.keys.get_mut(&old_key_id) else {
+                    return CommandResult::NotFound(old_key_id);
+                };
+                if !old.active {
+                    return CommandResult::Rejected("the key is not active".into());
+                }
+                old.rotated_to = Some(new_entry.key_id.clone());
+                old.expires_at = Some(old.expires_at.map_or(old_expires_at, |e| e.min(old_expires_at)));
+                self.key_index.insert(new_entry.secret_sha256.clone(), new_entry.key_id.clone());
+                self.keys.insert(new_entry.key_id.clone(), new_entry.clone());
+                CommandResult::Key { entry: new_entry }
+            }
+            Command::RotateEncryption { params, rewrapped } => {
+                match &self.encryption {
+                    Some(cur) if params.kek_version == cur.kek_version + 1 => {}
+                    _ => return CommandResult::Rejected("stale encryption rotation".into()),
+                }
+                // All or nothing: every namespace must be covered.
+                if rewrapped.len() != self.namespaces.len()
+                    || rewrapped.iter().any(|(n, _)| !self.namespaces.contains_key(n))
+                {
+                    return CommandResult::Rejected("the rotation does not cover every namespace; retry".into());
+                }
+                for (name, key) in rewrapped {
+                    if let Some(ns) = self.namespaces.get_mut(&name) {
+                        ns.data_key = key;
+                    }
+                }
+                self.encryption = Some(params);
+                CommandResult::Ok
+            }
+            Command::RegisterSession { session_id, namespace } => {
                 if !self.namespaces.contains_key(&namespace) {
                     return CommandResult::NotFound(namespace);
                 }
                 match self.sessions.get(&session_id) {
-                    Some(existing) if existing != &namespace => CommandResult::Rejected(format!(
-                        "session {session_id} belongs to another namespace"
-                    )),
+                    Some(existing) if existing != &namespace => {
+                        CommandResult::Rejected(format!("session {session_id} belongs to another namespace"))
+                    }
                     _ => {
                         self.sessions.insert(session_id, namespace);
                         CommandResult::Ok
@@ -258,6 +436,15 @@ impl Catalogue {
 
     pub fn namespace(&self, name: &str) -> Option<&NamespaceEntry> {
         self.namespaces.get(name)
+    }
+
+    /// Rebuild derived indexes (after deserialising a snapshot).
+    pub fn reindex(&mut self) {
+        self.key_index = self.keys.values().map(|k| (k.secret_sha256.clone(), k.key_id.clone())).collect();
+    }
+
+    pub fn key_by_secret_hash(&self, hash_hex: &str) -> Option<&ApiKeyEntry> {
+        self.key_index.get(hash_hex).and_then(|id| self.keys.get(id))
     }
 
     pub fn session_namespace(&self, session_id: &str) -> Option<&str> {

@@ -105,14 +105,9 @@ impl OpenedStore {
     pub fn open(dir: &Path) -> Result<Self, CatalogueError> {
         std::fs::create_dir_all(dir).map_err(|e| CatalogueError::Storage(e.to_string()))?;
         let db = store::open_db(dir).map_err(|e| CatalogueError::Storage(e.to_string()))?;
-        let (sm, view) = store::StateMachineStore::open(db.clone())
-            .map_err(|e| CatalogueError::Storage(e.to_string()))?;
-        Ok(OpenedStore {
-            log: store::LogStore::new(db.clone()),
-            db,
-            sm,
-            view,
-        })
+        let (sm, view) =
+            store::StateMachineStore::open(db.clone()).map_err(|e| CatalogueError::Storage(e.to_string()))?;
+        Ok(OpenedStore { log: store::LogStore::new(db.clone()), db, sm, view })
     }
 }
 
@@ -123,8 +118,7 @@ pub fn peek_catalogue(dir: &Path) -> Result<Option<Catalogue>, CatalogueError> {
         return Ok(None);
     }
     let db = store::open_db_read_only(dir).map_err(|e| CatalogueError::Storage(e.to_string()))?;
-    let (_, view) =
-        store::StateMachineStore::open(db).map_err(|e| CatalogueError::Storage(e.to_string()))?;
+    let (_, view) = store::StateMachineStore::open(db).map_err(|e| CatalogueError::Storage(e.to_string()))?;
     let cat = view.read().clone();
     Ok(Some(cat))
 }
@@ -180,7 +174,7 @@ impl CatalogueNode {
     }
 
     pub fn token_matches(&self, given: &str) -> bool {
-        digest(given) == self.token_digest
+        subtle::ConstantTimeEq::ct_eq(&digest(given)[..], &self.token_digest[..]).into()
     }
 
     pub async fn is_initialized(&self) -> bool {
@@ -195,10 +189,7 @@ impl CatalogueNode {
         }
         let mut members = std::collections::BTreeMap::new();
         members.insert(self.id, self.addr.clone());
-        self.raft
-            .initialize(members)
-            .await
-            .map_err(|e| CatalogueError::Write(e.to_string()))
+        self.raft.initialize(members).await.map_err(|e| CatalogueError::Write(e.to_string()))
     }
 
     pub async fn current_leader(&self) -> Option<NodeId> {
@@ -222,13 +213,10 @@ impl CatalogueNode {
     /// Propose on this node (must be the leader).
     pub async fn write_local(&self, command: Command) -> Result<WriteOutcome, CatalogueError> {
         match self.raft.client_write(command).await {
-            Ok(resp) => Ok(WriteOutcome {
-                result: resp.data,
-                log_index: resp.log_id.index,
-            }),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
-                CatalogueError::Write(format!("not the leader (leader: {:?})", f.leader_id)),
-            ),
+            Ok(resp) => Ok(WriteOutcome { result: resp.data, log_index: resp.log_id.index }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(CatalogueError::Write(format!("not the leader (leader: {:?})", f.leader_id)))
+            }
             Err(e) => Err(CatalogueError::Write(e.to_string())),
         }
     }
@@ -248,34 +236,17 @@ impl CatalogueNode {
             };
             let outcome = if leader == self.id {
                 match self.raft.client_write(command.clone()).await {
-                    Ok(resp) => Ok(WriteOutcome {
-                        result: resp.data,
-                        log_index: resp.log_id.index,
-                    }),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                        Err(CatalogueError::NoLeader)
-                    }
+                    Ok(resp) => Ok(WriteOutcome { result: resp.data, log_index: resp.log_id.index }),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(CatalogueError::NoLeader),
                     Err(RaftError::APIError(e)) => Err(CatalogueError::Write(e.to_string())),
                     Err(RaftError::Fatal(e)) => return Err(CatalogueError::Fatal(e.to_string())),
                 }
             } else {
-                let addr = self
-                    .raft
-                    .metrics()
-                    .borrow()
-                    .membership_config
-                    .membership()
-                    .get_node(&leader)
-                    .cloned();
+                let addr = self.raft.metrics().borrow().membership_config.membership().get_node(&leader).cloned();
                 match addr {
                     Some(node) => self
                         .network
-                        .forward_write(
-                            &node.rpc_addr,
-                            &CatalogueWrite {
-                                command: command.clone(),
-                            },
-                        )
+                        .forward_write(&node.rpc_addr, &CatalogueWrite { command: command.clone() })
                         .await
                         .map_err(CatalogueError::Write),
                     None => Err(CatalogueError::NoLeader),
@@ -283,14 +254,8 @@ impl CatalogueNode {
             };
             match outcome {
                 Ok(o) => {
-                    if !self
-                        .view
-                        .wait_applied(o.log_index, Duration::from_secs(10))
-                        .await
-                    {
-                        return Err(CatalogueError::Write(
-                            "timed out waiting for the local replica to apply".into(),
-                        ));
+                    if !self.view.wait_applied(o.log_index, Duration::from_secs(10)).await {
+                        return Err(CatalogueError::Write("timed out waiting for the local replica to apply".into()));
                     }
                     return Ok(o.result);
                 }
@@ -307,22 +272,14 @@ impl CatalogueNode {
     /// entries (a destroyed data key) no longer exist anywhere in this node's Raft files.
     pub async fn purge_history(&self) -> Result<(), CatalogueError> {
         let applied = self.view.applied_index();
-        self.raft
-            .trigger()
-            .snapshot()
-            .await
-            .map_err(|e| CatalogueError::Fatal(e.to_string()))?;
+        self.raft.trigger().snapshot().await.map_err(|e| CatalogueError::Fatal(e.to_string()))?;
         let mut rx = self.raft.metrics();
         let _ = tokio::time::timeout(
             Duration::from_secs(10),
             rx.wait_for(|m| m.snapshot.is_some_and(|s| s.index >= applied)),
         )
         .await;
-        self.raft
-            .trigger()
-            .purge_log(applied)
-            .await
-            .map_err(|e| CatalogueError::Fatal(e.to_string()))?;
+        self.raft.trigger().purge_log(applied).await.map_err(|e| CatalogueError::Fatal(e.to_string()))?;
         let _ = tokio::time::timeout(
             Duration::from_secs(10),
             rx.wait_for(|m| m.purged.is_some_and(|p| p.index >= applied)),

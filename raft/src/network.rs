@@ -5,13 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
-};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
 };
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -37,11 +35,7 @@ impl ChannelPool {
         if let Some(c) = self.channels.lock().get(addr) {
             return Ok(c.clone());
         }
-        let uri = if addr.starts_with("http") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
+        let uri = if addr.starts_with("http") { addr.to_string() } else { format!("http://{addr}") };
         let ch = Endpoint::from_shared(uri)?
             .connect_timeout(Duration::from_millis(500))
             .timeout(Duration::from_secs(10))
@@ -53,9 +47,7 @@ impl ChannelPool {
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Envelope, serde_json::Error> {
-    Ok(Envelope {
-        payload: serde_json::to_vec(v)?,
-    })
+    Ok(Envelope { payload: serde_json::to_vec(v)? })
 }
 
 fn decode<T: DeserializeOwned>(e: &Envelope) -> Result<T, serde_json::Error> {
@@ -70,10 +62,7 @@ pub struct Network {
 
 impl Network {
     pub fn new(pool: ChannelPool, token: String) -> Self {
-        Network {
-            pool,
-            token: Arc::new(token),
-        }
+        Network { pool, token: Arc::new(token) }
     }
 
     fn request(&self, env: Envelope) -> Request<Envelope> {
@@ -84,26 +73,15 @@ impl Network {
         req
     }
 
-    pub fn client(
-        &self,
-        addr: &str,
-    ) -> Result<RaftTransportClient<Channel>, tonic::transport::Error> {
-        Ok(RaftTransportClient::new(self.pool.get(addr)?)
-            .max_decoding_message_size(64 * 1024 * 1024))
+    pub fn client(&self, addr: &str) -> Result<RaftTransportClient<Channel>, tonic::transport::Error> {
+        Ok(RaftTransportClient::new(self.pool.get(addr)?).max_decoding_message_size(64 * 1024 * 1024))
     }
 
     /// Forward a catalogue write to the leader at `addr`.
-    pub async fn forward_write(
-        &self,
-        addr: &str,
-        write: &CatalogueWrite,
-    ) -> Result<crate::WriteOutcome, String> {
+    pub async fn forward_write(&self, addr: &str, write: &CatalogueWrite) -> Result<crate::WriteOutcome, String> {
         let mut client = self.client(addr).map_err(|e| e.to_string())?;
         let env = encode(write).map_err(|e| e.to_string())?;
-        let resp = client
-            .client_write(self.request(env))
-            .await
-            .map_err(|s| s.message().to_string())?;
+        let resp = client.client_write(self.request(env)).await.map_err(|s| s.message().to_string())?;
         decode::<Result<crate::WriteOutcome, String>>(resp.get_ref()).map_err(|e| e.to_string())?
     }
 }
@@ -112,11 +90,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> Self::Network {
-        PeerConnection {
-            net: self.clone(),
-            target,
-            addr: node.rpc_addr.clone(),
-        }
+        PeerConnection { net: self.clone(), target, addr: node.rpc_addr.clone() }
     }
 }
 
@@ -129,21 +103,13 @@ pub struct PeerConnection {
 type RpcErr<E> = RPCError<NodeId, NodeAddr, RaftError<NodeId, E>>;
 
 impl PeerConnection {
-    async fn call<Req, Resp, E>(
-        &self,
-        method: Method,
-        req: &Req,
-        timeout: Duration,
-    ) -> Result<Resp, RpcErr<E>>
+    async fn call<Req, Resp, E>(&self, method: Method, req: &Req, timeout: Duration) -> Result<Resp, RpcErr<E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let mut client = self
-            .net
-            .client(&self.addr)
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut client = self.net.client(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let env = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = self.net.request(env);
         request.set_timeout(timeout);
@@ -218,28 +184,17 @@ impl RaftService {
     }
 
     pub fn into_server(self) -> crate::pb::raft_transport_server::RaftTransportServer<Self> {
-        crate::pb::raft_transport_server::RaftTransportServer::new(self)
-            .max_decoding_message_size(64 * 1024 * 1024)
+        crate::pb::raft_transport_server::RaftTransportServer::new(self).max_decoding_message_size(64 * 1024 * 1024)
     }
 }
 
 fn check_token(node: &crate::CatalogueNode, req: &Request<Envelope>) -> Result<(), Status> {
-    let given = req
-        .metadata()
-        .get(CLUSTER_TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if node.token_matches(given) {
-        Ok(())
-    } else {
-        Err(Status::unauthenticated("bad cluster token"))
-    }
+    let given = req.metadata().get(CLUSTER_TOKEN_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if node.token_matches(given) { Ok(()) } else { Err(Status::unauthenticated("bad cluster token")) }
 }
 
 fn reply<T: Serialize>(v: &T) -> Result<Response<Envelope>, Status> {
-    encode(v)
-        .map(Response::new)
-        .map_err(|e| Status::internal(e.to_string()))
+    encode(v).map(Response::new).map_err(|e| Status::internal(e.to_string()))
 }
 
 fn parse<T: DeserializeOwned>(req: &Request<Envelope>) -> Result<T, Status> {
@@ -271,11 +226,7 @@ impl RaftTransport for RaftService {
         let write: CatalogueWrite = parse(&req)?;
         // Only the leader executes; a follower that receives this answers an error and the
         // caller retries with the leader it learns about.
-        let res = self
-            .node
-            .write_local(write.command)
-            .await
-            .map_err(|e| e.to_string());
+        let res = self.node.write_local(write.command).await.map_err(|e| e.to_string());
         reply(&res)
     }
 }

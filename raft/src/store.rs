@@ -13,13 +13,11 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader,
-    RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
+    AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, RaftSnapshotBuilder,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
 };
 use parking_lot::RwLock;
-use rocksdb::{
-    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
-};
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -35,14 +33,8 @@ const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
 type SErr = StorageError<NodeId>;
 
-fn io_err(
-    subject: ErrorSubject<NodeId>,
-    verb: ErrorVerb,
-    e: impl std::error::Error + 'static,
-) -> SErr {
-    StorageError::IO {
-        source: StorageIOError::new(subject, verb, AnyError::new(&e)),
-    }
+fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> SErr {
+    StorageError::IO { source: StorageIOError::new(subject, verb, AnyError::new(&e)) }
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> SErr {
@@ -70,12 +62,7 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
 /// Open the Raft RocksDB read-only (inspection before start; writes nothing).
 pub fn open_db_read_only(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     let opts = Options::default();
-    Ok(Arc::new(DB::open_cf_for_read_only(
-        &opts,
-        dir,
-        [CF_LOGS, CF_META],
-        false,
-    )?))
+    Ok(Arc::new(DB::open_cf_for_read_only(&opts, dir, [CF_LOGS, CF_META], false)?))
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
@@ -97,8 +84,7 @@ fn get_meta<T: for<'de> Deserialize<'de>>(db: &DB, key: &[u8]) -> Result<Option<
 
 fn put_meta<T: Serialize>(db: &DB, key: &[u8], value: &T) -> Result<(), SErr> {
     let v = serde_json::to_vec(value).map_err(write_err)?;
-    db.put_cf_opt(cf(db, CF_META), key, v, &synced())
-        .map_err(write_err)
+    db.put_cf_opt(cf(db, CF_META), key, v, &synced()).map_err(write_err)
 }
 
 // ---------------------------------------------------------------- log store
@@ -114,9 +100,7 @@ impl LogStore {
     }
 
     fn last_log_id(&self) -> Result<Option<LogId<NodeId>>, SErr> {
-        let mut it = self
-            .db
-            .iterator_cf(cf(&self.db, CF_LOGS), IteratorMode::End);
+        let mut it = self.db.iterator_cf(cf(&self.db, CF_LOGS), IteratorMode::End);
         match it.next() {
             None => Ok(None),
             Some(r) => {
@@ -135,10 +119,7 @@ impl LogStore {
         };
         let mut out = Vec::new();
         let start = idx_key(from);
-        for r in self.db.iterator_cf(
-            cf(&self.db, CF_LOGS),
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
+        for r in self.db.iterator_cf(cf(&self.db, CF_LOGS), IteratorMode::From(&start, Direction::Forward)) {
             let (_, v) = r.map_err(read_err)?;
             let e: Entry<TypeConfig> = serde_json::from_slice(&v).map_err(read_err)?;
             if e.log_id.index > committed.index {
@@ -162,16 +143,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let mut out = Vec::new();
-        for r in self.db.iterator_cf(
-            cf(&self.db, CF_LOGS),
-            IteratorMode::From(&idx_key(start), Direction::Forward),
-        ) {
+        for r in self.db.iterator_cf(cf(&self.db, CF_LOGS), IteratorMode::From(&idx_key(start), Direction::Forward)) {
             let (k, v) = r.map_err(read_err)?;
-            let index = u64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| read_err(std::io::Error::other("bad log key")))?,
-            );
+            let index =
+                u64::from_be_bytes(k.as_ref().try_into().map_err(|_| read_err(std::io::Error::other("bad log key")))?);
             if !range.contains(&index) {
                 break;
             }
@@ -187,10 +162,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
         let last_purged: Option<LogId<NodeId>> = get_meta(&self.db, KEY_PURGED)?;
         let last = self.last_log_id()?.or(last_purged);
-        Ok(LogState {
-            last_purged_log_id: last_purged,
-            last_log_id: last,
-        })
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -242,11 +214,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(
-            cf(&self.db, CF_LOGS),
-            idx_key(log_id.index),
-            idx_key(u64::MAX),
-        );
+        batch.delete_range_cf(cf(&self.db, CF_LOGS), idx_key(log_id.index), idx_key(u64::MAX));
         self.db.write_opt(batch, &synced()).map_err(write_err)
     }
 
@@ -292,9 +260,7 @@ impl CatalogueView {
     /// Wait until the local replica has applied `index` (read-your-writes across nodes).
     pub async fn wait_applied(&self, index: u64, timeout: std::time::Duration) -> bool {
         let mut rx = self.applied.clone();
-        tokio::time::timeout(timeout, rx.wait_for(|i| *i >= index))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|i| *i >= index)).await.is_ok_and(|r| r.is_ok())
     }
 }
 
@@ -313,6 +279,7 @@ impl StateMachineStore {
         let mut data = SmData::default();
         if let Some(snap) = get_meta::<StoredSnapshot>(&db, KEY_SNAPSHOT)? {
             data = serde_json::from_slice(&snap.data).map_err(read_err)?;
+            data.catalogue.reindex();
         }
         let log = LogStore::new(db.clone());
         let from = data.last_applied.map_or(0, |l| l.index + 1);
@@ -324,10 +291,7 @@ impl StateMachineStore {
         data.catalogue.applied_index = applied_index;
         let (tx, rx) = watch::channel(applied_index);
         let catalogue = Arc::new(RwLock::new(data.catalogue));
-        let view = CatalogueView {
-            state: catalogue.clone(),
-            applied: rx,
-        };
+        let view = CatalogueView { state: catalogue.clone(), applied: rx };
         Ok((
             StateMachineStore {
                 db,
@@ -347,8 +311,7 @@ impl StateMachineStore {
             last_membership: self.last_membership.clone(),
             catalogue: self.catalogue.read().clone(),
         };
-        serde_json::to_vec(&data)
-            .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))
+        serde_json::to_vec(&data).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))
     }
 }
 
@@ -377,15 +340,9 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
-        let stored = StoredSnapshot {
-            meta: self.meta.clone(),
-            data: self.bytes.clone(),
-        };
+        let stored = StoredSnapshot { meta: self.meta.clone(), data: self.bytes.clone() };
         put_meta(&self.db, KEY_SNAPSHOT, &stored)?;
-        Ok(Snapshot {
-            meta: self.meta.clone(),
-            snapshot: Box::new(Cursor::new(self.bytes.clone())),
-        })
+        Ok(Snapshot { meta: self.meta.clone(), snapshot: Box::new(Cursor::new(self.bytes.clone())) })
     }
 }
 
@@ -394,13 +351,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<
-        (
-            Option<LogId<NodeId>>,
-            StoredMembership<NodeId, crate::NodeAddr>,
-        ),
-        SErr,
-    > {
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, crate::NodeAddr>), SErr> {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 
@@ -453,21 +404,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), SErr> {
         let bytes = snapshot.into_inner();
-        let data: SmData = serde_json::from_slice(&bytes).map_err(|e| {
-            io_err(
-                ErrorSubject::Snapshot(Some(meta.signature())),
-                ErrorVerb::Read,
-                e,
-            )
-        })?;
-        put_meta(
-            &self.db,
-            KEY_SNAPSHOT,
-            &StoredSnapshot {
-                meta: meta.clone(),
-                data: bytes,
-            },
-        )?;
+        let mut data: SmData = serde_json::from_slice(&bytes)
+            .map_err(|e| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        data.catalogue.reindex();
+        put_meta(&self.db, KEY_SNAPSHOT, &StoredSnapshot { meta: meta.clone(), data: bytes })?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         let index = meta.last_log_id.map_or(0, |l| l.index);
@@ -481,12 +421,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SErr> {
-        Ok(
-            get_meta::<StoredSnapshot>(&self.db, KEY_SNAPSHOT)?.map(|s| Snapshot {
-                meta: s.meta,
-                snapshot: Box::new(Cursor::new(s.data)),
-            }),
-        )
+        Ok(get_meta::<StoredSnapshot>(&self.db, KEY_SNAPSHOT)?
+            .map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
     }
 }
 

@@ -50,8 +50,7 @@ impl SecretKey {
     pub fn derive(&self, info: &[u8]) -> SecretKey {
         let hk = Hkdf::<Sha256>::new(None, &self.0);
         let mut out = [0u8; 32];
-        hk.expand(info, &mut out)
-            .expect("32 bytes is a valid HKDF length");
+        hk.expand(info, &mut out).expect("32 bytes is a valid HKDF length");
         SecretKey(out)
     }
 }
@@ -92,20 +91,14 @@ impl MasterSecret {
         let s = s.trim();
         if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
             let bytes = hex::decode(s).map_err(|e| StorageError::Key(e.to_string()))?;
-            return Ok(MasterSecret {
-                material: Zeroizing::new(bytes),
-                raw_hex: true,
-            });
+            return Ok(MasterSecret { material: Zeroizing::new(bytes), raw_hex: true });
         }
         if s.chars().count() < 8 {
             return Err(StorageError::Key(
                 "the encryption key must be a passphrase of at least 8 characters or 64 hex characters".into(),
             ));
         }
-        Ok(MasterSecret {
-            material: Zeroizing::new(s.as_bytes().to_vec()),
-            raw_hex: false,
-        })
+        Ok(MasterSecret { material: Zeroizing::new(s.as_bytes().to_vec()), raw_hex: false })
     }
 
     /// Generate a fresh 64-hex key (used when none is configured).
@@ -116,15 +109,7 @@ impl MasterSecret {
     }
 
     fn default_kdf(&self) -> Kdf {
-        if self.raw_hex {
-            Kdf::RawHex
-        } else {
-            Kdf::Argon2id {
-                m_kib: 19 * 1024,
-                t: 2,
-                p: 1,
-            }
-        }
+        if self.raw_hex { Kdf::RawHex } else { Kdf::Argon2id { m_kib: 19 * 1024, t: 2, p: 1 } }
     }
 
     fn root(&self, salt: &[u8; 16], kdf: &Kdf) -> Result<SecretKey> {
@@ -132,21 +117,15 @@ impl MasterSecret {
             Kdf::RawHex => {
                 let hk = Hkdf::<Sha256>::new(Some(salt), &self.material);
                 let mut out = [0u8; 32];
-                hk.expand(b"loci/root", &mut out)
-                    .map_err(|e| StorageError::Key(e.to_string()))?;
+                hk.expand(b"loci/root", &mut out).map_err(|e| StorageError::Key(e.to_string()))?;
                 Ok(SecretKey(out))
             }
             Kdf::Argon2id { m_kib, t, p } => {
-                let params = argon2::Params::new(*m_kib, *t, *p, Some(32))
-                    .map_err(|e| StorageError::Key(e.to_string()))?;
-                let a = argon2::Argon2::new(
-                    argon2::Algorithm::Argon2id,
-                    argon2::Version::V0x13,
-                    params,
-                );
+                let params =
+                    argon2::Params::new(*m_kib, *t, *p, Some(32)).map_err(|e| StorageError::Key(e.to_string()))?;
+                let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
                 let mut out = [0u8; 32];
-                a.hash_password_into(&self.material, salt, &mut out)
-                    .map_err(|e| StorageError::Key(e.to_string()))?;
+                a.hash_password_into(&self.material, salt, &mut out).map_err(|e| StorageError::Key(e.to_string()))?;
                 Ok(SecretKey(out))
             }
         }
@@ -160,19 +139,8 @@ impl MasterSecret {
         let root = self.root(&salt, &kdf)?;
         let kek = Keyring::kek_from_root(&root, 1);
         let verifier = seal_raw(&kek, &key_check_aad(1), KEY_CHECK_PLAINTEXT);
-        let params = EncryptionParams {
-            salt,
-            kdf,
-            kek_version: 1,
-            verifier,
-        };
-        Ok((
-            Keyring {
-                kek,
-                kek_version: 1,
-            },
-            params,
-        ))
+        let params = EncryptionParams { salt, kdf, kek_version: 1, verifier };
+        Ok((Keyring { kek, kek_version: 1 }, params))
     }
 
     /// Later starts: derive from the catalogue's parameters and prove the key is the right one.
@@ -196,18 +164,7 @@ impl MasterSecret {
         let version = previous_version + 1;
         let kek = Keyring::kek_from_root(&root, version);
         let verifier = seal_raw(&kek, &key_check_aad(version), KEY_CHECK_PLAINTEXT);
-        Ok((
-            Keyring {
-                kek,
-                kek_version: version,
-            },
-            EncryptionParams {
-                salt,
-                kdf,
-                kek_version: version,
-                verifier,
-            },
-        ))
+        Ok((Keyring { kek, kek_version: version }, EncryptionParams { salt, kdf, kek_version: version, verifier }))
     }
 }
 
@@ -266,16 +223,8 @@ impl Keyring {
     }
 
     pub fn wrap(&self, ns_id: u64, dek_version: u32, dek: &SecretKey) -> WrappedKey {
-        let sealed = seal_raw(
-            &self.kek,
-            &Self::wrap_aad(ns_id, dek_version),
-            dek.as_bytes(),
-        );
-        WrappedKey {
-            kek_version: self.kek_version,
-            dek_version,
-            sealed,
-        }
+        let sealed = seal_raw(&self.kek, &Self::wrap_aad(ns_id, dek_version), dek.as_bytes());
+        WrappedKey { kek_version: self.kek_version, dek_version, sealed }
     }
 
     pub fn unwrap(&self, ns_id: u64, wrapped: &WrappedKey) -> Result<DataKey> {
@@ -285,15 +234,8 @@ impl Keyring {
                 wrapped.kek_version, self.kek_version
             )));
         }
-        let pt = Zeroizing::new(open_raw(
-            &self.kek,
-            &Self::wrap_aad(ns_id, wrapped.dek_version),
-            &wrapped.sealed,
-        )?);
-        let bytes: [u8; 32] = pt
-            .as_slice()
-            .try_into()
-            .map_err(|_| StorageError::Decrypt("wrapped key length"))?;
+        let pt = Zeroizing::new(open_raw(&self.kek, &Self::wrap_aad(ns_id, wrapped.dek_version), &wrapped.sealed)?);
+        let bytes: [u8; 32] = pt.as_slice().try_into().map_err(|_| StorageError::Decrypt("wrapped key length"))?;
         Ok(DataKey::new(ns_id, wrapped.dek_version, SecretKey(bytes)))
     }
 }
@@ -326,15 +268,14 @@ impl std::fmt::Debug for DataKey {
 impl DataKey {
     pub fn new(ns_id: u64, version: u32, key: SecretKey) -> Self {
         let search = key.derive(b"loci/search");
-        DataKey {
-            ns_id,
-            version,
-            key,
-            search,
-        }
+        DataKey { ns_id, version, key, search }
     }
     pub fn ns_id(&self) -> u64 {
         self.ns_id
+    }
+    /// The key material (for re-wrapping under a new KEK).
+    pub fn raw(&self) -> &SecretKey {
+        &self.key
     }
     pub fn version(&self) -> u32 {
         self.version
@@ -365,17 +306,14 @@ impl DataKey {
         }
         let version = u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]);
         if version != self.version {
-            return Err(StorageError::Decrypt(
-                "record sealed under another data key version",
-            ));
+            return Err(StorageError::Decrypt("record sealed under another data key version"));
         }
         open_raw(&self.key, &self.aad(kind, id, version), &sealed[5..])
     }
 
     /// Blind-index token: a truncated HMAC under the namespace's search key.
     pub fn blind(&self, token: &str) -> String {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(self.search.as_bytes()).expect("any key length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.search.as_bytes()).expect("any key length");
         mac.update(token.as_bytes());
         let tag = mac.finalize().into_bytes();
         hex::encode(&tag[..12])
@@ -387,13 +325,7 @@ fn seal_raw(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     random_bytes(&mut nonce);
     let ct = key
         .cipher()
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
         .expect("AES-GCM encryption cannot fail for in-memory buffers");
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(&nonce);
@@ -425,18 +357,8 @@ mod tests {
         let pass = MasterSecret::parse("correct horse battery").unwrap();
         let (_, pparams) = pass.establish().unwrap();
         assert!(matches!(pparams.kdf, Kdf::Argon2id { .. }));
-        assert!(
-            MasterSecret::parse("correct horse battery")
-                .unwrap()
-                .unlock(&pparams)
-                .is_ok()
-        );
-        assert!(
-            MasterSecret::parse("wrong horse battery")
-                .unwrap()
-                .unlock(&pparams)
-                .is_err()
-        );
+        assert!(MasterSecret::parse("correct horse battery").unwrap().unlock(&pparams).is_ok());
+        assert!(MasterSecret::parse("wrong horse battery").unwrap().unlock(&pparams).is_err());
     }
 
     #[test]
@@ -446,29 +368,14 @@ mod tests {
 
     #[test]
     fn ciphertexts_are_bound_to_namespace_row_and_kind() {
-        let (ring, _) = MasterSecret::parse(&"11".repeat(32))
-            .unwrap()
-            .establish()
-            .unwrap();
+        let (ring, _) = MasterSecret::parse(&"11".repeat(32)).unwrap().establish().unwrap();
         let a = ring.unwrap(1, &ring.new_wrapped_dek(1, 1)).unwrap();
         let b = ring.unwrap(2, &ring.new_wrapped_dek(2, 1)).unwrap();
         let sealed = a.seal(RecordKind::Memory, b"mem_1", b"secret");
-        assert_eq!(
-            a.open(RecordKind::Memory, b"mem_1", &sealed).unwrap(),
-            b"secret"
-        );
-        assert!(
-            a.open(RecordKind::Memory, b"mem_2", &sealed).is_err(),
-            "moved to another row"
-        );
-        assert!(
-            a.open(RecordKind::Vector, b"mem_1", &sealed).is_err(),
-            "reused as another kind"
-        );
-        assert!(
-            b.open(RecordKind::Memory, b"mem_1", &sealed).is_err(),
-            "moved to another tenant"
-        );
+        assert_eq!(a.open(RecordKind::Memory, b"mem_1", &sealed).unwrap(), b"secret");
+        assert!(a.open(RecordKind::Memory, b"mem_2", &sealed).is_err(), "moved to another row");
+        assert!(a.open(RecordKind::Vector, b"mem_1", &sealed).is_err(), "reused as another kind");
+        assert!(b.open(RecordKind::Memory, b"mem_1", &sealed).is_err(), "moved to another tenant");
         // A wrapped key cannot be unwrapped as another namespace's key.
         let wrapped = ring.new_wrapped_dek(1, 1);
         assert!(ring.unwrap(2, &wrapped).is_err());
@@ -476,10 +383,7 @@ mod tests {
 
     #[test]
     fn blind_tokens_differ_per_namespace() {
-        let (ring, _) = MasterSecret::parse(&"22".repeat(32))
-            .unwrap()
-            .establish()
-            .unwrap();
+        let (ring, _) = MasterSecret::parse(&"22".repeat(32)).unwrap().establish().unwrap();
         let a = ring.unwrap(1, &ring.new_wrapped_dek(1, 1)).unwrap();
         let b = ring.unwrap(2, &ring.new_wrapped_dek(2, 1)).unwrap();
         assert_eq!(a.blind("coffee"), a.blind("coffee"));

@@ -31,9 +31,7 @@ impl HashEmbedder {
     pub const PROVIDER: &'static str = "hash";
 
     pub fn new(dimension: usize) -> Self {
-        HashEmbedder {
-            dimension: dimension.max(1),
-        }
+        HashEmbedder { dimension: dimension.max(1) }
     }
 
     fn add(&self, v: &mut [f32], feature: &[u8], weight: f32) {
@@ -78,10 +76,7 @@ impl Embedder for HashEmbedder {
 
 /// Lower-cased alphanumeric words.
 pub fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase())
-        .collect()
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.to_lowercase()).collect()
 }
 
 pub fn fnv1a(bytes: &[u8]) -> u64 {

@@ -31,6 +31,8 @@ pub enum StorageError {
     Embedding(String),
     #[error("namespace is being dropped")]
     Dropped,
+    #[error("{0}")]
+    QuotaExceeded(String),
 }
 
 impl From<serde_json::Error> for StorageError {

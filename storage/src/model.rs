@@ -13,15 +13,10 @@ pub fn now_secs() -> u64 {
 }
 
 pub fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-#[derive(
-    Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord, Default,
-)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum MemoryType {
     #[default]
@@ -32,12 +27,8 @@ pub enum MemoryType {
 }
 
 impl MemoryType {
-    pub const ALL: [MemoryType; 4] = [
-        MemoryType::Episodic,
-        MemoryType::Semantic,
-        MemoryType::Procedural,
-        MemoryType::Working,
-    ];
+    pub const ALL: [MemoryType; 4] =
+        [MemoryType::Episodic, MemoryType::Semantic, MemoryType::Procedural, MemoryType::Working];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -114,6 +105,8 @@ pub struct MemoryPatch {
     pub metadata: Option<serde_json::Value>,
     pub expires_at: Option<Option<u64>>,
     pub embedding: Option<Vec<f32>>,
+    /// Recorded as `metadata._dakera_lang`, keeping the rest of the metadata.
+    pub lang: Option<String>,
 }
 
 /// Which memories an operation applies to. All given predicates must hold.
@@ -291,8 +284,12 @@ pub enum DataOp {
         limit: usize,
         offset: usize,
     },
+    /// `None`: the whole namespace.
     AgentStats {
-        agent_id: String,
+        agent_id: Option<String>,
+    },
+    TouchSession {
+        id: String,
     },
     ListAgents,
     Stats,
@@ -303,16 +300,10 @@ pub enum DataResult {
     Stored(Vec<MemoryRecord>),
     Memory(MemoryRecord),
     Deleted(u64),
-    Memories {
-        memories: Vec<MemoryRecord>,
-        total: u64,
-    },
+    Memories { memories: Vec<MemoryRecord>, total: u64 },
     Recalled(Vec<ScoredMemory>),
     Session(SessionInfo),
-    Sessions {
-        sessions: Vec<SessionInfo>,
-        total: u64,
-    },
+    Sessions { sessions: Vec<SessionInfo>, total: u64 },
     AgentStats(AgentStats),
     Agents(Vec<AgentSummary>),
     Stats(NamespaceStats),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Options, PrefixRange,
-    ReadOptions, SliceTransform, WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Options, PrefixRange, ReadOptions,
+    SliceTransform, WriteBatch, WriteOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -44,11 +44,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            sync_writes: true,
-            ann_threshold: 10_000,
-            block_cache_bytes: 128 * 1024 * 1024,
-        }
+        StoreConfig { sync_writes: true, ann_threshold: 10_000, block_cache_bytes: 128 * 1024 * 1024 }
     }
 }
 
@@ -60,6 +56,9 @@ pub struct NsContext {
     pub key: DataKey,
     pub dimension: usize,
     pub embedder: SharedEmbedder,
+    /// Refuse stores that would take the namespace beyond this many memories.
+    pub max_memories: Option<u64>,
+    pub metric: crate::vector::Metric,
 }
 
 /// Per-memory facts kept in memory for filtering and ranking (no content, no vector).
@@ -164,6 +163,19 @@ struct Namespace {
     state: RwLock<NsState>,
     /// Serialises writers of this namespace (ordering of batches and in-memory updates).
     writer: Mutex<()>,
+    /// Set (under `writer`) when the namespace is dropped: later writers must not resurrect it.
+    dropped: std::sync::atomic::AtomicBool,
+}
+
+impl Namespace {
+    /// Take the write lock of a namespace that still exists.
+    fn write_lock(&self) -> Result<parking_lot::MutexGuard<'_, ()>> {
+        let g = self.writer.lock();
+        if self.dropped.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StorageError::Dropped);
+        }
+        Ok(g)
+    }
 }
 
 pub struct Store {
@@ -173,6 +185,8 @@ pub struct Store {
     loaded: RwLock<HashMap<u64, Arc<Namespace>>>,
     /// Serialises namespace loading so two callers don't both build a state.
     load_lock: Mutex<()>,
+    /// Namespaces dropped since start: never loaded again.
+    dropped: RwLock<HashSet<u64>>,
     path: PathBuf,
 }
 
@@ -212,9 +226,7 @@ fn decode_vector(b: &[u8]) -> Result<Vec<f32>> {
     if b.len() % 4 != 0 {
         return Err(StorageError::Encoding("vector length".into()));
     }
-    Ok(b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
 pub fn new_memory_id() -> String {
@@ -235,20 +247,13 @@ pub fn check_vector(v: &[f32], dimension: usize) -> Result<()> {
         return Err(StorageError::Invalid("embedding must not be empty".into()));
     }
     if v.len() != dimension {
-        return Err(StorageError::DimensionMismatch {
-            expected: dimension,
-            got: v.len(),
-        });
+        return Err(StorageError::DimensionMismatch { expected: dimension, got: v.len() });
     }
     if v.iter().any(|x| !x.is_finite()) {
-        return Err(StorageError::Invalid(
-            "embedding contains NaN or infinite values".into(),
-        ));
+        return Err(StorageError::Invalid("embedding contains NaN or infinite values".into()));
     }
     if v.iter().all(|x| *x == 0.0) {
-        return Err(StorageError::Invalid(
-            "embedding must not be the zero vector".into(),
-        ));
+        return Err(StorageError::Invalid("embedding must not be the zero vector".into()));
     }
     Ok(())
 }
@@ -281,6 +286,7 @@ impl Store {
             config,
             loaded: RwLock::new(HashMap::new()),
             load_lock: Mutex::new(()),
+            dropped: RwLock::new(HashSet::new()),
             path: dir.to_path_buf(),
         })
     }
@@ -301,17 +307,11 @@ impl Store {
         Ok(())
     }
 
-    fn scan_prefix(
-        &self,
-        cf: &str,
-        p: &[u8],
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+    fn scan_prefix(&self, cf: &str, p: &[u8]) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
         let mut ro = ReadOptions::default();
         ro.set_iterate_range(PrefixRange(p.to_vec()));
         ro.set_total_order_seek(true);
-        self.db
-            .iterator_cf_opt(self.cf(cf), ro, rocksdb::IteratorMode::Start)
-            .map(|r| r.map_err(Into::into))
+        self.db.iterator_cf_opt(self.cf(cf), ro, rocksdb::IteratorMode::Start).map(|r| r.map_err(Into::into))
     }
 
     /// The namespace's in-memory state, loading it from disk on first use.
@@ -322,6 +322,9 @@ impl Store {
         let _guard = self.load_lock.lock();
         if let Some(ns) = self.loaded.read().get(&ctx.id) {
             return Ok(ns.clone());
+        }
+        if self.dropped.read().contains(&ctx.id) {
+            return Err(StorageError::Dropped);
         }
         let ns = Arc::new(self.load(ctx)?);
         self.loaded.write().insert(ctx.id, ns.clone());
@@ -346,11 +349,8 @@ impl Store {
             let id = String::from_utf8_lossy(&k[9..]).into_owned();
             match kind {
                 KIND_MEMORY => {
-                    let rec: MemoryRecord = serde_json::from_slice(&key.open(
-                        RecordKind::Memory,
-                        id.as_bytes(),
-                        &v,
-                    )?)?;
+                    let rec: MemoryRecord =
+                        serde_json::from_slice(&key.open(RecordKind::Memory, id.as_bytes(), &v)?)?;
                     if rec.is_expired(now) {
                         expired.push(rec.id.clone());
                         continue;
@@ -359,17 +359,13 @@ impl Store {
                     metas.insert(rec.id.clone(), Meta::of(&rec));
                 }
                 KIND_SESSION => {
-                    let s: Session = serde_json::from_slice(&key.open(
-                        RecordKind::Session,
-                        id.as_bytes(),
-                        &v,
-                    )?)?;
+                    let s: Session = serde_json::from_slice(&key.open(RecordKind::Session, id.as_bytes(), &v)?)?;
                     sessions.insert(s.id.clone(), s);
                 }
                 _ => {}
             }
         }
-        let vectors = VectorIndex::new(ctx.dimension, self.config.ann_threshold);
+        let vectors = VectorIndex::with_metric(ctx.dimension, self.config.ann_threshold, ctx.metric);
         for item in self.scan_prefix(CF_VEC, &p) {
             let (k, v) = item?;
             let id = String::from_utf8_lossy(&k[8..]).into_owned();
@@ -384,8 +380,7 @@ impl Store {
         for item in self.scan_prefix(CF_IDX, &ap) {
             let (k, v) = item?;
             let id = String::from_utf8_lossy(&k[9..]).into_owned();
-            if let (Some(m), Ok(a)) = (metas.get_mut(&id), postcard::from_bytes::<AccessStats>(&v))
-            {
+            if let (Some(m), Ok(a)) = (metas.get_mut(&id), postcard::from_bytes::<AccessStats>(&v)) {
                 m.access_count = m.access_count.max(a.count);
                 m.last_accessed_at = m.last_accessed_at.max(a.last);
             }
@@ -419,6 +414,7 @@ impl Store {
                 access_dirty: HashSet::new(),
             }),
             writer: Mutex::new(()),
+            dropped: std::sync::atomic::AtomicBool::new(false),
         };
         if !expired.is_empty() {
             self.delete_ids(&ns, &expired)?;
@@ -435,10 +431,7 @@ impl Store {
     }
 
     fn read_record(&self, ctx: &NsContext, id: &str) -> Result<Option<MemoryRecord>> {
-        match self
-            .db
-            .get_cf(self.cf(CF_MEM), row_key(ctx.id, KIND_MEMORY, id))?
-        {
+        match self.db.get_cf(self.cf(CF_MEM), row_key(ctx.id, KIND_MEMORY, id))? {
             None => Ok(None),
             Some(v) => {
                 let pt = ctx.key.open(RecordKind::Memory, id.as_bytes(), &v)?;
@@ -486,8 +479,7 @@ impl Store {
         batch.put_cf(
             self.cf(CF_VEC),
             vec_key(ctx.id, id),
-            ctx.key
-                .seal(RecordKind::Vector, id.as_bytes(), &encode_vector(v)),
+            ctx.key.seal(RecordKind::Vector, id.as_bytes(), &encode_vector(v)),
         );
     }
 
@@ -501,12 +493,24 @@ impl Store {
         Ok(())
     }
 
-    fn embed(&self, ctx: &NsContext, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let out = ctx.embedder.embed(texts)?;
-        for v in &out {
-            check_vector(v, ctx.dimension).map_err(|e| StorageError::Embedding(e.to_string()))?;
+    /// Embed texts; a text with nothing to embed (e.g. only punctuation) yields `None`.
+    fn embed(&self, ctx: &NsContext, texts: &[&str]) -> Result<Vec<Option<Vec<f32>>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let out = ctx.embedder.embed(texts)?;
+        if out.len() != texts.len() {
+            return Err(StorageError::Embedding("embedder returned a wrong number of vectors".into()));
+        }
+        out.into_iter()
+            .map(|v| {
+                if v.iter().all(|x| *x == 0.0) {
+                    return Ok(None);
+                }
+                check_vector(&v, ctx.dimension).map_err(|e| StorageError::Embedding(e.to_string()))?;
+                Ok(Some(v))
+            })
+            .collect()
     }
 
     /// Run one operation on a namespace. Blocking: call from a blocking thread.
@@ -522,41 +526,24 @@ impl Store {
                 }
                 Ok(DataResult::Memory(rec))
             }
-            DataOp::Update { id, patch } => {
-                self.update(&ns, &id, patch, now).map(DataResult::Memory)
-            }
+            DataOp::Update { id, patch } => self.update(&ns, &id, patch, now).map(DataResult::Memory),
             DataOp::Forget { filter } => {
-                let _w = ns.writer.lock();
+                let _w = ns.write_lock()?;
                 let ids = self.select(&ns, &filter, now);
                 self.delete_ids(&ns, &ids)?;
                 Ok(DataResult::Deleted(ids.len() as u64))
             }
-            DataOp::List {
-                filter,
-                sort,
-                limit,
-                offset,
-            } => {
+            DataOp::List { filter, sort, limit, offset } => {
                 let (page, total) = self.list(&ns, &filter, sort, limit, offset, now)?;
-                Ok(DataResult::Memories {
-                    memories: page,
-                    total,
-                })
+                Ok(DataResult::Memories { memories: page, total })
             }
             DataOp::Recall(p) => self.recall(&ns, p, now).map(DataResult::Recalled),
-            DataOp::StartSession {
-                id,
-                agent_id,
-                metadata,
-                idle_timeout_secs,
-            } => {
-                let _w = ns.writer.lock();
+            DataOp::StartSession { id, agent_id, metadata, idle_timeout_secs } => {
+                let _w = ns.write_lock()?;
                 let id = id.unwrap_or_else(new_session_id);
                 if let Some(existing) = ns.state.read().sessions.get(&id) {
                     if existing.agent_id != agent_id {
-                        return Err(StorageError::Conflict(format!(
-                            "session {id} belongs to another agent"
-                        )));
+                        return Err(StorageError::Conflict(format!("session {id} belongs to another agent")));
                     }
                 }
                 let existing = ns.state.read().sessions.get(&id).cloned();
@@ -584,7 +571,7 @@ impl Store {
                 Ok(DataResult::Session(self.session_info(&ns, s, now)))
             }
             DataOp::EndSession { id, summary } => {
-                let _w = ns.writer.lock();
+                let _w = ns.write_lock()?;
                 let mut s = ns
                     .state
                     .read()
@@ -616,12 +603,7 @@ impl Store {
                     .ok_or_else(|| StorageError::NotFound(format!("session {id}")))?;
                 Ok(DataResult::Session(self.session_info(&ns, s, now)))
             }
-            DataOp::ListSessions {
-                agent_id,
-                active_only,
-                limit,
-                offset,
-            } => {
+            DataOp::ListSessions { agent_id, active_only, limit, offset } => {
                 let mut all: Vec<Session> = ns
                     .state
                     .read()
@@ -631,23 +613,33 @@ impl Store {
                     .filter(|s| !active_only || s.ended_at.is_none())
                     .cloned()
                     .collect();
-                all.sort_by(|a, b| {
-                    b.started_at
-                        .cmp(&a.started_at)
-                        .then_with(|| a.id.cmp(&b.id))
-                });
+                all.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| a.id.cmp(&b.id)));
                 let total = all.len() as u64;
-                let sessions = all
-                    .into_iter()
-                    .skip(offset)
-                    .take(limit)
-                    .map(|s| self.session_info(&ns, s, now))
-                    .collect();
+                let sessions =
+                    all.into_iter().skip(offset).take(limit).map(|s| self.session_info(&ns, s, now)).collect();
                 Ok(DataResult::Sessions { sessions, total })
             }
-            DataOp::AgentStats { agent_id } => Ok(DataResult::AgentStats(
-                self.agent_stats(&ns, &agent_id, now),
-            )),
+            DataOp::AgentStats { agent_id } => {
+                Ok(DataResult::AgentStats(self.agent_stats(&ns, agent_id.as_deref(), now)))
+            }
+            DataOp::TouchSession { id } => {
+                let _w = ns.write_lock()?;
+                let mut s = ns
+                    .state
+                    .read()
+                    .sessions
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| StorageError::NotFound(format!("session {id}")))?;
+                if s.ended_at.is_none() {
+                    s.last_activity_at = now;
+                    let mut b = WriteBatch::default();
+                    self.put_session(&mut b, &ns.ctx, &s)?;
+                    self.write(b)?;
+                    ns.state.write().sessions.insert(id, s.clone());
+                }
+                Ok(DataResult::Session(self.session_info(&ns, s, now)))
+            }
             DataOp::ListAgents => Ok(DataResult::Agents(self.agents(&ns, now))),
             DataOp::Stats => {
                 let st = ns.state.read();
@@ -674,10 +666,7 @@ impl Store {
             .values()
             .filter(|m| m.live(now) && m.session_id.as_deref() == Some(session.id.as_str()))
             .count() as u64;
-        SessionInfo {
-            session,
-            memory_count,
-        }
+        SessionInfo { session, memory_count }
     }
 
     fn get_live(&self, ns: &Namespace, id: &str, now: u64) -> Result<MemoryRecord> {
@@ -685,8 +674,7 @@ impl Store {
         if !live {
             return Err(StorageError::NotFound(format!("memory {id}")));
         }
-        self.full_record(ns, id)?
-            .ok_or_else(|| StorageError::NotFound(format!("memory {id}")))
+        self.full_record(ns, id)?.ok_or_else(|| StorageError::NotFound(format!("memory {id}")))
     }
 
     fn touch(&self, ns: &Namespace, ids: &[String], now: u64) {
@@ -703,34 +691,38 @@ impl Store {
     fn store(&self, ns: &Namespace, items: Vec<NewMemory>, now: u64) -> Result<Vec<MemoryRecord>> {
         let ctx = &ns.ctx;
         // Embed outside the namespace's write lock: it is the expensive part.
-        let missing: Vec<&str> = items
-            .iter()
-            .filter(|i| i.embedding.is_none())
-            .map(|i| i.content.as_str())
-            .collect();
+        let missing: Vec<&str> = items.iter().filter(|i| i.embedding.is_none()).map(|i| i.content.as_str()).collect();
         let mut embedded = self.embed(ctx, &missing)?.into_iter();
         let mut vectors = Vec::with_capacity(items.len());
         for item in &items {
             match &item.embedding {
                 Some(v) => {
                     check_vector(v, ctx.dimension)?;
-                    vectors.push(v.clone());
+                    vectors.push(Some(v.clone()));
                 }
-                None => vectors.push(embedded.next().ok_or_else(|| {
-                    StorageError::Embedding("embedder returned too few vectors".into())
-                })?),
+                None => vectors.push(embedded.next().flatten()),
             }
         }
-        let _w = ns.writer.lock();
+        let _w = ns.write_lock()?;
+        if let Some(max) = ctx.max_memories {
+            let st = ns.state.read();
+            let now = now_secs();
+            let live = st.metas.values().filter(|m| m.live(now)).count() as u64;
+            let new = items.iter().filter(|i| i.id.as_ref().is_none_or(|id| !st.metas.contains_key(id))).count() as u64;
+            if live + new > max {
+                return Err(StorageError::QuotaExceeded(format!(
+                    "namespace '{}' holds {live} memories; storing {new} more would exceed its max_memories of {max}",
+                    ctx.name
+                )));
+            }
+        }
         let mut batch = WriteBatch::default();
         let mut records = Vec::with_capacity(items.len());
         let mut seen = HashSet::new();
         for item in items {
             let id = item.id.unwrap_or_else(new_memory_id);
             if !seen.insert(id.clone()) {
-                return Err(StorageError::Invalid(format!(
-                    "duplicate memory id {id} in one batch"
-                )));
+                return Err(StorageError::Invalid(format!("duplicate memory id {id} in one batch")));
             }
             // A client-chosen id that exists is an upsert: keep its creation time.
             let previous = ns.state.read().metas.get(&id).cloned();
@@ -763,58 +755,65 @@ impl Store {
                 Some(_) => self.read_record(ctx, &id)?.map_or(0, |r| r.version),
                 None => 0,
             };
-            let rec = MemoryRecord {
-                version: old_version + 1,
-                ..rec
-            };
-            self.put_record(
-                &mut batch,
-                ctx,
-                &rec,
-                previous.as_ref().and_then(|p| p.expires_at),
-            )?;
+            let rec = MemoryRecord { version: old_version + 1, ..rec };
+            self.put_record(&mut batch, ctx, &rec, previous.as_ref().and_then(|p| p.expires_at))?;
             records.push(rec);
         }
         for (rec, v) in records.iter().zip(&vectors) {
-            self.put_vector(&mut batch, ctx, &rec.id, v);
+            match v {
+                Some(v) => self.put_vector(&mut batch, ctx, &rec.id, v),
+                None => batch.delete_cf(self.cf(CF_VEC), vec_key(ctx.id, &rec.id)),
+            }
+        }
+        // Sessions these memories belong to record the activity in the same batch.
+        let touched_sessions: Vec<Session> = {
+            let st = ns.state.read();
+            let mut ids: Vec<&String> = records.iter().filter_map(|r| r.session_id.as_ref()).collect();
+            ids.sort();
+            ids.dedup();
+            ids.into_iter()
+                .filter_map(|sid| st.sessions.get(sid).cloned())
+                .map(|mut s| {
+                    s.last_activity_at = now;
+                    s
+                })
+                .collect()
+        };
+        for s in &touched_sessions {
+            self.put_session(&mut batch, ctx, s)?;
         }
         self.write(batch)?;
         {
             let mut st = ns.state.write();
             for (rec, v) in records.iter().zip(&vectors) {
                 st.metas.insert(rec.id.clone(), Meta::of(rec));
-                st.vectors.upsert(&rec.id, v);
-                if let Some(sid) = &rec.session_id {
-                    if let Some(s) = st.sessions.get_mut(sid) {
-                        s.last_activity_at = now;
-                    }
+                match v {
+                    Some(v) => st.vectors.upsert(&rec.id, v),
+                    None => st.vectors.remove(&rec.id),
                 }
+            }
+            for s in touched_sessions {
+                st.sessions.insert(s.id.clone(), s);
             }
         }
         for rec in &records {
-            self.text
-                .upsert(&ctx.key, &rec.id, rec.version, &rec.content)?;
+            self.text.upsert(&ctx.key, &rec.id, rec.version, &rec.content)?;
         }
         Ok(records)
     }
 
-    fn update(
-        &self,
-        ns: &Namespace,
-        id: &str,
-        patch: MemoryPatch,
-        now: u64,
-    ) -> Result<MemoryRecord> {
+    fn update(&self, ns: &Namespace, id: &str, patch: MemoryPatch, now: u64) -> Result<MemoryRecord> {
         let ctx = &ns.ctx;
-        let new_vector = match (&patch.embedding, &patch.content) {
+        // None = vector unchanged; Some(None) = the new content has nothing to embed.
+        let new_vector: Option<Option<Vec<f32>>> = match (&patch.embedding, &patch.content) {
             (Some(v), _) => {
                 check_vector(v, ctx.dimension)?;
-                Some(v.clone())
+                Some(Some(v.clone()))
             }
-            (None, Some(content)) => self.embed(ctx, &[content.as_str()])?.pop(),
+            (None, Some(content)) => Some(self.embed(ctx, &[content.as_str()])?.pop().flatten()),
             (None, None) => None,
         };
-        let _w = ns.writer.lock();
+        let _w = ns.write_lock()?;
         let mut rec = self.get_live(ns, id, now)?;
         let old_expiry = rec.expires_at;
         if let Some(c) = patch.content {
@@ -832,6 +831,13 @@ impl Store {
         if let Some(m) = patch.metadata {
             rec.metadata = Some(m);
         }
+        if let Some(lang) = patch.lang {
+            // Recorded inside the metadata the memory already has (or gets now).
+            let meta = rec.metadata.get_or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if let serde_json::Value::Object(m) = meta {
+                m.insert("_dakera_lang".into(), serde_json::Value::from(lang));
+            }
+        }
         if let Some(e) = patch.expires_at {
             rec.expires_at = e;
         }
@@ -839,15 +845,19 @@ impl Store {
         rec.version += 1;
         let mut batch = WriteBatch::default();
         self.put_record(&mut batch, ctx, &rec, old_expiry)?;
-        if let Some(v) = &new_vector {
-            self.put_vector(&mut batch, ctx, id, v);
+        match &new_vector {
+            Some(Some(v)) => self.put_vector(&mut batch, ctx, id, v),
+            Some(None) => batch.delete_cf(self.cf(CF_VEC), vec_key(ctx.id, id)),
+            None => {}
         }
         self.write(batch)?;
         {
             let mut st = ns.state.write();
             st.metas.insert(rec.id.clone(), Meta::of(&rec));
-            if let Some(v) = &new_vector {
-                st.vectors.upsert(id, v);
+            match &new_vector {
+                Some(Some(v)) => st.vectors.upsert(id, v),
+                Some(None) => st.vectors.remove(id),
+                None => {}
             }
         }
         // The version changed, so re-index even when only other fields did (keeps versions equal).
@@ -860,21 +870,12 @@ impl Store {
         match &filter.ids {
             Some(ids) => ids
                 .iter()
-                .filter(|id| {
-                    st.metas
-                        .get(*id)
-                        .is_some_and(|m| m.matches(id, filter, now))
-                })
+                .filter(|id| st.metas.get(*id).is_some_and(|m| m.matches(id, filter, now)))
                 .cloned()
                 .collect::<HashSet<_>>()
                 .into_iter()
                 .collect(),
-            None => st
-                .metas
-                .iter()
-                .filter(|(id, m)| m.matches(id, filter, now))
-                .map(|(id, _)| id.clone())
-                .collect(),
+            None => st.metas.iter().filter(|(id, m)| m.matches(id, filter, now)).map(|(id, _)| id.clone()).collect(),
         }
     }
 
@@ -960,11 +961,7 @@ impl Store {
         let use_vector = !matches!(p.routing, Routing::Bm25);
         let use_text = !matches!(p.routing, Routing::Vector) && !p.query.trim().is_empty();
         let pool = (p.top_k * 4).max(50);
-        let accept = |id: &str, st: &NsState| {
-            st.metas
-                .get(id)
-                .is_some_and(|m| m.matches(id, &p.filter, now))
-        };
+        let accept = |id: &str, st: &NsState| st.metas.get(id).is_some_and(|m| m.matches(id, &p.filter, now));
 
         let vector_hits: Vec<(String, f32)> = if use_vector {
             let q = match &p.query_embedding {
@@ -972,7 +969,7 @@ impl Store {
                     check_vector(v, ctx.dimension)?;
                     Some(v.clone())
                 }
-                None if !p.query.trim().is_empty() => self.embed(ctx, &[p.query.as_str()])?.pop(),
+                None if !p.query.trim().is_empty() => self.embed(ctx, &[p.query.as_str()])?.pop().flatten(),
                 None => None,
             };
             match q {
@@ -988,10 +985,7 @@ impl Store {
         let text_hits: Vec<(String, f32)> = if use_text {
             let raw = self.text.search(&ctx.key, &p.query, pool * 4)?;
             let st = ns.state.read();
-            raw.into_iter()
-                .filter(|(id, _)| accept(id, &st))
-                .take(pool)
-                .collect()
+            raw.into_iter().filter(|(id, _)| accept(id, &st)).take(pool).collect()
         } else {
             Vec::new()
         };
@@ -999,10 +993,7 @@ impl Store {
         let fused = fuse(&vector_hits, &text_hits, p.fusion, p.vector_weight);
         let metas: HashMap<String, Meta> = {
             let st = ns.state.read();
-            fused
-                .keys()
-                .filter_map(|id| st.metas.get(id).map(|m| (id.clone(), m.clone())))
-                .collect()
+            fused.keys().filter_map(|id| st.metas.get(id).map(|m| (id.clone(), m.clone()))).collect()
         };
         let mut scored: Vec<(String, f32, f32, Option<f32>, Option<f32>)> = fused
             .into_iter()
@@ -1026,41 +1017,28 @@ impl Store {
         let mut out = Vec::with_capacity(scored.len());
         for (id, score, relevance, vector_score, text_score) in scored {
             if let Some(memory) = self.full_record(ns, &id)? {
-                out.push(ScoredMemory {
-                    memory,
-                    score,
-                    relevance,
-                    vector_score,
-                    text_score,
-                });
+                out.push(ScoredMemory { memory, score, relevance, vector_score, text_score });
             }
         }
         Ok(out)
     }
 
-    fn agent_stats(&self, ns: &Namespace, agent_id: &str, now: u64) -> AgentStats {
+    /// Statistics of one agent's memories, or of the whole namespace (`None`).
+    fn agent_stats(&self, ns: &Namespace, agent_id: Option<&str>, now: u64) -> AgentStats {
         let st = ns.state.read();
-        let mine: Vec<&Meta> = st
-            .metas
-            .values()
-            .filter(|m| m.live(now) && m.agent_id == agent_id)
-            .collect();
+        let mine: Vec<&Meta> =
+            st.metas.values().filter(|m| m.live(now) && agent_id.is_none_or(|a| m.agent_id == a)).collect();
         let mut by_type = BTreeMap::new();
         for t in MemoryType::ALL {
             by_type.insert(t.as_str().to_string(), 0u64);
         }
         for m in &mine {
-            *by_type
-                .entry(m.memory_type.as_str().to_string())
-                .or_insert(0) += 1;
+            *by_type.entry(m.memory_type.as_str().to_string()).or_insert(0) += 1;
         }
-        let sessions: Vec<&Session> = st
-            .sessions
-            .values()
-            .filter(|s| s.agent_id == agent_id)
-            .collect();
+        let sessions: Vec<&Session> =
+            st.sessions.values().filter(|s| agent_id.is_none_or(|a| s.agent_id == a)).collect();
         AgentStats {
-            agent_id: agent_id.to_string(),
+            agent_id: agent_id.unwrap_or(&ns.ctx.name).to_string(),
             total_memories: mine.len() as u64,
             memories_by_type: by_type,
             total_sessions: sessions.len() as u64,
@@ -1081,20 +1059,14 @@ impl Store {
         for m in st.metas.values().filter(|m| m.live(now)) {
             let e = by_agent
                 .entry(m.agent_id.clone())
-                .or_insert_with(|| AgentSummary {
-                    agent_id: m.agent_id.clone(),
-                    ..Default::default()
-                });
+                .or_insert_with(|| AgentSummary { agent_id: m.agent_id.clone(), ..Default::default() });
             e.memory_count += 1;
             e.vector_count += 1;
         }
         for s in st.sessions.values() {
             let e = by_agent
                 .entry(s.agent_id.clone())
-                .or_insert_with(|| AgentSummary {
-                    agent_id: s.agent_id.clone(),
-                    ..Default::default()
-                });
+                .or_insert_with(|| AgentSummary { agent_id: s.agent_id.clone(), ..Default::default() });
             e.session_count += 1;
             if s.ended_at.is_none() {
                 e.active_sessions += 1;
@@ -1114,10 +1086,8 @@ impl Store {
                 let dirty: Vec<String> = st.access_dirty.drain().collect();
                 for id in dirty {
                     if let Some(m) = st.metas.get(&id) {
-                        let v = postcard::to_allocvec(&AccessStats {
-                            count: m.access_count,
-                            last: m.last_accessed_at,
-                        })?;
+                        let v =
+                            postcard::to_allocvec(&AccessStats { count: m.access_count, last: m.last_accessed_at })?;
                         batch.put_cf(self.cf(CF_IDX), row_key(ns.ctx.id, IDX_ACCESS, &id), v);
                         n += 1;
                     }
@@ -1136,15 +1106,9 @@ impl Store {
         let namespaces: Vec<Arc<Namespace>> = self.loaded.read().values().cloned().collect();
         let mut total = 0;
         for ns in namespaces {
-            let _w = ns.writer.lock();
-            let expired: Vec<String> = ns
-                .state
-                .read()
-                .metas
-                .iter()
-                .filter(|(_, m)| !m.live(now))
-                .map(|(id, _)| id.clone())
-                .collect();
+            let _w = ns.write_lock()?;
+            let expired: Vec<String> =
+                ns.state.read().metas.iter().filter(|(_, m)| !m.live(now)).map(|(id, _)| id.clone()).collect();
             total += expired.len() as u64;
             self.delete_ids(&ns, &expired)?;
         }
@@ -1153,8 +1117,17 @@ impl Store {
 
     /// Erase every row and index entry of a namespace, then compact so the bytes leave the disk.
     pub fn drop_namespace(&self, ns_id: u64) -> Result<u64> {
-        let removed = self.loaded.write().remove(&ns_id);
-        let _w = removed.as_ref().map(|ns| ns.writer.lock());
+        let removed = {
+            let _guard = self.load_lock.lock();
+            self.dropped.write().insert(ns_id);
+            self.loaded.write().remove(&ns_id)
+        };
+        // Wait for in-flight writers, and make any later one fail instead of writing.
+        let _w = removed.as_ref().map(|ns| {
+            let g = ns.writer.lock();
+            ns.dropped.store(true, std::sync::atomic::Ordering::Release);
+            g
+        });
         let mut count = 0u64;
         let p = prefix(ns_id);
         for item in self.scan_prefix(CF_MEM, &p) {
@@ -1172,28 +1145,36 @@ impl Store {
         self.write(batch)?;
         for cf in ALL_CFS {
             self.db.flush_cf(self.cf(cf))?;
-            self.db
-                .compact_range_cf(self.cf(cf), Some(&start), Some(&end));
+            self.db.compact_range_cf(self.cf(cf), Some(&start), Some(&end));
         }
         self.text.drop_namespace(ns_id)?;
         Ok(count)
     }
 
-    /// Flush memtables and purge obsolete WAL files (used after erasure so no old bytes linger).
-    pub fn flush_all(&self) -> Result<()> {
-        for cf in ALL_CFS {
-            self.db.flush_cf(self.cf(cf))?;
+    /// Namespace ids that have rows on disk (to find orphans of an interrupted erasure).
+    pub fn stored_namespace_ids(&self) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for cf in [CF_MEM, CF_VEC, CF_IDX] {
+            let mut it = self.db.raw_iterator_cf(self.cf(cf));
+            it.seek_to_first();
+            while it.valid() {
+                let Some(k) = it.key() else { break };
+                if k.len() < 8 {
+                    it.next();
+                    continue;
+                }
+                let id = u64::from_be_bytes([k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]]);
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+                match id.checked_add(1) {
+                    Some(next) => it.seek(next.to_be_bytes()),
+                    None => break,
+                }
+            }
+            it.status()?;
         }
-        self.db.flush_wal(true)?;
-        Ok(())
-    }
-
-    /// Compact every column family fully.
-    pub fn compact_all(&self) {
-        for cf in ALL_CFS {
-            self.db
-                .compact_range_cf::<&[u8], &[u8]>(self.cf(cf), None, None);
-        }
+        Ok(out)
     }
 
     /// Commit pending text-index changes (called periodically and at shutdown).
@@ -1211,11 +1192,7 @@ impl Store {
 
     /// Number of memories across loaded namespaces (for metrics).
     pub fn loaded_memories(&self) -> u64 {
-        self.loaded
-            .read()
-            .values()
-            .map(|ns| ns.state.read().metas.len() as u64)
-            .sum()
+        self.loaded.read().values().map(|ns| ns.state.read().metas.len() as u64).sum()
     }
 
     pub fn is_loaded(&self, ns_id: u64) -> bool {
@@ -1254,40 +1231,24 @@ pub fn fuse(
             let norm = |list: &[(String, f32)]| -> HashMap<String, f32> {
                 let min = list.iter().map(|x| x.1).fold(f32::INFINITY, f32::min);
                 let max = list.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max);
-                list.iter()
-                    .map(|(id, s)| {
-                        (
-                            id.clone(),
-                            if max > min {
-                                (s - min) / (max - min)
-                            } else {
-                                1.0
-                            },
-                        )
-                    })
-                    .collect()
+                list.iter().map(|(id, s)| (id.clone(), if max > min { (s - min) / (max - min) } else { 1.0 })).collect()
             };
             let nv = norm(vector);
             let nt = norm(text);
             for (id, e) in out.iter_mut() {
-                e.0 = w_vec * nv.get(id).copied().unwrap_or(0.0)
-                    + w_text * nt.get(id).copied().unwrap_or(0.0);
+                e.0 = w_vec * nv.get(id).copied().unwrap_or(0.0) + w_text * nt.get(id).copied().unwrap_or(0.0);
             }
         }
         Fusion::Rrf => {
             const K: f32 = 60.0;
             let rank = |list: &[(String, f32)]| -> HashMap<String, f32> {
-                list.iter()
-                    .enumerate()
-                    .map(|(i, (id, _))| (id.clone(), 1.0 / (K + 1.0 + i as f32)))
-                    .collect()
+                list.iter().enumerate().map(|(i, (id, _))| (id.clone(), 1.0 / (K + 1.0 + i as f32))).collect()
             };
             let rv = rank(vector);
             let rt = rank(text);
             let best = (w_vec + w_text) / (K + 1.0);
             for (id, e) in out.iter_mut() {
-                let s = w_vec * rv.get(id).copied().unwrap_or(0.0)
-                    + w_text * rt.get(id).copied().unwrap_or(0.0);
+                let s = w_vec * rv.get(id).copied().unwrap_or(0.0) + w_text * rt.get(id).copied().unwrap_or(0.0);
                 e.0 = if best > 0.0 { s / best } else { 0.0 };
             }
         }

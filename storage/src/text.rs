@@ -14,12 +14,10 @@ use parking_lot::Mutex;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, STORED, STRING, Schema, TextFieldIndexing,
-    TextOptions, Value,
+    Field, IndexRecordOption, NumericOptions, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer,
-    WhitespaceTokenizer,
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer, WhitespaceTokenizer,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
@@ -56,21 +54,10 @@ fn schema() -> (Schema, Fields) {
     let text = b.add_text_field(
         "text",
         TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(BLIND_TOKENIZER)
-                .set_index_option(IndexRecordOption::WithFreqs),
+            TextFieldIndexing::default().set_tokenizer(BLIND_TOKENIZER).set_index_option(IndexRecordOption::WithFreqs),
         ),
     );
-    (
-        b.build(),
-        Fields {
-            key,
-            ns,
-            mid,
-            ver,
-            text,
-        },
-    )
+    (b.build(), Fields { key, ns, mid, ver, text })
 }
 
 fn doc_key(ns: u64, mid: &str) -> String {
@@ -93,15 +80,9 @@ impl TextIndex {
     }
 
     fn with_index(index: Index, fields: Fields) -> Result<Self> {
-        index.tokenizers().register(
-            BLIND_TOKENIZER,
-            TextAnalyzer::builder(WhitespaceTokenizer::default()).build(),
-        );
+        index.tokenizers().register(BLIND_TOKENIZER, TextAnalyzer::builder(WhitespaceTokenizer::default()).build());
         let writer = index.writer_with_num_threads(1, WRITER_BUDGET_BYTES)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
             .filter(RemoveLongFilter::limit(40))
             .filter(LowerCaser)
@@ -195,10 +176,7 @@ impl TextIndex {
     }
 
     fn ns_clause(&self, ns: u64) -> Box<dyn Query> {
-        let q = TermQuery::new(
-            Term::from_field_u64(self.fields.ns, ns),
-            IndexRecordOption::Basic,
-        );
+        let q = TermQuery::new(Term::from_field_u64(self.fields.ns, ns), IndexRecordOption::Basic);
         Box::new(ConstScoreQuery::new(Box::new(q), 0.0))
     }
 
@@ -214,10 +192,8 @@ impl TextIndex {
         let terms: Vec<(Occur, Box<dyn Query>)> = tokens
             .iter()
             .map(|t| {
-                let q: Box<dyn Query> = Box::new(TermQuery::new(
-                    Term::from_field_text(self.fields.text, t),
-                    IndexRecordOption::WithFreqs,
-                ));
+                let q: Box<dyn Query> =
+                    Box::new(TermQuery::new(Term::from_field_text(self.fields.text, t), IndexRecordOption::WithFreqs));
                 (Occur::Should, q)
             })
             .collect();
@@ -241,22 +217,13 @@ impl TextIndex {
     pub fn list(&self, ns: u64) -> Result<HashMap<String, u64>> {
         self.commit()?;
         let searcher = self.reader.searcher();
-        let q = TermQuery::new(
-            Term::from_field_u64(self.fields.ns, ns),
-            IndexRecordOption::Basic,
-        );
+        let q = TermQuery::new(Term::from_field_u64(self.fields.ns, ns), IndexRecordOption::Basic);
         let docs = searcher.search(&q, &tantivy::collector::DocSetCollector)?;
         let mut out = HashMap::with_capacity(docs.len());
         for addr in docs {
             let doc: TantivyDocument = searcher.doc(addr)?;
-            let mid = doc
-                .get_first(self.fields.mid)
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            let ver = doc
-                .get_first(self.fields.ver)
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0);
+            let mid = doc.get_first(self.fields.mid).and_then(|v| v.as_str()).map(str::to_string);
+            let ver = doc.get_first(self.fields.ver).and_then(|v| v.as_u64()).unwrap_or(0);
             if let Some(mid) = mid {
                 out.insert(mid, ver);
             }
@@ -275,22 +242,15 @@ mod tests {
     use crate::crypto::MasterSecret;
 
     fn keys() -> (DataKey, DataKey) {
-        let (ring, _) = MasterSecret::parse(&"33".repeat(32))
-            .unwrap()
-            .establish()
-            .unwrap();
-        (
-            ring.unwrap(1, &ring.new_wrapped_dek(1, 1)).unwrap(),
-            ring.unwrap(2, &ring.new_wrapped_dek(2, 1)).unwrap(),
-        )
+        let (ring, _) = MasterSecret::parse(&"33".repeat(32)).unwrap().establish().unwrap();
+        (ring.unwrap(1, &ring.new_wrapped_dek(1, 1)).unwrap(), ring.unwrap(2, &ring.new_wrapped_dek(2, 1)).unwrap())
     }
 
     #[test]
     fn bm25_over_blind_terms_is_namespace_scoped() {
         let idx = TextIndex::open_in_ram().unwrap();
         let (a, b) = keys();
-        idx.upsert(&a, "m1", 1, "The user loves dark roast coffee")
-            .unwrap();
+        idx.upsert(&a, "m1", 1, "The user loves dark roast coffee").unwrap();
         idx.upsert(&a, "m2", 1, "Meeting moved to Tuesday").unwrap();
         idx.upsert(&b, "m3", 1, "coffee coffee coffee").unwrap();
         let hits = idx.search(&a, "coffee", 10).unwrap();

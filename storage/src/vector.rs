@@ -20,6 +20,27 @@ const TOMBSTONE_REBUILD_RATIO: f64 = 0.2;
 
 type Graph = Hnsw<'static, f32, DistCosine>;
 
+/// How similarity is measured. Scores are "higher is closer" for every metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Metric {
+    /// Cosine similarity (vectors are normalised); searched with HNSW above the threshold.
+    #[default]
+    Cosine,
+    /// Raw dot product (exact scan).
+    Dot,
+    /// `1 / (1 + euclidean distance)` (exact scan).
+    Euclidean,
+}
+
+impl Metric {
+    fn score(&self, a: &[f32], b: &[f32]) -> f32 {
+        match self {
+            Metric::Cosine | Metric::Dot => dot(a, b),
+            Metric::Euclidean => 1.0 / (1.0 + a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()),
+        }
+    }
+}
+
 struct GraphState {
     graph: Arc<Graph>,
     /// Slots below this were handed to the graph (inserted or snapshotted for a build).
@@ -43,10 +64,15 @@ struct Inner {
 pub struct VectorIndex {
     inner: Arc<RwLock<Inner>>,
     ann_threshold: usize,
+    metric: Metric,
 }
 
 impl VectorIndex {
     pub fn new(dimension: usize, ann_threshold: usize) -> Self {
+        Self::with_metric(dimension, ann_threshold, Metric::Cosine)
+    }
+
+    pub fn with_metric(dimension: usize, ann_threshold: usize, metric: Metric) -> Self {
         VectorIndex {
             inner: Arc::new(RwLock::new(Inner {
                 dimension,
@@ -57,6 +83,7 @@ impl VectorIndex {
                 building: false,
             })),
             ann_threshold: ann_threshold.max(1),
+            metric,
         }
     }
 
@@ -79,7 +106,9 @@ impl VectorIndex {
     /// Insert or replace the vector of `id`. The caller has validated length and finiteness.
     pub fn upsert(&self, id: &str, vector: &[f32]) {
         let mut unit = vector.to_vec();
-        crate::embed::normalize(&mut unit);
+        if self.metric == Metric::Cosine {
+            crate::embed::normalize(&mut unit);
+        }
         let unit: Arc<[f32]> = unit.into();
         let mut g = self.inner.write();
         Self::remove_locked(&mut g, id);
@@ -93,7 +122,9 @@ impl VectorIndex {
                 gs.covers = slot + 1;
             }
         }
+        // Only cosine has a graph; other metrics are always searched exactly.
         let need_build = !g.building
+            && self.metric == Metric::Cosine
             && match &g.graph {
                 None => g.slot_of.len() > self.ann_threshold,
                 Some(gs) => gs.dead as f64 > TOMBSTONE_REBUILD_RATIO * gs.covers as f64,
@@ -133,12 +164,8 @@ impl VectorIndex {
     pub fn build_now(&self) {
         let (snapshot, covers) = {
             let g = self.inner.read();
-            let snap: Vec<(usize, Arc<[f32]>)> = g
-                .slots
-                .iter()
-                .enumerate()
-                .filter_map(|(i, v)| v.as_ref().map(|v| (i, v.clone())))
-                .collect();
+            let snap: Vec<(usize, Arc<[f32]>)> =
+                g.slots.iter().enumerate().filter_map(|(i, v)| v.as_ref().map(|v| (i, v.clone()))).collect();
             (snap, g.slots.len())
         };
         let graph = Graph::new(
@@ -158,52 +185,40 @@ impl VectorIndex {
                 if let Some(v) = g.slots[slot].clone() {
                     graph.insert_slice((&v, slot));
                 }
-            } else if g.slots[slot].is_none()
-                && snapshot.binary_search_by_key(&slot, |(i, _)| *i).is_ok()
-            {
+            } else if g.slots[slot].is_none() && snapshot.binary_search_by_key(&slot, |(i, _)| *i).is_ok() {
                 dead += 1;
             }
         }
         let covers_now = g.slots.len();
-        g.graph = Some(GraphState {
-            graph: Arc::new(graph),
-            covers: covers_now,
-            dead,
-        });
+        g.graph = Some(GraphState { graph: Arc::new(graph), covers: covers_now, dead });
         g.building = false;
     }
 
     /// The `k` nearest live vectors accepted by `accept(id)`, as (id, cosine similarity).
-    pub fn search(
-        &self,
-        query: &[f32],
-        k: usize,
-        accept: &dyn Fn(&str) -> bool,
-    ) -> Vec<(String, f32)> {
+    pub fn search(&self, query: &[f32], k: usize, accept: &dyn Fn(&str) -> bool) -> Vec<(String, f32)> {
         if k == 0 {
             return Vec::new();
         }
         let mut q = query.to_vec();
-        crate::embed::normalize(&mut q);
+        if self.metric == Metric::Cosine {
+            crate::embed::normalize(&mut q);
+        }
+        let metric = self.metric;
         let g = self.inner.read();
         let exact = || -> Vec<(String, f32)> {
             g.slots
                 .iter()
                 .zip(g.ids.iter())
                 .filter_map(|(v, id)| match (v, id) {
-                    (Some(v), Some(id)) if accept(id) => Some((id.clone(), dot(&q, v))),
+                    (Some(v), Some(id)) if accept(id) => Some((id.clone(), metric.score(&q, v))),
                     _ => None,
                 })
                 .collect()
         };
         let mut out: Vec<(String, f32)> = match &g.graph {
             Some(gs) if g.slot_of.len() > self.ann_threshold => {
-                let filter = |slot: &usize| -> bool {
-                    g.ids
-                        .get(*slot)
-                        .and_then(|x| x.as_deref())
-                        .is_some_and(|id| accept(id))
-                };
+                let filter =
+                    |slot: &usize| -> bool { g.ids.get(*slot).and_then(|x| x.as_deref()).is_some_and(|id| accept(id)) };
                 let ef = (k * 4).max(64);
                 let mut res: Vec<(String, f32)> = gs
                     .graph
@@ -239,14 +254,10 @@ mod tests {
     use super::*;
 
     fn v(seed: u64, dim: usize) -> Vec<f32> {
-        let mut x = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (0..dim)
             .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
             })
             .collect()
@@ -263,14 +274,8 @@ mod tests {
         assert!(hit[0].1 > 0.999);
         idx.remove("m7");
         assert_ne!(idx.search(&v(7, 8), 1, &|_| true)[0].0, "m7");
-        let only_even = idx.search(&v(9, 8), 5, &|id| {
-            id.trim_start_matches('m').parse::<u32>().unwrap() % 2 == 0
-        });
-        assert!(
-            only_even
-                .iter()
-                .all(|(id, _)| id.trim_start_matches('m').parse::<u32>().unwrap() % 2 == 0)
-        );
+        let only_even = idx.search(&v(9, 8), 5, &|id| id.trim_start_matches('m').parse::<u32>().unwrap() % 2 == 0);
+        assert!(only_even.iter().all(|(id, _)| id.trim_start_matches('m').parse::<u32>().unwrap() % 2 == 0));
         assert_eq!(idx.len(), 49);
     }
 

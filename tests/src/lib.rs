@@ -31,6 +31,20 @@ pub fn serve_args(dir: &Path) -> ServeArgs {
         sync_writes: true,
         ann_threshold: 10_000,
         default_dimension: 384,
+        // Tests drive nodes hard; rate-limit tests lower this explicitly.
+        rate_limit_enabled: true,
+        rate_limit_rps: 1_000_000.0,
+        rate_limit_burst: 1_000_000,
+        redis_url: None,
+        audit_enabled: false,
+        audit_file: None,
+        audit_exclude_paths: "/health,/metrics".into(),
+        audit_capture_body_bytes: 0,
+        security_preset: "default".into(),
+        csp: None,
+        cors_origins: String::new(),
+        cors_credentials: false,
+        sweep_interval_secs: 1,
     }
 }
 
@@ -58,11 +72,7 @@ impl TestNode {
         f(&mut args);
         let handle = loci_node::start(args).await.expect("node starts");
         let client = Client::new(&format!("http://{}", handle.http_addr), ROOT_KEY);
-        TestNode {
-            handle: Some(handle),
-            dir,
-            client,
-        }
+        TestNode { handle: Some(handle), dir, client }
     }
 
     pub fn path(&self) -> &Path {
@@ -109,26 +119,15 @@ impl Client {
         Client {
             base: base.trim_end_matches('/').to_string(),
             key: Some(key.to_string()),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("http client"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client"),
         }
     }
 
     pub fn with_key(&self, key: Option<&str>) -> Self {
-        Client {
-            key: key.map(str::to_string),
-            ..self.clone()
-        }
+        Client { key: key.map(str::to_string), ..self.clone() }
     }
 
-    pub async fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> (u16, Value) {
+    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(k) = &self.key {
             req = req.bearer_auth(k);
@@ -150,10 +149,7 @@ impl Client {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
-            .body(body);
+        let mut req = self.http.request(method, format!("{}{}", self.base, path)).body(body);
         if let Some(k) = &self.key {
             req = req.bearer_auth(k);
         }
@@ -163,10 +159,7 @@ impl Client {
         let resp = req.send().await.expect("request sent");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -182,18 +175,12 @@ impl Client {
         self.request(reqwest::Method::DELETE, path, None).await
     }
     pub async fn delete_with(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.request(reqwest::Method::DELETE, path, Some(body))
-            .await
+        self.request(reqwest::Method::DELETE, path, Some(body)).await
     }
 
     /// Store and return the memory id (panics unless 200).
     pub async fn store(&self, agent: &str, content: &str) -> String {
-        let (s, v) = self
-            .post(
-                "/v1/memory/store",
-                &serde_json::json!({"agent_id": agent, "content": content}),
-            )
-            .await;
+        let (s, v) = self.post("/v1/memory/store", &serde_json::json!({"agent_id": agent, "content": content})).await;
         assert_eq!(s, 200, "store failed: {v}");
         v["memory"]["id"].as_str().expect("id").to_string()
     }
@@ -201,10 +188,7 @@ impl Client {
     /// Ids returned by a recall, best first.
     pub async fn recall_ids(&self, agent: &str, query: &str, top_k: usize) -> Vec<String> {
         let (s, v) = self
-            .post(
-                "/v1/memory/recall",
-                &serde_json::json!({"agent_id": agent, "query": query, "top_k": top_k}),
-            )
+            .post("/v1/memory/recall", &serde_json::json!({"agent_id": agent, "query": query, "top_k": top_k}))
             .await;
         assert_eq!(s, 200, "recall failed: {v}");
         ids_of(&v["memories"])
@@ -216,12 +200,7 @@ pub fn ids_of(list: &Value) -> Vec<String> {
     list.as_array()
         .map(|a| {
             a.iter()
-                .filter_map(|m| {
-                    m["memory"]["id"]
-                        .as_str()
-                        .or_else(|| m["id"].as_str())
-                        .map(str::to_string)
-                })
+                .filter_map(|m| m["memory"]["id"].as_str().or_else(|| m["id"].as_str()).map(str::to_string))
                 .collect()
         })
         .unwrap_or_default()

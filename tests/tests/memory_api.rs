@@ -9,24 +9,15 @@ use serde_json::{Value, json};
 async fn store_then_recall_finds_it() {
     let node = TestNode::start().await;
     let c = &node.client;
-    let coffee = c
-        .store("alice", "Alice prefers dark roast coffee in the morning")
-        .await;
-    c.store("alice", "The quarterly planning meeting moved to Tuesday")
-        .await;
-    c.store("alice", "Her cat is called Miso and dislikes thunder")
-        .await;
+    let coffee = c.store("alice", "Alice prefers dark roast coffee in the morning").await;
+    c.store("alice", "The quarterly planning meeting moved to Tuesday").await;
+    c.store("alice", "Her cat is called Miso and dislikes thunder").await;
     let ids = c.recall_ids("alice", "which coffee does she like", 1).await;
     assert_eq!(ids, vec![coffee.clone()]);
     // The stored fields come back exactly.
-    let (s, m) = c
-        .get(&format!("/v1/memory/get/{coffee}?agent_id=alice"))
-        .await;
+    let (s, m) = c.get(&format!("/v1/memory/get/{coffee}?agent_id=alice")).await;
     assert_eq!(s, 200);
-    assert_eq!(
-        m["content"],
-        "Alice prefers dark roast coffee in the morning"
-    );
+    assert_eq!(m["content"], "Alice prefers dark roast coffee in the morning");
     assert_eq!(m["agent_id"], "alice");
     assert_eq!(m["namespace"], "alice");
     assert_eq!(m["memory_type"], "episodic");
@@ -39,50 +30,26 @@ async fn store_then_recall_finds_it() {
 async fn forget_means_never_recalled_and_get_404() {
     let node = TestNode::start().await;
     let c = &node.client;
-    let id = c
-        .store("alice", "The vault code is kept in the blue folder")
-        .await;
-    let other = c
-        .store("alice", "The blue folder is on the second shelf")
-        .await;
-    assert!(
-        c.recall_ids("alice", "blue folder vault", 5)
-            .await
-            .contains(&id)
-    );
-    let (s, v) = c
-        .post(
-            "/v1/memory/forget",
-            &json!({"agent_id": "alice", "memory_ids": [id]}),
-        )
-        .await;
+    let id = c.store("alice", "The vault code is kept in the blue folder").await;
+    let other = c.store("alice", "The blue folder is on the second shelf").await;
+    assert!(c.recall_ids("alice", "blue folder vault", 5).await.contains(&id));
+    let (s, v) = c.post("/v1/memory/forget", &json!({"agent_id": "alice", "memory_ids": [id]})).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["deleted_count"], 1);
     for q in ["vault code", "blue folder vault", "kept"] {
         let ids = c.recall_ids("alice", q, 10).await;
         assert!(!ids.contains(&id), "forgotten memory recalled for {q:?}");
     }
-    assert!(
-        c.recall_ids("alice", "second shelf", 5)
-            .await
-            .contains(&other)
-    );
+    assert!(c.recall_ids("alice", "second shelf", 5).await.contains(&other));
     let (s, v) = c.get(&format!("/v1/memory/get/{id}?agent_id=alice")).await;
     assert_eq!(s, 404, "{v}");
     // Also gone from keyword search and listing.
-    let (_, v) = c
-        .post(
-            "/v1/memory/search",
-            &json!({"agent_id": "alice", "query": "vault", "routing": "bm25"}),
-        )
-        .await;
+    let (_, v) = c.post("/v1/memory/search", &json!({"agent_id": "alice", "query": "vault", "routing": "bm25"})).await;
     assert!(!ids_of(&v["memories"]).contains(&id));
     let (_, v) = c.get("/v1/agents/alice/memories").await;
     assert!(!ids_of(&v).contains(&id));
     // Forgetting with no selector is refused rather than deleting everything.
-    let (s, _) = c
-        .post("/v1/memory/forget", &json!({"agent_id": "alice"}))
-        .await;
+    let (s, _) = c.post("/v1/memory/forget", &json!({"agent_id": "alice"})).await;
     assert_eq!(s, 400);
     assert_eq!(c.recall_ids("alice", "shelf", 5).await, vec![other]);
 }
@@ -104,39 +71,22 @@ async fn update_changes_what_recall_sees() {
     let bm25 = |q: &'static str| {
         let c = c.clone();
         async move {
-            let (_, v) = c
-                .post(
-                    "/v1/memory/recall",
-                    &json!({"agent_id": "anna", "query": q, "routing": "bm25"}),
-                )
-                .await;
+            let (_, v) = c.post("/v1/memory/recall", &json!({"agent_id": "anna", "query": q, "routing": "bm25"})).await;
             v["memories"].clone()
         }
     };
-    assert!(
-        ids_of(&bm25("Berlin").await).is_empty(),
-        "old content still indexed"
-    );
+    assert!(ids_of(&bm25("Berlin").await).is_empty(), "old content still indexed");
     let hits = bm25("Hamburg").await;
     assert_eq!(ids_of(&hits), vec![id.clone()]);
     assert_eq!(hits[0]["memory"]["content"], "Anna lives in Hamburg");
     // Hybrid recall returns only the new content.
-    let (_, v) = c
-        .post(
-            "/v1/memory/recall",
-            &json!({"agent_id": "anna", "query": "where does Anna live"}),
-        )
-        .await;
+    let (_, v) = c.post("/v1/memory/recall", &json!({"agent_id": "anna", "query": "where does Anna live"})).await;
     for m in v["memories"].as_array().unwrap() {
         assert_eq!(m["memory"]["content"], "Anna lives in Hamburg");
     }
     // Importance updates, both forms.
-    let (s, _) = c
-        .post(
-            "/v1/memory/importance",
-            &json!({"agent_id": "anna", "memory_id": id, "importance": 0.95}),
-        )
-        .await;
+    let (s, _) =
+        c.post("/v1/memory/importance", &json!({"agent_id": "anna", "memory_id": id, "importance": 0.95})).await;
     assert_eq!(s, 200);
     let (s, v) = c
         .request(
@@ -155,7 +105,10 @@ async fn ttl_expiry_hides_and_deletes() {
     let node = TestNode::start().await;
     let c = &node.client;
     let (s, v) = c
-        .post("/v1/memory/store", &json!({"agent_id": "tmp", "content": "ephemeral launch code banana", "ttl_seconds": 1}))
+        .post(
+            "/v1/memory/store",
+            &json!({"agent_id": "tmp", "content": "ephemeral launch code banana", "ttl_seconds": 1}),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     let id = v["memory"]["id"].as_str().unwrap().to_string();
@@ -171,20 +124,10 @@ async fn ttl_expiry_hides_and_deletes() {
     let ids = c.recall_ids("tmp", "banana launch code", 10).await;
     assert!(!ids.contains(&id));
     assert!(ids.contains(&keep));
-    let (_, v) = c
-        .post(
-            "/v1/memories/recall/batch",
-            &json!({"agent_id": "tmp", "filter": {}}),
-        )
-        .await;
+    let (_, v) = c.post("/v1/memories/recall/batch", &json!({"agent_id": "tmp", "filter": {}})).await;
     assert_eq!(ids_of(&v["memories"]), vec![keep]);
     // An explicit expires_at in the past is refused.
-    let (s, _) = c
-        .post(
-            "/v1/memory/store",
-            &json!({"agent_id": "tmp", "content": "x", "expires_at": 1000}),
-        )
-        .await;
+    let (s, _) = c.post("/v1/memory/store", &json!({"agent_id": "tmp", "content": "x", "expires_at": 1000})).await;
     assert_eq!(s, 400);
 }
 
@@ -201,34 +144,10 @@ async fn recall_filters() {
     };
     let mut ids = Vec::new();
     for body in [
-        mk(
-            "project alpha kickoff notes",
-            "episodic",
-            0.9,
-            json!(["work", "alpha"]),
-            Some("s1"),
-        ),
-        mk(
-            "project alpha budget approved",
-            "semantic",
-            0.3,
-            json!(["work"]),
-            None,
-        ),
-        mk(
-            "project alpha holiday party",
-            "episodic",
-            0.5,
-            json!(["social"]),
-            Some("s1"),
-        ),
-        mk(
-            "how to deploy project alpha",
-            "procedural",
-            0.7,
-            json!([]),
-            None,
-        ),
+        mk("project alpha kickoff notes", "episodic", 0.9, json!(["work", "alpha"]), Some("s1")),
+        mk("project alpha budget approved", "semantic", 0.3, json!(["work"]), None),
+        mk("project alpha holiday party", "episodic", 0.5, json!(["social"]), Some("s1")),
+        mk("how to deploy project alpha", "procedural", 0.7, json!([]), None),
     ] {
         let (s, v) = c.post("/v1/memory/store", &body).await;
         assert_eq!(s, 200, "{v}");
@@ -252,58 +171,19 @@ async fn recall_filters() {
         v.sort();
         v
     };
-    assert_eq!(
-        recall(json!({"memory_type": "episodic"})).await,
-        sorted(vec![ids[0].clone(), ids[2].clone()])
-    );
-    assert_eq!(
-        recall(json!({"tags": ["work"]})).await,
-        sorted(vec![ids[0].clone(), ids[1].clone()])
-    );
-    assert_eq!(
-        recall(json!({"tags": ["social", "alpha"]})).await,
-        sorted(vec![ids[0].clone(), ids[2].clone()])
-    );
-    assert_eq!(
-        recall(json!({"min_importance": 0.6})).await,
-        sorted(vec![ids[0].clone(), ids[3].clone()])
-    );
-    assert_eq!(
-        recall(json!({"session_id": "s1"})).await,
-        sorted(vec![ids[0].clone(), ids[2].clone()])
-    );
-    assert_eq!(
-        recall(json!({"since": "2000-01-01T00:00:00Z"})).await.len(),
-        4
-    );
-    assert!(
-        recall(json!({"until": "2000-01-01T00:00:00Z"}))
-            .await
-            .is_empty()
-    );
-    assert_eq!(
-        recall(json!({"routing": "vector", "top_k": 2})).await.len(),
-        2
-    );
-    assert_eq!(
-        recall(json!({"fusion": "rrf", "vector_weight": 0.2}))
-            .await
-            .len(),
-        4
-    );
+    assert_eq!(recall(json!({"memory_type": "episodic"})).await, sorted(vec![ids[0].clone(), ids[2].clone()]));
+    assert_eq!(recall(json!({"tags": ["work"]})).await, sorted(vec![ids[0].clone(), ids[1].clone()]));
+    assert_eq!(recall(json!({"tags": ["social", "alpha"]})).await, sorted(vec![ids[0].clone(), ids[2].clone()]));
+    assert_eq!(recall(json!({"min_importance": 0.6})).await, sorted(vec![ids[0].clone(), ids[3].clone()]));
+    assert_eq!(recall(json!({"session_id": "s1"})).await, sorted(vec![ids[0].clone(), ids[2].clone()]));
+    assert_eq!(recall(json!({"since": "2000-01-01T00:00:00Z"})).await.len(), 4);
+    assert!(recall(json!({"until": "2000-01-01T00:00:00Z"})).await.is_empty());
+    assert_eq!(recall(json!({"routing": "vector", "top_k": 2})).await.len(), 2);
+    assert_eq!(recall(json!({"fusion": "rrf", "vector_weight": 0.2})).await.len(), 4);
     // top_k bounds the answer; ranks never rise.
-    let (_, v) = c
-        .post(
-            "/v1/memory/recall",
-            &json!({"agent_id": "f", "query": "alpha budget", "top_k": 3}),
-        )
-        .await;
-    let scores: Vec<f64> = v["memories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["rank_score"].as_f64().unwrap())
-        .collect();
+    let (_, v) = c.post("/v1/memory/recall", &json!({"agent_id": "f", "query": "alpha budget", "top_k": 3})).await;
+    let scores: Vec<f64> =
+        v["memories"].as_array().unwrap().iter().map(|m| m["rank_score"].as_f64().unwrap()).collect();
     assert_eq!(scores.len(), 3);
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
     assert_eq!(ids_of(&v["memories"])[0], ids[1]);
@@ -329,65 +209,30 @@ async fn batch_endpoints() {
     assert!(v["total_embedding_time_ms"].is_u64());
     assert!(v.get("warnings").is_none());
     // Batch recall: ALL-tags filter.
-    let (s, v) = c
-        .post(
-            "/v1/memories/recall/batch",
-            &json!({"agent_id": "b", "filter": {"tags": ["x", "y"]}}),
-        )
-        .await;
+    let (s, v) = c.post("/v1/memories/recall/batch", &json!({"agent_id": "b", "filter": {"tags": ["x", "y"]}})).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["total"], 3);
     assert_eq!(v["filtered"], 1);
     assert_eq!(v["memories"][0]["content"], "first batch memory");
     let (_, v) = c
-        .post(
-            "/v1/memories/recall/batch",
-            &json!({"agent_id": "b", "filter": {"min_importance": 0.5}, "limit": 1}),
-        )
+        .post("/v1/memories/recall/batch", &json!({"agent_id": "b", "filter": {"min_importance": 0.5}, "limit": 1}))
         .await;
     assert_eq!(v["filtered"], 2);
     assert_eq!(v["truncated"], true);
     assert_eq!(v["memories"].as_array().unwrap().len(), 1);
     // Batch forget refuses an empty filter, deletes by filter otherwise.
-    let (s, _) = c
-        .delete_with(
-            "/v1/memories/forget/batch",
-            &json!({"agent_id": "b", "filter": {}}),
-        )
-        .await;
+    let (s, _) = c.delete_with("/v1/memories/forget/batch", &json!({"agent_id": "b", "filter": {}})).await;
     assert_eq!(s, 400);
-    let (s, v) = c
-        .delete_with(
-            "/v1/memories/forget/batch",
-            &json!({"agent_id": "b", "filter": {"tags": ["x"]}}),
-        )
-        .await;
+    let (s, v) = c.delete_with("/v1/memories/forget/batch", &json!({"agent_id": "b", "filter": {"tags": ["x"]}})).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["deleted_count"], 2);
-    let (_, v) = c
-        .post(
-            "/v1/memories/recall/batch",
-            &json!({"agent_id": "b", "filter": {}}),
-        )
-        .await;
+    let (_, v) = c.post("/v1/memories/recall/batch", &json!({"agent_id": "b", "filter": {}})).await;
     assert_eq!(v["total"], 1);
     assert_eq!(v["memories"][0]["content"], "third batch memory");
-    assert!(
-        c.recall_ids("b", "first batch memory", 10)
-            .await
-            .iter()
-            .all(|id| id != "mem-custom-1")
-    );
+    assert!(c.recall_ids("b", "first batch memory", 10).await.iter().all(|id| id != "mem-custom-1"));
     // Too many items.
-    let many: Vec<Value> = (0..1001)
-        .map(|i| json!({"content": format!("m{i}")}))
-        .collect();
-    let (s, _) = c
-        .post(
-            "/v1/memories/store/batch",
-            &json!({"agent_id": "b", "memories": many}),
-        )
-        .await;
+    let many: Vec<Value> = (0..1001).map(|i| json!({"content": format!("m{i}")})).collect();
+    let (s, _) = c.post("/v1/memories/store/batch", &json!({"agent_id": "b", "memories": many})).await;
     assert_eq!(s, 400);
 }
 
@@ -422,7 +267,10 @@ async fn eight_concurrent_writers_times_1000_all_readable() {
     assert_eq!(v["memory_count"], 8000, "{v}");
     for (w, ids) in &all {
         let (s, v) = c
-            .post("/v1/memories/recall/batch", &json!({"agent_id": "shared", "filter": {"tags": [format!("w{w}")]}, "limit": 2000}))
+            .post(
+                "/v1/memories/recall/batch",
+                &json!({"agent_id": "shared", "filter": {"tags": [format!("w{w}")]}, "limit": 2000}),
+            )
             .await;
         assert_eq!(s, 200);
         assert_eq!(v["filtered"], 1000);
@@ -434,9 +282,7 @@ async fn eight_concurrent_writers_times_1000_all_readable() {
     }
     // Spot-check contents through get.
     for (w, ids) in &all {
-        let (s, v) = c
-            .get(&format!("/v1/memory/get/{}?agent_id=shared", ids[999]))
-            .await;
+        let (s, v) = c.get(&format!("/v1/memory/get/{}?agent_id=shared", ids[999])).await;
         assert_eq!(s, 200);
         assert_eq!(v["content"], format!("writer {w} memory 999"));
     }
@@ -460,15 +306,13 @@ async fn canary_never_reaches_disk_in_plaintext() {
         .await;
     assert_eq!(s, 200, "{v}");
     let (s, _) = c
-        .post("/v1/memories/store/batch", &json!({"agent_id": "vault", "memories": [{"content": format!("{canary} again"), "tags": [canary]}]}))
-        .await;
-    assert_eq!(s, 200);
-    let (s, _) = c
         .post(
-            "/v1/sessions/start",
-            &json!({"agent_id": "vault", "metadata": {"topic": canary}}),
+            "/v1/memories/store/batch",
+            &json!({"agent_id": "vault", "memories": [{"content": format!("{canary} again"), "tags": [canary]}]}),
         )
         .await;
+    assert_eq!(s, 200);
+    let (s, _) = c.post("/v1/sessions/start", &json!({"agent_id": "vault", "metadata": {"topic": canary}})).await;
     assert_eq!(s, 200);
     // Make the indexes commit and the memtables flush, then read every byte of the data dir.
     assert_eq!(c.recall_ids("vault", canary, 5).await.len(), 2);
@@ -477,10 +321,7 @@ async fn canary_never_reaches_disk_in_plaintext() {
     assert!(hits.is_empty(), "plaintext canary found in {hits:?}");
     let dir_kept = node.stop().await;
     let hits = files_containing(dir_kept.path(), canary.as_bytes());
-    assert!(
-        hits.is_empty(),
-        "plaintext canary found after shutdown in {hits:?}"
-    );
+    assert!(hits.is_empty(), "plaintext canary found after shutdown in {hits:?}");
     // The lower-cased form (what a text index would store) is absent too.
     let hits = files_containing(dir_kept.path(), canary.to_lowercase().as_bytes());
     assert!(hits.is_empty(), "lower-cased canary found in {hits:?}");
@@ -495,35 +336,20 @@ async fn wrong_or_missing_key_is_401() {
     let wrong = c.with_key(Some("dk_not-the-key"));
     for client in [&anon, &wrong] {
         for (method, path, body) in [
-            (
-                reqwest::Method::POST,
-                "/v1/memory/store".to_string(),
-                Some(json!({"agent_id": "alice", "content": "x"})),
-            ),
+            (reqwest::Method::POST, "/v1/memory/store".to_string(), Some(json!({"agent_id": "alice", "content": "x"}))),
             (
                 reqwest::Method::POST,
                 "/v1/memory/recall".to_string(),
                 Some(json!({"agent_id": "alice", "query": "note"})),
             ),
-            (
-                reqwest::Method::GET,
-                format!("/v1/memory/get/{id}?agent_id=alice"),
-                None,
-            ),
+            (reqwest::Method::GET, format!("/v1/memory/get/{id}?agent_id=alice"), None),
             (reqwest::Method::GET, "/v1/namespaces".to_string(), None),
-            (
-                reqwest::Method::DELETE,
-                "/v1/namespaces/alice".to_string(),
-                None,
-            ),
+            (reqwest::Method::DELETE, "/v1/namespaces/alice".to_string(), None),
             (reqwest::Method::GET, "/v1/auth/whoami".to_string(), None),
         ] {
             let (s, v) = client.request(method.clone(), &path, body.as_ref()).await;
             assert_eq!(s, 401, "{method} {path}: {v}");
-            assert!(
-                v["code"].as_str().unwrap().contains("API_KEY")
-                    || v["code"] == "AUTHENTICATION_REQUIRED"
-            );
+            assert!(v["code"].as_str().unwrap().contains("API_KEY") || v["code"] == "AUTHENTICATION_REQUIRED");
             assert!(v["error"].as_str().is_some());
         }
     }
@@ -550,60 +376,20 @@ async fn malformed_requests_get_clear_4xx() {
     .await;
     let c = &node.client;
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
-        (
-            "bad json",
-            b"{\"agent_id\": \"a\", ".to_vec(),
-            400,
-            "malformed JSON",
-        ),
-        (
-            "wrong type",
-            br#"{"agent_id":"a","content":42}"#.to_vec(),
-            400,
-            "invalid type",
-        ),
-        (
-            "missing content",
-            br#"{"agent_id":"a"}"#.to_vec(),
-            400,
-            "content is required",
-        ),
+        ("bad json", b"{\"agent_id\": \"a\", ".to_vec(), 400, "malformed JSON"),
+        ("wrong type", br#"{"agent_id":"a","content":42}"#.to_vec(), 400, "invalid type"),
+        ("missing content", br#"{"agent_id":"a"}"#.to_vec(), 400, "content is required"),
         (
             "unknown memory_type",
             br#"{"agent_id":"a","content":"x","memory_type":"dream"}"#.to_vec(),
             400,
             "memory_type",
         ),
-        (
-            "importance high",
-            br#"{"agent_id":"a","content":"x","importance":1.5}"#.to_vec(),
-            400,
-            "importance",
-        ),
-        (
-            "importance negative",
-            br#"{"agent_id":"a","content":"x","importance":-0.1}"#.to_vec(),
-            400,
-            "importance",
-        ),
-        (
-            "bad agent id",
-            br#"{"agent_id":"a/../b","content":"x"}"#.to_vec(),
-            400,
-            "agent_id",
-        ),
-        (
-            "metadata not object",
-            br#"{"agent_id":"a","content":"x","metadata":[1]}"#.to_vec(),
-            400,
-            "metadata",
-        ),
-        (
-            "null byte tag",
-            b"{\"agent_id\":\"a\",\"content\":\"x\",\"tags\":[\"a\\u0000b\"]}".to_vec(),
-            400,
-            "control",
-        ),
+        ("importance high", br#"{"agent_id":"a","content":"x","importance":1.5}"#.to_vec(), 400, "importance"),
+        ("importance negative", br#"{"agent_id":"a","content":"x","importance":-0.1}"#.to_vec(), 400, "importance"),
+        ("bad agent id", br#"{"agent_id":"a/../b","content":"x"}"#.to_vec(), 400, "agent_id"),
+        ("metadata not object", br#"{"agent_id":"a","content":"x","metadata":[1]}"#.to_vec(), 400, "metadata"),
+        ("null byte tag", b"{\"agent_id\":\"a\",\"content\":\"x\",\"tags\":[\"a\\u0000b\"]}".to_vec(), 400, "control"),
         (
             "content too large",
             format!(r#"{{"agent_id":"a","content":"{}"}}"#, "x".repeat(2000)).into_bytes(),
@@ -618,62 +404,28 @@ async fn malformed_requests_get_clear_4xx() {
         ),
     ];
     for (name, body, status, needle) in cases {
-        let (s, v) = c
-            .raw(
-                reqwest::Method::POST,
-                "/v1/memory/store",
-                Some("application/json"),
-                body,
-            )
-            .await;
+        let (s, v) = c.raw(reqwest::Method::POST, "/v1/memory/store", Some("application/json"), body).await;
         assert_eq!(s, status, "{name}: {v}");
         let msg = v["error"].as_str().unwrap_or_default();
-        assert!(
-            msg.contains(needle),
-            "{name}: message {msg:?} lacks {needle:?}"
-        );
+        assert!(msg.contains(needle), "{name}: message {msg:?} lacks {needle:?}");
         assert!(v["code"].is_string(), "{name}: {v}");
     }
-    let (s, v) = c
-        .raw(
-            reqwest::Method::POST,
-            "/v1/memory/store",
-            Some("text/plain"),
-            b"hello".to_vec(),
-        )
-        .await;
+    let (s, v) = c.raw(reqwest::Method::POST, "/v1/memory/store", Some("text/plain"), b"hello".to_vec()).await;
     assert_eq!(s, 415, "{v}");
     // Nothing above was stored.
     let (s, _) = c.get("/v1/namespaces/a").await;
     assert_eq!(s, 404);
     // Vectors: the namespace dimension is fixed.
-    let (s, v) = c
-        .post(
-            "/v1/memory/store",
-            &json!({"agent_id": "vec", "content": "x", "embedding": [0.1, 0.2]}),
-        )
-        .await;
+    let (s, v) = c.post("/v1/memory/store", &json!({"agent_id": "vec", "content": "x", "embedding": [0.1, 0.2]})).await;
     assert_eq!(s, 400);
     assert_eq!(v["code"], "DIMENSION_MISMATCH");
-    let (s, v) = c
-        .post(
-            "/v1/memory/recall",
-            &json!({"agent_id": "vec", "query": "x", "top_k": 0}),
-        )
-        .await;
+    let (s, v) = c.post("/v1/memory/recall", &json!({"agent_id": "vec", "query": "x", "top_k": 0})).await;
     assert_eq!(s, 400, "{v}");
-    let (s, v) = c
-        .post(
-            "/v1/memory/recall",
-            &json!({"agent_id": "vec", "query": "x", "routing": "psychic"}),
-        )
-        .await;
+    let (s, v) = c.post("/v1/memory/recall", &json!({"agent_id": "vec", "query": "x", "routing": "psychic"})).await;
     assert_eq!(s, 400, "{v}");
     let (s, v) = c.get("/v1/no/such/route").await;
     assert_eq!((s, v["code"].as_str()), (404, Some("ROUTE_NOT_FOUND")));
-    let (s, v) = c
-        .request(reqwest::Method::PATCH, "/v1/memory/store", None)
-        .await;
+    let (s, v) = c.request(reqwest::Method::PATCH, "/v1/memory/store", None).await;
     assert_eq!((s, v["code"].as_str()), (405, Some("METHOD_NOT_ALLOWED")));
 }
 
@@ -687,12 +439,7 @@ async fn content_is_data_and_returned_byte_for_byte() {
         "émoji 🧠 \u{200b} \"quoted\" \\ back",
         "line1\r\nline2\ttab",
     ] {
-        let (s, v) = c
-            .post(
-                "/v1/memory/store",
-                &json!({"agent_id": "data", "content": content}),
-            )
-            .await;
+        let (s, v) = c.post("/v1/memory/store", &json!({"agent_id": "data", "content": content})).await;
         assert_eq!(s, 200, "{v}");
         let id = v["memory"]["id"].as_str().unwrap();
         let (_, m) = c.get(&format!("/v1/memory/get/{id}?agent_id=data")).await;
@@ -704,31 +451,19 @@ async fn content_is_data_and_returned_byte_for_byte() {
 async fn sessions_and_agents() {
     let node = TestNode::start().await;
     let c = &node.client;
-    let (s, v) = c
-        .post(
-            "/v1/sessions/start",
-            &json!({"agent_id": "sam", "metadata": {"type": "test"}}),
-        )
-        .await;
+    let (s, v) = c.post("/v1/sessions/start", &json!({"agent_id": "sam", "metadata": {"type": "test"}})).await;
     assert_eq!(s, 200, "{v}");
     let sid = v["session"]["id"].as_str().unwrap().to_string();
     for i in 0..3 {
         let (s, _) = c
-            .post(
-                "/v1/memory/store",
-                &json!({"agent_id": "sam", "content": format!("turn {i}"), "session_id": sid}),
-            )
+            .post("/v1/memory/store", &json!({"agent_id": "sam", "content": format!("turn {i}"), "session_id": sid}))
             .await;
         assert_eq!(s, 200);
     }
     c.store("sam", "outside the session").await;
     // A session id that was never started is accepted on store.
-    let (s, _) = c
-        .post(
-            "/v1/memory/store",
-            &json!({"agent_id": "sam", "content": "x", "session_id": "urn:chat:42"}),
-        )
-        .await;
+    let (s, _) =
+        c.post("/v1/memory/store", &json!({"agent_id": "sam", "content": "x", "session_id": "urn:chat:42"})).await;
     assert_eq!(s, 200);
     let (s, v) = c.get(&format!("/v1/sessions/{sid}/memories")).await;
     assert_eq!(s, 200, "{v}");
@@ -739,12 +474,7 @@ async fn sessions_and_agents() {
     assert!(v.get("ended_at").is_none());
     let (_, v) = c.get("/v1/sessions?agent_id=sam").await;
     assert_eq!(v["total"], 1);
-    let (s, v) = c
-        .post(
-            &format!("/v1/sessions/{sid}/end"),
-            &json!({"summary": "three turns"}),
-        )
-        .await;
+    let (s, v) = c.post(&format!("/v1/sessions/{sid}/end"), &json!({"summary": "three turns"})).await;
     assert_eq!(s, 200, "{v}");
     assert!(v["session"]["ended_at"].is_u64());
     assert_eq!(v["memory_count"], 3);
@@ -754,13 +484,7 @@ async fn sessions_and_agents() {
     assert_eq!(s, 404);
     // Agents.
     let (_, v) = c.get("/v1/agents").await;
-    let sam = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["agent_id"] == "sam")
-        .unwrap()
-        .clone();
+    let sam = v.as_array().unwrap().iter().find(|a| a["agent_id"] == "sam").unwrap().clone();
     assert_eq!(sam["memory_count"], 5);
     assert_eq!(sam["session_count"], 1);
     let (_, v) = c.get("/v1/agents/sam/stats").await;
@@ -778,34 +502,19 @@ async fn sessions_and_agents() {
 async fn namespaces_and_policies() {
     let node = TestNode::start().await;
     let c = &node.client;
-    let (s, v) = c
-        .post(
-            "/v1/namespaces",
-            &json!({"name": "docs", "dimension": 8, "distance": "cosine"}),
-        )
-        .await;
+    let (s, v) = c.post("/v1/namespaces", &json!({"name": "docs", "dimension": 8, "distance": "cosine"})).await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["namespace"], "docs");
     assert_eq!(v["dimension"], 8);
-    assert!(
-        v.get("name").is_none() && v.get("dimensions").is_none(),
-        "one spelling each: {v}"
-    );
+    assert!(v.get("name").is_none() && v.get("dimensions").is_none(), "one spelling each: {v}");
     let (s, v) = c.put("/v1/namespaces/docs", &json!({"dimension": 8})).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["created"], false);
-    let (s, _) = c
-        .put("/v1/namespaces/docs", &json!({"dimension": 16}))
-        .await;
+    let (s, _) = c.put("/v1/namespaces/docs", &json!({"dimension": 16})).await;
     assert_eq!(s, 409);
     let (s, v) = c.post("/v1/namespaces", &json!({"name": "nodim"})).await;
     assert_eq!(s, 422, "{v}");
-    let (s, _) = c
-        .post(
-            "/v1/namespaces",
-            &json!({"name": "Bad_Name", "dimension": 8}),
-        )
-        .await;
+    let (s, _) = c.post("/v1/namespaces", &json!({"name": "Bad_Name", "dimension": 8})).await;
     assert_eq!(s, 400);
     // Memories in a data namespace with client vectors of its dimension.
     let (s, v) = c
@@ -813,7 +522,10 @@ async fn namespaces_and_policies() {
         .await;
     assert_eq!(s, 200, "{v}");
     let (s, v) = c
-        .post("/v1/memory/recall", &json!({"namespace": "docs", "query": "", "embedding": [0.9, 0.1, 0, 0, 0, 0, 0, 0], "routing": "vector"}))
+        .post(
+            "/v1/memory/recall",
+            &json!({"namespace": "docs", "query": "", "embedding": [0.9, 0.1, 0, 0, 0, 0, 0, 0], "routing": "vector"}),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["memories"][0]["memory"]["content"], "doc one");
@@ -833,22 +545,13 @@ async fn namespaces_and_policies() {
     assert_eq!(s, 200);
     assert_eq!(v["working_ttl_seconds"], 14400);
     assert_eq!(v["consolidation_threshold"], 0.92);
-    let (s, v) = c
-        .put(
-            "/v1/namespaces/docs/memory_policy",
-            &json!({"dedup_on_store": true, "episodic_ttl_seconds": 60}),
-        )
-        .await;
+    let (s, v) =
+        c.put("/v1/namespaces/docs/memory_policy", &json!({"dedup_on_store": true, "episodic_ttl_seconds": 60})).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["dedup_on_store"], true);
     assert_eq!(v["episodic_ttl_seconds"], 60);
     assert_eq!(v["working_ttl_seconds"], 14400);
-    let (s, _) = c
-        .put(
-            "/v1/namespaces/docs/memory_policy",
-            &json!({"no_such_field": 1}),
-        )
-        .await;
+    let (s, _) = c.put("/v1/namespaces/docs/memory_policy", &json!({"no_such_field": 1})).await;
     assert_eq!(s, 400);
     // Delete returns a receipt and the namespace is gone.
     let (s, v) = c.delete("/v1/namespaces/docs").await;
@@ -887,48 +590,19 @@ async fn meta_endpoints() {
 #[tokio::test]
 async fn restart_keeps_data_and_never_reinitialises() {
     let node = TestNode::start().await;
-    let id = node
-        .client
-        .store("persist", "this survives a restart")
-        .await;
+    let id = node.client.store("persist", "this survives a restart").await;
     let (_, h1) = node.client.get("/health").await;
-    let cluster1 = node
-        .handle
-        .as_ref()
-        .unwrap()
-        .core
-        .catalogue
-        .view
-        .read()
-        .cluster_id
-        .clone();
+    let cluster1 = node.handle.as_ref().unwrap().core.catalogue.view.read().cluster_id.clone();
     let node = node.restart().await;
     let (_, h2) = node.client.get("/health").await;
     assert_eq!(h1["node_id"], h2["node_id"]);
-    let cluster2 = node
-        .handle
-        .as_ref()
-        .unwrap()
-        .core
-        .catalogue
-        .view
-        .read()
-        .cluster_id
-        .clone();
+    let cluster2 = node.handle.as_ref().unwrap().core.catalogue.view.read().cluster_id.clone();
     assert_eq!(cluster1, cluster2, "the catalogue was re-initialised");
     assert!(cluster1.is_some());
-    let (s, v) = node
-        .client
-        .get(&format!("/v1/memory/get/{id}?agent_id=persist"))
-        .await;
+    let (s, v) = node.client.get(&format!("/v1/memory/get/{id}?agent_id=persist")).await;
     assert_eq!(s, 200);
     assert_eq!(v["content"], "this survives a restart");
-    assert_eq!(
-        node.client
-            .recall_ids("persist", "survives restart", 1)
-            .await,
-        vec![id]
-    );
+    assert_eq!(node.client.recall_ids("persist", "survives restart", 1).await, vec![id]);
 }
 
 #[tokio::test]
@@ -963,13 +637,7 @@ async fn wrong_encryption_key_refuses_to_start_and_touches_nothing() {
     assert_eq!(before, snapshot(dir.path()), "files changed");
     // The right key still works.
     let node = TestNode::start_in(dir, |_| {}).await;
-    let (_, v) = node
-        .client
-        .post(
-            "/v1/memories/recall/batch",
-            &json!({"agent_id": "k", "filter": {}}),
-        )
-        .await;
+    let (_, v) = node.client.post("/v1/memories/recall/batch", &json!({"agent_id": "k", "filter": {}})).await;
     assert_eq!(v["memories"][0]["content"], "sealed under the first key");
 }
 

@@ -33,36 +33,20 @@ pub fn target(namespace: Option<&str>, agent_id: Option<&str>) -> ApiResult<Targ
             if let Some(a) = agent {
                 validate::agent_id(a)?;
             }
-            Ok(Target {
-                namespace: ns.to_string(),
-                agent_filter: agent.filter(|a| *a != ns).map(str::to_string),
-            })
+            Ok(Target { namespace: ns.to_string(), agent_filter: agent.filter(|a| *a != ns).map(str::to_string) })
         }
         None => {
-            let a = agent
-                .ok_or_else(|| ApiError::bad_request("agent_id (or namespace) is required"))?;
+            let a = agent.ok_or_else(|| ApiError::bad_request("agent_id (or namespace) is required"))?;
             validate::agent_id(a)?;
             validate::namespace_name_for_agent(a)?;
-            Ok(Target {
-                namespace: a.to_string(),
-                agent_filter: None,
-            })
+            Ok(Target { namespace: a.to_string(), agent_filter: None })
         }
     }
 }
 
 /// Fields the request named that Loci does not know (reported as `warnings`, never an error).
 fn unknown_warnings(extra: &BTreeMap<String, Value>) -> Option<Vec<String>> {
-    if extra.is_empty() {
-        None
-    } else {
-        Some(
-            extra
-                .keys()
-                .map(|k| format!("unknown field '{k}' ignored"))
-                .collect(),
-        )
-    }
+    if extra.is_empty() { None } else { Some(extra.keys().map(|k| format!("unknown field '{k}' ignored")).collect()) }
 }
 
 #[derive(Deserialize)]
@@ -87,15 +71,8 @@ pub struct StoreItem {
 }
 
 /// Validate one store item into a domain value.
-fn new_memory(
-    state: &AppState,
-    item: StoreItem,
-    agent_id: &str,
-    batch_lang: Option<&str>,
-) -> ApiResult<NewMemory> {
-    let content = item
-        .content
-        .ok_or_else(|| ApiError::bad_request("content is required"))?;
+fn new_memory(state: &AppState, item: StoreItem, agent_id: &str, batch_lang: Option<&str>) -> ApiResult<NewMemory> {
+    let content = item.content.ok_or_else(|| ApiError::bad_request("content is required"))?;
     validate::content(&content, state.core.config.max_content_bytes)?;
     let memory_type = match item.memory_type.as_deref() {
         Some(t) => validate::memory_type(t)?,
@@ -128,17 +105,13 @@ fn new_memory(
     if let Some(t) = item.event_time {
         let secs = parse_time(&t, "event_time")?;
         if secs > now + 86_400 {
-            return Err(ApiError::bad_request(
-                "event_time is more than 24 hours in the future",
-            ));
+            return Err(ApiError::bad_request("event_time is more than 24 hours in the future"));
         }
-        metadata.get_or_insert_with(|| Value::Object(Default::default()))["_dakera_event_time"] =
-            Value::from(secs);
+        metadata.get_or_insert_with(|| Value::Object(Default::default()))["_dakera_event_time"] = Value::from(secs);
     }
     if let Some(l) = item.lang.as_deref().or(batch_lang) {
         validate::lang(l)?;
-        metadata.get_or_insert_with(|| Value::Object(Default::default()))["_dakera_lang"] =
-            Value::from(l);
+        metadata.get_or_insert_with(|| Value::Object(Default::default()))["_dakera_lang"] = Value::from(l);
     }
     let expires_at = match (item.expires_at, item.ttl_seconds) {
         (Some(at), _) => {
@@ -149,9 +122,7 @@ fn new_memory(
         }
         (None, Some(ttl)) => {
             if ttl <= 0 || ttl as u64 > validate::MAX_TTL_SECONDS {
-                return Err(ApiError::bad_request(
-                    "ttl_seconds must be between 1 and 100 years",
-                ));
+                return Err(ApiError::bad_request("ttl_seconds must be between 1 and 100 years"));
             }
             Some(now + ttl as u64)
         }
@@ -168,6 +139,52 @@ fn new_memory(
         session_id: item.session_id,
         expires_at,
         embedding: item.embedding,
+    })
+}
+
+/// Apply the namespace's content screening: `flag` tags suspicious content, `block` refuses it.
+fn screen(policy: &loci_raft::catalogue::MemoryPolicy, item: &mut NewMemory) -> ApiResult<()> {
+    let mode = policy.content_screening.as_str();
+    if mode == "off" {
+        return Ok(());
+    }
+    let found = crate::security::screen(&item.content);
+    if found.is_empty() {
+        return Ok(());
+    }
+    if mode == "block" {
+        return Err(ApiError::unprocessable(format!(
+            "content refused by the namespace's content screening: looks like {} injection",
+            found.join(", ")
+        )));
+    }
+    for f in found {
+        let tag = format!("screened:{f}");
+        if !item.tags.contains(&tag) && item.tags.len() < validate::MAX_TAGS {
+            item.tags.push(tag);
+        }
+    }
+    Ok(())
+}
+
+async fn ns_limit(
+    state: &AppState,
+    entry: &loci_raft::catalogue::NamespaceEntry,
+    class: crate::ratelimit::NsClass,
+) -> ApiResult<()> {
+    crate::ratelimit::check_namespace(state, &entry.policy, &entry.name, class).await.map_err(|resp| {
+        let retry = resp
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMIT_EXCEEDED",
+            format!("rate limit exceeded for namespace '{}'", entry.name),
+        )
+        .with_retry_after(retry)
     })
 }
 
@@ -188,20 +205,15 @@ pub async fn store(
     p.require(&t.namespace, Scope::Write)?;
     let agent = agent_of(&t, item.agent_id.as_deref());
     let warnings = unknown_warnings(&std::mem::take(&mut item.extra));
-    let new = new_memory(&state, item, &agent, None)?;
+    let mut new = new_memory(&state, item, &agent, None)?;
     let entry = state.core.namespace_for_write(&t.namespace).await?;
+    screen(&entry.policy, &mut new)?;
+    ns_limit(&state, &entry, crate::ratelimit::NsClass::Store).await?;
     let started = Instant::now();
-    let DataResult::Stored(recs) = state
-        .core
-        .exec(&entry, DataOp::Store { items: vec![new] })
-        .await?
-    else {
+    let DataResult::Stored(recs) = state.core.exec(&entry, DataOp::Store { items: vec![new] }).await? else {
         return Err(ApiError::internal("unexpected result"));
     };
-    let rec = recs
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::internal("nothing stored"))?;
+    let rec = recs.into_iter().next().ok_or_else(|| ApiError::internal("nothing stored"))?;
     let mut out = serde_json::json!({
         "memory": serde_json::to_value(MemoryOut::from(&rec)).map_err(|e| ApiError::internal(e.to_string()))?,
         "embedding_time_ms": started.elapsed().as_millis() as u64,
@@ -230,27 +242,26 @@ pub async fn store_batch(
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
     p.require(&t.namespace, Scope::Write)?;
     if body.memories.is_empty() || body.memories.len() > validate::MAX_BATCH {
-        return Err(ApiError::bad_request(format!(
-            "memories must hold 1-{} items",
-            validate::MAX_BATCH
-        )));
+        return Err(ApiError::bad_request(format!("memories must hold 1-{} items", validate::MAX_BATCH)));
     }
     let agent = agent_of(&t, body.agent_id.as_deref());
     let mut warnings: Vec<String> = unknown_warnings(&body.extra).unwrap_or_default();
-    let mut items = Vec::with_capacity(body.memories.len());
+    let mut items: Vec<NewMemory> = Vec::with_capacity(body.memories.len());
     for (i, mut item) in body.memories.into_iter().enumerate() {
         if let Some(w) = unknown_warnings(&std::mem::take(&mut item.extra)) {
             warnings.extend(w.into_iter().map(|w| format!("memories[{i}]: {w}")));
         }
         item.agent_id = None;
-        items.push(
-            new_memory(&state, item, &agent, body.lang.as_deref()).map_err(|mut e| {
-                e.message = format!("memories[{i}]: {}", e.message);
-                e
-            })?,
-        );
+        items.push(new_memory(&state, item, &agent, body.lang.as_deref()).map_err(|mut e| {
+            e.message = format!("memories[{i}]: {}", e.message);
+            e
+        })?);
     }
     let entry = state.core.namespace_for_write(&t.namespace).await?;
+    for item in items.iter_mut() {
+        screen(&entry.policy, item)?;
+    }
+    ns_limit(&state, &entry, crate::ratelimit::NsClass::Store).await?;
     let started = Instant::now();
     let DataResult::Stored(recs) = state.core.exec(&entry, DataOp::Store { items }).await? else {
         return Err(ApiError::internal("unexpected result"));
@@ -292,17 +303,7 @@ async fn locate(
         if !p.can_see(&entry.name) || p.require(&entry.name, Scope::Read).is_err() {
             continue;
         }
-        match state
-            .core
-            .exec(
-                &entry,
-                DataOp::Get {
-                    id: id.to_string(),
-                    record_access: false,
-                },
-            )
-            .await
-        {
+        match state.core.exec(&entry, DataOp::Get { id: id.to_string(), record_access: false }).await {
             Ok(DataResult::Memory(m)) => hits.push((entry, m)),
             Ok(_) | Err(_) => {}
         }
@@ -311,10 +312,7 @@ async fn locate(
         }
     }
     match hits.len() {
-        0 => Err(ApiError::not_found(
-            "memory",
-            format!("memory {id} not found"),
-        )),
+        0 => Err(ApiError::not_found("memory", format!("memory {id} not found"))),
         1 => Ok(hits.remove(0)),
         _ => Err(ApiError::bad_request(format!(
             "memory id {id} exists in several namespaces ({}, {}); pass ?agent_id= or ?namespace=",
@@ -329,20 +327,11 @@ pub async fn get(
     Path(id): Path<String>,
     Query(q): Query<NsQuery>,
 ) -> ApiResult<Json<Value>> {
-    validate::memory_id(&id).map_err(|_| {
-        ApiError::not_found(
-            "memory",
-            format!("memory {} not found", validate::printable(&id)),
-        )
-    })?;
-    if q.agent_id.as_deref().unwrap_or("").is_empty()
-        && q.namespace.as_deref().unwrap_or("").is_empty()
-    {
+    validate::memory_id(&id)
+        .map_err(|_| ApiError::not_found("memory", format!("memory {} not found", validate::printable(&id))))?;
+    if q.agent_id.as_deref().unwrap_or("").is_empty() && q.namespace.as_deref().unwrap_or("").is_empty() {
         let (_, m) = locate(&state, &p, &id).await?;
-        return Ok(Json(
-            serde_json::to_value(MemoryOut::from(&m))
-                .map_err(|e| ApiError::internal(e.to_string()))?,
-        ));
+        return Ok(Json(serde_json::to_value(MemoryOut::from(&m)).map_err(|e| ApiError::internal(e.to_string()))?));
     }
     let t = target(q.namespace.as_deref(), q.agent_id.as_deref())?;
     p.require(&t.namespace, Scope::Read)?;
@@ -350,28 +339,14 @@ pub async fn get(
         .core
         .namespace(&t.namespace)
         .ok_or_else(|| ApiError::not_found("memory", format!("memory {id} not found")))?;
-    let DataResult::Memory(m) = state
-        .core
-        .exec(
-            &entry,
-            DataOp::Get {
-                id: id.clone(),
-                record_access: true,
-            },
-        )
-        .await?
+    let DataResult::Memory(m) = state.core.exec(&entry, DataOp::Get { id: id.clone(), record_access: true }).await?
     else {
         return Err(ApiError::internal("unexpected result"));
     };
     if t.agent_filter.as_ref().is_some_and(|a| a != &m.agent_id) {
-        return Err(ApiError::not_found(
-            "memory",
-            format!("memory {id} not found"),
-        ));
+        return Err(ApiError::not_found("memory", format!("memory {id} not found")));
     }
-    Ok(Json(
-        serde_json::to_value(MemoryOut::from(&m)).map_err(|e| ApiError::internal(e.to_string()))?,
-    ))
+    Ok(Json(serde_json::to_value(MemoryOut::from(&m)).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
 #[derive(Deserialize)]
@@ -402,37 +377,16 @@ async fn update_in(
         .namespace(&t.namespace)
         .ok_or_else(|| ApiError::not_found("memory", format!("memory {id} not found")))?;
     if let Some(agent) = &t.agent_filter {
-        let DataResult::Memory(m) = state
-            .core
-            .exec(
-                &entry,
-                DataOp::Get {
-                    id: id.to_string(),
-                    record_access: false,
-                },
-            )
-            .await?
+        let DataResult::Memory(m) =
+            state.core.exec(&entry, DataOp::Get { id: id.to_string(), record_access: false }).await?
         else {
             return Err(ApiError::internal("unexpected result"));
         };
         if &m.agent_id != agent {
-            return Err(ApiError::not_found(
-                "memory",
-                format!("memory {id} not found"),
-            ));
+            return Err(ApiError::not_found("memory", format!("memory {id} not found")));
         }
     }
-    let DataResult::Memory(m) = state
-        .core
-        .exec(
-            &entry,
-            DataOp::Update {
-                id: id.to_string(),
-                patch,
-            },
-        )
-        .await?
-    else {
+    let DataResult::Memory(m) = state.core.exec(&entry, DataOp::Update { id: id.to_string(), patch }).await? else {
         return Err(ApiError::internal("unexpected result"));
     };
     Ok(m)
@@ -448,24 +402,17 @@ pub async fn update(
     validate::memory_id(&id)?;
     let t = target(
         q.namespace.as_deref().or(body.namespace.as_deref()),
-        q.agent_id
-            .as_deref()
-            .filter(|a| !a.is_empty())
-            .or(body.agent_id.as_deref()),
+        q.agent_id.as_deref().filter(|a| !a.is_empty()).or(body.agent_id.as_deref()),
     )?;
     if let Some(c) = &body.content {
         validate::content(c, state.core.config.max_content_bytes)?;
     }
-    let memory_type = body
-        .memory_type
-        .as_deref()
-        .map(validate::memory_type)
-        .transpose()?;
+    let memory_type = body.memory_type.as_deref().map(validate::memory_type).transpose()?;
     let importance = body.importance.map(validate::importance).transpose()?;
     if let Some(tags) = &body.tags {
         validate::tags(tags)?;
     }
-    let mut metadata = match body.metadata {
+    let metadata = match body.metadata {
         Some(Value::Null) | None => None,
         Some(m) => {
             validate::metadata(&m)?;
@@ -474,20 +421,14 @@ pub async fn update(
     };
     if let Some(l) = &body.lang {
         validate::lang(l)?;
-        metadata.get_or_insert_with(|| Value::Object(Default::default()))["_dakera_lang"] =
-            Value::from(l.as_str());
     }
     let now = now_secs();
     let expires_at = match (body.expires_at, body.ttl_seconds) {
         (Some(at), _) if at > now as i64 => Some(Some(at as u64)),
         (Some(_), _) => return Err(ApiError::bad_request("expires_at must be in the future")),
-        (None, Some(ttl)) if ttl > 0 && (ttl as u64) <= validate::MAX_TTL_SECONDS => {
-            Some(Some(now + ttl as u64))
-        }
+        (None, Some(ttl)) if ttl > 0 && (ttl as u64) <= validate::MAX_TTL_SECONDS => Some(Some(now + ttl as u64)),
         (None, Some(_)) => {
-            return Err(ApiError::bad_request(
-                "ttl_seconds must be between 1 and 100 years",
-            ));
+            return Err(ApiError::bad_request("ttl_seconds must be between 1 and 100 years"));
         }
         (None, None) => None,
     };
@@ -499,11 +440,10 @@ pub async fn update(
         metadata,
         expires_at,
         embedding: body.embedding,
+        lang: body.lang,
     };
     let m = update_in(&state, &p, &t, &id, patch).await?;
-    Ok(Json(
-        serde_json::to_value(MemoryOut::from(&m)).map_err(|e| ApiError::internal(e.to_string()))?,
-    ))
+    Ok(Json(serde_json::to_value(MemoryOut::from(&m)).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
 #[derive(Deserialize)]
@@ -531,17 +471,8 @@ pub async fn set_importance(
     let mut updated = Vec::new();
     for id in &ids {
         validate::memory_id(id)?;
-        let m = update_in(
-            &state,
-            &p,
-            &t,
-            id,
-            MemoryPatch {
-                importance: Some(importance),
-                ..Default::default()
-            },
-        )
-        .await?;
+        let m =
+            update_in(&state, &p, &t, id, MemoryPatch { importance: Some(importance), ..Default::default() }).await?;
         updated.push(m.id);
     }
     Ok(Json(serde_json::json!({
@@ -569,20 +500,8 @@ pub async fn patch_importance(
     validate::memory_id(&id)?;
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
     let importance = validate::importance(body.importance)?;
-    let m = update_in(
-        &state,
-        &p,
-        &t,
-        &id,
-        MemoryPatch {
-            importance: Some(importance),
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(Json(
-        serde_json::to_value(MemoryOut::from(&m)).map_err(|e| ApiError::internal(e.to_string()))?,
-    ))
+    let m = update_in(&state, &p, &t, &id, MemoryPatch { importance: Some(importance), ..Default::default() }).await?;
+    Ok(Json(serde_json::to_value(MemoryOut::from(&m)).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
 #[derive(Deserialize)]
@@ -656,6 +575,7 @@ pub async fn forget(
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct BatchFilter {
     tags: Option<Vec<String>>,
     min_importance: Option<f64>,
@@ -676,21 +596,9 @@ impl BatchFilter {
         }
         f.min_importance = self.min_importance;
         f.max_importance = self.max_importance;
-        f.created_after = self
-            .created_after
-            .as_ref()
-            .map(|v| parse_time(v, "created_after"))
-            .transpose()?;
-        f.created_before = self
-            .created_before
-            .as_ref()
-            .map(|v| parse_time(v, "created_before"))
-            .transpose()?;
-        f.memory_type = self
-            .memory_type
-            .as_deref()
-            .map(validate::memory_type)
-            .transpose()?;
+        f.created_after = self.created_after.as_ref().map(|v| parse_time(v, "created_after")).transpose()?;
+        f.created_before = self.created_before.as_ref().map(|v| parse_time(v, "created_before")).transpose()?;
+        f.memory_type = self.memory_type.as_deref().map(validate::memory_type).transpose()?;
         if let Some(s) = self.session_id {
             validate::client_id(&s, "session_id")?;
             f.session_id = Some(s);
@@ -741,37 +649,21 @@ pub async fn recall_batch(
     p.require(&t.namespace, Scope::Read)?;
     let limit = body.limit.unwrap_or(100);
     if !(1..=validate::MAX_TOP_K as i64).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {}",
-            validate::MAX_TOP_K
-        )));
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {}", validate::MAX_TOP_K)));
     }
     let mut filter = body.filter.into_filter()?;
     filter.agent_id = t.agent_filter.clone();
     let warnings = unknown_warnings(&body.extra);
     let Some(entry) = state.core.namespace(&t.namespace) else {
-        return Ok(Json(
-            serde_json::json!({"memories": [], "total": 0, "filtered": 0, "truncated": false}),
-        ));
+        return Ok(Json(serde_json::json!({"memories": [], "total": 0, "filtered": 0, "truncated": false})));
     };
     let total = match state.core.exec(&entry, DataOp::Stats).await? {
         DataResult::Stats(s) => s.memory_count,
         _ => 0,
     };
-    let DataResult::Memories {
-        memories,
-        total: filtered,
-    } = state
+    let DataResult::Memories { memories, total: filtered } = state
         .core
-        .exec(
-            &entry,
-            DataOp::List {
-                filter,
-                sort: SortBy::CreatedAtDesc,
-                limit: limit as usize,
-                offset: 0,
-            },
-        )
+        .exec(&entry, DataOp::List { filter, sort: SortBy::CreatedAtDesc, limit: limit as usize, offset: 0 })
         .await?
     else {
         return Err(ApiError::internal("unexpected result"));
@@ -849,20 +741,14 @@ fn prepare(body: RecallBody, default_top_k: i64, record_access: bool) -> ApiResu
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
     let top_k = validate::top_k(body.top_k.unwrap_or(default_top_k))?;
     if body.rerank_candidates.is_some_and(|c| c < 1) {
-        return Err(ApiError::bad_request(
-            "rerank_candidates must be at least 1",
-        ));
+        return Err(ApiError::bad_request("rerank_candidates must be at least 1"));
     }
     if let Some(l) = &body.lang {
         validate::lang(l)?;
     }
     let mut filter = MemoryFilter {
         agent_id: t.agent_filter.clone(),
-        memory_type: body
-            .memory_type
-            .as_deref()
-            .map(validate::memory_type)
-            .transpose()?,
+        memory_type: body.memory_type.as_deref().map(validate::memory_type).transpose()?,
         min_importance: body.min_importance,
         max_importance: body.max_importance,
         ..Default::default()
@@ -875,18 +761,8 @@ fn prepare(body: RecallBody, default_top_k: i64, record_access: bool) -> ApiResu
         validate::client_id(&s, "session_id")?;
         filter.session_id = Some(s);
     }
-    filter.created_after = body
-        .since
-        .or(body.created_after)
-        .as_ref()
-        .map(|v| parse_time(v, "since"))
-        .transpose()?;
-    filter.created_before = body
-        .until
-        .or(body.created_before)
-        .as_ref()
-        .map(|v| parse_time(v, "until"))
-        .transpose()?;
+    filter.created_after = body.since.or(body.created_after).as_ref().map(|v| parse_time(v, "since")).transpose()?;
+    filter.created_before = body.until.or(body.created_before).as_ref().map(|v| parse_time(v, "until")).transpose()?;
     let routing = match body.routing.as_deref() {
         None | Some("auto") => Routing::Auto,
         Some("vector") => Routing::Vector,
@@ -903,17 +779,12 @@ fn prepare(body: RecallBody, default_top_k: i64, record_access: bool) -> ApiResu
         None | Some("minmax") => Fusion::Minmax,
         Some("rrf") => Fusion::Rrf,
         Some(o) => {
-            return Err(ApiError::bad_request(format!(
-                "unknown fusion '{}': minmax or rrf",
-                validate::printable(o)
-            )));
+            return Err(ApiError::bad_request(format!("unknown fusion '{}': minmax or rrf", validate::printable(o))));
         }
     };
     if let Some(w) = body.vector_weight {
         if !(0.0..=1.0).contains(&w) {
-            return Err(ApiError::bad_request(
-                "vector_weight must be between 0 and 1",
-            ));
+            return Err(ApiError::bad_request("vector_weight must be between 0 and 1"));
         }
     }
     let sort = match body.sort_by.as_deref() {
@@ -923,10 +794,7 @@ fn prepare(body: RecallBody, default_top_k: i64, record_access: bool) -> ApiResu
         Some("importance") => Some(SortBy::Importance),
         Some("access_count") => Some(SortBy::AccessCount),
         Some(o) => {
-            return Err(ApiError::bad_request(format!(
-                "unknown sort_by '{}'",
-                validate::printable(o)
-            )));
+            return Err(ApiError::bad_request(format!("unknown sort_by '{}'", validate::printable(o))));
         }
     };
     Ok(Prepared {
@@ -966,7 +834,10 @@ pub async fn recall(
     let started = Instant::now();
     let hits = match state.core.namespace(&prep.target.namespace) {
         None => Vec::new(),
-        Some(entry) => match state.core.exec(&entry, DataOp::Recall(prep.params)).await? {
+        Some(entry) => match {
+            ns_limit(&state, &entry, crate::ratelimit::NsClass::Recall).await?;
+            state.core.exec(&entry, DataOp::Recall(prep.params)).await?
+        } {
             DataResult::Recalled(h) => h,
             _ => return Err(ApiError::internal("unexpected result")),
         },
@@ -995,9 +866,7 @@ pub async fn search(
     let Some(entry) = state.core.namespace(&prep.target.namespace) else {
         return Ok(Json(serde_json::json!({"memories": [], "total_count": 0})));
     };
-    let hits: Vec<ScoredMemory> = if prep.params.query.trim().is_empty()
-        && prep.params.query_embedding.is_none()
-    {
+    let hits: Vec<ScoredMemory> = if prep.params.query.trim().is_empty() && prep.params.query_embedding.is_none() {
         let op = DataOp::List {
             filter: prep.params.filter.clone(),
             sort: prep.sort.unwrap_or_default(),
@@ -1007,13 +876,7 @@ pub async fn search(
         match state.core.exec(&entry, op).await? {
             DataResult::Memories { memories, .. } => memories
                 .into_iter()
-                .map(|m| ScoredMemory {
-                    memory: m,
-                    score: 1.0,
-                    relevance: 1.0,
-                    vector_score: None,
-                    text_score: None,
-                })
+                .map(|m| ScoredMemory { memory: m, score: 1.0, relevance: 1.0, vector_score: None, text_score: None })
                 .collect(),
             _ => return Err(ApiError::internal("unexpected result")),
         }

@@ -45,18 +45,13 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         }))
         .into_response()
     } else {
-        let reason = if leader.is_none() {
-            "the catalogue has no leader yet"
-        } else {
-            "starting"
-        };
+        let reason = if leader.is_none() { "the catalogue has no leader yet" } else { "starting" };
         let mut resp = (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"ready": false, "starting": true, "reason": reason})),
         )
             .into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         resp
     }
 }
@@ -102,9 +97,7 @@ pub async fn capabilities(State(state): State<AppState>, Auth(_p): Auth) -> ApiR
 pub async fn whoami(Auth(p): Auth) -> ApiResult<Json<Value>> {
     let namespaces: Value = match &p.grants {
         crate::auth::Grants::All(_) => Value::Null,
-        crate::auth::Grants::List(l) => {
-            Value::from(l.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>())
-        }
+        crate::auth::Grants::List(l) => Value::from(l.iter().map(|g| g.pattern.clone()).collect::<Vec<_>>()),
     };
     Ok(Json(serde_json::json!({
         "key_id": p.key_id,

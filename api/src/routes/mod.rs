@@ -1,3 +1,4 @@
+pub mod keys;
 pub mod memory;
 pub mod meta;
 pub mod namespaces;

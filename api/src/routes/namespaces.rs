@@ -18,20 +18,11 @@ use crate::wire::{Json, JsonBody};
 const MAX_DIMENSION: usize = 4096;
 
 pub async fn list(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
-    let visible: Vec<NamespaceEntry> = state
-        .core
-        .namespaces()
-        .into_iter()
-        .filter(|e| p.can_see(&e.name))
-        .collect();
+    let visible: Vec<NamespaceEntry> = state.core.namespaces().into_iter().filter(|e| p.can_see(&e.name)).collect();
     let names: Vec<&str> = visible.iter().map(|e| e.name.as_str()).collect();
-    let kinds: serde_json::Map<String, Value> = visible
-        .iter()
-        .map(|e| (e.name.clone(), Value::from(e.kind.as_str())))
-        .collect();
-    Ok(Json(
-        serde_json::json!({ "namespaces": names, "kinds": kinds }),
-    ))
+    let kinds: serde_json::Map<String, Value> =
+        visible.iter().map(|e| (e.name.clone(), Value::from(e.kind.as_str()))).collect();
+    Ok(Json(serde_json::json!({ "namespaces": names, "kinds": kinds })))
 }
 
 fn parse_distance(d: Option<&str>) -> ApiResult<Distance> {
@@ -50,9 +41,7 @@ fn check_dimension(d: Option<i64>) -> ApiResult<usize> {
     match d {
         None => Err(ApiError::unprocessable("dimension is required")),
         Some(d) if d >= 1 && d as usize <= MAX_DIMENSION => Ok(d as usize),
-        Some(d) => Err(ApiError::bad_request(format!(
-            "dimension must be between 1 and {MAX_DIMENSION}, got {d}"
-        ))),
+        Some(d) => Err(ApiError::bad_request(format!("dimension must be between 1 and {MAX_DIMENSION}, got {d}"))),
     }
 }
 
@@ -103,13 +92,12 @@ async fn create_common(
         }
     }
     let distance = parse_distance(body.distance.as_deref())?;
+    let body_distance_given = body.distance.is_some();
     let (provider, dimension) = match body.embedding {
         Some(spec) => {
             let d = match (spec.dimension, body.dimension) {
                 (Some(a), Some(b)) if a != b => {
-                    return Err(ApiError::bad_request(
-                        "embedding.dimension and dimension disagree",
-                    ));
+                    return Err(ApiError::bad_request("embedding.dimension and dimension disagree"));
                 }
                 (a, b) => check_dimension(a.or(b))?,
             };
@@ -131,17 +119,19 @@ async fn create_common(
             metadata: body.metadata,
         })
         .await?;
+    if !created && body_distance_given && entry.distance != distance {
+        return Err(ApiError::conflict(format!(
+            "namespace '{name}' exists with distance {}; the distance of a namespace cannot change",
+            entry.distance.as_str()
+        )));
+    }
     if !created && entry.dimension != dimension {
         return Err(ApiError::conflict(format!(
             "namespace '{name}' exists with dimension {}; the dimension of a namespace cannot change",
             entry.dimension
         )));
     }
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, created_json(&entry, created)))
 }
 
@@ -151,10 +141,7 @@ pub async fn create(
     Auth(p): Auth,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let name = body
-        .name
-        .clone()
-        .ok_or_else(|| ApiError::bad_request("name is required"))?;
+    let name = body.name.clone().ok_or_else(|| ApiError::bad_request("name is required"))?;
     let name = canonical_namespace(&name).to_string();
     let (status, v) = create_common(&state, &p, &name, body).await?;
     Ok((status, Json(v)))
@@ -170,37 +157,22 @@ pub async fn put(
     let name = canonical_namespace(&ns).to_string();
     if let Some(n) = &body.name {
         if canonical_namespace(n) != name {
-            return Err(ApiError::bad_request(
-                "the body names a different namespace than the path",
-            ));
+            return Err(ApiError::bad_request("the body names a different namespace than the path"));
         }
     }
     let (status, v) = create_common(&state, &p, &name, body).await?;
     Ok((status, Json(v)))
 }
 
-fn visible_entry(
-    state: &AppState,
-    p: &crate::auth::Principal,
-    ns: &str,
-    need: Scope,
-) -> ApiResult<NamespaceEntry> {
+fn visible_entry(state: &AppState, p: &crate::auth::Principal, ns: &str, need: Scope) -> ApiResult<NamespaceEntry> {
     let name = canonical_namespace(ns);
-    validate::namespace_ref(name)
-        .map_err(|_| ApiError::namespace_not_found(&validate::printable(name)))?;
+    validate::namespace_ref(name).map_err(|_| ApiError::namespace_not_found(&validate::printable(name)))?;
     // Authorisation first: a key without access learns nothing about existence.
     p.require(name, need)?;
-    state
-        .core
-        .namespace(name)
-        .ok_or_else(|| ApiError::namespace_not_found(name))
+    state.core.namespace(name).ok_or_else(|| ApiError::namespace_not_found(name))
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    Auth(p): Auth,
-    Path(ns): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn get(State(state): State<AppState>, Auth(p): Auth, Path(ns): Path<String>) -> ApiResult<Json<Value>> {
     let entry = visible_entry(&state, &p, &ns, Scope::Read)?;
     let stats = match state.core.exec(&entry, DataOp::Stats).await? {
         DataResult::Stats(s) => s,
@@ -223,16 +195,10 @@ pub async fn get(
 }
 
 /// `DELETE /v1/namespaces/{ns}`: GDPR erasure; answers a deletion receipt.
-pub async fn delete(
-    State(state): State<AppState>,
-    Auth(p): Auth,
-    Path(ns): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn delete(State(state): State<AppState>, Auth(p): Auth, Path(ns): Path<String>) -> ApiResult<Json<Value>> {
     let entry = visible_entry(&state, &p, &ns, Scope::Admin)?;
     let receipt = state.core.delete_namespace(&entry.name).await?;
-    Ok(Json(
-        serde_json::to_value(&receipt).map_err(|e| ApiError::internal(e.to_string()))?,
-    ))
+    Ok(Json(serde_json::to_value(&receipt).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
 pub async fn get_policy(
@@ -261,13 +227,10 @@ pub async fn put_policy(
 ) -> ApiResult<Json<Value>> {
     let entry = visible_entry(&state, &p, &ns, Scope::Admin)?;
     let Value::Object(fields) = body else {
-        return Err(ApiError::bad_request(
-            "the memory policy must be a JSON object",
-        ));
+        return Err(ApiError::bad_request("the memory policy must be a JSON object"));
     };
     // Start from the stored policy so a partial body changes only what it names.
-    let mut merged =
-        serde_json::to_value(&entry.policy).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut merged = serde_json::to_value(&entry.policy).map_err(|e| ApiError::internal(e.to_string()))?;
     let known: Vec<String> = match &merged {
         Value::Object(m) => m.keys().cloned().collect(),
         _ => Vec::new(),
@@ -277,15 +240,12 @@ pub async fn put_policy(
             continue;
         }
         if !known.contains(&k) {
-            return Err(ApiError::bad_request(format!(
-                "unknown memory policy field '{}'",
-                validate::printable(&k)
-            )));
+            return Err(ApiError::bad_request(format!("unknown memory policy field '{}'", validate::printable(&k))));
         }
         merged[k] = v;
     }
-    let policy: MemoryPolicy = serde_json::from_value(merged)
-        .map_err(|e| ApiError::bad_request(format!("invalid memory policy: {e}")))?;
+    let policy: MemoryPolicy =
+        serde_json::from_value(merged).map_err(|e| ApiError::bad_request(format!("invalid memory policy: {e}")))?;
     let entry = state.core.set_policy(&entry.name, policy).await?;
     Ok(Json(policy_json(&entry.policy)?))
 }

@@ -38,13 +38,8 @@ pub async fn start(
 ) -> ApiResult<impl IntoResponse> {
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
     p.require(&t.namespace, Scope::Write)?;
-    if body
-        .idle_timeout_secs
-        .is_some_and(|s| s > MAX_IDLE_TIMEOUT_SECS)
-    {
-        return Err(ApiError::bad_request(format!(
-            "idle_timeout_secs must be at most {MAX_IDLE_TIMEOUT_SECS}"
-        )));
+    if body.idle_timeout_secs.is_some_and(|s| s > MAX_IDLE_TIMEOUT_SECS) {
+        return Err(ApiError::bad_request(format!("idle_timeout_secs must be at most {MAX_IDLE_TIMEOUT_SECS}")));
     }
     let metadata = match body.metadata {
         Some(Value::Null) | None => None,
@@ -53,13 +48,8 @@ pub async fn start(
             Some(m)
         }
     };
-    let agent = body
-        .agent_id
-        .as_deref()
-        .map(canonical_namespace)
-        .filter(|a| !a.is_empty())
-        .unwrap_or(&t.namespace)
-        .to_string();
+    let agent =
+        body.agent_id.as_deref().map(canonical_namespace).filter(|a| !a.is_empty()).unwrap_or(&t.namespace).to_string();
     let id = match body.id {
         Some(id) => {
             validate::client_id(&id, "session id")?;
@@ -71,51 +61,27 @@ pub async fn start(
     match state
         .core
         .catalogue
-        .write(Command::RegisterSession {
-            session_id: id.clone(),
-            namespace: entry.name.clone(),
-        })
+        .write(Command::RegisterSession { session_id: id.clone(), namespace: entry.name.clone() })
         .await?
     {
         CommandResult::Ok => {}
         CommandResult::Rejected(m) => return Err(ApiError::conflict(m)),
         other => {
-            return Err(ApiError::internal(format!(
-                "unexpected catalogue answer {other:?}"
-            )));
+            return Err(ApiError::internal(format!("unexpected catalogue answer {other:?}")));
         }
     }
-    let op = DataOp::StartSession {
-        id: Some(id),
-        agent_id: agent,
-        metadata,
-        idle_timeout_secs: body.idle_timeout_secs,
-    };
+    let op =
+        DataOp::StartSession { id: Some(id), agent_id: agent, metadata, idle_timeout_secs: body.idle_timeout_secs };
     let DataResult::Session(info) = state.core.exec(&entry, op).await? else {
         return Err(ApiError::internal("unexpected result"));
     };
-    Ok((
-        StatusCode::OK,
-        Json(serde_json::json!({ "session": to_value(&SessionOut::from(&info))? })),
-    ))
+    Ok((StatusCode::OK, Json(serde_json::json!({ "session": to_value(&SessionOut::from(&info))? }))))
 }
 
 /// The namespace holding a session, after checking the key may touch it at `need`.
-fn session_namespace(
-    state: &AppState,
-    p: &Principal,
-    id: &str,
-    need: Scope,
-) -> ApiResult<Option<NamespaceEntry>> {
-    validate::client_id(id, "session id")
-        .map_err(|_| ApiError::not_found("session", "session not found"))?;
-    let ns = state
-        .core
-        .catalogue
-        .view
-        .read()
-        .session_namespace(id)
-        .map(str::to_string);
+fn session_namespace(state: &AppState, p: &Principal, id: &str, need: Scope) -> ApiResult<Option<NamespaceEntry>> {
+    validate::client_id(id, "session id").map_err(|_| ApiError::not_found("session", "session not found"))?;
+    let ns = state.core.catalogue.view.read().session_namespace(id).map(str::to_string);
     let Some(ns) = ns else { return Ok(None) };
     if !p.can_see(&ns) {
         // Indistinguishable from a session that does not exist.
@@ -140,61 +106,31 @@ pub async fn end(
     JsonBody(body): JsonBody<EndBody>,
 ) -> ApiResult<Json<Value>> {
     let Some(entry) = session_namespace(&state, &p, &id, Scope::Write)? else {
-        return Err(ApiError::not_found(
-            "session",
-            format!("session {} not found", validate::printable(&id)),
-        ));
+        return Err(ApiError::not_found("session", format!("session {} not found", validate::printable(&id))));
     };
-    let DataResult::Session(info) = state
-        .core
-        .exec(
-            &entry,
-            DataOp::EndSession {
-                id,
-                summary: body.summary,
-            },
-        )
-        .await?
+    let DataResult::Session(info) = state.core.exec(&entry, DataOp::EndSession { id, summary: body.summary }).await?
     else {
         return Err(ApiError::internal("unexpected result"));
     };
-    Ok(Json(
-        serde_json::json!({ "session": to_value(&SessionOut::from(&info))?, "memory_count": info.memory_count }),
-    ))
+    Ok(Json(serde_json::json!({ "session": to_value(&SessionOut::from(&info))?, "memory_count": info.memory_count })))
 }
 
-pub async fn touch(
-    State(state): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn touch(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let Some(entry) = session_namespace(&state, &p, &id, Scope::Write)? else {
         return Err(ApiError::not_found("session", "session not found"));
     };
-    let DataResult::Session(info) = state.core.exec(&entry, DataOp::GetSession { id }).await?
-    else {
+    let DataResult::Session(info) = state.core.exec(&entry, DataOp::TouchSession { id }).await? else {
         return Err(ApiError::internal("unexpected result"));
     };
-    let state_word = if info.session.ended_at.is_some() {
-        "ended"
-    } else {
-        "active"
-    };
-    Ok(Json(
-        serde_json::json!({ "session": to_value(&SessionOut::from(&info))?, "session_state": state_word }),
-    ))
+    let state_word = if info.session.ended_at.is_some() { "ended" } else { "active" };
+    Ok(Json(serde_json::json!({ "session": to_value(&SessionOut::from(&info))?, "session_state": state_word })))
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    Auth(p): Auth,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn get(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let Some(entry) = session_namespace(&state, &p, &id, Scope::Read)? else {
         return Err(ApiError::not_found("session", "session not found"));
     };
-    let DataResult::Session(info) = state.core.exec(&entry, DataOp::GetSession { id }).await?
-    else {
+    let DataResult::Session(info) = state.core.exec(&entry, DataOp::GetSession { id }).await? else {
         return Err(ApiError::internal("unexpected result"));
     };
     Ok(Json(to_value(&SessionOut::from(&info))?))
@@ -217,29 +153,13 @@ async fn list_sessions_in(
     limit: usize,
     offset: usize,
 ) -> ApiResult<(Vec<SessionInfo>, u64)> {
-    match state
-        .core
-        .exec(
-            entry,
-            DataOp::ListSessions {
-                agent_id: agent,
-                active_only,
-                limit,
-                offset,
-            },
-        )
-        .await?
-    {
+    match state.core.exec(entry, DataOp::ListSessions { agent_id: agent, active_only, limit, offset }).await? {
         DataResult::Sessions { sessions, total } => Ok((sessions, total)),
         _ => Err(ApiError::internal("unexpected result")),
     }
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    Auth(p): Auth,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+pub async fn list(State(state): State<AppState>, Auth(p): Auth, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let offset = q.offset.unwrap_or(0);
     let active_only = q.active_only.unwrap_or(false);
@@ -248,30 +168,16 @@ pub async fn list(
         p.require(&t.namespace, Scope::Read)?;
         match state.core.namespace(&t.namespace) {
             None => (Vec::new(), 0),
-            Some(e) => {
-                list_sessions_in(&state, &e, t.agent_filter, active_only, limit, offset).await?
-            }
+            Some(e) => list_sessions_in(&state, &e, t.agent_filter, active_only, limit, offset).await?,
         }
     } else {
         // Every session the key can read, newest first.
-        let names: std::collections::BTreeSet<String> = state
-            .core
-            .catalogue
-            .view
-            .read()
-            .sessions
-            .values()
-            .filter(|ns| p.can_see(ns))
-            .cloned()
-            .collect();
+        let names: std::collections::BTreeSet<String> =
+            state.core.catalogue.view.read().sessions.values().filter(|ns| p.can_see(ns)).cloned().collect();
         let mut all = Vec::new();
         for ns in names {
             if let Some(e) = state.core.namespace(&ns) {
-                all.extend(
-                    list_sessions_in(&state, &e, None, active_only, usize::MAX, 0)
-                        .await?
-                        .0,
-                );
+                all.extend(list_sessions_in(&state, &e, None, active_only, usize::MAX, 0).await?.0);
             }
         }
         all.sort_by(|a, b| b.session.started_at.cmp(&a.session.started_at));
@@ -279,9 +185,7 @@ pub async fn list(
         (all.into_iter().skip(offset).take(limit).collect(), total)
     };
     let out: Vec<SessionOut> = sessions.iter().map(SessionOut::from).collect();
-    Ok(Json(
-        serde_json::json!({ "sessions": to_value(&out)?, "total": total }),
-    ))
+    Ok(Json(serde_json::json!({ "sessions": to_value(&out)?, "total": total })))
 }
 
 #[derive(Deserialize)]
@@ -301,17 +205,10 @@ pub async fn memories(
     let Some(entry) = session_namespace(&state, &p, &id, Scope::Read)? else {
         return Err(ApiError::not_found("session", "session not found"));
     };
-    let DataResult::Session(info) = state
-        .core
-        .exec(&entry, DataOp::GetSession { id: id.clone() })
-        .await?
-    else {
+    let DataResult::Session(info) = state.core.exec(&entry, DataOp::GetSession { id: id.clone() }).await? else {
         return Err(ApiError::internal("unexpected result"));
     };
-    let filter = MemoryFilter {
-        session_id: Some(id),
-        ..Default::default()
-    };
+    let filter = MemoryFilter { session_id: Some(id), ..Default::default() };
     let op = DataOp::List {
         filter,
         sort: SortBy::CreatedAtAsc,
@@ -359,28 +256,17 @@ pub async fn agent_stats(
     let ns = agent_namespace(&p, &agent)?;
     let agent = canonical_namespace(&agent).to_string();
     let stats = match state.core.namespace(&ns) {
-        None => AgentStats {
-            agent_id: agent.clone(),
-            ..Default::default()
-        },
-        Some(e) => match state
-            .core
-            .exec(
-                &e,
-                DataOp::AgentStats {
-                    agent_id: agent.clone(),
-                },
-            )
-            .await?
-        {
+        None => AgentStats { agent_id: agent.clone(), ..Default::default() },
+        // The agent's namespace as a whole (memories stored there under other agent ids count too,
+        // as /v1/agents/{id}/memories lists them).
+        Some(e) => match state.core.exec(&e, DataOp::AgentStats { agent_id: None }).await? {
             DataResult::AgentStats(s) => s,
             _ => return Err(ApiError::internal("unexpected result")),
         },
     };
     let mut v = to_value(&stats)?;
     if stats.memories_by_type.is_empty() {
-        v["memories_by_type"] =
-            serde_json::json!({"episodic": 0, "semantic": 0, "procedural": 0, "working": 0});
+        v["memories_by_type"] = serde_json::json!({"episodic": 0, "semantic": 0, "procedural": 0, "working": 0});
     }
     Ok(Json(v))
 }
@@ -396,11 +282,7 @@ pub async fn agent_memories(
         return Ok(Json(Value::Array(Vec::new())));
     };
     let filter = MemoryFilter {
-        memory_type: q
-            .memory_type
-            .as_deref()
-            .map(validate::memory_type)
-            .transpose()?,
+        memory_type: q.memory_type.as_deref().map(validate::memory_type).transpose()?,
         ..Default::default()
     };
     let op = DataOp::List {
@@ -454,11 +336,7 @@ pub async fn create_agent(
     p.require(&t.namespace, Scope::Write)?;
     let existed = state.core.namespace(&t.namespace).is_some();
     let entry = state.core.namespace_for_write(&t.namespace).await?;
-    let status = if existed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((
         status,
         Json(serde_json::json!({
