@@ -201,7 +201,16 @@ impl Core {
                 created_at: now_secs(),
             };
             match self.catalogue.write(Command::CreateNamespace { entry }).await? {
-                CommandResult::Namespace { entry, created } => return Ok((entry, created)),
+                CommandResult::Namespace { entry, created } => {
+                    if created {
+                        self.audit.event(
+                            "namespace_created",
+                            None,
+                            serde_json::json!({"namespace": entry.name, "kind": entry.kind.as_str(), "dimension": entry.dimension}),
+                        );
+                    }
+                    return Ok((entry, created));
+                }
                 CommandResult::Rejected(_) => continue,
                 other => {
                     return Err(ApiError::internal(format!("unexpected catalogue answer {other:?}")));
@@ -365,9 +374,14 @@ impl Core {
         let now = now_secs();
         let mut total = 0;
         for entry in self.namespaces() {
-            let Some(days) = entry.policy.retention_days else { continue };
+            let by_days = entry.policy.retention_days.map(|d| d.saturating_mul(86_400));
+            let keep = match (by_days, entry.policy.retention_seconds) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => continue,
+            };
             let filter = loci_storage::model::MemoryFilter {
-                created_before: Some(now.saturating_sub(days * 86_400).saturating_sub(1)),
+                created_before: Some(now.saturating_sub(keep).saturating_sub(1)),
                 ..Default::default()
             };
             if let DataResult::Deleted(n) = self.exec(&entry, DataOp::Forget { filter }).await? {

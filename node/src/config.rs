@@ -18,6 +18,18 @@ pub struct Cli {
 pub enum Command {
     /// Run a node (REST, gRPC, catalogue replica, storage).
     Serve(Box<ServeArgs>),
+    /// Audit-log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chain of an audit log: exits 0 if intact, 1 naming the first broken line.
+    Verify {
+        /// The audit log file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]

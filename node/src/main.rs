@@ -1,5 +1,5 @@
 use clap::Parser;
-use loci_node::config::{Cli, Command, prepare_environment};
+use loci_node::config::{AuditCommand, Cli, Command, prepare_environment};
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -8,6 +8,22 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let cli = Cli::parse();
+    if let Command::Audit(AuditCommand::Verify { file }) = &cli.command {
+        return match loci_api::audit::verify(file) {
+            Ok(loci_api::audit::Verdict::Intact { lines }) => {
+                println!("intact: {lines} lines, hash chain verified");
+                std::process::ExitCode::SUCCESS
+            }
+            Ok(loci_api::audit::Verdict::Broken { line, reason }) => {
+                println!("BROKEN at line {line}: {reason}");
+                std::process::ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", file.display());
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -18,6 +34,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
+            Command::Audit(_) => Ok(()),
         }
     });
     match result {

@@ -163,6 +163,8 @@ pub struct MemoryPolicy {
     pub dedup_threshold: f64,
     /// Loci: delete memories older than this many days (background sweeper).
     pub retention_days: Option<u64>,
+    /// Loci: the same in seconds (finer; the smaller of the two applies).
+    pub retention_seconds: Option<u64>,
     /// Loci: refuse stores beyond this many memories.
     pub max_memories: Option<u64>,
     /// Loci: `off`, `flag` (tag suspicious content) or `block` (refuse it with 422).
@@ -192,6 +194,7 @@ impl Default for MemoryPolicy {
             dedup_on_store: false,
             dedup_threshold: 0.92,
             retention_days: None,
+            retention_seconds: None,
             max_memories: None,
             content_screening: "off".into(),
         }

@@ -518,7 +518,7 @@ impl Store {
         let ns = self.namespace(ctx)?;
         let now = now_secs();
         match op {
-            DataOp::Store { items } => self.store(&ns, items, now).map(DataResult::Stored),
+            DataOp::Store { items } => self.store(&ns, ctx.max_memories, items, now).map(DataResult::Stored),
             DataOp::Get { id, record_access } => {
                 let rec = self.get_live(&ns, &id, now)?;
                 if record_access {
@@ -688,7 +688,14 @@ impl Store {
         }
     }
 
-    fn store(&self, ns: &Namespace, items: Vec<NewMemory>, now: u64) -> Result<Vec<MemoryRecord>> {
+    /// `max_memories` comes from the caller's current context: the policy can change after load.
+    fn store(
+        &self,
+        ns: &Namespace,
+        max_memories: Option<u64>,
+        items: Vec<NewMemory>,
+        now: u64,
+    ) -> Result<Vec<MemoryRecord>> {
         let ctx = &ns.ctx;
         // Embed outside the namespace's write lock: it is the expensive part.
         let missing: Vec<&str> = items.iter().filter(|i| i.embedding.is_none()).map(|i| i.content.as_str()).collect();
@@ -704,7 +711,7 @@ impl Store {
             }
         }
         let _w = ns.write_lock()?;
-        if let Some(max) = ctx.max_memories {
+        if let Some(max) = max_memories {
             let st = ns.state.read();
             let now = now_secs();
             let live = st.metas.values().filter(|m| m.live(now)).count() as u64;
