@@ -252,3 +252,113 @@ fn bad_configuration_fails_with_a_clear_message() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Start a `redis-server` on a free port for the shared-budget test.
+fn redis() -> (Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed by `make test`");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
+
+#[test]
+fn two_processes_share_one_rate_limit_budget_through_redis() {
+    let (mut redis, port) = redis();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let env = [("LOCI_REDIS_URL", url.as_str()), ("LOCI_RATE_LIMIT_RPS", "0.5"), ("LOCI_RATE_LIMIT_BURST", "10")];
+    let (_g1, d1) = tmp();
+    let (_g2, d2) = tmp();
+    let mut a = spawn(&d1, &env);
+    let mut b = spawn(&d2, &env);
+    // The same key alternates between the two processes; one shared budget of 10 means about 10
+    // successes in total, where two separate budgets would allow 20.
+    let mut ok = 0;
+    for i in 0..30 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let r = client().get(format!("{base}/v1/auth/whoami")).bearer_auth(KEY).send().unwrap();
+        if r.status().as_u16() == 200 {
+            ok += 1;
+            assert_eq!(r.headers().get("x-ratelimit-backend").unwrap(), "redis");
+        } else {
+            assert_eq!(r.status().as_u16(), 429);
+        }
+    }
+    assert!((10..=11).contains(&ok), "{ok} requests passed a shared budget of 10");
+    a.child.kill().unwrap();
+    b.child.kill().unwrap();
+    a.child.wait().unwrap();
+    b.child.wait().unwrap();
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+}
+
+#[test]
+fn created_key_secrets_never_reach_logs_and_audit_verify_detects_tampering() {
+    let (_guard, dir) = tmp();
+    let audit = dir.join("audit.log");
+    let audit_s = audit.to_str().unwrap().to_string();
+    let ready = dir.join("ready.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loci"))
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("LOCI_ROOT_API_KEY", KEY)
+        .env("LOCI_ENCRYPTION_KEY", ENC)
+        .env("LOCI_LOG", "debug")
+        .env("LOCI_AUDIT_ENABLED", "true")
+        .env("LOCI_AUDIT_FILE", &audit_s)
+        .env("LOCI_AUDIT_CAPTURE_BODY_BYTES", "65536")
+        .stdout(Stdio::null())
+        // A file, not a pipe: debug logs would fill a pipe nobody reads until the end.
+        .stderr(Stdio::from(std::fs::File::create(dir.join("stderr.log")).unwrap()))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+    let base = format!("http://{}", info["http_addr"].as_str().unwrap());
+    let (s, v) = post(&base, "/admin/keys", &json!({"name": "leak-test", "scope": "write"}));
+    assert_eq!(s, 201);
+    let secret = v["key"].as_str().unwrap().to_string();
+    let id = v["key_id"].as_str().unwrap().to_string();
+    let r = client().get(format!("{base}/v1/auth/whoami")).bearer_auth(&secret).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (s, v) = post(&base, &format!("/admin/keys/{id}/rotate"), &json!({}));
+    assert_eq!(s, 200);
+    let rotated = v["new_key"].as_str().unwrap().to_string();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logs = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+    let audit_text = std::fs::read_to_string(&audit).unwrap();
+    assert!(logs.len() > 100, "debug logs were produced");
+    for s in [&secret, &rotated, &KEY.to_string()] {
+        assert!(!logs.contains(s.as_str()), "a secret reached the tracing output");
+        assert!(!audit_text.contains(s.as_str()), "a secret reached the audit log");
+    }
+    let verify =
+        |path: &Path| Command::new(env!("CARGO_BIN_EXE_loci")).args(["audit", "verify"]).arg(path).output().unwrap();
+    let ok = verify(&audit);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    // Remove one line from the middle: detected, with the line number.
+    let lines: Vec<&str> = audit_text.lines().collect();
+    assert!(lines.len() >= 3);
+    let tampered: Vec<&str> = lines.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| *l).collect();
+    let bad = dir.join("tampered.log");
+    std::fs::write(&bad, tampered.join("\n") + "\n").unwrap();
+    let res = verify(&bad);
+    assert_eq!(res.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&res.stdout).contains("line 2"));
+}
