@@ -87,6 +87,8 @@ pub struct Core {
     pub audit: Arc<crate::audit::AuditLog>,
     /// One encryption rotation at a time.
     rotation: tokio::sync::Mutex<()>,
+    plane: std::sync::OnceLock<Arc<dyn crate::plane::DataPlane>>,
+    cluster: std::sync::OnceLock<Arc<dyn crate::plane::ClusterAdmin>>,
 }
 
 impl Core {
@@ -110,6 +112,8 @@ impl Core {
             ready: AtomicBool::new(false),
             audit,
             rotation: tokio::sync::Mutex::new(()),
+            plane: std::sync::OnceLock::new(),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -165,6 +169,7 @@ impl Core {
             dimension: entry.dimension,
             embedder: self.embedder(&entry.embedder)?,
             max_memories: entry.policy.max_memories,
+            epoch: entry.placement.epoch,
             metric: match entry.distance {
                 Distance::Cosine => loci_storage::vector::Metric::Cosine,
                 Distance::DotProduct => loci_storage::vector::Metric::Dot,
@@ -199,6 +204,15 @@ impl Core {
                 data_key,
                 metadata: spec.metadata.clone(),
                 created_at: now_secs(),
+                placement: match self.plane.get() {
+                    Some(p) => p.initial_placement(id),
+                    None => loci_raft::catalogue::Placement {
+                        epoch: 1,
+                        replicas: vec![self.config.node_id],
+                        states: [(self.config.node_id, loci_raft::catalogue::ReplicaState::Active)].into(),
+                        rf: 1,
+                    },
+                },
             };
             match self.catalogue.write(Command::CreateNamespace { entry }).await? {
                 CommandResult::Namespace { entry, created } => {
@@ -239,14 +253,46 @@ impl Core {
         Ok(entry)
     }
 
-    /// Run a data operation on the namespace (on a blocking thread: storage does I/O and crypto).
+    /// Run a data operation on the namespace wherever its placement says (the data plane routes,
+    /// forwards and replicates); without a data plane, locally.
     pub async fn exec(&self, entry: &NamespaceEntry, op: DataOp) -> ApiResult<DataResult> {
+        match self.plane.get() {
+            Some(p) => p.execute(entry.clone(), op).await,
+            None => Ok(self.exec_local(entry, op).await?.result),
+        }
+    }
+
+    /// Run a data operation on this node's copy (on a blocking thread: storage does I/O and crypto).
+    pub async fn exec_local(&self, entry: &NamespaceEntry, op: DataOp) -> ApiResult<loci_storage::model::Executed> {
         let ctx = self.context(entry)?;
         let store = self.store.clone();
         let res = tokio::task::spawn_blocking(move || store.execute(&ctx, op))
             .await
             .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?;
         Ok(res?)
+    }
+
+    /// Replace the key-encryption key (a node that joined learns the cluster's parameters late).
+    pub fn set_keyring(&self, k: Keyring) {
+        *self.keyring.write() = k;
+        self.data_keys.write().clear();
+    }
+
+    pub fn set_cluster(&self, c: Arc<dyn crate::plane::ClusterAdmin>) {
+        let _ = self.cluster.set(c);
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<dyn crate::plane::ClusterAdmin>> {
+        self.cluster.get()
+    }
+
+    /// Install the data plane (once, at start-up).
+    pub fn set_plane(&self, plane: Arc<dyn crate::plane::DataPlane>) {
+        let _ = self.plane.set(plane);
+    }
+
+    pub fn plane(&self) -> Option<&Arc<dyn crate::plane::DataPlane>> {
+        self.plane.get()
     }
 
     pub async fn set_policy(&self, name: &str, policy: MemoryPolicy) -> ApiResult<NamespaceEntry> {
@@ -269,11 +315,10 @@ impl Core {
             }
         };
         self.data_keys.write().retain(|(id, _), _| *id != entry.id);
-        let store = self.store.clone();
-        let id = entry.id;
-        let count = tokio::task::spawn_blocking(move || store.drop_namespace(id))
-            .await
-            .map_err(|e| ApiError::internal(format!("worker failed: {e}")))??;
+        let count = match self.plane.get() {
+            Some(p) => p.erase(entry.clone()).await?,
+            None => self.erase_local(entry.id).await?,
+        };
         let purged = match self.catalogue.purge_history().await {
             Ok(()) => true,
             Err(e) => {
@@ -294,6 +339,17 @@ impl Core {
             catalogue_history_purged: purged,
             deleted_at: now_secs(),
         })
+    }
+}
+
+impl Core {
+    /// Drop a namespace's rows and index entries on this node.
+    pub async fn erase_local(&self, ns_id: u64) -> ApiResult<u64> {
+        self.data_keys.write().retain(|(id, _), _| *id != ns_id);
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.drop_namespace(ns_id))
+            .await
+            .map_err(|e| ApiError::internal(format!("worker failed: {e}")))??)
     }
 }
 

@@ -3,6 +3,12 @@
 //! on lives in `loci-storage` and the catalogue in `loci-raft`.
 
 pub mod audit;
+pub mod plane;
+
+/// Generated gRPC code (`proto/loci.proto`).
+pub mod pb {
+    tonic::include_proto!("loci.v1");
+}
 pub mod auth;
 pub mod core;
 pub mod error;
@@ -27,7 +33,7 @@ pub use crate::core::{Core, CoreConfig};
 pub use error::{ApiError, ApiResult};
 pub use state::AppState;
 
-use routes::{keys, memory, meta, namespaces, sessions};
+use routes::{cluster, keys, memory, meta, namespaces, sessions};
 
 /// Every REST route of a node.
 pub fn router(state: AppState) -> Router {
@@ -77,6 +83,23 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/encryption/rotate-key", post(keys::rotate_encryption))
         .route("/v1/admin/encryption/rotate", post(keys::rotate_encryption))
         .route("/v1/admin/encryption/rotate-key", post(keys::rotate_encryption))
+        .route("/v1/namespaces/{ns}/placement", get(cluster::placement));
+    // Every admin route is served under both `/admin/...` and `/v1/admin/...` (as Dakera does).
+    for prefix in ["/admin", "/v1/admin"] {
+        router = router
+            .route(&format!("{prefix}/cluster/status"), get(cluster::status))
+            .route(&format!("{prefix}/cluster/nodes"), get(cluster::nodes))
+            .route(&format!("{prefix}/cluster/shards"), get(cluster::shards))
+            .route(&format!("{prefix}/cluster/replication"), get(cluster::replication))
+            .route(&format!("{prefix}/cluster/shards/rebalance"), post(cluster::rebalance))
+            .route(&format!("{prefix}/cluster/nodes/{{node}}/drain"), post(cluster::drain))
+            .route(&format!("{prefix}/cluster/nodes/{{node}}/undrain"), post(cluster::undrain))
+            .route(&format!("{prefix}/cluster/nodes/{{node}}"), axum::routing::delete(cluster::remove))
+            .route(&format!("{prefix}/cluster/init"), post(cluster::init))
+            .route(&format!("{prefix}/cluster/join"), post(cluster::join))
+            .route(&format!("{prefix}/cluster/leave"), post(cluster::leave));
+    }
+    let mut router = router
         .fallback(meta::not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -124,7 +124,7 @@ pub struct ServeArgs {
 
     /// Redis shared by the nodes for rate limiting (alias DAKERA_REDIS_URL); without it limits
     /// are per node.
-    #[arg(long, env = "LOCI_REDIS_URL")]
+    #[arg(long, env = "LOCI_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// Write the audit log (hash-chained JSON lines).
@@ -159,6 +159,31 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCI_CORS_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
     pub cors_credentials: bool,
 
+    /// Gossip seeds of an existing cluster, `host:port,...` (alias DAKERA_CLUSTER_SEEDS).
+    #[arg(long, env = "LOCI_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+
+    /// Form a new cluster once this many nodes see each other (every node of a fresh cluster gets
+    /// the same N; the lowest node id initialises). 0 or 1 without --join: a single node.
+    #[arg(long, env = "LOCI_BOOTSTRAP_EXPECT", default_value_t = 0)]
+    pub bootstrap_expect: usize,
+
+    /// Replicas per namespace (capped by the cluster size).
+    #[arg(long, env = "LOCI_REPLICATION_FACTOR", default_value_t = 3)]
+    pub replication_factor: usize,
+
+    /// How many catalogue voters the cluster keeps (3 or 5); other nodes are learners.
+    #[arg(long, env = "LOCI_VOTERS", default_value_t = 3)]
+    pub voters: usize,
+
+    /// Seconds a namespace primary may be down before a replica takes over.
+    #[arg(long, env = "LOCI_FAILOVER_AFTER_SECS", default_value_t = 10)]
+    pub failover_after_secs: u64,
+
+    /// Seconds a node may be down before it is removed and its replicas re-created elsewhere.
+    #[arg(long, env = "LOCI_DEAD_NODE_GRACE_SECS", default_value_t = 300)]
+    pub dead_node_grace_secs: u64,
+
     /// Seconds between retention / TTL sweeps.
     #[arg(long, env = "LOCI_SWEEP_INTERVAL_SECS", default_value_t = 10)]
     pub sweep_interval_secs: u64,
@@ -179,6 +204,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("LOCI_RATE_LIMIT_ENABLED", "DAKERA_RATE_LIMIT_ENABLED"),
     ("LOCI_REDIS_URL", "DAKERA_REDIS_URL"),
     ("LOCI_CSP", "DAKERA_CSP_POLICY"),
+    ("LOCI_JOIN", "DAKERA_CLUSTER_SEEDS"),
 ];
 
 /// Fill `LOCI_*` variables from their aliases and from the config file before clap reads the

@@ -21,8 +21,10 @@ pub struct NodeHandle {
     pub node_id: u64,
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
+    pub gossip_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub core: Arc<Core>,
+    pub cluster: Arc<crate::cluster::Cluster>,
     cancel: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -192,79 +194,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         .context("cannot open the data store")?,
     );
 
-    let http_listener = bind(&args.http_addr, "HTTP").await?;
-    let grpc_listener = bind(&args.grpc_addr, "gRPC").await?;
-    let http_addr = http_listener.local_addr()?;
-    let grpc_addr = grpc_listener.local_addr()?;
-    let host = args.advertise_host.as_deref();
-    let addr = NodeAddr {
-        rpc_addr: advertised(grpc_addr, host),
-        http_addr: advertised(http_addr, host),
-        gossip_addr: args.gossip_addr.clone(),
-    };
-
-    let cluster_token = match &args.cluster_secret {
-        Some(s) => s.clone(),
-        None => {
-            let mut b = [0u8; 32];
-            random_bytes(&mut b);
-            hex::encode(b)
-        }
-    };
-    let opened = OpenedStore::open(&raft_dir).map_err(|e| anyhow::anyhow!("cannot open the catalogue: {e}"))?;
-    let pool = ChannelPool::default();
-    let catalogue = CatalogueNode::start(opened, node_id, addr, &RaftSettings::default(), pool, cluster_token)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the catalogue: {e}"))?;
-
-    let cancel = CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
-
-    // gRPC (Raft transport now; public and internal services join it later).
-    {
-        let raft_svc = RaftService::new(catalogue.clone()).into_server();
-        let token = cancel.clone();
-        tasks.spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
-            if let Err(e) = tonic::transport::Server::builder()
-                .add_service(raft_svc)
-                .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
-                .await
-            {
-                tracing::error!(error = %e, "gRPC server failed");
-            }
-        });
-    }
-
-    // A single node is a one-voter cluster, initialised exactly once (guarded by Raft's
-    // persisted state, not by timing).
-    if !catalogue.is_initialized().await {
-        tracing::info!(node_id, "initialising a new one-voter catalogue");
-        catalogue.initialize_single().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    catalogue
-        .wait_for_leader(Duration::from_secs(30))
-        .await
-        .map_err(|e| anyhow::anyhow!("catalogue did not elect a leader: {e}"))?;
-    let keyring = match pending_params {
-        Some(params) => {
-            match catalogue.write(Command::SetEncryption { params }).await? {
-                loci_raft::CommandResult::Ok => keyring,
-                // Another node set them first: derive from what the catalogue holds.
-                _ => {
-                    let params = catalogue.view.read().encryption.clone().context("encryption parameters missing")?;
-                    master.unlock(&params)?
-                }
-            }
-        }
-        None => keyring,
-    };
-    if catalogue.view.read().cluster_id.is_none() {
-        let mut b = [0u8; 16];
-        random_bytes(&mut b);
-        catalogue.write(Command::InitCluster { cluster_id: hex::encode(b) }).await?;
-    }
-
+    // Options that can be wrong are checked before anything is initialised.
     let http_security = loci_api::security::HttpSecurity {
         preset: loci_api::security::Preset::parse(&args.security_preset).with_context(|| {
             format!("LOCI_SECURITY_PRESET '{}' is not default, permissive or strict", args.security_preset)
@@ -280,6 +210,23 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         cors_credentials: args.cors_credentials,
     };
     http_security.validate().map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    let standalone = args.join.is_empty() && args.bootstrap_expect <= 1;
+    let cluster_secret = match &args.cluster_secret {
+        Some(s) if s.len() >= 16 => s.clone(),
+        Some(_) => bail!("LOCI_CLUSTER_SECRET must be at least 16 characters"),
+        None if standalone => {
+            let mut b = [0u8; 32];
+            random_bytes(&mut b);
+            hex::encode(b)
+        }
+        None => bail!("joining or forming a cluster needs LOCI_CLUSTER_SECRET (the same on every node)"),
+    };
+    let mut seeds = Vec::new();
+    for s in &args.join {
+        let resolved =
+            tokio::net::lookup_host(s.trim()).await.with_context(|| format!("cannot resolve --join seed '{s}'"))?;
+        seeds.extend(resolved);
+    }
     let audit = loci_api::audit::AuditLog::open(
         loci_api::audit::AuditConfig {
             enabled: args.audit_enabled,
@@ -296,22 +243,85 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         node_id,
     )
     .context("cannot open the audit log")?;
-    let voters = {
-        let c = catalogue.clone();
-        Arc::new(move || c.raft.metrics().borrow().membership_config.membership().nodes().count().max(1))
+
+    let http_listener = bind(&args.http_addr, "HTTP").await?;
+    let grpc_listener = bind(&args.grpc_addr, "gRPC").await?;
+    let gossip_addr_req: std::net::SocketAddr = tokio::net::lookup_host(&args.gossip_addr)
+        .await
+        .with_context(|| format!("cannot resolve the gossip address {}", args.gossip_addr))?
+        .next()
+        .with_context(|| format!("no address for {}", args.gossip_addr))?;
+    let gossip_transport = loci_gossip::UdpTransport::bind(gossip_addr_req)
+        .await
+        .with_context(|| format!("cannot bind the gossip address {}", args.gossip_addr))?;
+    let http_addr = http_listener.local_addr()?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let gossip_addr = gossip_transport.local_addr()?;
+    let host = args.advertise_host.as_deref();
+    let gossip_adv: std::net::SocketAddr = advertised(gossip_addr, host).parse().unwrap_or(gossip_addr);
+    let addr = NodeAddr {
+        rpc_addr: advertised(grpc_addr, host),
+        http_addr: advertised(http_addr, host),
+        gossip_addr: gossip_adv.to_string(),
     };
-    let limiter = Arc::new(
-        loci_api::ratelimit::RateLimiter::new(
-            loci_api::ratelimit::RateLimitConfig {
-                enabled: args.rate_limit_enabled,
-                rps: args.rate_limit_rps,
-                burst: args.rate_limit_burst,
-                redis_url: args.redis_url.clone(),
+
+    let opened = OpenedStore::open(&raft_dir).map_err(|e| anyhow::anyhow!("cannot open the catalogue: {e}"))?;
+    let pool = ChannelPool::default();
+    let catalogue = CatalogueNode::start(
+        opened,
+        node_id,
+        addr.clone(),
+        &RaftSettings::default(),
+        pool.clone(),
+        cluster_secret.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start the catalogue: {e}"))?;
+    let gossip = loci_gossip::Gossip::start(
+        loci_gossip::GossipConfig::new(
+            loci_gossip::NodeIdentity {
+                id: node_id,
+                gossip_addr: gossip_adv,
+                rpc_addr: addr.rpc_addr.clone(),
+                http_addr: addr.http_addr.clone(),
+                bump: loci_gossip::now_ms(),
             },
-            voters,
-        )
-        .map_err(|e| anyhow::anyhow!(e))?,
+            seeds,
+            cluster_secret.clone(),
+        ),
+        gossip_transport,
     );
+    let cluster = crate::cluster::Cluster::new(
+        node_id,
+        crate::cluster::ClusterSettings {
+            replication_factor: args.replication_factor.max(1),
+            voters: args.voters.max(1),
+            failover_after: Duration::from_secs(args.failover_after_secs.max(1)),
+            dead_node_grace: Duration::from_secs(args.dead_node_grace_secs.max(1)),
+            bootstrap_expect: args.bootstrap_expect,
+            standalone,
+        },
+        catalogue.clone(),
+        gossip.clone(),
+        pool,
+        cluster_secret,
+    );
+
+    let limiter = {
+        let c = cluster.clone();
+        Arc::new(
+            loci_api::ratelimit::RateLimiter::new(
+                loci_api::ratelimit::RateLimitConfig {
+                    enabled: args.rate_limit_enabled,
+                    rps: args.rate_limit_rps,
+                    burst: args.rate_limit_burst,
+                    redis_url: args.redis_url.clone(),
+                },
+                Arc::new(move || c.alive_members().len().max(1)),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?,
+        )
+    };
     let core = Arc::new(Core::new(
         CoreConfig {
             node_id,
@@ -322,31 +332,138 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         },
         catalogue.clone(),
         store.clone(),
-        keyring,
+        keyring.clone(),
         &root_key,
         audit.clone(),
     ));
+    cluster.set_core(&core);
+    core.set_plane(Arc::new(crate::cluster::plane::Plane(cluster.clone())));
+    core.set_cluster(Arc::new(crate::cluster::admin::Admin(cluster.clone())));
     loci_api::metrics::handle();
 
-    // Rows of namespaces the catalogue no longer knows (an erasure interrupted by a crash after
-    // the key was destroyed) are unreadable; delete them now.
+    let cancel = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let app = loci_api::router(AppState {
+        core: core.clone(),
+        audit,
+        limiter,
+        usage: Arc::new(loci_api::usage::Usage::default()),
+        http: Arc::new(http_security),
+    });
+
+    // gRPC: Raft transport, node-to-node services, and the public service.
     {
-        let known: std::collections::HashSet<u64> = catalogue.view.read().namespaces.values().map(|n| n.id).collect();
-        let s = store.clone();
-        let orphans = tokio::task::spawn_blocking(move || -> loci_storage::Result<Vec<u64>> {
-            let mut dropped = Vec::new();
-            for id in s.stored_namespace_ids()? {
-                if !known.contains(&id) {
-                    s.drop_namespace(id)?;
-                    dropped.push(id);
+        let raft_svc = RaftService::new(catalogue.clone()).into_server();
+        let internal = loci_api::pb::internal_server::InternalServer::new(crate::cluster::service::InternalService {
+            cluster: cluster.clone(),
+        })
+        .max_decoding_message_size(256 * 1024 * 1024);
+        let public = loci_api::pb::loci_server::LociServer::new(crate::cluster::service::LociService {
+            router: app.clone(),
+            node_id,
+            version: core.config.version.clone(),
+        })
+        .max_decoding_message_size(args.max_body_size.max(4 * 1024 * 1024));
+        let token = cancel.clone();
+        tasks.spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(raft_svc)
+                .add_service(internal)
+                .add_service(public)
+                .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        });
+    }
+    {
+        let token = cancel.clone();
+        let app = app.clone();
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+    }
+
+    if standalone {
+        // A single node is a one-voter cluster, initialised exactly once (guarded by Raft's
+        // persisted state, not by timing).
+        if !catalogue.is_initialized().await {
+            tracing::info!(node_id, "initialising a new one-voter catalogue");
+            catalogue.initialize_single().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        catalogue
+            .wait_for_leader(Duration::from_secs(30))
+            .await
+            .map_err(|e| anyhow::anyhow!("catalogue did not elect a leader: {e}"))?;
+        let keyring = match pending_params {
+            Some(params) => match catalogue.write(Command::SetEncryption { params }).await? {
+                loci_raft::CommandResult::Ok => keyring,
+                // Set meanwhile by another node: derive from what the catalogue holds.
+                _ => {
+                    let params = catalogue.view.read().encryption.clone().context("encryption parameters missing")?;
+                    master.unlock(&params)?
+                }
+            },
+            None => keyring,
+        };
+        if catalogue.view.read().cluster_id.is_none() {
+            let mut b = [0u8; 16];
+            random_bytes(&mut b);
+            catalogue.write(Command::InitCluster { cluster_id: hex::encode(b) }).await?;
+        }
+        core.set_keyring(keyring);
+        sweep_orphans(&catalogue, &store).await?;
+        core.set_ready(true);
+    } else {
+        // Form or join the cluster in the background; `/health` answers meanwhile and
+        // `/health/ready` turns 200 once the node is a member with the cluster's keys.
+        let c = cluster.clone();
+        let token = cancel.clone();
+        let store = store.clone();
+        let catalogue2 = catalogue.clone();
+        tasks.spawn(async move {
+            c.clone().form(master, pending_params, token).await;
+            if c.core().is_some_and(|core| core.is_ready()) {
+                // Only once the local catalogue caught up with the leader's.
+                if let Some(leader) = c.catalogue.current_leader().await {
+                    let idx = if leader == c.node_id {
+                        c.catalogue.view.applied_index()
+                    } else {
+                        c.call::<_, crate::cluster::NodeInfo>(
+                            leader,
+                            crate::cluster::Method::NodeInfo,
+                            &(),
+                            Duration::from_secs(5),
+                        )
+                        .await
+                        .map(|i| i.applied_index)
+                        .unwrap_or(u64::MAX)
+                    };
+                    if idx != u64::MAX && catalogue2.view.wait_applied(idx, Duration::from_secs(30)).await {
+                        if let Err(e) = sweep_orphans(&catalogue2, &store).await {
+                            tracing::warn!(error = %e, "orphan sweep failed");
+                        }
+                    }
                 }
             }
-            Ok(dropped)
-        })
-        .await??;
-        if !orphans.is_empty() {
-            tracing::warn!(count = orphans.len(), "deleted rows of namespaces erased before a crash");
-        }
+        });
+    }
+    tasks.spawn(cluster.clone().reconcile_loop(cancel.clone()));
+    tasks.spawn(cluster.clone().sync_loop(cancel.clone()));
+    {
+        let g = gossip.clone();
+        let token = cancel.clone();
+        tasks.spawn(async move {
+            token.cancelled().await;
+            g.leave().await;
+        });
     }
 
     // Background upkeep: text-index commits, access-stat flushes, TTL sweeps.
@@ -379,7 +496,6 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             }
         });
     }
-
     // Retention sweeps (namespace policies).
     {
         let core = core.clone();
@@ -391,43 +507,59 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
                     _ = token.cancelled() => break,
                     _ = tokio::time::sleep(every) => {}
                 }
-                if let Err(e) = core.sweep_retention().await {
-                    tracing::warn!(error = %e, "retention sweep failed");
+                if core.is_ready() {
+                    if let Err(e) = core.sweep_retention().await {
+                        tracing::warn!(error = %e, "retention sweep failed");
+                    }
                 }
             }
         });
     }
 
-    let app = loci_api::router(AppState {
-        core: core.clone(),
-        audit,
-        limiter,
-        usage: Arc::new(loci_api::usage::Usage::default()),
-        http: Arc::new(http_security),
-    });
-    {
-        let token = cancel.clone();
-        tasks.spawn(async move {
-            if let Err(e) = axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await
-            {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
-    }
-    core.set_ready(true);
-    tracing::info!(node_id, %http_addr, %grpc_addr, data_dir = %args.data_dir.display(), "loci node ready");
+    tracing::info!(node_id, %http_addr, %grpc_addr, gossip_addr = %gossip_addr, data_dir = %args.data_dir.display(), ready = core.is_ready(), "loci node started");
     if let Some(path) = &args.ready_file {
         let info = serde_json::json!({
             "node_id": node_id,
             "http_addr": http_addr.to_string(),
             "grpc_addr": grpc_addr.to_string(),
+            "gossip_addr": gossip_addr.to_string(),
             "pid": std::process::id(),
         });
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, info.to_string())?;
         std::fs::rename(&tmp, path)?;
     }
-    Ok(NodeHandle { node_id, http_addr, grpc_addr, data_dir: args.data_dir.clone(), core, cancel, tasks })
+    Ok(NodeHandle {
+        node_id,
+        http_addr,
+        grpc_addr,
+        gossip_addr,
+        data_dir: args.data_dir.clone(),
+        core,
+        cluster,
+        cancel,
+        tasks,
+    })
+}
+
+/// Rows of namespaces the catalogue no longer knows (an erasure interrupted by a crash after the
+/// key was destroyed) are unreadable; delete them. Only run with an up-to-date catalogue.
+async fn sweep_orphans(catalogue: &Arc<CatalogueNode>, store: &Arc<Store>) -> anyhow::Result<()> {
+    let known: std::collections::HashSet<u64> = catalogue.view.read().namespaces.values().map(|n| n.id).collect();
+    let s = store.clone();
+    let orphans = tokio::task::spawn_blocking(move || -> loci_storage::Result<Vec<u64>> {
+        let mut dropped = Vec::new();
+        for id in s.stored_namespace_ids()? {
+            if !known.contains(&id) {
+                s.drop_namespace(id)?;
+                dropped.push(id);
+            }
+        }
+        Ok(dropped)
+    })
+    .await??;
+    if !orphans.is_empty() {
+        tracing::warn!(count = orphans.len(), "deleted rows of namespaces erased before a crash");
+    }
+    Ok(())
 }

@@ -169,6 +169,9 @@ pub struct MemoryPolicy {
     pub max_memories: Option<u64>,
     /// Loci: `off`, `flag` (tag suspicious content) or `block` (refuse it with 422).
     pub content_screening: String,
+    /// Loci: replicas (the primary included) that must hold a write before it is acknowledged;
+    /// default a majority of the replication factor.
+    pub write_quorum: Option<usize>,
 }
 
 impl Default for MemoryPolicy {
@@ -197,6 +200,7 @@ impl Default for MemoryPolicy {
             retention_seconds: None,
             max_memories: None,
             content_screening: "off".into(),
+            write_quorum: None,
         }
     }
 }
@@ -215,6 +219,67 @@ pub struct NamespaceEntry {
     pub data_key: WrappedKey,
     pub metadata: Option<serde_json::Value>,
     pub created_at: u64,
+    /// Which nodes hold the namespace; routing always reads this, never a local guess.
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+/// The state of one replica of a namespace.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicaState {
+    /// Holds all acknowledged writes and takes new ones.
+    Active,
+    /// Being filled by a full copy; receives new writes but does not count for quorum.
+    Syncing,
+    /// Unreachable; kept until replaced.
+    Dead,
+}
+
+/// Per-namespace placement: `replicas[0]` is the primary. Every change bumps `epoch`; replicas
+/// refuse writes carrying an older epoch, which fences a deposed primary.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Placement {
+    pub epoch: u64,
+    pub replicas: Vec<u64>,
+    pub states: BTreeMap<u64, ReplicaState>,
+    /// The replication factor the namespace should have.
+    pub rf: usize,
+}
+
+impl Placement {
+    pub fn primary(&self) -> Option<u64> {
+        self.replicas.first().copied()
+    }
+    pub fn state(&self, node: u64) -> Option<ReplicaState> {
+        self.states.get(&node).copied()
+    }
+    /// Replicas that take writes (the primary included).
+    pub fn writable(&self) -> impl Iterator<Item = u64> + '_ {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|n| matches!(self.state(*n), Some(ReplicaState::Active | ReplicaState::Syncing)))
+    }
+    pub fn active_count(&self) -> usize {
+        self.replicas.iter().filter(|n| self.state(**n) == Some(ReplicaState::Active)).count()
+    }
+}
+
+/// Rendezvous (highest random weight) choice of `rf` nodes for a namespace: deterministic,
+/// and only ~1/n of namespaces change owners when a node joins.
+pub fn rendezvous(ns_id: u64, nodes: &[u64], rf: usize) -> Vec<u64> {
+    let mut scored: Vec<(u64, u64)> = nodes.iter().map(|n| (hrw_weight(ns_id, *n), *n)).collect();
+    scored.sort_by(|a, b| b.cmp(a));
+    scored.into_iter().take(rf).map(|(_, n)| n).collect()
+}
+
+fn hrw_weight(ns_id: u64, node: u64) -> u64 {
+    // SplitMix64 of the pair: cheap, well mixed, stable forever.
+    let mut z = ns_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ node.rotate_left(17);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -267,6 +332,17 @@ pub enum Command {
         new_entry: ApiKeyEntry,
         old_expires_at: u64,
     },
+    /// Replace a namespace's placement if its epoch is still `expected_epoch` (compare-and-set).
+    SetPlacement {
+        name: String,
+        expected_epoch: u64,
+        placement: Placement,
+    },
+    /// Mark a node as draining (the reconciler moves everything off it) or not.
+    SetDraining {
+        node: u64,
+        draining: bool,
+    },
     /// Re-wrap every data key under a new KEK, atomically with the new key-check parameters.
     RotateEncryption {
         params: EncryptionParams,
@@ -305,6 +381,9 @@ pub struct Catalogue {
     /// Secret digest → key id (derived from `keys`; rebuilt after a snapshot is loaded).
     #[serde(skip)]
     pub key_index: std::collections::HashMap<String, String>,
+    /// Nodes being drained by the operator.
+    #[serde(default)]
+    pub draining: std::collections::BTreeSet<u64>,
     /// Index of the last applied log entry (for read-after-write waits).
     pub applied_index: u64,
 }
@@ -401,6 +480,25 @@ impl Catalogue {
                 self.keys.insert(new_entry.key_id.clone(), new_entry.clone());
                 CommandResult::Key { entry: new_entry }
             }
+            Command::SetPlacement { name, expected_epoch, placement } => match self.namespaces.get_mut(&name) {
+                Some(ns) if ns.placement.epoch == expected_epoch && placement.epoch > expected_epoch => {
+                    ns.placement = placement;
+                    CommandResult::Namespace { entry: ns.clone(), created: false }
+                }
+                Some(ns) => CommandResult::Rejected(format!(
+                    "placement of '{name}' is at epoch {}, not {expected_epoch}",
+                    ns.placement.epoch
+                )),
+                None => CommandResult::NotFound(name),
+            },
+            Command::SetDraining { node, draining } => {
+                if draining {
+                    self.draining.insert(node);
+                } else {
+                    self.draining.remove(&node);
+                }
+                CommandResult::Ok
+            }
             Command::RotateEncryption { params, rewrapped } => {
                 match &self.encryption {
                     Some(cur) if params.kek_version == cur.kek_version + 1 => {}
@@ -452,5 +550,34 @@ impl Catalogue {
 
     pub fn session_namespace(&self, session_id: &str) -> Option<&str> {
         self.sessions.get(session_id).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendezvous_is_deterministic_and_moves_little_when_a_node_joins() {
+        let three = [1, 2, 3];
+        let four = [1, 2, 3, 4];
+        let mut moved = 0;
+        let mut primaries = BTreeMap::new();
+        for ns in 0..1000u64 {
+            let a = rendezvous(ns, &three, 1);
+            assert_eq!(a, rendezvous(ns, &three, 1));
+            let b = rendezvous(ns, &four, 1);
+            if a != b {
+                moved += 1;
+                assert_eq!(b, vec![4], "a namespace only ever moves to the new node");
+            }
+            *primaries.entry(b[0]).or_insert(0) += 1;
+        }
+        assert!((150..350).contains(&moved), "moved {moved} of 1000");
+        for (_, n) in primaries {
+            assert!((200..300).contains(&n), "uneven spread {n}");
+        }
+        assert_eq!(rendezvous(7, &three, 3).len(), 3);
+        assert_eq!(rendezvous(7, &three, 5).len(), 3);
     }
 }

@@ -28,9 +28,35 @@ pub const CLUSTER_TOKEN_HEADER: &str = "x-loci-cluster-token";
 #[derive(Clone, Default)]
 pub struct ChannelPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Test hook: addresses this node cannot reach (a network partition).
+    blocked: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
+#[derive(Debug)]
+pub struct Blocked(pub String);
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is unreachable (partitioned)", self.0)
+    }
+}
+
+impl std::error::Error for Blocked {}
+
 impl ChannelPool {
+    pub fn set_blocked(&self, addr: &str, blocked: bool) {
+        let mut b = self.blocked.lock();
+        if blocked {
+            b.insert(addr.to_string());
+        } else {
+            b.remove(addr);
+        }
+    }
+
+    pub fn is_blocked(&self, addr: &str) -> bool {
+        self.blocked.lock().contains(addr)
+    }
+
     pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         if let Some(c) = self.channels.lock().get(addr) {
             return Ok(c.clone());
@@ -79,6 +105,9 @@ impl Network {
 
     /// Forward a catalogue write to the leader at `addr`.
     pub async fn forward_write(&self, addr: &str, write: &CatalogueWrite) -> Result<crate::WriteOutcome, String> {
+        if self.pool.is_blocked(addr) {
+            return Err(Blocked(addr.to_string()).to_string());
+        }
         let mut client = self.client(addr).map_err(|e| e.to_string())?;
         let env = encode(write).map_err(|e| e.to_string())?;
         let resp = client.client_write(self.request(env)).await.map_err(|s| s.message().to_string())?;
@@ -109,6 +138,9 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        if self.net.pool.is_blocked(&self.addr) {
+            return Err(RPCError::Unreachable(Unreachable::new(&Blocked(self.addr.clone()))));
+        }
         let mut client = self.net.client(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let env = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = self.net.request(env);

@@ -295,6 +295,21 @@ pub enum DataOp {
     Stats,
 }
 
+impl DataOp {
+    /// Operations that change data (and therefore replicate).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            DataOp::Store { .. }
+                | DataOp::Update { .. }
+                | DataOp::Forget { .. }
+                | DataOp::StartSession { .. }
+                | DataOp::EndSession { .. }
+                | DataOp::TouchSession { .. }
+        )
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum DataResult {
     Stored(Vec<MemoryRecord>),
@@ -307,4 +322,56 @@ pub enum DataResult {
     AgentStats(AgentStats),
     Agents(Vec<AgentSummary>),
     Stats(NamespaceStats),
+}
+
+/// One change to a namespace's data, as replicated from the primary to its followers.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Mutation {
+    PutMemory { record: MemoryRecord, vector: Option<Vec<f32>> },
+    DeleteMemories { ids: Vec<String> },
+    PutSession { session: Session },
+}
+
+/// A replication-log entry: the mutations of one write, under the namespace's next sequence
+/// number and the placement epoch of the primary that made it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ReplEntry {
+    pub seq: u64,
+    pub epoch: u64,
+    pub mutations: Vec<Mutation>,
+}
+
+/// What a follower did with an entry.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    Applied {
+        seq: u64,
+    },
+    /// Already had it (a retry).
+    Duplicate {
+        applied: u64,
+    },
+    /// Missing earlier entries: send from `applied + 1`.
+    Gap {
+        applied: u64,
+    },
+    /// The sender's epoch is older than this replica's: it is no longer the primary.
+    Fenced {
+        epoch: u64,
+    },
+}
+
+/// Replication progress of one namespace on one node (stored in the `nsmeta` column family in
+/// the same batch as the data).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NsProgress {
+    pub applied_seq: u64,
+    pub epoch: u64,
+}
+
+/// The result of executing an operation locally, and what followers must apply.
+#[derive(Clone, Debug)]
+pub struct Executed {
+    pub result: DataResult,
+    pub replicate: Option<ReplEntry>,
 }

@@ -59,6 +59,8 @@ pub struct NsContext {
     /// Refuse stores that would take the namespace beyond this many memories.
     pub max_memories: Option<u64>,
     pub metric: crate::vector::Metric,
+    /// Placement epoch from the catalogue (replication entries carry it; older ones are fenced).
+    pub epoch: u64,
 }
 
 /// Per-memory facts kept in memory for filtering and ranking (no content, no vector).
@@ -156,6 +158,9 @@ struct NsState {
     access_dirty: HashSet<String>,
     /// Last insertion-order stamp handed out (strictly increasing).
     last_order: u64,
+    /// Replication progress: last applied sequence number and the highest epoch seen.
+    applied_seq: u64,
+    epoch: u64,
 }
 
 struct Namespace {
@@ -215,6 +220,13 @@ fn expiry_key(ns: u64, at: u64, id: &str) -> Vec<u8> {
     k.push(IDX_EXPIRY);
     k.extend_from_slice(&at.to_be_bytes());
     k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn repl_key(ns: u64, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16);
+    k.extend_from_slice(&prefix(ns));
+    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
@@ -404,9 +416,15 @@ impl Store {
                 self.text.upsert(key, id, rec.version, &rec.content)?;
             }
         }
+        let progress: NsProgress = match self.db.get_cf(self.cf(CF_NSMETA), prefix(ctx.id))? {
+            Some(v) => serde_json::from_slice(&v)?,
+            None => NsProgress::default(),
+        };
         let ns = Namespace {
             ctx: ctx.clone(),
             state: RwLock::new(NsState {
+                applied_seq: progress.applied_seq,
+                epoch: progress.epoch.max(ctx.epoch),
                 last_order: metas.values().map(|m| m.order).max().unwrap_or(0),
                 metas,
                 sessions,
@@ -514,44 +532,57 @@ impl Store {
     }
 
     /// Run one operation on a namespace. Blocking: call from a blocking thread.
-    pub fn execute(&self, ctx: &NsContext, op: DataOp) -> Result<DataResult> {
+    ///
+    /// A write is applied locally under the next sequence number of the namespace; the returned
+    /// [`ReplEntry`] is what followers must apply to converge (`None` for reads and no-ops).
+    pub fn execute(&self, ctx: &NsContext, op: DataOp) -> Result<Executed> {
         let ns = self.namespace(ctx)?;
         let now = now_secs();
+        let read = |result: DataResult| Ok(Executed { result, replicate: None });
         match op {
-            DataOp::Store { items } => self.store(&ns, ctx.max_memories, items, now).map(DataResult::Stored),
+            DataOp::Store { items } => {
+                let (recs, entry) = self.store(&ns, ctx, items, now)?;
+                Ok(Executed { result: DataResult::Stored(recs), replicate: entry })
+            }
             DataOp::Get { id, record_access } => {
                 let rec = self.get_live(&ns, &id, now)?;
                 if record_access {
                     self.touch(&ns, std::slice::from_ref(&id), now);
                 }
-                Ok(DataResult::Memory(rec))
+                read(DataResult::Memory(rec))
             }
-            DataOp::Update { id, patch } => self.update(&ns, &id, patch, now).map(DataResult::Memory),
+            DataOp::Update { id, patch } => {
+                let (rec, entry) = self.update(&ns, ctx, &id, patch, now)?;
+                Ok(Executed { result: DataResult::Memory(rec), replicate: Some(entry) })
+            }
             DataOp::Forget { filter } => {
                 let _w = ns.write_lock()?;
                 let ids = self.select(&ns, &filter, now);
-                self.delete_ids(&ns, &ids)?;
-                Ok(DataResult::Deleted(ids.len() as u64))
+                let n = ids.len() as u64;
+                let entry = if ids.is_empty() {
+                    None
+                } else {
+                    Some(self.commit_local(&ns, ctx, vec![Mutation::DeleteMemories { ids }])?)
+                };
+                Ok(Executed { result: DataResult::Deleted(n), replicate: entry })
             }
             DataOp::List { filter, sort, limit, offset } => {
                 let (page, total) = self.list(&ns, &filter, sort, limit, offset, now)?;
-                Ok(DataResult::Memories { memories: page, total })
+                read(DataResult::Memories { memories: page, total })
             }
-            DataOp::Recall(p) => self.recall(&ns, p, now).map(DataResult::Recalled),
+            DataOp::Recall(p) => read(DataResult::Recalled(self.recall(&ns, p, now)?)),
             DataOp::StartSession { id, agent_id, metadata, idle_timeout_secs } => {
                 let _w = ns.write_lock()?;
                 let id = id.unwrap_or_else(new_session_id);
-                if let Some(existing) = ns.state.read().sessions.get(&id) {
-                    if existing.agent_id != agent_id {
-                        return Err(StorageError::Conflict(format!("session {id} belongs to another agent")));
-                    }
-                }
                 let existing = ns.state.read().sessions.get(&id).cloned();
-                let s = match existing {
-                    Some(s) => s,
+                match existing {
+                    Some(s) if s.agent_id != agent_id => {
+                        Err(StorageError::Conflict(format!("session {id} belongs to another agent")))
+                    }
+                    Some(s) => read(DataResult::Session(self.session_info(&ns, s, now))),
                     None => {
                         let s = Session {
-                            id: id.clone(),
+                            id,
                             agent_id,
                             started_at: now,
                             ended_at: None,
@@ -561,47 +592,42 @@ impl Store {
                             ended_reason: None,
                             idle_timeout_secs,
                         };
-                        let mut b = WriteBatch::default();
-                        self.put_session(&mut b, &ns.ctx, &s)?;
-                        self.write(b)?;
-                        ns.state.write().sessions.insert(id.clone(), s.clone());
-                        s
+                        let entry = self.commit_local(&ns, ctx, vec![Mutation::PutSession { session: s.clone() }])?;
+                        Ok(Executed {
+                            result: DataResult::Session(self.session_info(&ns, s, now)),
+                            replicate: Some(entry),
+                        })
                     }
-                };
-                Ok(DataResult::Session(self.session_info(&ns, s, now)))
+                }
             }
             DataOp::EndSession { id, summary } => {
                 let _w = ns.write_lock()?;
-                let mut s = ns
-                    .state
-                    .read()
-                    .sessions
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| StorageError::NotFound(format!("session {id}")))?;
-                if s.ended_at.is_none() {
-                    s.ended_at = Some(now);
-                    s.ended_reason = Some("client".into());
-                    if summary.is_some() {
-                        s.summary = summary;
-                    }
-                    s.last_activity_at = now;
-                    let mut b = WriteBatch::default();
-                    self.put_session(&mut b, &ns.ctx, &s)?;
-                    self.write(b)?;
-                    ns.state.write().sessions.insert(id, s.clone());
+                let mut s = self.session(&ns, &id)?;
+                if s.ended_at.is_some() {
+                    return read(DataResult::Session(self.session_info(&ns, s, now)));
                 }
-                Ok(DataResult::Session(self.session_info(&ns, s, now)))
+                s.ended_at = Some(now);
+                s.ended_reason = Some("client".into());
+                if summary.is_some() {
+                    s.summary = summary;
+                }
+                s.last_activity_at = now;
+                let entry = self.commit_local(&ns, ctx, vec![Mutation::PutSession { session: s.clone() }])?;
+                Ok(Executed { result: DataResult::Session(self.session_info(&ns, s, now)), replicate: Some(entry) })
+            }
+            DataOp::TouchSession { id } => {
+                let _w = ns.write_lock()?;
+                let mut s = self.session(&ns, &id)?;
+                if s.ended_at.is_some() {
+                    return read(DataResult::Session(self.session_info(&ns, s, now)));
+                }
+                s.last_activity_at = now;
+                let entry = self.commit_local(&ns, ctx, vec![Mutation::PutSession { session: s.clone() }])?;
+                Ok(Executed { result: DataResult::Session(self.session_info(&ns, s, now)), replicate: Some(entry) })
             }
             DataOp::GetSession { id } => {
-                let s = ns
-                    .state
-                    .read()
-                    .sessions
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| StorageError::NotFound(format!("session {id}")))?;
-                Ok(DataResult::Session(self.session_info(&ns, s, now)))
+                let s = self.session(&ns, &id)?;
+                read(DataResult::Session(self.session_info(&ns, s, now)))
             }
             DataOp::ListSessions { agent_id, active_only, limit, offset } => {
                 let mut all: Vec<Session> = ns
@@ -617,34 +643,16 @@ impl Store {
                 let total = all.len() as u64;
                 let sessions =
                     all.into_iter().skip(offset).take(limit).map(|s| self.session_info(&ns, s, now)).collect();
-                Ok(DataResult::Sessions { sessions, total })
+                read(DataResult::Sessions { sessions, total })
             }
             DataOp::AgentStats { agent_id } => {
-                Ok(DataResult::AgentStats(self.agent_stats(&ns, agent_id.as_deref(), now)))
+                read(DataResult::AgentStats(self.agent_stats(&ns, agent_id.as_deref(), now)))
             }
-            DataOp::TouchSession { id } => {
-                let _w = ns.write_lock()?;
-                let mut s = ns
-                    .state
-                    .read()
-                    .sessions
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| StorageError::NotFound(format!("session {id}")))?;
-                if s.ended_at.is_none() {
-                    s.last_activity_at = now;
-                    let mut b = WriteBatch::default();
-                    self.put_session(&mut b, &ns.ctx, &s)?;
-                    self.write(b)?;
-                    ns.state.write().sessions.insert(id, s.clone());
-                }
-                Ok(DataResult::Session(self.session_info(&ns, s, now)))
-            }
-            DataOp::ListAgents => Ok(DataResult::Agents(self.agents(&ns, now))),
+            DataOp::ListAgents => read(DataResult::Agents(self.agents(&ns, now))),
             DataOp::Stats => {
                 let st = ns.state.read();
                 let live: Vec<&Meta> = st.metas.values().filter(|m| m.live(now)).collect();
-                Ok(DataResult::Stats(NamespaceStats {
+                read(DataResult::Stats(NamespaceStats {
                     memory_count: live.len() as u64,
                     vector_count: st.vectors.len() as u64,
                     session_count: st.sessions.len() as u64,
@@ -656,6 +664,276 @@ impl Store {
                 }))
             }
         }
+    }
+
+    fn session(&self, ns: &Namespace, id: &str) -> Result<Session> {
+        ns.state.read().sessions.get(id).cloned().ok_or_else(|| StorageError::NotFound(format!("session {id}")))
+    }
+
+    // ------------------------------------------------------------------ replication
+
+    /// Apply `mutations` as the namespace's next sequence number (caller holds the write lock).
+    fn commit_local(&self, ns: &Namespace, ctx: &NsContext, mutations: Vec<Mutation>) -> Result<ReplEntry> {
+        let seq = ns.state.read().applied_seq + 1;
+        let entry = ReplEntry { seq, epoch: ctx.epoch, mutations };
+        self.commit(ns, &entry)?;
+        Ok(entry)
+    }
+
+    /// Write data, the replication-log entry and the progress marker in one batch, then update
+    /// the in-memory state and the text index.
+    fn commit(&self, ns: &Namespace, entry: &ReplEntry) -> Result<()> {
+        let ctx = &ns.ctx;
+        let mut batch = WriteBatch::default();
+        {
+            let st = ns.state.read();
+            for m in &entry.mutations {
+                match m {
+                    Mutation::PutMemory { record, vector } => {
+                        let old_expiry = st.metas.get(&record.id).and_then(|m| m.expires_at);
+                        self.put_record(&mut batch, ctx, record, old_expiry)?;
+                        match vector {
+                            Some(v) => self.put_vector(&mut batch, ctx, &record.id, v),
+                            None => batch.delete_cf(self.cf(CF_VEC), vec_key(ctx.id, &record.id)),
+                        }
+                    }
+                    Mutation::DeleteMemories { ids } => {
+                        for id in ids {
+                            self.delete_rows(&mut batch, ctx.id, id, st.metas.get(id).and_then(|m| m.expires_at));
+                        }
+                    }
+                    Mutation::PutSession { session } => self.put_session(&mut batch, ctx, session)?,
+                }
+            }
+        }
+        let sealed = ctx.key.seal(RecordKind::Replication, &entry.seq.to_be_bytes(), &serde_json::to_vec(entry)?);
+        batch.put_cf(self.cf(CF_REPL), repl_key(ctx.id, entry.seq), sealed);
+        let meta = NsProgress { applied_seq: entry.seq, epoch: entry.epoch };
+        batch.put_cf(self.cf(CF_NSMETA), prefix(ctx.id), serde_json::to_vec(&meta)?);
+        self.write(batch)?;
+        let mut text_updates = Vec::new();
+        let mut text_deletes = Vec::new();
+        {
+            let mut st = ns.state.write();
+            for m in &entry.mutations {
+                match m {
+                    Mutation::PutMemory { record, vector } => {
+                        st.last_order = st.last_order.max(record.order);
+                        st.metas.insert(record.id.clone(), Meta::of(record));
+                        match vector {
+                            Some(v) => st.vectors.upsert(&record.id, v),
+                            None => st.vectors.remove(&record.id),
+                        }
+                        text_updates.push((record.id.clone(), record.version, record.content.clone()));
+                    }
+                    Mutation::DeleteMemories { ids } => {
+                        for id in ids {
+                            st.metas.remove(id);
+                            st.vectors.remove(id);
+                            st.access_dirty.remove(id);
+                            text_deletes.push(id.clone());
+                        }
+                    }
+                    Mutation::PutSession { session } => {
+                        st.sessions.insert(session.id.clone(), session.clone());
+                    }
+                }
+            }
+            st.applied_seq = entry.seq;
+            st.epoch = st.epoch.max(entry.epoch);
+        }
+        for (id, version, content) in text_updates {
+            self.text.upsert(&ctx.key, &id, version, &content)?;
+        }
+        for id in &text_deletes {
+            self.text.delete(ctx.id, id);
+        }
+        if !text_deletes.is_empty() {
+            // Deletions become invisible to keyword search at once.
+            self.text.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Apply an entry the primary sent. Entries apply strictly in sequence order; an entry from
+    /// an older placement epoch than this replica has seen is refused (fencing).
+    pub fn apply_replicated(&self, ctx: &NsContext, entry: &ReplEntry) -> Result<ApplyOutcome> {
+        let ns = self.namespace(ctx)?;
+        let _w = ns.write_lock()?;
+        let (applied, epoch) = {
+            let st = ns.state.read();
+            (st.applied_seq, st.epoch.max(ctx.epoch))
+        };
+        if entry.epoch < epoch {
+            return Ok(ApplyOutcome::Fenced { epoch });
+        }
+        if entry.seq <= applied {
+            return Ok(ApplyOutcome::Duplicate { applied });
+        }
+        if entry.seq > applied + 1 {
+            return Ok(ApplyOutcome::Gap { applied });
+        }
+        self.commit(&ns, entry)?;
+        Ok(ApplyOutcome::Applied { seq: entry.seq })
+    }
+
+    /// The replication progress of a namespace on this node.
+    pub fn progress(&self, ctx: &NsContext) -> Result<NsProgress> {
+        let ns = self.namespace(ctx)?;
+        let st = ns.state.read();
+        Ok(NsProgress { applied_seq: st.applied_seq, epoch: st.epoch })
+    }
+
+    /// Log entries with `seq >= from`, at most `limit` (empty if they were truncated away).
+    pub fn repl_entries(&self, ctx: &NsContext, from: u64, limit: usize) -> Result<Vec<ReplEntry>> {
+        let mut out = Vec::new();
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_range(repl_key(ctx.id, from)..repl_key(ctx.id, u64::MAX));
+        for item in self.db.iterator_cf_opt(self.cf(CF_REPL), ro, rocksdb::IteratorMode::Start) {
+            let (k, v) = item?;
+            let seq = u64::from_be_bytes(k[8..16].try_into().map_err(|_| StorageError::Encoding("repl key".into()))?);
+            let pt = ctx.key.open(RecordKind::Replication, &seq.to_be_bytes(), &v)?;
+            out.push(serde_json::from_slice(&pt)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Oldest sequence number still in the log (entries before it need a full copy).
+    pub fn repl_floor(&self, ns_id: u64) -> Result<Option<u64>> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_range(PrefixRange(prefix(ns_id).to_vec()));
+        let mut it = self.db.iterator_cf_opt(self.cf(CF_REPL), ro, rocksdb::IteratorMode::Start);
+        match it.next() {
+            Some(r) => {
+                let (k, _) = r?;
+                Ok(Some(u64::from_be_bytes(
+                    k[8..16].try_into().map_err(|_| StorageError::Encoding("repl key".into()))?,
+                )))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Drop log entries older than `keep` behind the applied sequence.
+    pub fn truncate_repl(&self, ctx: &NsContext, keep: u64) -> Result<()> {
+        let applied = self.progress(ctx)?.applied_seq;
+        if applied > keep {
+            let mut b = WriteBatch::default();
+            b.delete_range_cf(self.cf(CF_REPL), repl_key(ctx.id, 0), repl_key(ctx.id, applied - keep));
+            self.write(b)?;
+        }
+        Ok(())
+    }
+
+    /// Every stored row of a namespace (sealed as on disk) after `after`, at most `limit`:
+    /// the unit of a full namespace copy to a new replica.
+    pub fn export_rows(
+        &self,
+        ns_id: u64,
+        after: Option<(String, Vec<u8>)>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let start_cf = after.as_ref().map(|(cf, _)| cf.as_str());
+        let mut started = start_cf.is_none();
+        for cf in [CF_MEM, CF_VEC, CF_IDX] {
+            if !started {
+                if Some(cf) != start_cf {
+                    continue;
+                }
+                started = true;
+            }
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_range(PrefixRange(prefix(ns_id).to_vec()));
+            let mut it = self.db.raw_iterator_cf_opt(self.cf(cf), ro);
+            match after.as_ref().filter(|(c, _)| c == cf) {
+                Some((_, k)) => {
+                    it.seek(k);
+                    if it.key() == Some(k.as_slice()) {
+                        it.next();
+                    }
+                }
+                None => it.seek(prefix(ns_id)),
+            }
+            while it.valid() {
+                let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+                out.push((cf.to_string(), k.to_vec(), v.to_vec()));
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                it.next();
+            }
+            it.status()?;
+        }
+        Ok(out)
+    }
+
+    /// A consistent point-in-time copy of a namespace: its progress and every row, read under
+    /// one RocksDB snapshot (writes may continue; the copy then catches up from the log).
+    #[allow(clippy::type_complexity)]
+    pub fn export_namespace(&self, ns_id: u64) -> Result<(NsProgress, Vec<(String, Vec<u8>, Vec<u8>)>)> {
+        let snap = self.db.snapshot();
+        let progress = match snap.get_cf(self.cf(CF_NSMETA), prefix(ns_id))? {
+            Some(v) => serde_json::from_slice(&v)?,
+            None => NsProgress::default(),
+        };
+        let mut rows = Vec::new();
+        for cf in [CF_MEM, CF_VEC, CF_IDX] {
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_range(PrefixRange(prefix(ns_id).to_vec()));
+            ro.set_snapshot(&snap);
+            for item in self.db.iterator_cf_opt(self.cf(cf), ro, rocksdb::IteratorMode::Start) {
+                let (k, v) = item?;
+                rows.push((cf.to_string(), k.to_vec(), v.to_vec()));
+            }
+        }
+        Ok((progress, rows))
+    }
+
+    /// Replace this node's copy of a namespace with exported rows (a full copy from the
+    /// primary), marking it as applied up to `progress`. The namespace reloads on next use.
+    pub fn import_begin(&self, ns_id: u64) -> Result<()> {
+        {
+            let _guard = self.load_lock.lock();
+            if let Some(ns) = self.loaded.write().remove(&ns_id) {
+                let _w = ns.writer.lock();
+                ns.dropped.store(true, std::sync::atomic::Ordering::Release);
+            }
+            self.dropped.write().remove(&ns_id);
+        }
+        let start = prefix(ns_id).to_vec();
+        let end = (ns_id + 1).to_be_bytes().to_vec();
+        let mut batch = WriteBatch::default();
+        for cf in ALL_CFS {
+            batch.delete_range_cf(self.cf(cf), &start, &end);
+        }
+        self.write(batch)?;
+        self.text.drop_namespace(ns_id)?;
+        Ok(())
+    }
+
+    pub fn import_rows(&self, rows: &[(String, Vec<u8>, Vec<u8>)]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (cf, k, v) in rows {
+            if !matches!(cf.as_str(), CF_MEM | CF_VEC | CF_IDX) {
+                return Err(StorageError::Invalid(format!("unexpected column family {cf}")));
+            }
+            batch.put_cf(self.cf(cf), k, v);
+        }
+        self.write(batch)
+    }
+
+    pub fn import_finish(&self, ns_id: u64, progress: NsProgress) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_NSMETA), prefix(ns_id), serde_json::to_vec(&progress)?);
+        self.write(batch)?;
+        // Unload so the next access rebuilds indexes from the copied rows.
+        let _guard = self.load_lock.lock();
+        self.loaded.write().remove(&ns_id);
+        Ok(())
     }
 
     fn session_info(&self, ns: &Namespace, session: Session, now: u64) -> SessionInfo {
@@ -688,15 +966,14 @@ impl Store {
         }
     }
 
-    /// `max_memories` comes from the caller's current context: the policy can change after load.
+    /// Store new memories (or replace ones with client-chosen ids) as one replicated entry.
     fn store(
         &self,
         ns: &Namespace,
-        max_memories: Option<u64>,
+        ctx: &NsContext,
         items: Vec<NewMemory>,
         now: u64,
-    ) -> Result<Vec<MemoryRecord>> {
-        let ctx = &ns.ctx;
+    ) -> Result<(Vec<MemoryRecord>, Option<ReplEntry>)> {
         // Embed outside the namespace's write lock: it is the expensive part.
         let missing: Vec<&str> = items.iter().filter(|i| i.embedding.is_none()).map(|i| i.content.as_str()).collect();
         let mut embedded = self.embed(ctx, &missing)?.into_iter();
@@ -711,9 +988,9 @@ impl Store {
             }
         }
         let _w = ns.write_lock()?;
-        if let Some(max) = max_memories {
+        // `max_memories` comes from the caller's context: the policy can change after load.
+        if let Some(max) = ctx.max_memories {
             let st = ns.state.read();
-            let now = now_secs();
             let live = st.metas.values().filter(|m| m.live(now)).count() as u64;
             let new = items.iter().filter(|i| i.id.as_ref().is_none_or(|id| !st.metas.contains_key(id))).count() as u64;
             if live + new > max {
@@ -723,16 +1000,21 @@ impl Store {
                 )));
             }
         }
-        let mut batch = WriteBatch::default();
         let mut records = Vec::with_capacity(items.len());
+        let mut mutations = Vec::with_capacity(items.len() + 1);
         let mut seen = HashSet::new();
-        for item in items {
+        let mut order = ns.state.read().last_order;
+        for (item, vector) in items.into_iter().zip(vectors) {
             let id = item.id.unwrap_or_else(new_memory_id);
             if !seen.insert(id.clone()) {
                 return Err(StorageError::Invalid(format!("duplicate memory id {id} in one batch")));
             }
-            // A client-chosen id that exists is an upsert: keep its creation time.
+            // A client-chosen id that exists is an upsert: keep its creation time and order.
             let previous = ns.state.read().metas.get(&id).cloned();
+            let old_version = match &previous {
+                Some(_) => self.read_record(&ns.ctx, &id)?.map_or(0, |r| r.version),
+                None => 0,
+            };
             let rec = MemoryRecord {
                 id: id.clone(),
                 namespace: ctx.name.clone(),
@@ -748,69 +1030,44 @@ impl Store {
                 last_accessed_at: previous.as_ref().map_or(now, |p| p.last_accessed_at),
                 access_count: previous.as_ref().map_or(0, |p| p.access_count),
                 expires_at: item.expires_at,
-                version: 1,
+                version: old_version + 1,
                 order: match &previous {
                     Some(p) => p.order,
                     None => {
-                        let mut st = ns.state.write();
-                        st.last_order = (st.last_order + 1).max(now_micros());
-                        st.last_order
+                        order = (order + 1).max(now_micros());
+                        order
                     }
                 },
             };
-            let old_version = match &previous {
-                Some(_) => self.read_record(ctx, &id)?.map_or(0, |r| r.version),
-                None => 0,
-            };
-            let rec = MemoryRecord { version: old_version + 1, ..rec };
-            self.put_record(&mut batch, ctx, &rec, previous.as_ref().and_then(|p| p.expires_at))?;
+            mutations.push(Mutation::PutMemory { record: rec.clone(), vector });
             records.push(rec);
         }
-        for (rec, v) in records.iter().zip(&vectors) {
-            match v {
-                Some(v) => self.put_vector(&mut batch, ctx, &rec.id, v),
-                None => batch.delete_cf(self.cf(CF_VEC), vec_key(ctx.id, &rec.id)),
-            }
-        }
-        // Sessions these memories belong to record the activity in the same batch.
-        let touched_sessions: Vec<Session> = {
+        // Sessions these memories belong to record the activity in the same entry.
+        {
             let st = ns.state.read();
             let mut ids: Vec<&String> = records.iter().filter_map(|r| r.session_id.as_ref()).collect();
             ids.sort();
             ids.dedup();
-            ids.into_iter()
-                .filter_map(|sid| st.sessions.get(sid).cloned())
-                .map(|mut s| {
+            for sid in ids {
+                if let Some(s) = st.sessions.get(sid) {
+                    let mut s = s.clone();
                     s.last_activity_at = now;
-                    s
-                })
-                .collect()
-        };
-        for s in &touched_sessions {
-            self.put_session(&mut batch, ctx, s)?;
-        }
-        self.write(batch)?;
-        {
-            let mut st = ns.state.write();
-            for (rec, v) in records.iter().zip(&vectors) {
-                st.metas.insert(rec.id.clone(), Meta::of(rec));
-                match v {
-                    Some(v) => st.vectors.upsert(&rec.id, v),
-                    None => st.vectors.remove(&rec.id),
+                    mutations.push(Mutation::PutSession { session: s });
                 }
             }
-            for s in touched_sessions {
-                st.sessions.insert(s.id.clone(), s);
-            }
         }
-        for rec in &records {
-            self.text.upsert(&ctx.key, &rec.id, rec.version, &rec.content)?;
-        }
-        Ok(records)
+        let entry = self.commit_local(ns, ctx, mutations)?;
+        Ok((records, Some(entry)))
     }
 
-    fn update(&self, ns: &Namespace, id: &str, patch: MemoryPatch, now: u64) -> Result<MemoryRecord> {
-        let ctx = &ns.ctx;
+    fn update(
+        &self,
+        ns: &Namespace,
+        ctx: &NsContext,
+        id: &str,
+        patch: MemoryPatch,
+        now: u64,
+    ) -> Result<(MemoryRecord, ReplEntry)> {
         // None = vector unchanged; Some(None) = the new content has nothing to embed.
         let new_vector: Option<Option<Vec<f32>>> = match (&patch.embedding, &patch.content) {
             (Some(v), _) => {
@@ -822,7 +1079,6 @@ impl Store {
         };
         let _w = ns.write_lock()?;
         let mut rec = self.get_live(ns, id, now)?;
-        let old_expiry = rec.expires_at;
         if let Some(c) = patch.content {
             rec.content = c;
         }
@@ -850,26 +1106,28 @@ impl Store {
         }
         rec.updated_at = now;
         rec.version += 1;
-        let mut batch = WriteBatch::default();
-        self.put_record(&mut batch, ctx, &rec, old_expiry)?;
-        match &new_vector {
-            Some(Some(v)) => self.put_vector(&mut batch, ctx, id, v),
-            Some(None) => batch.delete_cf(self.cf(CF_VEC), vec_key(ctx.id, id)),
-            None => {}
+        let vector = match new_vector {
+            Some(v) => v,
+            None => self.read_vector(ctx, id)?,
+        };
+        let entry = self.commit_local(ns, ctx, vec![Mutation::PutMemory { record: rec.clone(), vector }])?;
+        Ok((rec, entry))
+    }
+
+    fn read_vector(&self, ctx: &NsContext, id: &str) -> Result<Option<Vec<f32>>> {
+        match self.db.get_cf(self.cf(CF_VEC), vec_key(ctx.id, id))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(decode_vector(&ctx.key.open(RecordKind::Vector, id.as_bytes(), &v)?)?)),
         }
-        self.write(batch)?;
-        {
-            let mut st = ns.state.write();
-            st.metas.insert(rec.id.clone(), Meta::of(&rec));
-            match &new_vector {
-                Some(Some(v)) => st.vectors.upsert(id, v),
-                Some(None) => st.vectors.remove(id),
-                None => {}
-            }
+    }
+
+    fn delete_rows(&self, batch: &mut WriteBatch, ns_id: u64, id: &str, expiry: Option<u64>) {
+        batch.delete_cf(self.cf(CF_MEM), row_key(ns_id, KIND_MEMORY, id));
+        batch.delete_cf(self.cf(CF_VEC), vec_key(ns_id, id));
+        batch.delete_cf(self.cf(CF_IDX), row_key(ns_id, IDX_ACCESS, id));
+        if let Some(at) = expiry {
+            batch.delete_cf(self.cf(CF_IDX), expiry_key(ns_id, at, id));
         }
-        // The version changed, so re-index even when only other fields did (keeps versions equal).
-        self.text.upsert(&ctx.key, id, rec.version, &rec.content)?;
-        Ok(rec)
     }
 
     fn select(&self, ns: &Namespace, filter: &MemoryFilter, now: u64) -> Vec<String> {
@@ -886,7 +1144,7 @@ impl Store {
         }
     }
 
-    /// Remove memories from the rows, both indexes and the in-memory state.
+    /// Remove memories locally (expiry housekeeping; every replica expires on its own).
     fn delete_ids(&self, ns: &Namespace, ids: &[String]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
@@ -896,12 +1154,7 @@ impl Store {
         {
             let st = ns.state.read();
             for id in ids {
-                batch.delete_cf(self.cf(CF_MEM), row_key(ctx.id, KIND_MEMORY, id));
-                batch.delete_cf(self.cf(CF_VEC), vec_key(ctx.id, id));
-                batch.delete_cf(self.cf(CF_IDX), row_key(ctx.id, IDX_ACCESS, id));
-                if let Some(at) = st.metas.get(id).and_then(|m| m.expires_at) {
-                    batch.delete_cf(self.cf(CF_IDX), expiry_key(ctx.id, at, id));
-                }
+                self.delete_rows(&mut batch, ctx.id, id, st.metas.get(id).and_then(|m| m.expires_at));
             }
         }
         self.write(batch)?;

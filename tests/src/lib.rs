@@ -45,6 +45,12 @@ pub fn serve_args(dir: &Path) -> ServeArgs {
         cors_origins: String::new(),
         cors_credentials: false,
         sweep_interval_secs: 1,
+        join: Vec::new(),
+        bootstrap_expect: 0,
+        replication_factor: 3,
+        voters: 3,
+        failover_after_secs: 3,
+        dead_node_grace_secs: 30,
     }
 }
 

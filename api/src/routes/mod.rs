@@ -1,3 +1,4 @@
+pub mod cluster;
 pub mod keys;
 pub mod memory;
 pub mod meta;

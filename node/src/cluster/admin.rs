@@ -1,0 +1,352 @@
+//! Cluster status and operator actions (REST `/v1/admin/cluster/*`, `loci cluster …`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use loci_api::plane::{ClusterAction, ClusterAdmin};
+use loci_api::{ApiError, ApiResult};
+use loci_raft::catalogue::{Command, ReplicaState};
+use serde_json::{Value, json};
+
+use super::plane::WireError;
+use super::{Cluster, Method, NodeInfo, planner};
+
+pub struct Admin(pub Arc<Cluster>);
+
+impl ClusterAdmin for Admin {
+    fn run(&self, action: ClusterAction) -> BoxFuture<'static, ApiResult<Value>> {
+        let c = self.0.clone();
+        Box::pin(async move { c.run_admin(action).await })
+    }
+}
+
+impl Cluster {
+    /// Every member's own report (unreachable ones are reported as such).
+    async fn infos(&self) -> BTreeMap<u64, Option<NodeInfo>> {
+        let mut out = BTreeMap::new();
+        for n in self.members() {
+            let info = if n == self.node_id {
+                Some(self.local_info())
+            } else if self.is_alive(n) {
+                self.call::<_, NodeInfo>(n, Method::NodeInfo, &(), Duration::from_secs(2)).await.ok()
+            } else {
+                None
+            };
+            out.insert(n, info);
+        }
+        out
+    }
+
+    async fn on_leader(self: Arc<Self>, action: ClusterAction) -> ApiResult<Value> {
+        match self.catalogue.current_leader().await {
+            Some(l) if l == self.node_id => Box::pin(self.run_admin(action)).await,
+            Some(l) => {
+                match self.call::<_, Result<Value, WireError>>(l, Method::Admin, &action, Duration::from_secs(60)).await
+                {
+                    Ok(r) => r.map_err(WireError::into_api),
+                    Err(e) => Err(ApiError::unavailable(format!("cannot reach the catalogue leader: {e}"))),
+                }
+            }
+            None => Err(ApiError::unavailable("the catalogue has no leader")),
+        }
+    }
+
+    pub async fn run_admin(self: Arc<Self>, action: ClusterAction) -> ApiResult<Value> {
+        let now = loci_storage::model::now_secs();
+        match action {
+            ClusterAction::Status => {
+                let infos = self.infos().await;
+                let (cluster_id, namespaces, draining) = {
+                    let c = self.catalogue.view.read();
+                    (
+                        c.cluster_id.clone().unwrap_or_default(),
+                        c.namespaces.values().cloned().collect::<Vec<_>>(),
+                        c.draining.clone(),
+                    )
+                };
+                let m = self.catalogue.raft.metrics().borrow().clone();
+                let membership = m.membership_config.membership();
+                let voters: Vec<u64> = membership.voter_ids().collect();
+                let view = self.gossip.view();
+                let mut unhealthy = Vec::new();
+                let mut per_node: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
+                for ns in &namespaces {
+                    for (i, r) in ns.placement.replicas.iter().enumerate() {
+                        let e = per_node.entry(*r).or_default();
+                        if i == 0 {
+                            e.0 += 1
+                        } else {
+                            e.1 += 1
+                        }
+                        let st = ns.placement.state(*r);
+                        if st != Some(ReplicaState::Active) || !self.is_alive(*r) {
+                            unhealthy.push(json!({"namespace": ns.name, "node": r.to_string(), "state": format!("{:?}", st.unwrap_or(ReplicaState::Dead)).to_lowercase(), "alive": self.is_alive(*r)}));
+                        }
+                    }
+                }
+                let members: Vec<Value> = infos
+                    .iter()
+                    .map(|(id, info)| {
+                        let addr = self.node_addr(*id).unwrap_or_default();
+                        let gossip_state = if self.is_alive(*id) { "alive" } else { "down" };
+                        let (p, r) = per_node.get(id).copied().unwrap_or_default();
+                        json!({
+                            "node_id": id.to_string(),
+                            "address": addr.rpc_addr,
+                            "rpc_addr": addr.rpc_addr,
+                            "http_addr": addr.http_addr,
+                            "gossip_addr": addr.gossip_addr,
+                            "state": gossip_state,
+                            "gossip_state": gossip_state,
+                            "raft_role": if voters.contains(id) { "voter" } else { "learner" },
+                            "raft_state": info.as_ref().map(|i| i.raft_state.clone()),
+                            "leader": info.as_ref().and_then(|i| i.leader).map(|l| l.to_string()),
+                            "applied_index": info.as_ref().map(|i| i.applied_index),
+                            "namespaces_primary": p,
+                            "namespaces_replica": r,
+                            "draining": draining.contains(id),
+                            "down_for_secs": view.down_for(*id).map(|d| d.as_secs()),
+                        })
+                    })
+                    .collect();
+                let all_alive = infos.keys().all(|n| self.is_alive(*n));
+                let state = if m.current_leader.is_none() {
+                    "forming"
+                } else if all_alive && unhealthy.is_empty() {
+                    "healthy"
+                } else {
+                    "degraded"
+                };
+                Ok(json!({
+                    "cluster_id": cluster_id,
+                    "state": state,
+                    "node_count": infos.len(),
+                    "total_vectors": 0,
+                    "namespace_count": namespaces.len(),
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "timestamp": now,
+                    "node_id": self.node_id.to_string(),
+                    "leader": m.current_leader.map(|l| l.to_string()),
+                    "term": m.current_term,
+                    "applied_index": m.last_applied.map_or(0, |l| l.index),
+                    "voters": voters.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+                    "learners": membership.learner_ids().map(|v| v.to_string()).collect::<Vec<_>>(),
+                    "members": members,
+                    "unhealthy_replicas": unhealthy,
+                    "unavailable": [],
+                }))
+            }
+            ClusterAction::Nodes => {
+                let infos = self.infos().await;
+                let voters: Vec<u64> =
+                    self.catalogue.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+                let leader = self.catalogue.current_leader().await;
+                let nodes: Vec<Value> = infos
+                    .iter()
+                    .map(|(id, info)| {
+                        let addr = self.node_addr(*id).unwrap_or_default();
+                        json!({
+                            "node_id": id.to_string(),
+                            "address": addr.http_addr,
+                            "rpc_addr": addr.rpc_addr,
+                            "gossip_addr": addr.gossip_addr,
+                            "role": if leader == Some(*id) { "leader" } else if voters.contains(id) { "voter" } else { "learner" },
+                            "status": if self.is_alive(*id) { "healthy" } else { "down" },
+                            "version": info.as_ref().map(|i| i.version.clone()).unwrap_or_default(),
+                            "uptime_seconds": info.as_ref().map_or(0, |i| i.uptime_seconds),
+                            "vector_count": 0,
+                            "memory_bytes": 0,
+                            "cpu_percent": 0.0,
+                            "memory_percent": 0.0,
+                            "last_heartbeat": if self.is_alive(*id) { now } else { 0 },
+                        })
+                    })
+                    .collect();
+                Ok(json!({"nodes": nodes, "total": infos.len()}))
+            }
+            ClusterAction::Shards => {
+                let namespaces: Vec<_> = self.catalogue.view.read().namespaces.values().cloned().collect();
+                let shards: Vec<Value> = namespaces
+                    .iter()
+                    .map(|ns| {
+                        let p = &ns.placement;
+                        json!({
+                            "shard_id": ns.name,
+                            "namespace": ns.name,
+                            "primary_node": p.primary().map(|n| n.to_string()).unwrap_or_default(),
+                            "replica_nodes": p.replicas.iter().skip(1).map(|n| n.to_string()).collect::<Vec<_>>(),
+                            "state": if p.active_count() >= p.rf.min(p.replicas.len()) { "active" } else { "degraded" },
+                            "epoch": p.epoch,
+                            "states": p.states.iter().map(|(n, s)| (n.to_string(), format!("{s:?}").to_lowercase())).collect::<BTreeMap<_, _>>(),
+                            "vector_count": 0,
+                            "size_bytes": 0,
+                        })
+                    })
+                    .collect();
+                Ok(json!({"total": shards.len(), "shards": shards}))
+            }
+            ClusterAction::Replication => {
+                let namespaces: Vec<_> = self.catalogue.view.read().namespaces.values().cloned().collect();
+                let (mut healthy, mut degraded, mut unhealthy) = (0, 0, 0);
+                for ns in &namespaces {
+                    let live_active = ns
+                        .placement
+                        .replicas
+                        .iter()
+                        .filter(|n| ns.placement.state(**n) == Some(ReplicaState::Active) && self.is_alive(**n))
+                        .count();
+                    if live_active >= ns.placement.rf {
+                        healthy += 1;
+                    } else if live_active > ns.placement.rf / 2 {
+                        degraded += 1;
+                    } else {
+                        unhealthy += 1;
+                    }
+                }
+                Ok(json!({
+                    "enabled": true,
+                    "replication_factor": self.settings.replication_factor,
+                    "healthy_replicas": healthy,
+                    "degraded_replicas": degraded,
+                    "unhealthy_replicas": unhealthy,
+                    "total_nodes": self.members().len(),
+                    "replication_lag": [],
+                    "health": if unhealthy > 0 { "unhealthy" } else if degraded > 0 { "degraded" } else { "healthy" },
+                }))
+            }
+            ClusterAction::Rebalance { dry_run } => {
+                let namespaces: Vec<_> = self.catalogue.view.read().namespaces.values().cloned().collect();
+                let members = self.members();
+                let alive = self.alive_members();
+                let draining = self.catalogue.view.read().draining.clone();
+                let view = self.gossip.view();
+                let down = |n: u64| view.down_for(n);
+                let mut load = BTreeMap::new();
+                for ns in &namespaces {
+                    for r in &ns.placement.replicas {
+                        *load.entry(*r).or_insert(0usize) += 1;
+                    }
+                }
+                let busy = self.copy_targets();
+                let pv = planner::View {
+                    alive: &alive,
+                    members: &members,
+                    draining: &draining,
+                    down_for: &down,
+                    failover_after: self.settings.failover_after,
+                    dead_grace: self.settings.dead_node_grace,
+                    load: &load,
+                    busy: &busy,
+                };
+                let mut moves = Vec::new();
+                for ns in &namespaces {
+                    if let planner::Decision::Set(p) = planner::plan(ns, &pv) {
+                        for (n, s) in &p.states {
+                            if *s == ReplicaState::Syncing && ns.placement.state(*n) != Some(ReplicaState::Syncing) {
+                                moves.push(json!({"shard_id": ns.name, "namespace": ns.name, "to_node": n.to_string(),
+                                    "from_node": ns.placement.replicas.iter().max_by_key(|r| load.get(r).copied().unwrap_or(0)).map(|r| r.to_string())}));
+                            }
+                        }
+                    }
+                }
+                Ok(json!({
+                    "initiated": !dry_run,
+                    "dry_run": dry_run,
+                    "operation_id": format!("rebalance-{now}"),
+                    "shards_affected": moves.len(),
+                    "planned_moves": moves,
+                    "note": "the reconciler applies moves continuously, one per node at a time",
+                }))
+            }
+            ClusterAction::Drain { node } | ClusterAction::Undrain { node } => {
+                let draining = matches!(action, ClusterAction::Drain { .. });
+                if !self.members().contains(&node) {
+                    return Err(ApiError::not_found("node", format!("node {node} is not a member")));
+                }
+                self.catalogue.write(Command::SetDraining { node, draining }).await?;
+                let remaining = self
+                    .catalogue
+                    .view
+                    .read()
+                    .namespaces
+                    .values()
+                    .filter(|n| n.placement.replicas.contains(&node))
+                    .count();
+                Ok(json!({"node_id": node.to_string(), "draining": draining, "replicas_on_node": remaining}))
+            }
+            ClusterAction::Remove { node } => {
+                if !self.catalogue.is_leader_now() {
+                    return self.clone().on_leader(ClusterAction::Remove { node }).await;
+                }
+                let membership = self.catalogue.raft.metrics().borrow().membership_config.membership().clone();
+                if !membership.nodes().any(|(id, _)| *id == node) {
+                    return Err(ApiError::not_found("node", format!("node {node} is not a member")));
+                }
+                if membership.voter_ids().any(|v| v == node) {
+                    self.catalogue
+                        .raft
+                        .change_membership(openraft::ChangeMembers::RemoveVoters([node].into()), false)
+                        .await
+                        .map_err(|e| ApiError::conflict(e.to_string()))?;
+                }
+                self.catalogue
+                    .raft
+                    .change_membership(openraft::ChangeMembers::RemoveNodes([node].into()), false)
+                    .await
+                    .map_err(|e| ApiError::conflict(e.to_string()))?;
+                Ok(json!({"removed": node.to_string()}))
+            }
+            ClusterAction::Placement { namespace } => {
+                let e = self.entry(&namespace).ok_or_else(|| ApiError::namespace_not_found(&namespace))?;
+                let p = &e.placement;
+                Ok(json!({
+                    "namespace": e.name,
+                    "epoch": p.epoch,
+                    "rf": p.rf,
+                    "primary": p.primary().map(|n| n.to_string()),
+                    "replicas": p.replicas.iter().map(|n| json!({"node_id": n.to_string(), "state": format!("{:?}", p.state(*n).unwrap_or(ReplicaState::Dead)).to_lowercase(), "alive": self.is_alive(*n)})).collect::<Vec<_>>(),
+                }))
+            }
+            ClusterAction::Init => match self.init_with_view().await {
+                Ok(ids) => {
+                    Ok(json!({"initialized": true, "members": ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()}))
+                }
+                Err(e) => Err(ApiError::conflict(e)),
+            },
+            ClusterAction::Join { seed } => {
+                let addr: std::net::SocketAddr =
+                    tokio::net::lookup_host(&seed)
+                        .await
+                        .ok()
+                        .and_then(|mut a| a.next())
+                        .ok_or_else(|| ApiError::bad_request(format!("cannot resolve seed '{seed}'")))?;
+                self.gossip.announce(addr).await.map_err(|e| ApiError::internal(e.to_string()))?;
+                Ok(json!({"announced_to": addr.to_string()}))
+            }
+            ClusterAction::Leave => {
+                // Move data off first, then leave the catalogue and gossip.
+                self.catalogue.write(Command::SetDraining { node: self.node_id, draining: true }).await?;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+                while tokio::time::Instant::now() < deadline {
+                    let held = self
+                        .catalogue
+                        .view
+                        .read()
+                        .namespaces
+                        .values()
+                        .filter(|n| n.placement.replicas.contains(&self.node_id))
+                        .count();
+                    if held == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let res = self.clone().on_leader(ClusterAction::Remove { node: self.node_id }).await;
+                self.gossip.leave().await;
+                res.map(|_| json!({"left": self.node_id.to_string()}))
+            }
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Pure placement decisions, re-derived every reconciler tick from (catalogue, membership).
+//!
+//! One change per namespace per tick, each a new placement with `epoch + 1` committed by
+//! compare-and-set, so decisions made on a stale view are simply rejected.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use loci_raft::catalogue::{NamespaceEntry, Placement, ReplicaState, rendezvous};
+
+/// What the planner knows about the cluster.
+pub struct View<'a> {
+    /// Catalogue members that gossip reports alive.
+    pub alive: &'a BTreeSet<u64>,
+    /// Catalogue members (alive or not).
+    pub members: &'a BTreeSet<u64>,
+    pub draining: &'a BTreeSet<u64>,
+    /// How long a member has been down (None = alive).
+    pub down_for: &'a (dyn Fn(u64) -> Option<Duration> + Sync),
+    pub failover_after: Duration,
+    pub dead_grace: Duration,
+    /// Replicas per node across all namespaces (for balancing).
+    pub load: &'a BTreeMap<u64, usize>,
+    /// Nodes already receiving a copy (one move per node at a time).
+    pub busy: &'a BTreeSet<u64>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Decision {
+    /// Nothing to do.
+    Keep,
+    /// Commit this placement.
+    Set(Placement),
+    /// The primary is gone: choose among these (caught-up first) by their applied sequence.
+    Failover { candidates: Vec<u64> },
+}
+
+fn bumped(p: &Placement) -> Placement {
+    Placement { epoch: p.epoch + 1, ..p.clone() }
+}
+
+/// Where `ns_id` would go on a fresh cluster of `nodes`.
+pub fn initial(ns_id: u64, nodes: &[u64], rf: usize) -> Placement {
+    let replicas = rendezvous(ns_id, nodes, rf.max(1));
+    Placement {
+        epoch: 1,
+        states: replicas.iter().map(|n| (*n, ReplicaState::Active)).collect(),
+        replicas,
+        rf: rf.max(1),
+    }
+}
+
+pub fn plan(entry: &NamespaceEntry, v: &View) -> Decision {
+    let p = &entry.placement;
+    let Some(primary) = p.primary() else { return Decision::Keep };
+    let down_long = |n: u64, d: Duration| (v.down_for)(n).is_some_and(|t| t >= d) || !v.members.contains(&n);
+
+    // 1. Failover: the primary has been down too long.
+    if down_long(primary, v.failover_after) {
+        let candidates: Vec<u64> = p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|n| *n != primary && v.alive.contains(n) && p.state(*n) == Some(ReplicaState::Active))
+            .collect();
+        return if candidates.is_empty() { Decision::Keep } else { Decision::Failover { candidates } };
+    }
+
+    // 2. Replicas down too long become Dead (the primary stops sending to them).
+    for n in &p.replicas {
+        if *n != primary && p.state(*n) != Some(ReplicaState::Dead) && down_long(*n, v.failover_after) {
+            let mut np = bumped(p);
+            np.states.insert(*n, ReplicaState::Dead);
+            return Decision::Set(np);
+        }
+    }
+
+    // 3. A Dead replica that is alive again is re-synced by a full copy (it may have diverged).
+    for n in &p.replicas {
+        if p.state(*n) == Some(ReplicaState::Dead) && v.alive.contains(n) && !v.busy.contains(n) {
+            let mut np = bumped(p);
+            np.states.insert(*n, ReplicaState::Syncing);
+            return Decision::Set(np);
+        }
+    }
+
+    // 4. Drop replicas that are dead past the grace period or on removed nodes.
+    for n in &p.replicas {
+        if *n != primary && p.state(*n) == Some(ReplicaState::Dead) && down_long(*n, v.dead_grace) {
+            let mut np = bumped(p);
+            np.replicas.retain(|x| x != n);
+            np.states.remove(n);
+            return Decision::Set(np);
+        }
+    }
+
+    // 5. Hand the primary role away from a draining node to a caught-up Active replica.
+    if v.draining.contains(&primary) {
+        let candidates: Vec<u64> = p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|n| {
+                *n != primary
+                    && v.alive.contains(n)
+                    && !v.draining.contains(n)
+                    && p.state(*n) == Some(ReplicaState::Active)
+            })
+            .collect();
+        if !candidates.is_empty() {
+            return Decision::Failover { candidates };
+        }
+    }
+
+    let eligible: Vec<u64> = v.alive.iter().copied().filter(|n| !v.draining.contains(n)).collect();
+    let healthy: Vec<u64> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|n| {
+            matches!(p.state(*n), Some(ReplicaState::Active | ReplicaState::Syncing)) && !v.draining.contains(n)
+        })
+        .collect();
+    let target_rf = p.rf.min(eligible.len().max(1));
+
+    // 6. Under-replicated (lost replicas, new nodes, draining): add a Syncing replica.
+    let syncing = p.replicas.iter().filter(|n| p.state(**n) == Some(ReplicaState::Syncing)).count();
+    if healthy.len() < target_rf && syncing == 0 {
+        let spares: Vec<u64> =
+            eligible.iter().copied().filter(|n| !p.replicas.contains(n) && !v.busy.contains(n)).collect();
+        if let Some(target) = rendezvous(entry.id, &spares, 1).first().copied() {
+            let mut np = bumped(p);
+            np.replicas.push(target);
+            np.states.insert(target, ReplicaState::Syncing);
+            return Decision::Set(np);
+        }
+    }
+
+    // 7. Over-replicated (a move or a repair completed): remove the replica that should go —
+    //    on a draining node first, else on the most loaded node; never the primary.
+    let active: Vec<u64> = p.replicas.iter().copied().filter(|n| p.state(*n) == Some(ReplicaState::Active)).collect();
+    let active_ok = active.iter().filter(|n| !v.draining.contains(n)).count();
+    if syncing == 0 && (active.len() > p.rf || (active_ok >= target_rf && active.len() > active_ok)) {
+        let victim = active
+            .iter()
+            .copied()
+            .filter(|n| *n != primary)
+            .max_by_key(|n| (v.draining.contains(n), v.load.get(n).copied().unwrap_or(0), *n));
+        if let Some(victim) = victim {
+            let mut np = bumped(p);
+            np.replicas.retain(|x| *x != victim);
+            np.states.remove(&victim);
+            return Decision::Set(np);
+        }
+    }
+
+    // 8. Balance: move a replica from a node holding clearly more than average to the least
+    //    loaded node that holds none of this namespace (one move per node at a time).
+    if syncing == 0 && active.len() == p.rf && eligible.len() > p.rf {
+        let total: usize = eligible.iter().map(|n| v.load.get(n).copied().unwrap_or(0)).sum();
+        let avg = total as f64 / eligible.len() as f64;
+        let from = active
+            .iter()
+            .copied()
+            .filter(|n| *n != primary && !v.busy.contains(n))
+            .max_by_key(|n| v.load.get(n).copied().unwrap_or(0));
+        let to = eligible
+            .iter()
+            .copied()
+            .filter(|n| !p.replicas.contains(n) && !v.busy.contains(n))
+            .min_by_key(|n| (v.load.get(n).copied().unwrap_or(0), *n));
+        if let (Some(from), Some(to)) = (from, to) {
+            let lf = v.load.get(&from).copied().unwrap_or(0) as f64;
+            let lt = v.load.get(&to).copied().unwrap_or(0) as f64;
+            if lf > avg + 1.0 && lt + 1.0 < avg {
+                let mut np = bumped(p);
+                np.replicas.push(to);
+                np.states.insert(to, ReplicaState::Syncing);
+                return Decision::Set(np);
+            }
+        }
+    }
+    Decision::Keep
+}
+
+/// The placement after choosing `new_primary` (the old one stays, Dead if it is down).
+pub fn with_primary(p: &Placement, new_primary: u64, old_is_down: bool) -> Placement {
+    let old = p.primary();
+    let mut np = bumped(p);
+    np.replicas.retain(|n| *n != new_primary);
+    np.replicas.insert(0, new_primary);
+    if let (Some(old), true) = (old, old_is_down) {
+        np.replicas.retain(|n| *n != old);
+        np.replicas.push(old);
+        np.states.insert(old, ReplicaState::Dead);
+    }
+    np
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loci_raft::catalogue::{Distance, EmbedderSpec, MemoryPolicy, NamespaceKind};
+    use loci_storage::crypto::WrappedKey;
+
+    fn entry(p: Placement) -> NamespaceEntry {
+        NamespaceEntry {
+            id: 42,
+            name: "ns".into(),
+            kind: NamespaceKind::Agent,
+            dimension: 8,
+            distance: Distance::Cosine,
+            embedder: EmbedderSpec { provider: "hash".into(), dimension: 8 },
+            policy: MemoryPolicy::default(),
+            data_key: WrappedKey { kek_version: 1, dek_version: 1, sealed: vec![] },
+            metadata: None,
+            created_at: 0,
+            placement: p,
+        }
+    }
+
+    struct Env {
+        alive: BTreeSet<u64>,
+        members: BTreeSet<u64>,
+        draining: BTreeSet<u64>,
+        down: BTreeMap<u64, Duration>,
+        load: BTreeMap<u64, usize>,
+        busy: BTreeSet<u64>,
+    }
+
+    impl Env {
+        fn new(alive: &[u64], members: &[u64]) -> Self {
+            Env {
+                alive: alive.iter().copied().collect(),
+                members: members.iter().copied().collect(),
+                draining: BTreeSet::new(),
+                down: members.iter().filter(|m| !alive.contains(m)).map(|m| (*m, Duration::from_secs(60))).collect(),
+                load: BTreeMap::new(),
+                busy: BTreeSet::new(),
+            }
+        }
+        fn plan(&self, p: Placement) -> Decision {
+            let down = |n: u64| self.down.get(&n).copied();
+            plan(
+                &entry(p),
+                &View {
+                    alive: &self.alive,
+                    members: &self.members,
+                    draining: &self.draining,
+                    down_for: &down,
+                    failover_after: Duration::from_secs(10),
+                    dead_grace: Duration::from_secs(300),
+                    load: &self.load,
+                    busy: &self.busy,
+                },
+            )
+        }
+    }
+
+    fn active(nodes: &[u64]) -> Placement {
+        Placement {
+            epoch: 1,
+            replicas: nodes.to_vec(),
+            states: nodes.iter().map(|n| (*n, ReplicaState::Active)).collect(),
+            rf: nodes.len(),
+        }
+    }
+
+    #[test]
+    fn healthy_placement_is_kept() {
+        assert_eq!(Env::new(&[1, 2, 3], &[1, 2, 3]).plan(active(&[1, 2, 3])), Decision::Keep);
+    }
+
+    #[test]
+    fn dead_primary_fails_over_to_alive_active_replicas() {
+        let d = Env::new(&[2, 3], &[1, 2, 3]).plan(active(&[1, 2, 3]));
+        assert_eq!(d, Decision::Failover { candidates: vec![2, 3] });
+        let np = with_primary(&active(&[1, 2, 3]), 3, true);
+        assert_eq!(np.replicas, vec![3, 2, 1]);
+        assert_eq!(np.state(1), Some(ReplicaState::Dead));
+        assert_eq!(np.epoch, 2);
+    }
+
+    #[test]
+    fn dead_follower_is_marked_then_replaced_after_grace() {
+        let mut env = Env::new(&[1, 2, 4], &[1, 2, 3, 4]);
+        let Decision::Set(p) = env.plan(active(&[1, 2, 3])) else { panic!() };
+        assert_eq!(p.state(3), Some(ReplicaState::Dead));
+        // Still in grace: a spare (4) is added as Syncing to restore the replica count.
+        let Decision::Set(p2) = env.plan(p.clone()) else { panic!() };
+        assert_eq!(p2.state(4), Some(ReplicaState::Syncing));
+        // Past the grace period the dead replica is dropped.
+        env.down.insert(3, Duration::from_secs(301));
+        let mut synced = p2.clone();
+        synced.states.insert(4, ReplicaState::Active);
+        let Decision::Set(p3) = env.plan(synced) else { panic!() };
+        assert!(!p3.replicas.contains(&3));
+        assert_eq!(p3.replicas.len(), 3);
+    }
+
+    #[test]
+    fn a_returning_dead_replica_is_resynced() {
+        let env = Env::new(&[1, 2, 3], &[1, 2, 3]);
+        let mut p = active(&[1, 2, 3]);
+        p.states.insert(3, ReplicaState::Dead);
+        let Decision::Set(np) = env.plan(p) else { panic!() };
+        assert_eq!(np.state(3), Some(ReplicaState::Syncing));
+    }
+
+    #[test]
+    fn draining_moves_primary_then_replica_away() {
+        let mut env = Env::new(&[1, 2, 3, 4], &[1, 2, 3, 4]);
+        env.draining.insert(1);
+        assert_eq!(env.plan(active(&[1, 2, 3])), Decision::Failover { candidates: vec![2, 3] });
+        let p = with_primary(&active(&[1, 2, 3]), 2, false);
+        let Decision::Set(p) = env.plan(p) else { panic!() };
+        assert_eq!(p.state(4), Some(ReplicaState::Syncing));
+        let mut p = p;
+        p.states.insert(4, ReplicaState::Active);
+        let Decision::Set(p) = env.plan(p) else { panic!() };
+        assert!(!p.replicas.contains(&1), "the draining node's replica goes once the new one is active");
+    }
+
+    #[test]
+    fn balancing_moves_one_replica_to_an_empty_node() {
+        let mut env = Env::new(&[1, 2, 3, 4], &[1, 2, 3, 4]);
+        env.load = [(1, 10), (2, 10), (3, 10), (4, 0)].into();
+        let Decision::Set(p) = env.plan(active(&[1, 2, 3])) else { panic!() };
+        assert_eq!(p.state(4), Some(ReplicaState::Syncing));
+        env.busy.insert(4);
+        assert_eq!(env.plan(active(&[1, 2, 3])), Decision::Keep, "one move per node at a time");
+    }
+}
