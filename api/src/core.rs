@@ -211,6 +211,7 @@ impl Core {
                         replicas: vec![self.config.node_id],
                         states: [(self.config.node_id, loci_raft::catalogue::ReplicaState::Active)].into(),
                         rf: 1,
+                        leaving: Default::default(),
                     },
                 },
             };
@@ -284,6 +285,15 @@ impl Core {
 
     pub fn cluster(&self) -> Option<&Arc<dyn crate::plane::ClusterAdmin>> {
         self.cluster.get()
+    }
+
+    /// A catalogue change in force on every alive node when this returns.
+    pub async fn write_everywhere(&self, cmd: loci_raft::Command) -> ApiResult<CommandResult> {
+        let (res, index) = self.catalogue.write_indexed(cmd).await?;
+        if let Some(p) = self.plane.get() {
+            p.await_applied_everywhere(index).await;
+        }
+        Ok(res)
     }
 
     /// Install the data plane (once, at start-up).

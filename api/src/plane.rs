@@ -19,6 +19,10 @@ pub trait DataPlane: Send + Sync + 'static {
     /// Drop the namespace's rows on every replica (its key is already destroyed); returns how
     /// many memories it held.
     fn erase(&self, entry: NamespaceEntry) -> BoxFuture<'static, ApiResult<u64>>;
+
+    /// Wait until every alive node applied catalogue index `index` (key changes are in force
+    /// cluster-wide when the call that made them returns).
+    fn await_applied_everywhere(&self, index: u64) -> BoxFuture<'static, ()>;
 }
 
 /// Operator actions on the cluster (REST `/v1/admin/cluster/*`, gRPC, `loci cluster …`).

@@ -161,6 +161,8 @@ pub struct GossipStats {
 enum Cmd {
     Announce(SocketAddr),
     Leave(tokio::sync::oneshot::Sender<()>),
+    /// Stop without telling anyone (a crash, as far as peers can tell).
+    Stop,
 }
 
 /// Handle to the running gossip task.
@@ -214,6 +216,10 @@ fn foca_config(cfg: &GossipConfig, cluster_size: usize) -> Config {
     if let Some(p) = c.periodic_announce.as_mut() {
         p.frequency = Duration::from_secs(5);
     }
+    // Members we believe down are asked again soon: a healed partition rejoins in seconds.
+    if let Some(p) = c.periodic_announce_to_down_members.as_mut() {
+        p.frequency = Duration::from_secs(3);
+    }
     c
 }
 
@@ -264,6 +270,11 @@ impl Gossip {
         if self.cmd.send(Cmd::Leave(tx)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
         }
+    }
+
+    /// Stop silently (peers detect it as a failure).
+    pub async fn stop(&self) {
+        let _ = self.cmd.send(Cmd::Stop).await;
     }
 
     /// Test hook: drop all datagrams exchanged with `addr` (or stop dropping them).
@@ -468,6 +479,7 @@ async fn run<T: Transport>(
                         let _ = foca.leave_cluster(&mut rt);
                         leaving = Some(tx);
                     }
+                    Some(Cmd::Stop) => return,
                     None => return,
                 }
             }

@@ -40,6 +40,17 @@ impl NodeHandle {
         self.shutdown().await
     }
 
+    /// Stop like `kill -9` as far as the node's data is concerned: no flush of the text index or
+    /// access statistics, no goodbye to peers. Acknowledged writes are in the synced WAL.
+    pub async fn crash(mut self) {
+        self.core.set_ready(false);
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        self.cluster.gossip.stop().await;
+        self.core.catalogue.shutdown().await;
+        tracing::warn!(node_id = self.node_id, "node crashed (simulated)");
+    }
+
     /// Graceful stop: listeners close, in-flight requests finish, pending index and access-stat
     /// writes reach disk, Raft stops.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
@@ -291,6 +302,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         ),
         gossip_transport,
     );
+    {
+        // Raft reaches members where gossip says they are now (addresses change on restart).
+        let g = gossip.clone();
+        pool.set_resolver(Arc::new(move |id| {
+            g.view().members.get(&id).map(|m| m.identity.rpc_addr.clone()).filter(|a| !a.is_empty())
+        }));
+    }
     let cluster = crate::cluster::Cluster::new(
         node_id,
         crate::cluster::ClusterSettings {

@@ -145,7 +145,17 @@ fn generated_secrets_are_private_files_and_never_logged() {
     let (_guard, dir) = tmp();
     let ready = dir.join("ready.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_loci"))
-        .args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--log-format", "json"])
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--gossip-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--ready-file")
@@ -227,7 +237,16 @@ fn bad_configuration_fails_with_a_clear_message() {
     std::fs::write(&cfg, "max_content_bytes = 10\nroot_api_key = \"from-the-config-file\"\n").unwrap();
     let ready = dir.join("ready.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_loci"))
-        .args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--config"])
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--gossip-addr",
+            "127.0.0.1:0",
+            "--config",
+        ])
         .arg(&cfg)
         .arg("--data-dir")
         .arg(dir.join("data2"))
@@ -307,7 +326,17 @@ fn created_key_secrets_never_reach_logs_and_audit_verify_detects_tampering() {
     let audit_s = audit.to_str().unwrap().to_string();
     let ready = dir.join("ready.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_loci"))
-        .args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--log-format", "json"])
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--gossip-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--ready-file")

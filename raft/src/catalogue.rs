@@ -245,6 +245,9 @@ pub struct Placement {
     pub states: BTreeMap<u64, ReplicaState>,
     /// The replication factor the namespace should have.
     pub rf: usize,
+    /// Replicas to remove once their replacement is Active (a move in progress).
+    #[serde(default)]
+    pub leaving: std::collections::BTreeSet<u64>,
 }
 
 impl Placement {

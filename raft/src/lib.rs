@@ -224,6 +224,11 @@ impl CatalogueNode {
     /// Commit a catalogue change from any node: proposed on the leader (forwarded if needed), and
     /// returned only once this node has applied it, so the caller reads its own write here.
     pub async fn write(&self, command: Command) -> Result<CommandResult, CatalogueError> {
+        self.write_indexed(command).await.map(|(r, _)| r)
+    }
+
+    /// [`Self::write`], also returning the log index of the change.
+    pub async fn write_indexed(&self, command: Command) -> Result<(CommandResult, u64), CatalogueError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let mut last_err = CatalogueError::NoLeader;
         while tokio::time::Instant::now() < deadline {
@@ -235,7 +240,12 @@ impl CatalogueNode {
                 }
             };
             let outcome = if leader == self.id {
-                match self.raft.client_write(command.clone()).await {
+                // A leader cut off from its quorum never commits: give up rather than hang.
+                let write = tokio::time::timeout(Duration::from_secs(5), self.raft.client_write(command.clone())).await;
+                let Ok(write) = write else {
+                    return Err(CatalogueError::NoLeader);
+                };
+                match write {
                     Ok(resp) => Ok(WriteOutcome { result: resp.data, log_index: resp.log_id.index }),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(CatalogueError::NoLeader),
                     Err(RaftError::APIError(e)) => Err(CatalogueError::Write(e.to_string())),
@@ -246,7 +256,10 @@ impl CatalogueNode {
                 match addr {
                     Some(node) => self
                         .network
-                        .forward_write(&node.rpc_addr, &CatalogueWrite { command: command.clone() })
+                        .forward_write(
+                            &self.network.pool().resolve(leader).unwrap_or(node.rpc_addr),
+                            &CatalogueWrite { command: command.clone() },
+                        )
                         .await
                         .map_err(CatalogueError::Write),
                     None => Err(CatalogueError::NoLeader),
@@ -257,7 +270,7 @@ impl CatalogueNode {
                     if !self.view.wait_applied(o.log_index, Duration::from_secs(10)).await {
                         return Err(CatalogueError::Write("timed out waiting for the local replica to apply".into()));
                     }
-                    return Ok(o.result);
+                    return Ok((o.result, o.log_index));
                 }
                 Err(e) => {
                     last_err = e;

@@ -30,7 +30,12 @@ pub struct ChannelPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// Test hook: addresses this node cannot reach (a network partition).
     blocked: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Current address of a node when it differs from the one Raft recorded (membership
+    /// knows where a node was; gossip knows where it is).
+    resolver: Arc<Mutex<Option<Resolver>>>,
 }
+
+pub type Resolver = Arc<dyn Fn(u64) -> Option<String> + Send + Sync>;
 
 #[derive(Debug)]
 pub struct Blocked(pub String);
@@ -51,6 +56,15 @@ impl ChannelPool {
         } else {
             b.remove(addr);
         }
+    }
+
+    pub fn set_resolver(&self, r: Resolver) {
+        *self.resolver.lock() = Some(r);
+    }
+
+    pub fn resolve(&self, node: u64) -> Option<String> {
+        let r = self.resolver.lock().clone();
+        r.and_then(|f| f(node))
     }
 
     pub fn is_blocked(&self, addr: &str) -> bool {
@@ -91,6 +105,10 @@ impl Network {
         Network { pool, token: Arc::new(token) }
     }
 
+    pub fn pool(&self) -> &ChannelPool {
+        &self.pool
+    }
+
     fn request(&self, env: Envelope) -> Request<Envelope> {
         let mut req = Request::new(env);
         if let Ok(v) = self.token.parse() {
@@ -123,6 +141,12 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     }
 }
 
+impl PeerConnection {
+    fn current_addr(&self) -> String {
+        self.net.pool.resolve(self.target).unwrap_or_else(|| self.addr.clone())
+    }
+}
+
 pub struct PeerConnection {
     net: Network,
     target: NodeId,
@@ -138,10 +162,11 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        if self.net.pool.is_blocked(&self.addr) {
-            return Err(RPCError::Unreachable(Unreachable::new(&Blocked(self.addr.clone()))));
+        let addr = self.current_addr();
+        if self.net.pool.is_blocked(&addr) {
+            return Err(RPCError::Unreachable(Unreachable::new(&Blocked(addr))));
         }
-        let mut client = self.net.client(&self.addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut client = self.net.client(&addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let env = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = self.net.request(env);
         request.set_timeout(timeout);

@@ -168,6 +168,19 @@ impl Client {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// POST, retrying 503 answers (with their Retry-After) like the published clients do.
+    pub async fn post_retrying(&self, path: &str, body: &Value) -> (u16, Value) {
+        let mut last = (0, Value::Null);
+        for _ in 0..5 {
+            last = self.post(path, body).await;
+            if last.0 != 503 {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        last
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.request(reqwest::Method::GET, path, None).await
     }
@@ -327,4 +340,148 @@ pub async fn create_key(root: &Client, path: &str, body: &Value) -> (String, Str
     let (s, v) = root.post(path, body).await;
     assert!(s == 200 || s == 201, "key creation failed: {s} {v}");
     (v["key_id"].as_str().expect("key_id").to_string(), v["key"].as_str().expect("key").to_string())
+}
+
+pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789";
+
+/// A free UDP port on loopback (for gossip).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Several real nodes in this process, talking gossip (UDP) and gRPC over loopback.
+pub struct TestCluster {
+    pub nodes: Vec<Option<TestNode>>,
+    pub gossip_ports: Vec<u16>,
+    /// Data directories kept across crashes and restarts.
+    dirs: Vec<Option<tempfile::TempDir>>,
+    tweak: std::sync::Arc<dyn Fn(&mut ServeArgs) + Send + Sync>,
+}
+
+impl TestCluster {
+    pub async fn start(n: usize) -> Self {
+        Self::start_with(n, |_| {}).await
+    }
+
+    /// Start `n` nodes that bootstrap together (`--bootstrap-expect n`, every node seeded with
+    /// every gossip address) and wait until all are ready.
+    pub async fn start_with(n: usize, tweak: impl Fn(&mut ServeArgs) + Send + Sync + 'static) -> Self {
+        init_tracing();
+        let gossip_ports: Vec<u16> = (0..n).map(|_| free_udp_port()).collect();
+        let mut c = TestCluster {
+            nodes: (0..n).map(|_| None).collect(),
+            gossip_ports,
+            dirs: (0..n).map(|_| Some(tempfile::tempdir().expect("tempdir"))).collect(),
+            tweak: std::sync::Arc::new(tweak),
+        };
+        let mut handles = Vec::new();
+        for i in 0..n {
+            let args = c.args(i, n);
+            let dir = c.dirs[i].take().expect("dir");
+            handles.push(tokio::spawn(async move { TestNode::start_in(dir, move |a| *a = args).await }));
+        }
+        for (i, h) in handles.into_iter().enumerate() {
+            c.nodes[i] = Some(h.await.expect("node task"));
+        }
+        c.wait_ready(Duration::from_secs(60)).await;
+        c
+    }
+
+    fn args(&self, i: usize, expect: usize) -> ServeArgs {
+        let dir = self.dirs[i].as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
+        let mut a = serve_args(&dir);
+        a.gossip_addr = format!("127.0.0.1:{}", self.gossip_ports[i]);
+        a.join = self.gossip_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        a.bootstrap_expect = expect;
+        a.cluster_secret = Some(CLUSTER_SECRET.into());
+        (self.tweak)(&mut a);
+        a
+    }
+
+    pub fn node(&self, i: usize) -> &TestNode {
+        self.nodes[i].as_ref().expect("node is running")
+    }
+
+    pub fn client(&self, i: usize) -> &Client {
+        &self.node(i).client
+    }
+
+    pub fn handle(&self, i: usize) -> &NodeHandle {
+        self.node(i).handle.as_ref().expect("handle")
+    }
+
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|i| self.nodes[*i].is_some()).collect()
+    }
+
+    pub fn node_id(&self, i: usize) -> u64 {
+        self.handle(i).node_id
+    }
+
+    pub fn index_of(&self, node_id: u64) -> Option<usize> {
+        self.running().into_iter().find(|i| self.node_id(*i) == node_id)
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let ok = eventually(timeout, || async {
+            for i in self.running() {
+                if self.client(i).get("/health/ready").await.0 != 200 {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        assert!(ok, "cluster did not become ready");
+    }
+
+    /// Add a node that joins through the existing ones' seeds.
+    pub async fn add_node(&mut self) -> usize {
+        let port = free_udp_port();
+        self.gossip_ports.push(port);
+        self.dirs.push(Some(tempfile::tempdir().expect("tempdir")));
+        self.nodes.push(None);
+        let i = self.nodes.len() - 1;
+        let mut args = self.args(i, 0);
+        args.bootstrap_expect = 0;
+        args.join = self.gossip_ports[..i].iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let dir = self.dirs[i].take().expect("dir");
+        self.nodes[i] = Some(TestNode::start_in(dir, move |a| *a = args).await);
+        i
+    }
+
+    /// Crash node `i` (no flush, no goodbye); its data directory is kept.
+    pub async fn crash(&mut self, i: usize) {
+        let mut node = self.nodes[i].take().expect("running");
+        let h = node.handle.take().expect("handle");
+        h.crash().await;
+        self.dirs[i] = Some(node.dir);
+    }
+
+    /// Graceful stop of node `i`; its data directory is kept.
+    pub async fn stop(&mut self, i: usize) {
+        let node = self.nodes[i].take().expect("running");
+        self.dirs[i] = Some(node.stop().await);
+    }
+
+    /// Start node `i` again on its data directory and gossip port.
+    pub async fn restart(&mut self, i: usize) {
+        let args = self.args(i, 0);
+        let dir = self.dirs[i].take().expect("stopped node");
+        self.nodes[i] = Some(TestNode::start_in(dir, move |a| *a = args).await);
+    }
+
+    /// Cut node `i` off from every other node (both directions), or heal it.
+    pub fn partition(&self, i: usize, cut: bool) {
+        for j in self.running() {
+            if j == i {
+                continue;
+            }
+            let (a, b) = (self.handle(i), self.handle(j));
+            a.cluster.gossip.set_blocked(b.gossip_addr, cut);
+            b.cluster.gossip.set_blocked(a.gossip_addr, cut);
+            a.cluster.pool.set_blocked(&b.grpc_addr.to_string(), cut);
+            b.cluster.pool.set_blocked(&a.grpc_addr.to_string(), cut);
+        }
+    }
 }

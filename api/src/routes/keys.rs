@@ -158,7 +158,7 @@ async fn mint(
             deactivated_at: None,
             rotated_to: None,
         };
-        match state.core.catalogue.write(Command::CreateKey { entry }).await? {
+        match state.core.write_everywhere(Command::CreateKey { entry }).await? {
             CommandResult::Key { entry } => {
                 state.audit.event(
                     "key_created",
@@ -360,7 +360,7 @@ async fn update_key(state: &AppState, p: &Principal, id: &str, body: UpdateBody)
             Some(g)
         }
     };
-    match state.core.catalogue.write(Command::UpdateKey { key_id: k.key_id.clone(), name: body.name, grants }).await? {
+    match state.core.write_everywhere(Command::UpdateKey { key_id: k.key_id.clone(), name: body.name, grants }).await? {
         CommandResult::Key { entry } => {
             state.audit.event("key_updated", Some(p), json!({"updated_key_id": entry.key_id}));
             Ok(key_json(state, &entry))
@@ -388,7 +388,7 @@ async fn revoke(state: &AppState, p: &Principal, id: &str, hard: bool) -> ApiRes
         Command::DeactivateKey { key_id: k.key_id.clone(), at: now_secs() }
     };
     // Returns once applied on this node: the key is refused here from now on.
-    state.core.catalogue.write(cmd).await?;
+    state.core.write_everywhere(cmd).await?;
     state.audit.event(if hard { "key_deleted" } else { "key_revoked" }, Some(p), json!({"revoked_key_id": k.key_id}));
     Ok(
         json!({"success": true, "message": format!("API key {} {}", k.key_id, if hard { "deleted" } else { "deactivated" })}),
@@ -444,8 +444,7 @@ pub async fn rotate(
     let old_expires_at = now + grace;
     match state
         .core
-        .catalogue
-        .write(Command::RotateKey { old_key_id: old.key_id.clone(), new_entry, old_expires_at })
+        .write_everywhere(Command::RotateKey { old_key_id: old.key_id.clone(), new_entry, old_expires_at })
         .await?
     {
         CommandResult::Key { entry } => {

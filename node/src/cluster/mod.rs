@@ -100,14 +100,17 @@ impl Cluster {
 
     /// How peers are reached: the catalogue's member list, then gossip.
     pub fn node_addr(&self, node: u64) -> Option<NodeAddr> {
-        let from_raft = self.catalogue.raft.metrics().borrow().membership_config.membership().get_node(&node).cloned();
-        from_raft.or_else(|| {
-            self.gossip.view().members.get(&node).map(|m| NodeAddr {
+        // Gossip carries the address a node has now (it may have restarted elsewhere); the
+        // catalogue's member list is the fallback.
+        let view = self.gossip.view();
+        if let Some(m) = view.members.get(&node).filter(|m| !m.identity.rpc_addr.is_empty()) {
+            return Some(NodeAddr {
                 rpc_addr: m.identity.rpc_addr.clone(),
                 http_addr: m.identity.http_addr.clone(),
                 gossip_addr: m.identity.gossip_addr.to_string(),
-            })
-        })
+            });
+        }
+        self.catalogue.raft.metrics().borrow().membership_config.membership().get_node(&node).cloned()
     }
 
     /// Catalogue members (voters and learners).
@@ -443,6 +446,26 @@ impl Cluster {
                 return Ok(());
             }
         }
+        // 1b. A member that restarted on another address: update its entry.
+        for member in view.alive() {
+            let id = member.identity.id;
+            if let Some(node) = membership.get_node(&id) {
+                if node.rpc_addr != member.identity.rpc_addr || node.http_addr != member.identity.http_addr {
+                    let addr = NodeAddr {
+                        rpc_addr: member.identity.rpc_addr.clone(),
+                        http_addr: member.identity.http_addr.clone(),
+                        gossip_addr: member.identity.gossip_addr.to_string(),
+                    };
+                    tracing::info!(node = id, addr = %addr.rpc_addr, "updating a member's address");
+                    self.catalogue
+                        .raft
+                        .change_membership(ChangeMembers::SetNodes([(id, addr)].into()), false)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    return Ok(());
+                }
+            }
+        }
         // 2. Promote stable, caught-up learners until the voter target.
         if voters.len() < self.settings.voters {
             let last = m.last_log_index.unwrap_or(0);
@@ -521,18 +544,20 @@ impl Cluster {
                     busy.insert(*n);
                 }
             }
+            // A move's source is busy too (one move per node at a time).
+            busy.extend(ns.placement.leaving.iter().copied());
         }
-        let planner_view = planner::View {
-            alive: &alive,
-            members: &members,
-            draining: &draining,
-            down_for: &down,
-            failover_after: self.settings.failover_after,
-            dead_grace: self.settings.dead_node_grace,
-            load: &load,
-            busy: &busy,
-        };
         for ns in namespaces {
+            let planner_view = planner::View {
+                alive: &alive,
+                members: &members,
+                draining: &draining,
+                down_for: &down,
+                failover_after: self.settings.failover_after,
+                dead_grace: self.settings.dead_node_grace,
+                load: &load,
+                busy: &busy,
+            };
             let decision = planner::plan(&ns, &planner_view);
             let new = match decision {
                 planner::Decision::Keep => continue,
@@ -560,6 +585,21 @@ impl Cluster {
                     planner::with_primary(&ns.placement, new_primary, old_down)
                 }
             };
+            // Later decisions in this tick see this one (one move per node at a time; loads).
+            for (n, s) in &new.states {
+                if *s == loci_raft::catalogue::ReplicaState::Syncing {
+                    busy.insert(*n);
+                }
+            }
+            busy.extend(new.leaving.iter().copied());
+            for r in &ns.placement.replicas {
+                if let Some(l) = load.get_mut(r) {
+                    *l = l.saturating_sub(1);
+                }
+            }
+            for r in &new.replicas {
+                *load.entry(*r).or_insert(0) += 1;
+            }
             let res = self
                 .catalogue
                 .write(Command::SetPlacement {

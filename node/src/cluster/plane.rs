@@ -121,12 +121,34 @@ impl DataPlane for Plane {
 
     fn initial_placement(&self, ns_id: u64) -> Placement {
         let mut nodes: Vec<u64> = self.0.alive_members().into_iter().collect();
-        let draining = self.0.catalogue.view.read().draining.clone();
+        let (draining, mut replicas, mut primaries) = {
+            let c = self.0.catalogue.view.read();
+            let mut replicas = std::collections::BTreeMap::new();
+            let mut primaries = std::collections::BTreeMap::new();
+            for ns in c.namespaces.values() {
+                for (i, r) in ns.placement.replicas.iter().enumerate() {
+                    *replicas.entry(*r).or_insert(0usize) += 1;
+                    if i == 0 {
+                        *primaries.entry(*r).or_insert(0usize) += 1;
+                    }
+                }
+            }
+            (c.draining.clone(), replicas, primaries)
+        };
         nodes.retain(|n| !draining.contains(n));
         if nodes.is_empty() {
             nodes.push(self.0.node_id);
         }
-        planner::initial(ns_id, &nodes, self.0.settings.replication_factor)
+        for n in &nodes {
+            replicas.entry(*n).or_insert(0);
+            primaries.entry(*n).or_insert(0);
+        }
+        planner::initial_balanced(ns_id, &nodes, self.0.settings.replication_factor, &replicas, &primaries)
+    }
+
+    fn await_applied_everywhere(&self, index: u64) -> BoxFuture<'static, ()> {
+        let c = self.0.clone();
+        Box::pin(async move { c.await_applied_everywhere(index).await })
     }
 
     fn erase(&self, entry: NamespaceEntry) -> BoxFuture<'static, ApiResult<u64>> {
@@ -136,6 +158,24 @@ impl DataPlane for Plane {
 }
 
 impl Cluster {
+    /// Wait (bounded) until every alive member has applied catalogue index `index`, so a key
+    /// revocation is in force on every node when the call returns.
+    pub async fn await_applied_everywhere(&self, index: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        for n in self.alive_members() {
+            if n == self.node_id {
+                continue;
+            }
+            while tokio::time::Instant::now() < deadline {
+                match self.call::<_, super::NodeInfo>(n, Method::NodeInfo, &(), Duration::from_secs(1)).await {
+                    Ok(info) if info.applied_index >= index => break,
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
     fn core_or_err(&self) -> ApiResult<Arc<loci_api::Core>> {
         self.core().ok_or_else(|| ApiError::unavailable("node shutting down"))
     }
@@ -425,6 +465,28 @@ impl Cluster {
                                 c.copies.lock().remove(&key);
                             });
                         }
+                    }
+                }
+            }
+            // Anti-entropy: followers that missed entries (down, partitioned, slow) catch up even
+            // when no new write arrives for their namespace.
+            for ns in &namespaces {
+                if ns.placement.primary() != Some(self.node_id) {
+                    continue;
+                }
+                let Ok(ctx) = core.context(ns) else { continue };
+                let Ok(progress) = core.store.progress(&ctx) else { continue };
+                for f in ns.placement.replicas.iter().copied().filter(|f| *f != self.node_id) {
+                    if ns.placement.state(f) != Some(ReplicaState::Active) || !self.is_alive(f) {
+                        continue;
+                    }
+                    let link = self.link(ns.id, f);
+                    let behind = link.try_lock().map(|acked| *acked < progress.applied_seq).unwrap_or(false);
+                    if behind {
+                        let c = self.clone();
+                        let ns = ns.clone();
+                        let seq = progress.applied_seq;
+                        tokio::spawn(async move { c.replicate_to(&ns, f, seq).await });
                     }
                 }
             }

@@ -47,6 +47,31 @@ pub fn initial(ns_id: u64, nodes: &[u64], rf: usize) -> Placement {
         states: replicas.iter().map(|n| (*n, ReplicaState::Active)).collect(),
         replicas,
         rf: rf.max(1),
+        leaving: BTreeSet::new(),
+    }
+}
+
+/// Initial placement that keeps nodes even: the `rf` least-loaded nodes (rendezvous order breaks
+/// ties), with the replica holding the fewest primaries as primary.
+pub fn initial_balanced(
+    ns_id: u64,
+    nodes: &[u64],
+    rf: usize,
+    replicas: &BTreeMap<u64, usize>,
+    primaries: &BTreeMap<u64, usize>,
+) -> Placement {
+    let order = rendezvous(ns_id, nodes, nodes.len());
+    let rank = |n: &u64| order.iter().position(|x| x == n).unwrap_or(usize::MAX);
+    let mut chosen: Vec<u64> = nodes.to_vec();
+    chosen.sort_by_key(|n| (replicas.get(n).copied().unwrap_or(0), rank(n)));
+    chosen.truncate(rf.max(1));
+    chosen.sort_by_key(|n| (primaries.get(n).copied().unwrap_or(0), rank(n)));
+    Placement {
+        epoch: 1,
+        states: chosen.iter().map(|n| (*n, ReplicaState::Active)).collect(),
+        replicas: chosen,
+        rf: rf.max(1),
+        leaving: BTreeSet::new(),
     }
 }
 
@@ -137,21 +162,28 @@ pub fn plan(entry: &NamespaceEntry, v: &View) -> Decision {
     }
 
     // 7. Over-replicated (a move or a repair completed): remove the replica that should go —
-    //    on a draining node first, else on the most loaded node; never the primary.
+    //    the one a move is replacing, else on a draining node, else on the most loaded node;
+    //    never the primary.
     let active: Vec<u64> = p.replicas.iter().copied().filter(|n| p.state(*n) == Some(ReplicaState::Active)).collect();
     let active_ok = active.iter().filter(|n| !v.draining.contains(n)).count();
     if syncing == 0 && (active.len() > p.rf || (active_ok >= target_rf && active.len() > active_ok)) {
-        let victim = active
-            .iter()
-            .copied()
-            .filter(|n| *n != primary)
-            .max_by_key(|n| (v.draining.contains(n), v.load.get(n).copied().unwrap_or(0), *n));
+        let victim =
+            active.iter().copied().filter(|n| *n != primary).max_by_key(|n| {
+                (p.leaving.contains(n), v.draining.contains(n), v.load.get(n).copied().unwrap_or(0), *n)
+            });
         if let Some(victim) = victim {
             let mut np = bumped(p);
             np.replicas.retain(|x| *x != victim);
             np.states.remove(&victim);
+            np.leaving.remove(&victim);
             return Decision::Set(np);
         }
+    }
+    if syncing == 0 && !p.leaving.is_empty() && active.len() <= p.rf {
+        // A move whose target vanished: forget it.
+        let mut np = bumped(p);
+        np.leaving.clear();
+        return Decision::Set(np);
     }
 
     // 8. Balance: move a replica from a node holding clearly more than average to the least
@@ -172,10 +204,11 @@ pub fn plan(entry: &NamespaceEntry, v: &View) -> Decision {
         if let (Some(from), Some(to)) = (from, to) {
             let lf = v.load.get(&from).copied().unwrap_or(0) as f64;
             let lt = v.load.get(&to).copied().unwrap_or(0) as f64;
-            if lf > avg + 1.0 && lt + 1.0 < avg {
+            if lf >= avg + 1.0 && lt + 1.0 <= avg {
                 let mut np = bumped(p);
                 np.replicas.push(to);
                 np.states.insert(to, ReplicaState::Syncing);
+                np.leaving.insert(from);
                 return Decision::Set(np);
             }
         }
@@ -263,6 +296,7 @@ mod tests {
             replicas: nodes.to_vec(),
             states: nodes.iter().map(|n| (*n, ReplicaState::Active)).collect(),
             rf: nodes.len(),
+            leaving: BTreeSet::new(),
         }
     }
 
@@ -327,6 +361,13 @@ mod tests {
         env.load = [(1, 10), (2, 10), (3, 10), (4, 0)].into();
         let Decision::Set(p) = env.plan(active(&[1, 2, 3])) else { panic!() };
         assert_eq!(p.state(4), Some(ReplicaState::Syncing));
+        let from = *p.leaving.iter().next().expect("the move names the replica it replaces");
+        // Once the copy is active, exactly the replaced replica is removed (no oscillation).
+        let mut done = p.clone();
+        done.states.insert(4, ReplicaState::Active);
+        let Decision::Set(after) = env.plan(done) else { panic!() };
+        assert!(!after.replicas.contains(&from) && after.replicas.contains(&4));
+        assert!(after.leaving.is_empty());
         env.busy.insert(4);
         assert_eq!(env.plan(active(&[1, 2, 3])), Decision::Keep, "one move per node at a time");
     }

@@ -1,0 +1,430 @@
+//! Clusters of real Loci nodes in one process: gossip over UDP, Raft and replication over gRPC,
+//! all on loopback.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use loci_storage::model::{DataOp, DataResult, MemoryFilter, SortBy};
+use loci_tests::{TestCluster, create_key, eventually, ids_of};
+use serde_json::{Value, json};
+
+async fn status(c: &TestCluster, i: usize) -> Value {
+    let (s, v) = c.client(i).get("/v1/admin/cluster/status").await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+/// What node `i` holds locally for a namespace (not routed): sorted (id, content).
+async fn local_content(c: &TestCluster, i: usize, ns: &str) -> Option<Vec<(String, String)>> {
+    let core = &c.handle(i).core;
+    let entry = core.namespace(ns)?;
+    let op = DataOp::List { filter: MemoryFilter::default(), sort: SortBy::CreatedAtAsc, limit: usize::MAX, offset: 0 };
+    match core.exec_local(&entry, op).await.ok()?.result {
+        DataResult::Memories { memories, .. } => {
+            let mut v: Vec<(String, String)> = memories.into_iter().map(|m| (m.id, m.content)).collect();
+            v.sort();
+            Some(v)
+        }
+        _ => None,
+    }
+}
+
+fn placement_of(c: &TestCluster, i: usize, ns: &str) -> loci_raft::catalogue::Placement {
+    c.handle(i).core.namespace(ns).expect("namespace").placement
+}
+
+#[tokio::test]
+async fn three_and_five_node_clusters_form_from_seeds_and_agree() {
+    for (n, voters) in [(3usize, 3usize), (5, 5)] {
+        let c = TestCluster::start_with(n, move |a| a.voters = voters).await;
+        // The reconciler promotes learners to the voter target; every node reports the same.
+        let agreed = eventually(Duration::from_secs(30), || async {
+            let mut seen = BTreeSet::new();
+            for i in c.running() {
+                let s = status(&c, i).await;
+                let voters: Vec<String> =
+                    s["voters"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+                let members = s["members"].as_array().unwrap().len();
+                let all_alive = s["members"].as_array().unwrap().iter().all(|m| m["state"] == "alive");
+                if voters.len() != voters_target(n, voters.len()) || members != n || !all_alive {
+                    return false;
+                }
+                seen.insert((s["leader"].to_string(), voters, s["cluster_id"].to_string()));
+            }
+            seen.len() == 1
+        })
+        .await;
+        assert!(agreed, "{n}-node cluster status does not agree: {}", status(&c, 0).await);
+        let s = status(&c, n - 1).await;
+        assert_eq!(s["voters"].as_array().unwrap().len(), voters);
+        assert_eq!(s["state"], "healthy");
+        for m in s["members"].as_array().unwrap() {
+            assert!(m["rpc_addr"].as_str().unwrap().starts_with("127.0.0.1:"), "{m}");
+            assert!(m["node_id"].as_str().is_some());
+        }
+        let (_, nodes) = c.client(0).get("/v1/admin/cluster/nodes").await;
+        assert_eq!(nodes["total"], n);
+    }
+}
+
+fn voters_target(n: usize, got: usize) -> usize {
+    if got == n { n } else { usize::MAX }
+}
+
+#[tokio::test]
+async fn write_anywhere_read_anywhere_100_namespaces_evenly_spread() {
+    let c = TestCluster::start(3).await;
+    for k in 0..100 {
+        let ns = format!("tenant-{k}");
+        let via = k % 3;
+        let (s, v) = c
+            .client(via)
+            .post_retrying("/v1/memory/store", &json!({"agent_id": ns, "content": format!("fact of {ns}")}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let mut primaries: BTreeMap<u64, usize> = BTreeMap::new();
+    for k in 0..100 {
+        let ns = format!("tenant-{k}");
+        for reader in 0..3 {
+            let (s, v) =
+                c.client(reader).post("/v1/memories/recall/batch", &json!({"agent_id": ns, "filter": {}})).await;
+            assert_eq!(s, 200);
+            assert_eq!(v["memories"][0]["content"], format!("fact of {ns}"), "read of {ns} through node {reader}");
+        }
+        let p = placement_of(&c, 0, &ns);
+        assert_eq!(p.replicas.len(), 3);
+        *primaries.entry(p.primary().unwrap()).or_default() += 1;
+    }
+    // Even spread of primaries: within ±20 % of 100/3.
+    for (node, count) in &primaries {
+        assert!((27..=40).contains(count), "node {node} is primary of {count} namespaces: {primaries:?}");
+    }
+    // Responses say which node served them; a non-primary forwarded.
+    let ns = "tenant-7";
+    let primary = placement_of(&c, 0, ns).primary().unwrap();
+    let other = (0..3).find(|i| c.node_id(*i) != primary).unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/memories/recall/batch", c.client(other).base))
+        .bearer_auth(loci_tests::ROOT_KEY)
+        .json(&json!({"agent_id": ns, "filter": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-loci-node"].to_str().unwrap(), c.node_id(other).to_string());
+    let (_, m) = c.client(other).get("/metrics").await;
+    assert!(m.as_str().unwrap().contains("loci_forwarded_requests_total"));
+    // Every replica holds the same data.
+    for k in [0, 33, 99] {
+        let ns = format!("tenant-{k}");
+        let a = local_content(&c, 0, &ns).await;
+        assert_eq!(a, local_content(&c, 1, &ns).await);
+        assert_eq!(a, local_content(&c, 2, &ns).await);
+    }
+}
+
+#[tokio::test]
+async fn keys_are_cluster_wide_and_revocation_is_immediate_everywhere() {
+    let c = TestCluster::start(3).await;
+    let (id, secret) =
+        create_key(c.client(0), "/admin/keys", &json!({"name": "roaming", "scope": "write", "namespaces": ["roam"]}))
+            .await;
+    // Usable through node C at once (the call returned only once every node applied it).
+    let via_c = c.client(2).with_key(Some(&secret));
+    let (s, v) = via_c.post("/v1/memory/store", &json!({"agent_id": "roam", "content": "hello from C"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(c.client(1).with_key(Some(&secret)).get("/v1/auth/whoami").await.0, 200);
+    // Revoked through node B: refused on every node immediately.
+    let (s, _) = c.client(1).delete(&format!("/admin/keys/{id}")).await;
+    assert_eq!(s, 200);
+    for i in 0..3 {
+        let (s, v) = c.client(i).with_key(Some(&secret)).get("/v1/auth/whoami").await;
+        assert_eq!(s, 401, "node {i} still accepts a revoked key: {v}");
+    }
+}
+
+#[tokio::test]
+async fn killing_a_primary_mid_stream_loses_no_acknowledged_write() {
+    let mut c = TestCluster::start(3).await;
+    let ns = "stream";
+    let (s, _) = c.client(0).post_retrying("/v1/memory/store", &json!({"agent_id": ns, "content": "seed"})).await;
+    assert_eq!(s, 200);
+    let p0 = placement_of(&c, 0, ns);
+    let primary = p0.primary().unwrap();
+    let victim = c.index_of(primary).unwrap();
+    let writers: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    // Stream writes through the surviving nodes; remember what was acknowledged.
+    let clients: Vec<_> = writers.iter().map(|i| c.client(*i).clone()).collect();
+    let stream = tokio::spawn(async move {
+        let mut acked: Vec<(String, String)> = Vec::new();
+        let mut refused = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut k = 0;
+        while tokio::time::Instant::now() < deadline {
+            let content = format!("acknowledged write {k}");
+            let (s, v) =
+                clients[k % clients.len()].post("/v1/memory/store", &json!({"agent_id": ns, "content": content})).await;
+            if s == 200 {
+                acked.push((v["memory"]["id"].as_str().unwrap().to_string(), content));
+            } else {
+                assert!(s == 503 || s == 409, "only retryable errors during failover, got {s}: {v}");
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            k += 1;
+            if acked.len() >= 150 && tokio::time::Instant::now() + Duration::from_secs(8) > deadline {
+                break;
+            }
+        }
+        (acked, refused)
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let failed_at = std::time::Instant::now();
+    c.crash(victim).await;
+    // Failover: a surviving replica becomes primary under a higher epoch.
+    let survivor = writers[0];
+    let moved = eventually(Duration::from_secs(30), || {
+        let p = placement_of(&c, survivor, ns);
+        async move { p.primary() != Some(primary) }
+    })
+    .await;
+    assert!(moved, "no failover happened");
+    let failover_secs = failed_at.elapsed().as_secs_f64();
+    let p1 = placement_of(&c, survivor, ns);
+    assert!(p1.epoch > p0.epoch, "epochs strictly increase");
+    let (acked, refused) = stream.await.unwrap();
+    assert!(acked.len() > 20, "too few acknowledged writes: {}", acked.len());
+    println!(
+        "failover took {failover_secs:.1}s; {} writes acknowledged, {refused} refused during failover",
+        acked.len()
+    );
+    // Every acknowledged write is readable from every surviving node, with its content.
+    for i in &writers {
+        let (s, v) = c
+            .client(*i)
+            .post("/v1/memories/recall/batch", &json!({"agent_id": ns, "filter": {}, "limit": 10000}))
+            .await;
+        assert_eq!(s, 200);
+        let have: BTreeMap<String, String> = v["memories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["id"].as_str().unwrap().to_string(), m["content"].as_str().unwrap().to_string()))
+            .collect();
+        for (id, content) in &acked {
+            assert_eq!(have.get(id), Some(content), "acknowledged write {content} lost (read via node {i})");
+        }
+        // No id appears with two contents (ids are unique keys; contents are unique per write).
+        let mut contents: Vec<&String> = have.values().collect();
+        let n = contents.len();
+        contents.sort();
+        contents.dedup();
+        assert_eq!(contents.len(), n, "a write was applied twice");
+    }
+}
+
+#[tokio::test]
+async fn a_partitioned_minority_cannot_commit_and_replicas_converge_after_healing() {
+    let c = TestCluster::start_with(3, |a| a.failover_after_secs = 60).await;
+    let ns = "split";
+    assert_eq!(
+        c.client(0)
+            .post_retrying("/v1/memory/store", &json!({"agent_id": ns, "content": "before the partition"}))
+            .await
+            .0,
+        200
+    );
+    let p = placement_of(&c, 0, ns);
+    let primary = p.primary().unwrap();
+    let minority = c.index_of(primary).unwrap();
+    let majority: Vec<usize> = (0..3).filter(|i| *i != minority).collect();
+    c.partition(minority, true);
+    // The minority side (holding the primary) cannot acknowledge writes: no write quorum.
+    let (s, v) = c
+        .client(minority)
+        .post("/v1/memory/store", &json!({"agent_id": ns, "content": "written in the minority"}))
+        .await;
+    assert_eq!(s, 503, "{v}");
+    // Nor commit catalogue changes: no Raft quorum.
+    let (s, v) = c.client(minority).post("/v1/namespaces", &json!({"name": "minority-made", "dimension": 4})).await;
+    assert!(s == 503 || s >= 500, "catalogue change committed without quorum: {s} {v}");
+    // The majority side still serves what it has and can commit catalogue changes.
+    let (s, _) = c.client(majority[0]).post("/v1/namespaces", &json!({"name": "majority-made", "dimension": 4})).await;
+    assert_eq!(s, 201);
+    c.partition(minority, false);
+    // After healing: the write that was never acknowledged may exist, but all replicas agree.
+    let (s, v) = c
+        .client(majority[0])
+        .post_retrying("/v1/memory/store", &json!({"agent_id": ns, "content": "after healing"}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let converged = eventually(Duration::from_secs(30), || async {
+        let a = local_content(&c, 0, ns).await;
+        a.is_some() && a == local_content(&c, 1, ns).await && a == local_content(&c, 2, ns).await
+    })
+    .await;
+    assert!(
+        converged,
+        "replicas diverged: {:?} / {:?} / {:?}",
+        local_content(&c, 0, ns).await,
+        local_content(&c, 1, ns).await,
+        local_content(&c, 2, ns).await
+    );
+    let content = local_content(&c, 0, ns).await.unwrap();
+    assert!(content.iter().any(|(_, t)| t == "after healing"));
+    assert!(c.handle(minority).core.namespace("minority-made").is_none());
+    assert!(
+        c.handle(minority).core.namespace("majority-made").is_some(),
+        "the healed node caught up with the catalogue"
+    );
+}
+
+#[tokio::test]
+async fn the_whole_cluster_restarts_with_everything_and_never_reinitialises() {
+    let mut c = TestCluster::start(3).await;
+    let mut ids = Vec::new();
+    for k in 0..10 {
+        let ns = format!("keep-{k}");
+        let (_, v) = c
+            .client(k % 3)
+            .post_retrying("/v1/memory/store", &json!({"agent_id": ns, "content": format!("kept {k}")}))
+            .await;
+        ids.push((ns, v["memory"]["id"].as_str().unwrap().to_string()));
+    }
+    let (_, secret) = create_key(c.client(0), "/admin/keys", &json!({"name": "persist", "scope": "read"})).await;
+    let cluster_id = status(&c, 0).await["cluster_id"].clone();
+    for i in 0..3 {
+        c.stop(i).await;
+    }
+    for i in 0..3 {
+        c.restart(i).await;
+    }
+    c.wait_ready(Duration::from_secs(60)).await;
+    assert_eq!(status(&c, 1).await["cluster_id"], cluster_id, "the cluster was re-initialised");
+    for (k, (ns, id)) in ids.iter().enumerate() {
+        let (s, v) = c.client((k + 1) % 3).get(&format!("/v1/memory/get/{id}?agent_id={ns}")).await;
+        assert_eq!(s, 200, "{ns}: {v}");
+        assert_eq!(v["content"], format!("kept {k}"));
+    }
+    assert_eq!(c.client(2).with_key(Some(&secret)).get("/v1/auth/whoami").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_fourth_node_receives_namespaces_without_failed_requests() {
+    let mut c = TestCluster::start_with(3, |a| a.replication_factor = 2).await;
+    let namespaces: Vec<String> = (0..12).map(|k| format!("move-{k}")).collect();
+    for ns in &namespaces {
+        for j in 0..5 {
+            let (s, _) = c
+                .client(0)
+                .post_retrying("/v1/memory/store", &json!({"agent_id": ns, "content": format!("{ns} memory {j}")}))
+                .await;
+            assert_eq!(s, 200);
+        }
+    }
+    let i4 = c.add_node().await;
+    let new_id = c.node_id(i4);
+    // Traffic during the move: only retryable 503s are allowed.
+    let client = c.client(0).clone();
+    let nss = namespaces.clone();
+    let traffic = tokio::spawn(async move {
+        let mut bad = Vec::new();
+        let mut ok = 0;
+        for round in 0..60 {
+            for ns in &nss {
+                let (s, v) = client.post("/v1/memories/recall/batch", &json!({"agent_id": ns, "filter": {}})).await;
+                match s {
+                    200 => {
+                        ok += 1;
+                        if v["total"].as_u64().unwrap_or(0) < 5 {
+                            bad.push(format!("{ns} returned {} memories in round {round}", v["total"]));
+                        }
+                    }
+                    503 => {}
+                    other => bad.push(format!("{ns}: {other} {v}")),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (ok, bad)
+    });
+    let received = eventually(Duration::from_secs(60), || async {
+        let held = namespaces.iter().filter(|ns| placement_of(&c, 0, ns).replicas.contains(&new_id)).count();
+        let settled = namespaces.iter().all(|ns| {
+            let p = placement_of(&c, 0, ns);
+            p.replicas.len() == 2 && p.active_count() == 2
+        });
+        held >= 4 && settled
+    })
+    .await;
+    let (ok, bad) = traffic.await.unwrap();
+    assert!(bad.is_empty(), "requests failed during the move: {bad:?}");
+    assert!(ok > 0);
+    assert!(
+        received,
+        "the new node did not receive a share: {:?}",
+        namespaces.iter().map(|ns| placement_of(&c, 0, ns)).collect::<Vec<_>>()
+    );
+    // All data intact, including on the new node's copies.
+    for ns in &namespaces {
+        let (_, v) = c.client(i4).post("/v1/memories/recall/batch", &json!({"agent_id": ns, "filter": {}})).await;
+        assert_eq!(v["total"], 5, "{ns}");
+        if placement_of(&c, 0, ns).replicas.contains(&new_id) {
+            assert_eq!(local_content(&c, i4, ns).await.map(|v| v.len()), Some(5), "{ns} copy on the new node");
+        }
+    }
+    let (_, m) = c.client(0).get("/metrics").await;
+    assert!(m.as_str().unwrap().contains("loci_moves_total"));
+}
+
+#[tokio::test]
+async fn a_node_with_the_wrong_cluster_secret_is_not_admitted() {
+    let c = TestCluster::start(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = loci_tests::serve_args(dir.path());
+    args.gossip_addr = format!("127.0.0.1:{}", loci_tests::free_udp_port());
+    args.join = c.gossip_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    args.cluster_secret = Some("a-completely-different-secret".into());
+    let intruder = loci_tests::TestNode::start_in(dir, move |a| *a = args).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let s = status(&c, 0).await;
+    assert_eq!(s["members"].as_array().unwrap().len(), 3, "intruder admitted: {s}");
+    assert_eq!(intruder.client.get("/health/ready").await.0, 503);
+    let rejected: u64 = c
+        .running()
+        .iter()
+        .map(|i| c.handle(*i).cluster.gossip.stats.rejected.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert!(rejected > 0, "the foreign packets were not counted as rejected");
+    // The intruder cannot use the cluster's data either.
+    let (s, _) = intruder.client.post("/v1/memory/store", &json!({"agent_id": "x", "content": "y"})).await;
+    assert_ne!(s, 200);
+}
+
+#[tokio::test]
+async fn erasing_a_namespace_erases_every_replica() {
+    let c = TestCluster::start(3).await;
+    let canary = "CLUSTERCANARY5521";
+    for j in 0..5 {
+        let (s, _) = c
+            .client(j % 3)
+            .post_retrying("/v1/memory/store", &json!({"agent_id": "gone", "content": format!("{canary} {j}")}))
+            .await;
+        assert_eq!(s, 200);
+    }
+    for i in 0..3 {
+        assert_eq!(local_content(&c, i, "gone").await.map(|v| v.len()), Some(5));
+    }
+    let ids: Vec<String> = local_content(&c, 0, "gone").await.unwrap().into_iter().map(|(id, _)| id).collect();
+    let (s, r) = c.client(1).delete("/v1/namespaces/gone").await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["memories_deleted"], 5);
+    for i in 0..3 {
+        assert!(c.handle(i).core.namespace("gone").is_none());
+        let data = c.node(i).path().join("data");
+        for id in &ids {
+            assert!(loci_tests::files_containing(&data, id.as_bytes()).is_empty(), "node {i} still holds {id}");
+        }
+    }
+    let _ = ids_of(&Value::Null);
+}
