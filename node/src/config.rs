@@ -21,6 +21,27 @@ pub enum Command {
     /// Audit-log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Cluster operations (against any node, over gRPC).
+    Cluster {
+        #[command(flatten)]
+        conn: crate::cli::Conn,
+        #[command(subcommand)]
+        cmd: crate::cli::ClusterCmd,
+    },
+    /// Namespace operations.
+    Ns {
+        #[command(flatten)]
+        conn: crate::cli::Conn,
+        #[command(subcommand)]
+        cmd: crate::cli::NsCmd,
+    },
+    /// API key operations.
+    Keys {
+        #[command(flatten)]
+        conn: crate::cli::Conn,
+        #[command(subcommand)]
+        cmd: crate::cli::KeysCmd,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -35,6 +35,9 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
             Command::Audit(_) => Ok(()),
+            Command::Cluster { conn, cmd } => loci_node::cli::cluster(conn, cmd).await,
+            Command::Ns { conn, cmd } => loci_node::cli::ns(conn, cmd).await,
+            Command::Keys { conn, cmd } => loci_node::cli::keys(conn, cmd).await,
         }
     });
     match result {

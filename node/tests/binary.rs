@@ -391,3 +391,159 @@ fn created_key_secrets_never_reach_logs_and_audit_verify_detects_tampering() {
     assert_eq!(res.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&res.stdout).contains("line 2"));
 }
+
+fn loci(args: &[&str], key: &str) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_loci")).args(args).env("LOCI_API_KEY", key).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn grpc_of(dir: &Path) -> String {
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("ready.json")).unwrap()).unwrap();
+    info["grpc_addr"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn operator_cli_over_grpc() {
+    let (_guard, dir) = tmp();
+    let mut p = spawn(&dir, &[]);
+    let addr = grpc_of(&dir);
+    let (ok, out, err) = loci(&["cluster", "status", "--addr", &addr], KEY);
+    assert!(ok, "{err}");
+    assert!(out.contains("state healthy") && out.contains("voter"), "{out}");
+    let (ok, out, _) = loci(&["cluster", "status", "--addr", &addr, "--json"], KEY);
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).expect("--json prints JSON");
+    assert_eq!(v["members"].as_array().unwrap().len(), 1);
+    let (ok, out, err) = loci(&["ns", "create", "cli-docs", "--dimension", "8", "--addr", &addr], KEY);
+    assert!(ok && out.contains("created"), "{out}{err}");
+    let (ok, out, _) = loci(&["ns", "placement", "cli-docs", "--addr", &addr], KEY);
+    assert!(ok && out.contains("primary"), "{out}");
+    let (ok, out, _) = loci(&["keys", "create", "--name", "cli-key", "--scope", "write", "--namespace", "cli-docs", "--addr", &addr, "--json"], KEY);
+    assert!(ok);
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let key_id = created["key_id"].as_str().unwrap().to_string();
+    let secret = created["key"].as_str().unwrap().to_string();
+    let (ok, out, _) = loci(&["keys", "list", "--addr", &addr], KEY);
+    assert!(ok && out.contains(&key_id) && out.contains("cli-key"), "{out}");
+    let (ok, out, _) = loci(&["keys", "rotate", &key_id, "--addr", &addr, "--json"], KEY);
+    assert!(ok);
+    let rotated: Value = serde_json::from_str(&out).unwrap();
+    let new_id = rotated["key_id"].as_str().unwrap().to_string();
+    let r = client().get(format!("{}/v1/auth/whoami", p.base)).bearer_auth(&secret).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401, "the rotated-away secret stopped working");
+    let (ok, _, _) = loci(&["keys", "revoke", &new_id, "--addr", &addr], KEY);
+    assert!(ok);
+    let (ok, out, _) = loci(&["ns", "delete", "cli-docs", "--addr", &addr], KEY);
+    assert!(ok && out.contains("data key destroyed: true"), "{out}");
+    // A wrong key fails with the server's message and a non-zero exit.
+    let (ok, _, err) = loci(&["ns", "list", "--addr", &addr], "not-a-key");
+    assert!(!ok && err.contains("INVALID_API_KEY"), "{err}");
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+}
+
+#[test]
+fn three_processes_form_a_cluster_and_survive_kill_9_of_a_primary() {
+    let ports: Vec<u16> = (0..3)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+        .collect();
+    let join = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let guards: Vec<_> = (0..3).map(|_| tmp()).collect();
+    let mut procs = Vec::new();
+    for (i, (_, dir)) in guards.iter().enumerate() {
+        let g = format!("127.0.0.1:{}", ports[i]);
+        let env = [
+            ("LOCI_GOSSIP_ADDR", g.as_str()),
+            ("LOCI_JOIN", join.as_str()),
+            ("LOCI_BOOTSTRAP_EXPECT", "3"),
+            ("LOCI_CLUSTER_SECRET", "binary-cluster-secret-123"),
+            ("LOCI_FAILOVER_AFTER_SECS", "3"),
+        ];
+        procs.push(spawn_with_gossip(dir, &env));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while procs.iter().any(|p| client().get(format!("{}/health/ready", p.base)).send().map(|r| r.status().as_u16()).unwrap_or(0) != 200) {
+        assert!(Instant::now() < deadline, "cluster did not become ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let mut tries = 0;
+        loop {
+            let (s, v) = post(&procs[i % 3].base, "/v1/memory/store", &json!({"agent_id": "bin-ns", "content": format!("binary cluster fact {i}")}));
+            if s == 200 {
+                ids.push(v["memory"]["id"].as_str().unwrap().to_string());
+                break;
+            }
+            tries += 1;
+            assert!(tries < 10 && s == 503, "store failed: {s} {v}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    let (_, placement) = get(&procs[0].base, "/v1/namespaces/bin-ns/placement");
+    let primary = placement["primary"].as_str().unwrap().to_string();
+    let victim = (0..3).find(|i| {
+        let info: Value = serde_json::from_str(&std::fs::read_to_string(guards[*i].1.join("ready.json")).unwrap()).unwrap();
+        info["node_id"].to_string() == primary
+    });
+    let victim = victim.expect("primary is one of the processes");
+    procs[victim].child.kill().unwrap();
+    procs[victim].child.wait().unwrap();
+    let survivor = (0..3).find(|i| *i != victim).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, p) = get(&procs[survivor].base, "/v1/namespaces/bin-ns/placement");
+        if p["primary"].as_str().is_some_and(|p| p != primary) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failover after kill -9");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for i in (0..3).filter(|i| *i != victim) {
+        let (s, v) = post(&procs[i].base, "/v1/memories/recall/batch", &json!({"agent_id": "bin-ns", "filter": {}, "limit": 1000}));
+        assert_eq!(s, 200, "{v}");
+        let have: Vec<&str> = v["memories"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        for id in &ids {
+            assert!(have.contains(&id.as_str()), "acknowledged write {id} lost after kill -9 of the primary");
+        }
+    }
+    // The CLI, against a survivor, reports the dead member.
+    let (ok, out, err) = loci(&["cluster", "status", "--addr", &grpc_of(&guards[survivor].1), "--json"], KEY);
+    assert!(ok, "{err}");
+    let st: Value = serde_json::from_str(&out).unwrap();
+    assert!(st["members"].as_array().unwrap().iter().any(|m| m["node_id"].as_str() == Some(primary.as_str()) && m["gossip_state"] == "down"), "{out}");
+    for (i, p) in procs.iter_mut().enumerate() {
+        if i != victim {
+            p.child.kill().unwrap();
+            p.child.wait().unwrap();
+        }
+    }
+}
+
+/// Like `spawn`, with the gossip address taken from the environment list.
+fn spawn_with_gossip(dir: &Path, extra_env: &[(&str, &str)]) -> Proc {
+    let ready = dir.join("ready.json");
+    let _ = std::fs::remove_file(&ready);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loci"));
+    cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("LOCI_ROOT_API_KEY", KEY)
+        .env("LOCI_ENCRYPTION_KEY", ENC)
+        .env("LOCI_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(dir.join("stderr.log")).unwrap()));
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn loci");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "node did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+    Proc { child, base: format!("http://{}", info["http_addr"].as_str().unwrap()) }
+}

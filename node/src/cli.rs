@@ -1,0 +1,382 @@
+//! Operator commands (`loci cluster …`, `loci ns …`, `loci keys …`): they talk to any node over
+//! gRPC (`loci.v1.Loci/Invoke`, the REST surface over gRPC) with a super_admin key, and print a
+//! table, or JSON with `--json`.
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// gRPC address of any node.
+    #[arg(long, env = "LOCI_ADDR", default_value = "http://127.0.0.1:50051", global = true)]
+    pub addr: String,
+    /// API key (super_admin for cluster and key operations). Alias DAKERA_API_KEY.
+    #[arg(long, env = "LOCI_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
+    /// Read the API key from this file (e.g. DATA_DIR/root.key).
+    #[arg(long, global = true)]
+    pub api_key_file: Option<std::path::PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Members, gossip and Raft state, leader, applied index, namespaces per node, unhealthy replicas.
+    Status,
+    /// The member list.
+    Members,
+    /// Initialise a new cluster with the members the node currently sees.
+    Init,
+    /// Announce the node to a gossip seed of an existing cluster.
+    Join { seed: String },
+    /// Move this node's data away, then leave the cluster.
+    Leave,
+    /// Remove a member from the catalogue.
+    Remove { node: String },
+    /// Move every replica off a node (before removing it).
+    Drain {
+        node: String,
+        /// Wait until the node holds no replica.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop draining a node.
+    Undrain { node: String },
+    /// Show (or confirm) the moves that balance namespaces across nodes.
+    Rebalance {
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NsCmd {
+    List,
+    Create {
+        name: String,
+        #[arg(long)]
+        dimension: u32,
+        #[arg(long, default_value = "cosine")]
+        distance: String,
+    },
+    /// Erase a namespace (its data key is destroyed first).
+    Delete { name: String },
+    /// Which nodes hold the namespace.
+    Placement { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "read")]
+        scope: String,
+        /// Namespaces (or `prefix*` patterns) the key may touch; none = every namespace.
+        #[arg(long = "namespace")]
+        namespaces: Vec<String>,
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+    },
+    List,
+    /// Deactivate a key (or delete it with --delete).
+    Revoke {
+        key_id: String,
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Revoke and reissue in one call.
+    Rotate {
+        key_id: String,
+        #[arg(long)]
+        grace_secs: Option<u64>,
+    },
+}
+
+pub struct Client {
+    conn: Conn,
+    key: String,
+}
+
+impl Client {
+    pub fn new(conn: Conn) -> anyhow::Result<Self> {
+        let key = match (&conn.api_key, &conn.api_key_file) {
+            (Some(k), _) => k.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?
+                .trim()
+                .to_string(),
+            (None, None) => std::env::var("DAKERA_API_KEY")
+                .map_err(|_| anyhow::anyhow!("an API key is needed: --api-key, LOCI_API_KEY or --api-key-file"))?,
+        };
+        Ok(Client { conn, key })
+    }
+
+    /// One REST call over gRPC: (status, JSON body).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+        let addr = if self.conn.addr.starts_with("http") { self.conn.addr.clone() } else { format!("http://{}", self.conn.addr) };
+        let mut client = loci_api::pb::loci_client::LociClient::connect(addr.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
+        let resp = client
+            .invoke(loci_api::pb::InvokeRequest {
+                method: method.into(),
+                path: path.into(),
+                body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+                api_key: self.key.clone(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}: {}", addr, s.message()))?
+            .into_inner();
+        let v = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+        Ok((resp.status as u16, v))
+    }
+
+    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let (s, v) = self.call(method, path, body).await?;
+        if (200..300).contains(&s) {
+            Ok(v)
+        } else {
+            anyhow::bail!("{s} {}: {}", v["code"].as_str().unwrap_or(""), v["error"].as_str().unwrap_or(&v.to_string()))
+        }
+    }
+
+    fn print(&self, v: &Value, table: impl FnOnce(&Value) -> String) {
+        if self.conn.json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            print!("{}", table(v));
+        }
+    }
+}
+
+/// Left-aligned columns.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        cells.iter().enumerate().map(|(i, c)| format!("{:<w$}", c, w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string()
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.clone()));
+        out.push('\n');
+    }
+    out
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub async fn cluster(conn: Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    match cmd {
+        ClusterCmd::Status => {
+            let v = c.ok("GET", "/v1/admin/cluster/status", None).await?;
+            c.print(&v, |v| {
+                let mut out = format!(
+                    "cluster {}  state {}  leader {}  term {}  applied {}  namespaces {}\n\n",
+                    s(&v["cluster_id"]),
+                    s(&v["state"]),
+                    s(&v["leader"]),
+                    s(&v["term"]),
+                    s(&v["applied_index"]),
+                    s(&v["namespace_count"])
+                );
+                let rows: Vec<Vec<String>> = v["members"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|m| {
+                                let leader = m["node_id"] == v["leader"];
+                                vec![
+                                    format!("{}{}", s(&m["node_id"]), if leader { "*" } else { "" }),
+                                    s(&m["rpc_addr"]),
+                                    s(&m["gossip_state"]),
+                                    s(&m["raft_role"]),
+                                    s(&m["applied_index"]),
+                                    s(&m["namespaces_primary"]),
+                                    s(&m["namespaces_replica"]),
+                                    if m["draining"] == true { "draining".into() } else { String::new() },
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push_str(&table(&["NODE", "RPC ADDRESS", "GOSSIP", "RAFT", "APPLIED", "PRIMARIES", "REPLICAS", ""], &rows));
+                let unhealthy = v["unhealthy_replicas"].as_array().cloned().unwrap_or_default();
+                if unhealthy.is_empty() {
+                    out.push_str("\nall replicas healthy\n");
+                } else {
+                    out.push_str(&format!("\n{} unhealthy replicas:\n", unhealthy.len()));
+                    let rows: Vec<Vec<String>> =
+                        unhealthy.iter().map(|u| vec![s(&u["namespace"]), s(&u["node"]), s(&u["state"]), s(&u["alive"])]).collect();
+                    out.push_str(&table(&["NAMESPACE", "NODE", "STATE", "ALIVE"], &rows));
+                }
+                out
+            });
+        }
+        ClusterCmd::Members => {
+            let v = c.ok("GET", "/v1/admin/cluster/nodes", None).await?;
+            c.print(&v, |v| {
+                let rows: Vec<Vec<String>> = v["nodes"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|n| vec![s(&n["node_id"]), s(&n["address"]), s(&n["rpc_addr"]), s(&n["role"]), s(&n["status"]), s(&n["uptime_seconds"])])
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(&["NODE", "HTTP", "RPC", "ROLE", "STATUS", "UPTIME"], &rows)
+            });
+        }
+        ClusterCmd::Init => {
+            let v = c.ok("POST", "/v1/admin/cluster/init", Some(json!({}))).await?;
+            c.print(&v, |v| format!("initialised with members {}\n", s(&v["members"])));
+        }
+        ClusterCmd::Join { seed } => {
+            let v = c.ok("POST", "/v1/admin/cluster/join", Some(json!({ "seed": seed }))).await?;
+            c.print(&v, |v| format!("announced to {}\n", s(&v["announced_to"])));
+        }
+        ClusterCmd::Leave => {
+            let v = c.ok("POST", "/v1/admin/cluster/leave", Some(json!({}))).await?;
+            c.print(&v, |v| format!("node {} left the cluster\n", s(&v["left"])));
+        }
+        ClusterCmd::Remove { node } => {
+            let v = c.ok("DELETE", &format!("/v1/admin/cluster/nodes/{node}"), None).await?;
+            c.print(&v, |v| format!("removed node {}\n", s(&v["removed"])));
+        }
+        ClusterCmd::Drain { node, wait } => {
+            let v = c.ok("POST", &format!("/v1/admin/cluster/nodes/{node}/drain"), Some(json!({}))).await?;
+            if wait {
+                loop {
+                    let st = c.ok("GET", "/v1/admin/cluster/status", None).await?;
+                    let m = st["members"].as_array().and_then(|a| a.iter().find(|m| s(&m["node_id"]) == node).cloned());
+                    let held = m.as_ref().map_or(0, |m| m["namespaces_primary"].as_u64().unwrap_or(0) + m["namespaces_replica"].as_u64().unwrap_or(0));
+                    if held == 0 {
+                        break;
+                    }
+                    if !c.conn.json {
+                        eprintln!("node {node} still holds {held} replicas…");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+            c.print(&v, |v| format!("node {} draining ({} replicas at the time of the request)\n", s(&v["node_id"]), s(&v["replicas_on_node"])));
+        }
+        ClusterCmd::Undrain { node } => {
+            let v = c.ok("POST", &format!("/v1/admin/cluster/nodes/{node}/undrain"), Some(json!({}))).await?;
+            c.print(&v, |v| format!("node {} no longer draining\n", s(&v["node_id"])));
+        }
+        ClusterCmd::Rebalance { dry_run } => {
+            let v = c.ok("POST", "/v1/admin/cluster/shards/rebalance", Some(json!({ "dry_run": dry_run }))).await?;
+            c.print(&v, |v| {
+                let rows: Vec<Vec<String>> = v["planned_moves"]
+                    .as_array()
+                    .map(|a| a.iter().map(|m| vec![s(&m["namespace"]), s(&m["from_node"]), s(&m["to_node"])]).collect())
+                    .unwrap_or_default();
+                format!("{} moves planned\n{}", rows.len(), table(&["NAMESPACE", "FROM", "TO"], &rows))
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn ns(conn: Conn, cmd: NsCmd) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    match cmd {
+        NsCmd::List => {
+            let v = c.ok("GET", "/v1/namespaces", None).await?;
+            c.print(&v, |v| {
+                let rows: Vec<Vec<String>> = v["namespaces"]
+                    .as_array()
+                    .map(|a| a.iter().map(|n| vec![s(n), s(&v["kinds"][n.as_str().unwrap_or("")])]).collect())
+                    .unwrap_or_default();
+                table(&["NAMESPACE", "KIND"], &rows)
+            });
+        }
+        NsCmd::Create { name, dimension, distance } => {
+            let v = c.ok("POST", "/v1/namespaces", Some(json!({"name": name, "dimension": dimension, "distance": distance}))).await?;
+            c.print(&v, |v| format!("namespace {} (dimension {}, {}) {}\n", s(&v["namespace"]), s(&v["dimension"]), s(&v["distance"]), if v["created"] == true { "created" } else { "already existed" }));
+        }
+        NsCmd::Delete { name } => {
+            let v = c.ok("DELETE", &format!("/v1/namespaces/{name}"), None).await?;
+            c.print(&v, |v| format!("erased {}: {} memories, data key destroyed: {}\n", s(&v["namespace"]), s(&v["memories_deleted"]), s(&v["data_key_destroyed"])));
+        }
+        NsCmd::Placement { name } => {
+            let v = c.ok("GET", &format!("/v1/namespaces/{name}/placement"), None).await?;
+            c.print(&v, |v| {
+                let rows: Vec<Vec<String>> = v["replicas"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .enumerate()
+                            .map(|(i, r)| vec![s(&r["node_id"]), if i == 0 { "primary".into() } else { "replica".into() }, s(&r["state"]), s(&r["alive"])])
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                format!("{} epoch {} rf {}\n{}", s(&v["namespace"]), s(&v["epoch"]), s(&v["rf"]), table(&["NODE", "ROLE", "STATE", "ALIVE"], &rows))
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn keys(conn: Conn, cmd: KeysCmd) -> anyhow::Result<()> {
+    let c = Client::new(conn)?;
+    match cmd {
+        KeysCmd::Create { name, scope, namespaces, expires_in_days } => {
+            let mut body = json!({"name": name, "scope": scope});
+            if !namespaces.is_empty() {
+                body["namespaces"] = json!(namespaces);
+            }
+            if let Some(d) = expires_in_days {
+                body["expires_in_days"] = json!(d);
+            }
+            let v = c.ok("POST", "/admin/keys", Some(body)).await?;
+            c.print(&v, |v| format!("key_id {}\nkey    {}\n{}\n", s(&v["key_id"]), s(&v["key"]), s(&v["warning"])));
+        }
+        KeysCmd::List => {
+            let v = c.ok("GET", "/admin/keys", None).await?;
+            c.print(&v, |v| {
+                let rows: Vec<Vec<String>> = v["keys"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|k| vec![s(&k["key_id"]), s(&k["name"]), s(&k["scope"]), s(&k["namespaces"]), s(&k["active"]), s(&k["expires_at"])])
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(&["KEY ID", "NAME", "SCOPE", "NAMESPACES", "ACTIVE", "EXPIRES"], &rows)
+            });
+        }
+        KeysCmd::Revoke { key_id, delete } => {
+            let v = if delete {
+                c.ok("DELETE", &format!("/admin/keys/{key_id}"), None).await?
+            } else {
+                c.ok("POST", &format!("/admin/keys/{key_id}/deactivate"), Some(json!({}))).await?
+            };
+            c.print(&v, |v| format!("{}\n", s(&v["message"])));
+        }
+        KeysCmd::Rotate { key_id, grace_secs } => {
+            let body = grace_secs.map(|g| json!({"grace_secs": g})).unwrap_or(json!({}));
+            let v = c.ok("POST", &format!("/admin/keys/{key_id}/rotate"), Some(body)).await?;
+            c.print(&v, |v| format!("new key_id {}\nnew key    {}\nold key {} expires at {}\n", s(&v["key_id"]), s(&v["new_key"]), s(&v["old_key_id"]), s(&v["old_key_expires_at"])));
+        }
+    }
+    Ok(())
+}
