@@ -271,6 +271,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             "key_id": principal.as_ref().map(|p| p.key_id.clone()),
             "scope": principal.as_ref().map(|p| p.scope.as_str()),
             "namespaces": principal.as_ref().map(|p| p.touched()),
+            "request_id": resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()),
         });
         if let Some(b) = body_capture {
             rec["body"] = b;

@@ -14,6 +14,7 @@ pub mod core;
 pub mod error;
 pub mod metrics;
 pub mod ratelimit;
+pub mod request_id;
 pub mod routes;
 pub mod security;
 pub mod state;
@@ -113,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::layer))
         .layer(middleware::from_fn_with_state(state.clone(), audit::layer))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(middleware::from_fn(request_id::layer))
         .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static("x-loci-node"), node));
     for (name, value) in state.http.headers() {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));

@@ -59,4 +59,7 @@ pub enum ClusterAction {
 
 pub trait ClusterAdmin: Send + Sync + 'static {
     fn run(&self, action: ClusterAction) -> BoxFuture<'static, ApiResult<serde_json::Value>>;
+
+    /// Refresh cluster gauges (called when `/metrics` is scraped).
+    fn export_metrics(&self) {}
 }

@@ -62,9 +62,13 @@ pub enum NsCmd {
         distance: String,
     },
     /// Erase a namespace (its data key is destroyed first).
-    Delete { name: String },
+    Delete {
+        name: String,
+    },
     /// Which nodes hold the namespace.
-    Placement { name: String },
+    Placement {
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,7 +120,11 @@ impl Client {
 
     /// One REST call over gRPC: (status, JSON body).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-        let addr = if self.conn.addr.starts_with("http") { self.conn.addr.clone() } else { format!("http://{}", self.conn.addr) };
+        let addr = if self.conn.addr.starts_with("http") {
+            self.conn.addr.clone()
+        } else {
+            format!("http://{}", self.conn.addr)
+        };
         let mut client = loci_api::pb::loci_client::LociClient::connect(addr.clone())
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
@@ -163,7 +171,14 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<String>| -> String {
-        cells.iter().enumerate().map(|(i, c)| format!("{:<w$}", c, w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string()
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:<w$}", c, w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
     };
     let mut out = line(headers.iter().map(|h| h.to_string()).collect());
     out.push('\n');
@@ -217,14 +232,19 @@ pub async fn cluster(conn: Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
                             .collect()
                     })
                     .unwrap_or_default();
-                out.push_str(&table(&["NODE", "RPC ADDRESS", "GOSSIP", "RAFT", "APPLIED", "PRIMARIES", "REPLICAS", ""], &rows));
+                out.push_str(&table(
+                    &["NODE", "RPC ADDRESS", "GOSSIP", "RAFT", "APPLIED", "PRIMARIES", "REPLICAS", ""],
+                    &rows,
+                ));
                 let unhealthy = v["unhealthy_replicas"].as_array().cloned().unwrap_or_default();
                 if unhealthy.is_empty() {
                     out.push_str("\nall replicas healthy\n");
                 } else {
                     out.push_str(&format!("\n{} unhealthy replicas:\n", unhealthy.len()));
-                    let rows: Vec<Vec<String>> =
-                        unhealthy.iter().map(|u| vec![s(&u["namespace"]), s(&u["node"]), s(&u["state"]), s(&u["alive"])]).collect();
+                    let rows: Vec<Vec<String>> = unhealthy
+                        .iter()
+                        .map(|u| vec![s(&u["namespace"]), s(&u["node"]), s(&u["state"]), s(&u["alive"])])
+                        .collect();
                     out.push_str(&table(&["NAMESPACE", "NODE", "STATE", "ALIVE"], &rows));
                 }
                 out
@@ -237,7 +257,16 @@ pub async fn cluster(conn: Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
                     .as_array()
                     .map(|a| {
                         a.iter()
-                            .map(|n| vec![s(&n["node_id"]), s(&n["address"]), s(&n["rpc_addr"]), s(&n["role"]), s(&n["status"]), s(&n["uptime_seconds"])])
+                            .map(|n| {
+                                vec![
+                                    s(&n["node_id"]),
+                                    s(&n["address"]),
+                                    s(&n["rpc_addr"]),
+                                    s(&n["role"]),
+                                    s(&n["status"]),
+                                    s(&n["uptime_seconds"]),
+                                ]
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -266,7 +295,9 @@ pub async fn cluster(conn: Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
                 loop {
                     let st = c.ok("GET", "/v1/admin/cluster/status", None).await?;
                     let m = st["members"].as_array().and_then(|a| a.iter().find(|m| s(&m["node_id"]) == node).cloned());
-                    let held = m.as_ref().map_or(0, |m| m["namespaces_primary"].as_u64().unwrap_or(0) + m["namespaces_replica"].as_u64().unwrap_or(0));
+                    let held = m.as_ref().map_or(0, |m| {
+                        m["namespaces_primary"].as_u64().unwrap_or(0) + m["namespaces_replica"].as_u64().unwrap_or(0)
+                    });
                     if held == 0 {
                         break;
                     }
@@ -276,7 +307,13 @@ pub async fn cluster(conn: Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
             }
-            c.print(&v, |v| format!("node {} draining ({} replicas at the time of the request)\n", s(&v["node_id"]), s(&v["replicas_on_node"])));
+            c.print(&v, |v| {
+                format!(
+                    "node {} draining ({} replicas at the time of the request)\n",
+                    s(&v["node_id"]),
+                    s(&v["replicas_on_node"])
+                )
+            });
         }
         ClusterCmd::Undrain { node } => {
             let v = c.ok("POST", &format!("/v1/admin/cluster/nodes/{node}/undrain"), Some(json!({}))).await?;
@@ -310,12 +347,29 @@ pub async fn ns(conn: Conn, cmd: NsCmd) -> anyhow::Result<()> {
             });
         }
         NsCmd::Create { name, dimension, distance } => {
-            let v = c.ok("POST", "/v1/namespaces", Some(json!({"name": name, "dimension": dimension, "distance": distance}))).await?;
-            c.print(&v, |v| format!("namespace {} (dimension {}, {}) {}\n", s(&v["namespace"]), s(&v["dimension"]), s(&v["distance"]), if v["created"] == true { "created" } else { "already existed" }));
+            let v = c
+                .ok("POST", "/v1/namespaces", Some(json!({"name": name, "dimension": dimension, "distance": distance})))
+                .await?;
+            c.print(&v, |v| {
+                format!(
+                    "namespace {} (dimension {}, {}) {}\n",
+                    s(&v["namespace"]),
+                    s(&v["dimension"]),
+                    s(&v["distance"]),
+                    if v["created"] == true { "created" } else { "already existed" }
+                )
+            });
         }
         NsCmd::Delete { name } => {
             let v = c.ok("DELETE", &format!("/v1/namespaces/{name}"), None).await?;
-            c.print(&v, |v| format!("erased {}: {} memories, data key destroyed: {}\n", s(&v["namespace"]), s(&v["memories_deleted"]), s(&v["data_key_destroyed"])));
+            c.print(&v, |v| {
+                format!(
+                    "erased {}: {} memories, data key destroyed: {}\n",
+                    s(&v["namespace"]),
+                    s(&v["memories_deleted"]),
+                    s(&v["data_key_destroyed"])
+                )
+            });
         }
         NsCmd::Placement { name } => {
             let v = c.ok("GET", &format!("/v1/namespaces/{name}/placement"), None).await?;
@@ -325,11 +379,24 @@ pub async fn ns(conn: Conn, cmd: NsCmd) -> anyhow::Result<()> {
                     .map(|a| {
                         a.iter()
                             .enumerate()
-                            .map(|(i, r)| vec![s(&r["node_id"]), if i == 0 { "primary".into() } else { "replica".into() }, s(&r["state"]), s(&r["alive"])])
+                            .map(|(i, r)| {
+                                vec![
+                                    s(&r["node_id"]),
+                                    if i == 0 { "primary".into() } else { "replica".into() },
+                                    s(&r["state"]),
+                                    s(&r["alive"]),
+                                ]
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
-                format!("{} epoch {} rf {}\n{}", s(&v["namespace"]), s(&v["epoch"]), s(&v["rf"]), table(&["NODE", "ROLE", "STATE", "ALIVE"], &rows))
+                format!(
+                    "{} epoch {} rf {}\n{}",
+                    s(&v["namespace"]),
+                    s(&v["epoch"]),
+                    s(&v["rf"]),
+                    table(&["NODE", "ROLE", "STATE", "ALIVE"], &rows)
+                )
             });
         }
     }
@@ -357,7 +424,16 @@ pub async fn keys(conn: Conn, cmd: KeysCmd) -> anyhow::Result<()> {
                     .as_array()
                     .map(|a| {
                         a.iter()
-                            .map(|k| vec![s(&k["key_id"]), s(&k["name"]), s(&k["scope"]), s(&k["namespaces"]), s(&k["active"]), s(&k["expires_at"])])
+                            .map(|k| {
+                                vec![
+                                    s(&k["key_id"]),
+                                    s(&k["name"]),
+                                    s(&k["scope"]),
+                                    s(&k["namespaces"]),
+                                    s(&k["active"]),
+                                    s(&k["expires_at"]),
+                                ]
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -375,7 +451,15 @@ pub async fn keys(conn: Conn, cmd: KeysCmd) -> anyhow::Result<()> {
         KeysCmd::Rotate { key_id, grace_secs } => {
             let body = grace_secs.map(|g| json!({"grace_secs": g})).unwrap_or(json!({}));
             let v = c.ok("POST", &format!("/admin/keys/{key_id}/rotate"), Some(body)).await?;
-            c.print(&v, |v| format!("new key_id {}\nnew key    {}\nold key {} expires at {}\n", s(&v["key_id"]), s(&v["new_key"]), s(&v["old_key_id"]), s(&v["old_key_expires_at"])));
+            c.print(&v, |v| {
+                format!(
+                    "new key_id {}\nnew key    {}\nold key {} expires at {}\n",
+                    s(&v["key_id"]),
+                    s(&v["new_key"]),
+                    s(&v["old_key_id"]),
+                    s(&v["old_key_expires_at"])
+                )
+            });
         }
     }
     Ok(())

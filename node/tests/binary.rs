@@ -394,7 +394,11 @@ fn created_key_secrets_never_reach_logs_and_audit_verify_detects_tampering() {
 
 fn loci(args: &[&str], key: &str) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_loci")).args(args).env("LOCI_API_KEY", key).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn grpc_of(dir: &Path) -> String {
@@ -418,7 +422,22 @@ fn operator_cli_over_grpc() {
     assert!(ok && out.contains("created"), "{out}{err}");
     let (ok, out, _) = loci(&["ns", "placement", "cli-docs", "--addr", &addr], KEY);
     assert!(ok && out.contains("primary"), "{out}");
-    let (ok, out, _) = loci(&["keys", "create", "--name", "cli-key", "--scope", "write", "--namespace", "cli-docs", "--addr", &addr, "--json"], KEY);
+    let (ok, out, _) = loci(
+        &[
+            "keys",
+            "create",
+            "--name",
+            "cli-key",
+            "--scope",
+            "write",
+            "--namespace",
+            "cli-docs",
+            "--addr",
+            &addr,
+            "--json",
+        ],
+        KEY,
+    );
     assert!(ok);
     let created: Value = serde_json::from_str(&out).unwrap();
     let key_id = created["key_id"].as_str().unwrap().to_string();
@@ -444,9 +463,8 @@ fn operator_cli_over_grpc() {
 
 #[test]
 fn three_processes_form_a_cluster_and_survive_kill_9_of_a_primary() {
-    let ports: Vec<u16> = (0..3)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
-        .collect();
+    let ports: Vec<u16> =
+        (0..3).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
     let join = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
     let guards: Vec<_> = (0..3).map(|_| tmp()).collect();
     let mut procs = Vec::new();
@@ -462,7 +480,9 @@ fn three_processes_form_a_cluster_and_survive_kill_9_of_a_primary() {
         procs.push(spawn_with_gossip(dir, &env));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while procs.iter().any(|p| client().get(format!("{}/health/ready", p.base)).send().map(|r| r.status().as_u16()).unwrap_or(0) != 200) {
+    while procs.iter().any(|p| {
+        client().get(format!("{}/health/ready", p.base)).send().map(|r| r.status().as_u16()).unwrap_or(0) != 200
+    }) {
         assert!(Instant::now() < deadline, "cluster did not become ready");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -470,7 +490,11 @@ fn three_processes_form_a_cluster_and_survive_kill_9_of_a_primary() {
     for i in 0..40 {
         let mut tries = 0;
         loop {
-            let (s, v) = post(&procs[i % 3].base, "/v1/memory/store", &json!({"agent_id": "bin-ns", "content": format!("binary cluster fact {i}")}));
+            let (s, v) = post(
+                &procs[i % 3].base,
+                "/v1/memory/store",
+                &json!({"agent_id": "bin-ns", "content": format!("binary cluster fact {i}")}),
+            );
             if s == 200 {
                 ids.push(v["memory"]["id"].as_str().unwrap().to_string());
                 break;
@@ -483,7 +507,8 @@ fn three_processes_form_a_cluster_and_survive_kill_9_of_a_primary() {
     let (_, placement) = get(&procs[0].base, "/v1/namespaces/bin-ns/placement");
     let primary = placement["primary"].as_str().unwrap().to_string();
     let victim = (0..3).find(|i| {
-        let info: Value = serde_json::from_str(&std::fs::read_to_string(guards[*i].1.join("ready.json")).unwrap()).unwrap();
+        let info: Value =
+            serde_json::from_str(&std::fs::read_to_string(guards[*i].1.join("ready.json")).unwrap()).unwrap();
         info["node_id"].to_string() == primary
     });
     let victim = victim.expect("primary is one of the processes");
@@ -500,7 +525,11 @@ fn three_processes_form_a_cluster_and_survive_kill_9_of_a_primary() {
         std::thread::sleep(Duration::from_millis(200));
     }
     for i in (0..3).filter(|i| *i != victim) {
-        let (s, v) = post(&procs[i].base, "/v1/memories/recall/batch", &json!({"agent_id": "bin-ns", "filter": {}, "limit": 1000}));
+        let (s, v) = post(
+            &procs[i].base,
+            "/v1/memories/recall/batch",
+            &json!({"agent_id": "bin-ns", "filter": {}, "limit": 1000}),
+        );
         assert_eq!(s, 200, "{v}");
         let have: Vec<&str> = v["memories"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
         for id in &ids {
@@ -511,7 +540,14 @@ fn three_processes_form_a_cluster_and_survive_kill_9_of_a_primary() {
     let (ok, out, err) = loci(&["cluster", "status", "--addr", &grpc_of(&guards[survivor].1), "--json"], KEY);
     assert!(ok, "{err}");
     let st: Value = serde_json::from_str(&out).unwrap();
-    assert!(st["members"].as_array().unwrap().iter().any(|m| m["node_id"].as_str() == Some(primary.as_str()) && m["gossip_state"] == "down"), "{out}");
+    assert!(
+        st["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["node_id"].as_str() == Some(primary.as_str()) && m["gossip_state"] == "down"),
+        "{out}"
+    );
     for (i, p) in procs.iter_mut().enumerate() {
         if i != victim {
             p.child.kill().unwrap();

@@ -428,3 +428,83 @@ async fn erasing_a_namespace_erases_every_replica() {
     }
     let _ = ids_of(&Value::Null);
 }
+
+#[tokio::test]
+async fn draining_a_node_moves_everything_off_before_removal() {
+    let c = TestCluster::start_with(4, |a| {
+        a.replication_factor = 2;
+        a.voters = 3;
+    })
+    .await;
+    let namespaces: Vec<String> = (0..8).map(|k| format!("drain-{k}")).collect();
+    for ns in &namespaces {
+        for j in 0..3 {
+            let (s, _) = c
+                .client(0)
+                .post_retrying("/v1/memory/store", &json!({"agent_id": ns, "content": format!("{ns} fact {j}")}))
+                .await;
+            assert_eq!(s, 200);
+        }
+    }
+    // Drain a node that holds some replicas (and is not the catalogue leader).
+    let leader = status(&c, 0).await["leader"].as_str().unwrap().to_string();
+    let target = (0..4)
+        .filter(|i| c.node_id(*i).to_string() != leader)
+        .max_by_key(|i| {
+            namespaces.iter().filter(|ns| placement_of(&c, 0, ns).replicas.contains(&c.node_id(*i))).count()
+        })
+        .unwrap();
+    let tid = c.node_id(target);
+    let (s, v) = c.client(0).post(&format!("/v1/admin/cluster/nodes/{tid}/drain"), &json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["draining"], true);
+    let drained = eventually(Duration::from_secs(60), || async {
+        namespaces.iter().all(|ns| {
+            let p = placement_of(&c, 0, ns);
+            !p.replicas.contains(&tid) && p.active_count() == 2
+        })
+    })
+    .await;
+    assert!(
+        drained,
+        "node still holds replicas: {:?}",
+        namespaces.iter().map(|ns| placement_of(&c, 0, ns)).collect::<Vec<_>>()
+    );
+    for ns in &namespaces {
+        let (s, v) =
+            c.client((target + 1) % 4).post("/v1/memories/recall/batch", &json!({"agent_id": ns, "filter": {}})).await;
+        assert_eq!((s, v["total"].as_u64()), (200, Some(3)), "{ns}");
+    }
+    let st = status(&c, 0).await;
+    let m = st["members"].as_array().unwrap().iter().find(|m| m["node_id"] == tid.to_string()).unwrap().clone();
+    assert_eq!(
+        (m["namespaces_primary"].as_u64(), m["namespaces_replica"].as_u64(), m["draining"].as_bool()),
+        (Some(0), Some(0), Some(true))
+    );
+    // Now it can be removed from the catalogue.
+    let (s, v) = c.client(0).delete(&format!("/v1/admin/cluster/nodes/{tid}")).await;
+    assert_eq!(s, 200, "{v}");
+    let gone = eventually(Duration::from_secs(10), || async {
+        status(&c, 0).await["members"].as_array().unwrap().iter().all(|m| m["node_id"] != tid.to_string())
+    })
+    .await;
+    assert!(gone);
+    // Request ids travel with forwarded requests; cluster gauges are exported.
+    let ns = &namespaces[0];
+    let primary = placement_of(&c, 0, ns).primary().unwrap();
+    let other = (0..4).find(|i| *i != target && c.node_id(*i) != primary).unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/memories/recall/batch", c.client(other).base))
+        .bearer_auth(loci_tests::ROOT_KEY)
+        .header("x-request-id", "trace-me-42")
+        .json(&json!({"agent_id": ns, "filter": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "trace-me-42");
+    let (_, m) = c.client(0).get("/metrics").await;
+    let text = m.as_str().unwrap();
+    for metric in ["loci_gossip_members", "loci_raft_state", "loci_replication_lag_entries", "loci_raft_apply_lag"] {
+        assert!(text.contains(metric), "missing {metric}");
+    }
+}

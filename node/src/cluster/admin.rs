@@ -20,6 +20,56 @@ impl ClusterAdmin for Admin {
         let c = self.0.clone();
         Box::pin(async move { c.run_admin(action).await })
     }
+
+    fn export_metrics(&self) {
+        let c = &self.0;
+        let node = c.node_id.to_string();
+        let view = c.gossip.view();
+        let alive = view.alive_count();
+        metrics::gauge!("loci_gossip_members", "state" => "alive", "node" => node.clone()).set(alive as f64);
+        metrics::gauge!("loci_gossip_members", "state" => "down", "node" => node.clone())
+            .set((view.members.len() - alive) as f64);
+        let stats = &c.gossip.stats;
+        metrics::gauge!("loci_gossip_rejected_packets", "node" => node.clone())
+            .set(stats.rejected.load(std::sync::atomic::Ordering::Relaxed) as f64);
+        let m = c.catalogue.raft.metrics().borrow().clone();
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        metrics::gauge!("loci_raft_apply_lag", "node" => node.clone())
+            .set(m.last_log_index.unwrap_or(0).saturating_sub(applied) as f64);
+        for state in ["Leader", "Follower", "Candidate", "Learner"] {
+            let on = format!("{:?}", m.state) == state;
+            metrics::gauge!("loci_raft_state", "state" => state, "node" => node.clone()).set(if on {
+                1.0
+            } else {
+                0.0
+            });
+        }
+        // Replication lag of followers of the namespaces this node leads: a histogram and the
+        // maximum (bounded cardinality, no per-namespace labels).
+        let core = c.core();
+        let mut max_lag = 0u64;
+        let mut primaries = 0;
+        for ns in c.catalogue.view.read().namespaces.values() {
+            if ns.placement.primary() != Some(c.node_id) {
+                continue;
+            }
+            primaries += 1;
+            let Some(core) = &core else { break };
+            if !core.store.is_loaded(ns.id) {
+                continue;
+            }
+            let Ok(ctx) = core.context(ns) else { continue };
+            let Ok(p) = core.store.progress(&ctx) else { continue };
+            for f in ns.placement.replicas.iter().filter(|f| **f != c.node_id) {
+                let acked = c.links.lock().get(&(ns.id, *f)).and_then(|l| l.try_lock().ok().map(|a| *a)).unwrap_or(0);
+                let lag = p.applied_seq.saturating_sub(acked);
+                metrics::histogram!("loci_replication_lag_entries").record(lag as f64);
+                max_lag = max_lag.max(lag);
+            }
+        }
+        metrics::gauge!("loci_replication_lag_entries_max", "node" => node.clone()).set(max_lag as f64);
+        metrics::gauge!("loci_namespaces_primary", "node" => node).set(primaries as f64);
+    }
 }
 
 impl Cluster {

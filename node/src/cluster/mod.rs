@@ -54,7 +54,7 @@ pub struct Cluster {
     core: OnceLock<Weak<Core>>,
     /// Per (namespace, follower): the highest sequence the follower acknowledged; the async
     /// mutex also orders sends to one follower.
-    links: Mutex<HashMap<(u64, u64), Arc<tokio::sync::Mutex<u64>>>>,
+    pub(crate) links: Mutex<HashMap<(u64, u64), Arc<tokio::sync::Mutex<u64>>>>,
     /// Full copies in flight (namespace id, target node).
     copies: Mutex<HashSet<(u64, u64)>>,
     /// When the local node first saw each member alive (promotion needs some stability).

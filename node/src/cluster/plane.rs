@@ -73,6 +73,9 @@ impl WireError {
 
 #[derive(Serialize, Deserialize)]
 pub struct ForwardRequest {
+    /// The request id of the original request (one trace across the hop).
+    #[serde(default)]
+    pub request_id: Option<String>,
     pub namespace: String,
     pub epoch: u64,
     pub catalogue_index: u64,
@@ -190,6 +193,7 @@ impl Cluster {
             }
             metrics::counter!("loci_forwarded_requests_total").increment(1);
             let req = ForwardRequest {
+                request_id: loci_api::request_id::current(),
                 namespace: entry.name.clone(),
                 epoch: entry.placement.epoch,
                 catalogue_index: self.catalogue.view.applied_index(),
@@ -381,6 +385,13 @@ impl Cluster {
 
     /// Forwarded operation, on the primary.
     pub async fn serve_forward(self: Arc<Self>, req: ForwardRequest) -> ForwardReply {
+        use tracing::Instrument;
+        let id = req.request_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("forwarded", request_id = %id, namespace = %req.namespace);
+        loci_api::request_id::REQUEST_ID.scope(id, self.serve_forward_inner(req).instrument(span)).await
+    }
+
+    async fn serve_forward_inner(self: Arc<Self>, req: ForwardRequest) -> ForwardReply {
         let _ = self.catalogue.view.wait_applied(req.catalogue_index, Duration::from_secs(3)).await;
         let Some(entry) = self.entry(&req.namespace) else {
             return Err((&ApiError::namespace_not_found(&req.namespace)).into());
