@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -86,7 +86,9 @@ impl AuditLog {
             None => (Sink::Stdout, GENESIS.to_string(), 0),
             Some(path) => {
                 let (prev, seq) = last_link(path)?;
-                let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+                use std::os::unix::fs::OpenOptionsExt;
+                // It may hold captured request bodies: owner-only.
+                let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
                 (Sink::File(f), prev, seq)
             }
         };
@@ -238,7 +240,15 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let mut body_capture = None;
     let req = if logging && audit.config.capture_body_bytes > 0 {
         let (parts, body) = req.into_parts();
-        let bytes = axum::body::to_bytes(body, state.core.config.max_body_bytes).await.unwrap_or_else(|_| Bytes::new());
+        let bytes = match axum::body::to_bytes(body, state.core.config.max_body_bytes).await {
+            Ok(b) => b,
+            // Too large (or unreadable): refuse as the handler would have.
+            Err(_) => {
+                return axum::response::IntoResponse::into_response(ApiError::payload_too_large(
+                    "request body exceeds the configured limit (LOCI_MAX_BODY_SIZE)",
+                ));
+            }
+        };
         let take = &bytes[..bytes.len().min(audit.config.capture_body_bytes)];
         body_capture = Some(match serde_json::from_slice::<Value>(take) {
             Ok(mut v) => {
@@ -258,7 +268,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let status = resp.status().as_u16();
     let principal = principal_slot.or_else(|| resp.extensions().get::<std::sync::Arc<Principal>>().cloned());
     if let Some(p) = &principal {
-        state.usage.record(&p.key_id, &path, &p.touched(), status, elapsed);
+        state.usage.record(&p.key_id, &path, &p.granted(), status, elapsed);
     }
     if logging {
         let mut rec = json!({

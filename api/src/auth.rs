@@ -40,8 +40,8 @@ pub struct Principal {
     pub grants: Grants,
     pub expires_at: Option<u64>,
     pub is_root: bool,
-    /// Namespaces this request was authorised against (for the audit log and usage).
-    touched: Mutex<Vec<String>>,
+    /// Namespaces this request asked for, and whether it was allowed (audit log and usage).
+    touched: Mutex<Vec<(String, bool)>>,
 }
 
 pub const ROOT_KEY_ID: &str = "root";
@@ -84,20 +84,24 @@ impl Principal {
         self.scope_on(ns).is_some()
     }
 
+    /// Does the key hold `need` on `ns`? (A check that is not recorded as an access.)
+    pub fn allows(&self, ns: &str, need: Scope) -> bool {
+        self.scope_on(ns).is_some_and(|s| s >= need)
+    }
+
     /// Refuse unless the key holds `need` on `ns`.
     pub fn require(&self, ns: &str, need: Scope) -> Result<(), ApiError> {
         let ns = canonical_namespace(ns);
-        {
-            let mut t = self.touched.lock();
-            if !t.iter().any(|x| x == ns) && t.len() < 16 {
-                t.push(ns.to_string());
-            }
-        }
-        match self.scope_on(ns) {
+        let res = match self.scope_on(ns) {
             None => Err(ApiError::namespace_forbidden(ns)),
             Some(s) if s >= need => Ok(()),
             Some(_) => Err(ApiError::insufficient_scope(need.as_str())),
+        };
+        let mut t = self.touched.lock();
+        if !t.iter().any(|(x, _)| x == ns) && t.len() < 16 {
+            t.push((ns.to_string(), res.is_ok()));
         }
+        res
     }
 
     /// Node-wide operations (no namespace): needs the scope on every namespace.
@@ -158,8 +162,15 @@ impl Principal {
         }
     }
 
+    /// Every namespace the request asked for (allowed or refused): for the audit log.
     pub fn touched(&self) -> Vec<String> {
-        self.touched.lock().clone()
+        self.touched.lock().iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Namespaces the request was allowed to use: for usage statistics the key itself can read
+    /// (refused names must not leak back to it).
+    pub fn granted(&self) -> Vec<String> {
+        self.touched.lock().iter().filter(|(_, ok)| *ok).map(|(n, _)| n.clone()).collect()
     }
 }
 

@@ -440,6 +440,10 @@ impl Core {
         let now = now_secs();
         let mut total = 0;
         for entry in self.namespaces() {
+            // The primary sweeps; the deletion replicates to the other replicas.
+            if self.plane.get().is_some() && entry.placement.primary() != Some(self.config.node_id) {
+                continue;
+            }
             let by_days = entry.policy.retention_days.map(|d| d.saturating_mul(86_400));
             let keep = match (by_days, entry.policy.retention_seconds) {
                 (Some(a), Some(b)) => a.min(b),
@@ -450,11 +454,16 @@ impl Core {
                 created_before: Some(now.saturating_sub(keep).saturating_sub(1)),
                 ..Default::default()
             };
-            if let DataResult::Deleted(n) = self.exec(&entry, DataOp::Forget { filter }).await? {
-                if n > 0 {
-                    tracing::info!(namespace = %entry.name, deleted = n, "retention sweep");
+            // Only the primary sweeps (the deletion replicates); a failure skips one namespace.
+            match self.exec(&entry, DataOp::Forget { filter }).await {
+                Ok(DataResult::Deleted(n)) => {
+                    if n > 0 {
+                        tracing::info!(namespace = %entry.name, deleted = n, "retention sweep");
+                    }
+                    total += n;
                 }
-                total += n;
+                Ok(_) => {}
+                Err(e) => tracing::warn!(namespace = %entry.name, error = %e, "retention sweep failed"),
             }
         }
         Ok(total)

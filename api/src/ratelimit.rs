@@ -317,7 +317,10 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         return too_many(&d, "this API key");
     }
     let mut resp = next.run(req).await;
-    set_headers(resp.headers_mut(), &d);
+    // A namespace budget's 429 carries that budget's headers: keep them.
+    if resp.status() != StatusCode::TOO_MANY_REQUESTS {
+        set_headers(resp.headers_mut(), &d);
+    }
     resp
 }
 

@@ -44,6 +44,11 @@ impl HttpSecurity {
         if self.cors_credentials && self.cors_origins.iter().any(|o| o == "*") {
             return Err("LOCI_CORS_ORIGINS='*' together with credentials would let any site act with a user's cookies; list the allowed origins".into());
         }
+        if let Some(c) = &self.csp_override {
+            if HeaderValue::from_str(c).is_err() {
+                return Err("LOCI_CSP is not a valid header value".into());
+            }
+        }
         for o in &self.cors_origins {
             if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
                 return Err(format!("LOCI_CORS_ORIGINS entry '{o}' must be an http(s) origin or '*'"));
@@ -77,7 +82,7 @@ impl HttpSecurity {
         ];
         if self.preset == Preset::Strict {
             v.push(("cache-control", "no-store".to_string()));
-            v.push(("permissions-policy", "()".to_string()));
+            v.push(("permissions-policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()".to_string()));
         }
         v.into_iter()
             .filter_map(|(k, val)| Some((HeaderName::from_static(k), HeaderValue::from_str(&val).ok()?)))

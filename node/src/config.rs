@@ -205,7 +205,7 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCI_DEAD_NODE_GRACE_SECS", default_value_t = 300)]
     pub dead_node_grace_secs: u64,
 
-    /// Seconds between retention / TTL sweeps.
+    /// Seconds between retention sweeps (namespace `retention_days`/`retention_seconds`).
     #[arg(long, env = "LOCI_SWEEP_INTERVAL_SECS", default_value_t = 10)]
     pub sweep_interval_secs: u64,
 }

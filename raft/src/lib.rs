@@ -287,17 +287,27 @@ impl CatalogueNode {
         let applied = self.view.applied_index();
         self.raft.trigger().snapshot().await.map_err(|e| CatalogueError::Fatal(e.to_string()))?;
         let mut rx = self.raft.metrics();
-        let _ = tokio::time::timeout(
+        let snap = tokio::time::timeout(
             Duration::from_secs(10),
             rx.wait_for(|m| m.snapshot.is_some_and(|s| s.index >= applied)),
         )
         .await;
+        let snapped = matches!(snap, Ok(Ok(_)));
+        drop(snap);
+        if !snapped {
+            return Err(CatalogueError::Write("timed out waiting for the catalogue snapshot".into()));
+        }
         self.raft.trigger().purge_log(applied).await.map_err(|e| CatalogueError::Fatal(e.to_string()))?;
-        let _ = tokio::time::timeout(
+        let purged = tokio::time::timeout(
             Duration::from_secs(10),
             rx.wait_for(|m| m.purged.is_some_and(|p| p.index >= applied)),
         )
         .await;
+        let done = matches!(purged, Ok(Ok(_)));
+        drop(purged);
+        if !done {
+            return Err(CatalogueError::Write("timed out waiting for the catalogue log purge".into()));
+        }
         let db = self.db.clone();
         let _ = tokio::task::spawn_blocking(move || store::compact(&db)).await;
         Ok(())

@@ -273,10 +273,10 @@ async fn a_partitioned_minority_cannot_commit_and_replicas_converge_after_healin
     let content = local_content(&c, 0, ns).await.unwrap();
     assert!(content.iter().any(|(_, t)| t == "after healing"));
     assert!(c.handle(minority).core.namespace("minority-made").is_none());
-    assert!(
-        c.handle(minority).core.namespace("majority-made").is_some(),
-        "the healed node caught up with the catalogue"
-    );
+    let caught_up =
+        eventually(Duration::from_secs(20), || async { c.handle(minority).core.namespace("majority-made").is_some() })
+            .await;
+    assert!(caught_up, "the healed node caught up with the catalogue");
 }
 
 #[tokio::test]
@@ -412,9 +412,17 @@ async fn erasing_a_namespace_erases_every_replica() {
             .await;
         assert_eq!(s, 200);
     }
-    for i in 0..3 {
-        assert_eq!(local_content(&c, i, "gone").await.map(|v| v.len()), Some(5));
-    }
+    // The third replica receives the writes right after the quorum acknowledged them.
+    let all = eventually(Duration::from_secs(10), || async {
+        for i in 0..3 {
+            if local_content(&c, i, "gone").await.map(|v| v.len()) != Some(5) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(all, "every replica holds the five memories");
     let ids: Vec<String> = local_content(&c, 0, "gone").await.unwrap().into_iter().map(|(id, _)| id).collect();
     let (s, r) = c.client(1).delete("/v1/namespaces/gone").await;
     assert_eq!(s, 200, "{r}");

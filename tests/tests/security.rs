@@ -779,3 +779,41 @@ async fn audit_log_is_complete_chained_and_free_of_secrets() {
     std::fs::write(&audit_path, text.replacen("\"status\":403", "\"status\":200", 1)).unwrap();
     assert!(matches!(loci_api::audit::verify(&audit_path).unwrap(), loci_api::audit::Verdict::Broken { .. }));
 }
+
+#[tokio::test]
+async fn a_key_cannot_lock_out_its_owner_or_learn_foreign_namespaces() {
+    let node = TestNode::start().await;
+    let root = node.client.clone();
+    root.store("secret-tenant", "not yours").await;
+    let (id, secret) =
+        create_key(&root, "/admin/keys", &json!({"name": "leaky", "scope": "read", "namespaces": ["mine"]})).await;
+    let k = as_key(&root, &secret);
+    // It may look at itself...
+    assert_eq!(k.get(&format!("/admin/keys/{id}")).await.0, 200);
+    // ...but not rotate, deactivate, delete or rename itself.
+    for (m, path, body) in [
+        (reqwest::Method::POST, format!("/admin/keys/{id}/rotate"), json!({})),
+        (reqwest::Method::POST, format!("/admin/keys/{id}/deactivate"), json!({})),
+        (reqwest::Method::DELETE, format!("/admin/keys/{id}"), json!({})),
+        (reqwest::Method::PATCH, format!("/admin/keys/{id}"), json!({"name": "mine now"})),
+    ] {
+        let (s, _) = k.request(m.clone(), &path, Some(&body)).await;
+        assert!(s == 403 || s == 404, "{m} {path} → {s}");
+    }
+    assert_eq!(k.get("/v1/auth/whoami").await.0, 200, "the key still works");
+    // Refused namespaces never show up in its own usage report.
+    assert_eq!(k.post("/v1/memory/recall", &json!({"agent_id": "secret-tenant", "query": "x"})).await.0, 403);
+    k.get("/v1/agents").await;
+    let (s, usage) = k.get(&format!("/admin/keys/{id}/usage")).await;
+    assert_eq!(s, 200);
+    assert!(!usage.to_string().contains("secret-tenant"), "{usage}");
+    // A key is rotated once; its successor is what rotates next.
+    let (s, _) = root.post(&format!("/admin/keys/{id}/rotate"), &json!({"grace_secs": 60})).await;
+    assert_eq!(s, 200);
+    let (s, v) = root.post(&format!("/admin/keys/{id}/rotate"), &json!({"grace_secs": 60})).await;
+    assert_eq!(s, 409, "{v}");
+    // Policy values are checked.
+    for bad in [json!({"content_screening": "maybe"}), json!({"max_memories": 0}), json!({"write_quorum": 0})] {
+        assert_eq!(root.put("/v1/namespaces/secret-tenant/memory_policy", &bad).await.0, 400, "{bad}");
+    }
+}

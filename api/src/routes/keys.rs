@@ -243,7 +243,7 @@ pub async fn create_with_permissions(
         for s in &perm.scopes {
             level = level.max(parse_scope(s)?);
         }
-        if perm.namespace == "*" {
+        if canonical_namespace(&perm.namespace) == "*" {
             return Err(ApiError::bad_request("use POST /admin/keys without namespaces for a key on every namespace"));
         }
         let pattern = check_pattern(&perm.namespace)?;
@@ -268,10 +268,15 @@ pub async fn create_with_permissions(
 
 /// The key, if the caller may manage it (otherwise 404: existence is not revealed).
 fn managed(state: &AppState, p: &Principal, key_id: &str) -> ApiResult<ApiKeyEntry> {
+    managed_as(state, p, key_id, true)
+}
+
+/// A key may look at itself (`readonly`), never rotate, revoke or change itself: a leaked key
+/// must not be able to lock its owner out.
+fn managed_as(state: &AppState, p: &Principal, key_id: &str, readonly: bool) -> ApiResult<ApiKeyEntry> {
     let not_found = || ApiError::not_found("api_key", format!("API key {} not found", validate::printable(key_id)));
     let k = state.core.catalogue.view.read().keys.get(key_id).cloned().ok_or_else(not_found)?;
-    if p.key_id == k.key_id {
-        // A key may always look at itself (not widen, not mint).
+    if readonly && p.key_id == k.key_id {
         return Ok(k);
     }
     p.can_delegate(k.scope, &k.grants).map_err(|_| not_found())?;
@@ -335,7 +340,7 @@ async fn update_key(state: &AppState, p: &Principal, id: &str, body: UpdateBody)
     if id == crate::auth::ROOT_KEY_ID {
         return Err(ApiError::bad_request("the root key is configured, not managed"));
     }
-    let k = managed(state, p, id)?;
+    let k = managed_as(state, p, id, false)?;
     if !k.usable_at(now_secs()) {
         return Err(ApiError::conflict("the key is not active"));
     }
@@ -348,7 +353,17 @@ async fn update_key(state: &AppState, p: &Principal, id: &str, body: UpdateBody)
     let grants = match body.namespaces {
         None => None,
         Some(ns) => {
-            let g = grants_from_namespaces(k.scope, ns)?;
+            let mut g = grants_from_namespaces(k.scope, ns)?;
+            // Each kept namespace keeps the scope it had (keys from /v1/api-keys mix scopes).
+            if let (Some(new), Some(old)) = (g.as_mut(), k.grants.as_ref()) {
+                for grant in new.iter_mut() {
+                    if let Some(s) =
+                        old.iter().filter(|o| pattern_contains(&o.pattern, &grant.pattern)).map(|o| o.scope).max()
+                    {
+                        grant.scope = s;
+                    }
+                }
+            }
             if !narrows(&k.grants, &g) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -381,7 +396,7 @@ pub async fn update(
 }
 
 async fn revoke(state: &AppState, p: &Principal, id: &str, hard: bool) -> ApiResult<Value> {
-    let k = managed(state, p, id)?;
+    let k = managed_as(state, p, id, false)?;
     let cmd = if hard {
         Command::DeleteKey { key_id: k.key_id.clone() }
     } else {
@@ -425,9 +440,12 @@ pub async fn rotate(
     if grace > MAX_GRACE_SECS {
         return Err(ApiError::bad_request(format!("grace_secs must be at most {MAX_GRACE_SECS}")));
     }
-    let old = managed(&state, &p, &id)?;
+    let old = managed_as(&state, &p, &id, false)?;
     if !old.usable_at(now_secs()) {
         return Err(ApiError::conflict("the key is not active"));
+    }
+    if let Some(next) = &old.rotated_to {
+        return Err(ApiError::conflict(format!("the key was already rotated (to {next}); rotate that key instead")));
     }
     let secret = new_secret();
     let now = now_secs();
@@ -502,7 +520,11 @@ pub async fn ns_create(
         return Err(ApiError::bad_request("namespace keys are read, write or admin"));
     }
     let mut names = vec![ns.clone()];
-    names.extend(b.extra_namespaces.unwrap_or_default());
+    let extra = b.extra_namespaces.unwrap_or_default();
+    if extra.iter().any(|n| canonical_namespace(n) == "*") {
+        return Err(ApiError::bad_request("a namespace key cannot be granted every namespace"));
+    }
+    names.extend(extra);
     let grants = grants_from_namespaces(scope, Some(names))?;
     let (entry, secret) = mint(&state, &p, b.name, scope, grants, expiry(b.expires_in_days)?).await?;
     let mut v = key_json(&state, &entry);

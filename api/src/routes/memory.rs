@@ -300,7 +300,7 @@ async fn locate(
 ) -> ApiResult<(loci_raft::catalogue::NamespaceEntry, MemoryRecord)> {
     let mut hits = Vec::new();
     for entry in state.core.namespaces() {
-        if !p.can_see(&entry.name) || p.require(&entry.name, Scope::Read).is_err() {
+        if !p.allows(&entry.name, Scope::Read) {
             continue;
         }
         match state.core.exec(&entry, DataOp::Get { id: id.to_string(), record_access: false }).await {
@@ -881,6 +881,7 @@ pub async fn search(
             _ => return Err(ApiError::internal("unexpected result")),
         }
     } else {
+        ns_limit(&state, &entry, crate::ratelimit::NsClass::Recall).await?;
         let mut hits = match state.core.exec(&entry, DataOp::Recall(prep.params)).await? {
             DataResult::Recalled(h) => h,
             _ => return Err(ApiError::internal("unexpected result")),

@@ -76,7 +76,7 @@ pub async fn capabilities(State(state): State<AppState>, Auth(_p): Auth) -> ApiR
         "fulltext_language": "en",
         "query_languages": ["en"],
         "reembed_pending": false,
-        "auth": {"prefix_patterns": true, "sessions_by_agent": true, "key_update": false, "rotation_grace_max_secs": 604800, "max_grants": 64, "max_grant_len": 128},
+        "auth": {"prefix_patterns": true, "sessions_by_agent": true, "key_update": true, "rotation_grace_max_secs": 604800, "max_grants": 64, "max_grant_len": 128},
         "naming": {
             "agent_id_pattern": "[A-Za-z0-9][A-Za-z0-9_.-]*",
             "agent_id_max_bytes": crate::validate::MAX_AGENT_ID_BYTES,

@@ -246,6 +246,19 @@ pub async fn put_policy(
     }
     let policy: MemoryPolicy =
         serde_json::from_value(merged).map_err(|e| ApiError::bad_request(format!("invalid memory policy: {e}")))?;
+    if !matches!(policy.content_screening.as_str(), "off" | "flag" | "block") {
+        return Err(ApiError::bad_request("content_screening must be off, flag or block"));
+    }
+    for (name, v) in [
+        ("max_memories", policy.max_memories),
+        ("retention_days", policy.retention_days),
+        ("retention_seconds", policy.retention_seconds),
+        ("write_quorum", policy.write_quorum.map(|q| q as u64)),
+    ] {
+        if v == Some(0) {
+            return Err(ApiError::bad_request(format!("{name} must be at least 1 (omit it for no limit)")));
+        }
+    }
     let entry = state.core.set_policy(&entry.name, policy).await?;
     Ok(Json(policy_json(&entry.policy)?))
 }

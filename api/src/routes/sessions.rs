@@ -232,7 +232,7 @@ pub async fn memories(
 pub async fn list_agents(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
     let mut out: Vec<AgentSummary> = Vec::new();
     for entry in state.core.namespaces() {
-        if p.require(&entry.name, Scope::Read).is_err() {
+        if !p.allows(&entry.name, Scope::Read) {
             continue;
         }
         if let DataResult::Agents(list) = state.core.exec(&entry, DataOp::ListAgents).await? {
