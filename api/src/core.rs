@@ -89,6 +89,8 @@ pub struct Core {
     rotation: tokio::sync::Mutex<()>,
     plane: std::sync::OnceLock<Arc<dyn crate::plane::DataPlane>>,
     cluster: std::sync::OnceLock<Arc<dyn crate::plane::ClusterAdmin>>,
+    minilm: std::sync::OnceLock<Arc<loci_storage::minilm::MiniLm>>,
+    openai: std::sync::OnceLock<crate::embedders::OpenAiConfig>,
 }
 
 impl Core {
@@ -114,6 +116,8 @@ impl Core {
             rotation: tokio::sync::Mutex::new(()),
             plane: std::sync::OnceLock::new(),
             cluster: std::sync::OnceLock::new(),
+            minilm: std::sync::OnceLock::new(),
+            openai: std::sync::OnceLock::new(),
         }
     }
 
@@ -140,8 +144,31 @@ impl Core {
         }
         let e: SharedEmbedder = match spec.provider.as_str() {
             HashEmbedder::PROVIDER => Arc::new(HashEmbedder::new(spec.dimension)),
+            loci_storage::minilm::PROVIDER => {
+                let m = self.minilm.get().cloned().ok_or_else(|| {
+                    ApiError::unavailable("the built-in model is not loaded on this node (run `loci model fetch`)")
+                })?;
+                if spec.dimension != loci_storage::minilm::DIMENSION {
+                    return Err(ApiError::bad_request(format!(
+                        "builtin-minilm embeds in {} dimensions, not {}",
+                        loci_storage::minilm::DIMENSION,
+                        spec.dimension
+                    )));
+                }
+                m
+            }
+            "client" => Arc::new(crate::embedders::ClientVectors { dimension: spec.dimension }),
+            "openai-compatible" => {
+                let cfg = self.openai.get().cloned().ok_or_else(|| {
+                    ApiError::bad_request("no OpenAI-compatible endpoint is configured (LOCI_OPENAI_EMBEDDINGS_URL)")
+                })?;
+                Arc::new(crate::embedders::OpenAiCompatible::new(cfg, spec.dimension))
+            }
             other => {
-                return Err(ApiError::bad_request(format!("unknown embedding provider '{other}'")));
+                return Err(ApiError::bad_request(format!(
+                    "unknown embedding provider '{}': builtin-minilm, hash, openai-compatible or client",
+                    crate::validate::printable(other)
+                )));
             }
         };
         self.embedders.write().insert(key, e.clone());
@@ -178,14 +205,61 @@ impl Core {
         })
     }
 
+    /// Which embedder a new namespace gets. Without a provider: the node default, unless the
+    /// requested dimension differs from it — then the hashed n-gram embedder at that dimension
+    /// (so clients that create e.g. 1024-dimension namespaces get server-side text embedding).
+    pub fn embedder_spec(&self, provider: Option<&str>, dimension: Option<usize>) -> ApiResult<EmbedderSpec> {
+        let default_dim = match self.config.default_embedder.as_str() {
+            loci_storage::minilm::PROVIDER => loci_storage::minilm::DIMENSION,
+            _ => self.config.default_dimension,
+        };
+        let spec = match (provider, dimension) {
+            (Some(p), d) => {
+                let fixed = (p == loci_storage::minilm::PROVIDER).then_some(loci_storage::minilm::DIMENSION);
+                let dim = match (fixed, d) {
+                    (Some(f), Some(d)) if d != f => {
+                        return Err(ApiError::new(
+                            axum::http::StatusCode::BAD_REQUEST,
+                            "DIMENSION_MISMATCH",
+                            format!("{p} embeds in {f} dimensions, not {d}"),
+                        ));
+                    }
+                    (Some(f), _) => f,
+                    (None, Some(d)) => d,
+                    (None, None) if p == HashEmbedder::PROVIDER => default_dim,
+                    (None, None) => return Err(ApiError::bad_request(format!("provider {p} needs a dimension"))),
+                };
+                EmbedderSpec { provider: p.to_string(), dimension: dim }
+            }
+            (None, Some(d)) if d != default_dim => {
+                EmbedderSpec { provider: HashEmbedder::PROVIDER.into(), dimension: d }
+            }
+            (None, _) => EmbedderSpec { provider: self.config.default_embedder.clone(), dimension: default_dim },
+        };
+        self.embedder(&spec)?;
+        Ok(spec)
+    }
+
+    /// Install the built-in model (node start-up).
+    pub fn set_minilm(&self, m: Arc<loci_storage::minilm::MiniLm>) {
+        let _ = self.minilm.set(m);
+    }
+
+    pub fn has_minilm(&self) -> bool {
+        self.minilm.get().is_some()
+    }
+
+    pub fn set_openai(&self, c: crate::embedders::OpenAiConfig) {
+        let _ = self.openai.set(c);
+    }
+
     /// Create a namespace (idempotent by name: an existing one is returned with `created=false`).
     pub async fn create_namespace(&self, spec: NamespaceSpec) -> ApiResult<(NamespaceEntry, bool)> {
         if let Some(existing) = self.namespace(&spec.name) {
             return Ok((existing, false));
         }
-        let provider = spec.embedder.clone().unwrap_or_else(|| self.config.default_embedder.clone());
-        let dimension = spec.dimension.unwrap_or(self.config.default_dimension);
-        let embedder = EmbedderSpec { provider, dimension };
+        let embedder = self.embedder_spec(spec.embedder.as_deref(), spec.dimension)?;
+        let dimension = embedder.dimension;
         self.embedder(&embedder)?;
         for _ in 0..3 {
             let mut b = [0u8; 8];

@@ -172,6 +172,11 @@ impl From<StorageError> for ApiError {
             StorageError::Embedding(m) => ApiError::unavailable(format!("embedding failed: {m}")),
             StorageError::Dropped => ApiError::namespace_not_found("(dropped)"),
             StorageError::QuotaExceeded(m) => ApiError::new(StatusCode::CONFLICT, "QUOTA_EXCEEDED", m),
+            StorageError::Overloaded(m) => ApiError::unavailable(m).with_retry_after(1),
+            StorageError::EmbeddingUpstream(m) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "SERVICE_UNAVAILABLE", "the embedding service failed")
+                    .with_details(m)
+            }
             other => {
                 tracing::error!(error = %other, "storage error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE_ERROR", "storage error")

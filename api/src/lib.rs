@@ -11,6 +11,7 @@ pub mod pb {
 }
 pub mod auth;
 pub mod core;
+pub mod embedders;
 pub mod error;
 pub mod metrics;
 pub mod ratelimit;

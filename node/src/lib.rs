@@ -4,6 +4,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod logging;
+pub mod model;
 pub mod server;
 
 pub use config::ServeArgs;

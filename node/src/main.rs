@@ -1,5 +1,5 @@
 use clap::Parser;
-use loci_node::config::{AuditCommand, Cli, Command, prepare_environment};
+use loci_node::config::{AuditCommand, Cli, Command, ModelCommand, prepare_environment};
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -8,6 +8,30 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let cli = Cli::parse();
+    if let Command::Model(m) = &cli.command {
+        let res = match m {
+            ModelCommand::Fetch { dest, data_dir } => {
+                let dest = dest
+                    .clone()
+                    .or_else(|| std::env::var_os("LOCI_EMBEDDING_MODEL_DIR").map(Into::into))
+                    .unwrap_or_else(|| loci_node::model::default_dir(data_dir));
+                loci_node::model::fetch(&dest)
+            }
+            ModelCommand::Verify { dir } => loci_storage::minilm::verify_dir(dir)
+                .map(|_| format!("{}: all-MiniLM-L6-v2 verified", dir.display()))
+                .map_err(|e| anyhow::anyhow!("{e}")),
+        };
+        return match res {
+            Ok(msg) => {
+                println!("{msg}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if let Command::Audit(AuditCommand::Verify { file }) = &cli.command {
         return match loci_api::audit::verify(file) {
             Ok(loci_api::audit::Verdict::Intact { lines }) => {
@@ -34,7 +58,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
-            Command::Audit(_) => Ok(()),
+            Command::Audit(_) | Command::Model(_) => Ok(()),
             Command::Cluster { conn, cmd } => loci_node::cli::cluster(conn, cmd).await,
             Command::Ns { conn, cmd } => loci_node::cli::ns(conn, cmd).await,
             Command::Keys { conn, cmd } => loci_node::cli::keys(conn, cmd).await,

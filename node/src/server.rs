@@ -340,9 +340,50 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             .map_err(|e| anyhow::anyhow!(e))?,
         )
     };
+    // The default embedder: the built-in model when its files are present (and verified).
+    let model_dir = args.embedding_model_dir.clone().unwrap_or_else(|| crate::model::default_dir(&args.data_dir));
+    let want = args.embedding_provider.as_str();
+    let minilm = if matches!(want, "auto" | "builtin-minilm") && model_dir.exists() {
+        let dir = model_dir.clone();
+        match tokio::task::spawn_blocking(move || loci_storage::minilm::MiniLm::load(&dir)).await? {
+            Ok(m) => Some(m),
+            Err(e) if want == "builtin-minilm" => bail!("cannot load the embedding model: {e}"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the embedding model could not be loaded");
+                None
+            }
+        }
+    } else if want == "builtin-minilm" {
+        bail!(
+            "LOCI_EMBEDDING_PROVIDER=builtin-minilm but {} holds no model; run `loci model fetch`",
+            model_dir.display()
+        );
+    } else {
+        None
+    };
+    let default_embedder = match (want, &minilm) {
+        ("auto", Some(_)) | ("builtin-minilm", Some(_)) => loci_storage::minilm::PROVIDER.to_string(),
+        ("auto", None) | ("hash", _) => {
+            if want == "auto" {
+                tracing::warn!(
+                    dir = %model_dir.display(),
+                    "no embedding model found: new namespaces use the hashed n-gram fallback (keyword overlap, not meaning); run `loci model fetch`"
+                );
+            }
+            loci_storage::embed::HashEmbedder::PROVIDER.to_string()
+        }
+        ("openai-compatible", _) => {
+            if args.openai_embeddings_url.is_none() {
+                bail!("LOCI_EMBEDDING_PROVIDER=openai-compatible needs LOCI_OPENAI_EMBEDDINGS_URL");
+            }
+            "openai-compatible".to_string()
+        }
+        (other, _) => bail!("LOCI_EMBEDDING_PROVIDER '{other}' is not auto, builtin-minilm, hash or openai-compatible"),
+    };
     let core = Arc::new(Core::new(
         CoreConfig {
             node_id,
+            default_embedder: default_embedder.clone(),
             default_dimension: args.default_dimension,
             max_content_bytes: args.max_content_bytes,
             max_body_bytes: args.max_body_size,
@@ -354,6 +395,19 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         &root_key,
         audit.clone(),
     ));
+    if let Some(m) = minilm {
+        tracing::info!(model = loci_storage::minilm::MODEL_NAME, dir = %m.dir.display(), "built-in embedding model loaded");
+        core.set_minilm(m);
+    }
+    if let Some(url) = &args.openai_embeddings_url {
+        core.set_openai(loci_api::embedders::OpenAiConfig {
+            url: url.clone(),
+            model: args.openai_embeddings_model.clone(),
+            api_key: args.openai_embeddings_key.clone(),
+            timeout: Duration::from_secs(30),
+            retries: 2,
+        });
+    }
     cluster.set_core(&core);
     core.set_plane(Arc::new(crate::cluster::plane::Plane(cluster.clone())));
     core.set_cluster(Arc::new(crate::cluster::admin::Admin(cluster.clone())));

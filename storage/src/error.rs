@@ -33,6 +33,12 @@ pub enum StorageError {
     Dropped,
     #[error("{0}")]
     QuotaExceeded(String),
+    /// The external embedding service failed (maps to 502).
+    #[error("embedding service: {0}")]
+    EmbeddingUpstream(String),
+    /// Too much work queued (the embedder): retry later.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
 }
 
 impl From<serde_json::Error> for StorageError {

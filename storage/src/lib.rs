@@ -9,6 +9,7 @@
 pub mod crypto;
 pub mod embed;
 pub mod error;
+pub mod minilm;
 pub mod model;
 pub mod store;
 pub mod text;

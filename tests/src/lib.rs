@@ -51,6 +51,11 @@ pub fn serve_args(dir: &Path) -> ServeArgs {
         voters: 3,
         failover_after_secs: 3,
         dead_node_grace_secs: 30,
+        embedding_model_dir: None,
+        embedding_provider: "hash".into(),
+        openai_embeddings_url: None,
+        openai_embeddings_model: "test-model".into(),
+        openai_embeddings_key: None,
     }
 }
 

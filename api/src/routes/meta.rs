@@ -15,13 +15,20 @@ fn uptime(state: &AppState) -> u64 {
 }
 
 pub async fn health(State(state): State<AppState>) -> Response {
-    let body = serde_json::json!({
+    let embedder = &state.core.config.default_embedder;
+    let mut body = serde_json::json!({
         "service": "loci",
         "status": "healthy",
         "version": state.core.config.version,
         "node_id": state.core.config.node_id,
         "uptime_seconds": uptime(&state),
+        "embedder": embedder,
     });
+    if embedder == loci_storage::embed::HashEmbedder::PROVIDER {
+        body["config_warnings"] = serde_json::json!([
+            "no embedding model is loaded: new namespaces use the hashed n-gram fallback (run `loci model fetch`)"
+        ]);
+    }
     Json(body).into_response()
 }
 
@@ -58,15 +65,23 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 
 pub async fn capabilities(State(state): State<AppState>, Auth(_p): Auth) -> ApiResult<Json<Value>> {
     let c = &state.core.config;
+    let mut models = vec![serde_json::json!({
+        "name": "hash", "aliases": [], "dimension": c.default_dimension, "max_seq_length": 100000,
+        "effective_max_seq_length": 100000, "active": c.default_embedder == "hash", "modality": "text"
+    })];
+    if state.core.has_minilm() {
+        models.push(serde_json::json!({
+            "name": loci_storage::minilm::PROVIDER, "aliases": ["minilm", loci_storage::minilm::MODEL_NAME],
+            "dimension": loci_storage::minilm::DIMENSION, "max_seq_length": 256, "effective_max_seq_length": 256,
+            "active": c.default_embedder == loci_storage::minilm::PROVIDER, "modality": "text"
+        }));
+    }
     Ok(Json(serde_json::json!({
         "capabilities_version": 1,
         "server_version": c.version,
         "api_versions": ["v1"],
         "default_model": c.default_embedder,
-        "models": [{
-            "name": c.default_embedder, "aliases": [], "dimension": c.default_dimension,
-            "max_seq_length": 100000, "effective_max_seq_length": 100000, "active": true, "modality": "text"
-        }],
+        "models": models,
         "index_kinds": ["hnsw", "fulltext"],
         "vector_index_kinds": ["hnsw"],
         "live_vector_index_kinds": ["hnsw", "fulltext"],

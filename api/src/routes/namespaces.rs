@@ -99,11 +99,12 @@ async fn create_common(
                 (Some(a), Some(b)) if a != b => {
                     return Err(ApiError::bad_request("embedding.dimension and dimension disagree"));
                 }
-                (a, b) => check_dimension(a.or(b))?,
+                (None, None) => None,
+                (a, b) => Some(check_dimension(a.or(b))?),
             };
             (Some(spec.provider), d)
         }
-        None => (None, check_dimension(body.dimension)?),
+        None => (None, Some(check_dimension(body.dimension)?)),
     };
     if let Some(m) = &body.metadata {
         validate::metadata(m)?;
@@ -113,9 +114,9 @@ async fn create_common(
         .create_namespace(NamespaceSpec {
             name: name.to_string(),
             kind: NamespaceKind::Data,
-            dimension: Some(dimension),
+            dimension,
             distance,
-            embedder: provider,
+            embedder: provider.clone(),
             metadata: body.metadata,
         })
         .await?;
@@ -125,7 +126,13 @@ async fn create_common(
             entry.distance.as_str()
         )));
     }
-    if !created && entry.dimension != dimension {
+    if !created && provider.as_ref().is_some_and(|p| p != &entry.embedder.provider) {
+        return Err(ApiError::conflict(format!(
+            "namespace '{name}' embeds with {}; a namespace's embedder is fixed (re-embed it to change)",
+            entry.embedder.provider
+        )));
+    }
+    if !created && dimension.is_some_and(|d| d != entry.dimension) {
         return Err(ApiError::conflict(format!(
             "namespace '{name}' exists with dimension {}; the dimension of a namespace cannot change",
             entry.dimension

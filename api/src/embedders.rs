@@ -1,0 +1,129 @@
+//! Embedders that are not built into storage: client-supplied vectors and an OpenAI-compatible
+//! HTTP endpoint (Ollama, vLLM, Text Embeddings Inference).
+
+use std::time::Duration;
+
+use loci_storage::embed::Embedder;
+use loci_storage::{Result, StorageError};
+use serde_json::{Value, json};
+
+/// `client`: the namespace takes vectors with every request; there is nothing to compute.
+pub struct ClientVectors {
+    pub dimension: usize,
+}
+
+impl Embedder for ClientVectors {
+    fn provider(&self) -> &str {
+        "client"
+    }
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+    fn embed(&self, _texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        Err(StorageError::Invalid(format!(
+            "this namespace uses client-supplied vectors: send `embedding` ({} floats) with the request",
+            self.dimension
+        )))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OpenAiConfig {
+    /// Base URL, e.g. `http://127.0.0.1:11434` (`/v1/embeddings` is appended).
+    pub url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+/// `openai-compatible`: POST `{model, input: [texts]}` to `/v1/embeddings`.
+pub struct OpenAiCompatible {
+    pub config: OpenAiConfig,
+    pub dimension: usize,
+    // Built on first use: a blocking client owns a runtime and must not be created or dropped
+    // on an async worker thread, and embedding always runs on the blocking pool.
+    client: std::sync::OnceLock<reqwest::blocking::Client>,
+}
+
+impl OpenAiCompatible {
+    pub fn new(config: OpenAiConfig, dimension: usize) -> Self {
+        OpenAiCompatible { config, dimension, client: std::sync::OnceLock::new() }
+    }
+
+    fn client(&self) -> &reqwest::blocking::Client {
+        self.client.get_or_init(|| {
+            reqwest::blocking::Client::builder()
+                .timeout(self.config.timeout)
+                .connect_timeout(Duration::from_secs(2))
+                .build()
+                .unwrap_or_else(|_| reqwest::blocking::Client::new())
+        })
+    }
+
+    fn call(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, String> {
+        let url = format!("{}/v1/embeddings", self.config.url.trim_end_matches('/'));
+        let mut req = self.client().post(&url).json(&json!({"model": self.config.model, "input": texts}));
+        if let Some(k) = &self.config.api_key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req.send().map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status();
+        let body: Value = resp.json().map_err(|e| format!("{url}: unreadable answer: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{url} answered {status}: {body}"));
+        }
+        let mut data: Vec<(usize, Vec<f32>)> = body["data"]
+            .as_array()
+            .ok_or_else(|| format!("{url}: no `data` in the answer"))?
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let idx = d["index"].as_u64().map_or(i, |x| x as usize);
+                let v = d["embedding"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect())
+                    .unwrap_or_default();
+                (idx, v)
+            })
+            .collect();
+        data.sort_by_key(|(i, _)| *i);
+        let out: Vec<Vec<f32>> = data.into_iter().map(|(_, v)| v).collect();
+        if out.len() != texts.len() {
+            return Err(format!("{url}: {} embeddings for {} inputs", out.len(), texts.len()));
+        }
+        if let Some(bad) = out.iter().find(|v| v.len() != self.dimension) {
+            return Err(format!(
+                "{url}: embeddings of dimension {} where the namespace has {}",
+                bad.len(),
+                self.dimension
+            ));
+        }
+        Ok(out)
+    }
+}
+
+impl Embedder for OpenAiCompatible {
+    fn provider(&self) -> &str {
+        "openai-compatible"
+    }
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut last = String::new();
+        for attempt in 0..=self.config.retries {
+            match self.call(texts) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    last = e;
+                    std::thread::sleep(Duration::from_millis(100 * (1 << attempt.min(5))));
+                }
+            }
+        }
+        Err(StorageError::EmbeddingUpstream(last))
+    }
+}

@@ -1,0 +1,279 @@
+//! The built-in learned embedder (all-MiniLM-L6-v2 on candle) against an independent
+//! implementation, its retrieval quality against the fallbacks, and the other providers.
+//! The model is fetched by `make test` (`loci model fetch`) into a cache outside the work tree.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use loci_storage::embed::Embedder;
+use loci_tests::{TestNode, ids_of};
+use serde_json::{Value, json};
+
+fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("LOCI_TEST_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/loci-models/all-MiniLM-L6-v2"));
+    assert!(
+        loci_storage::minilm::verify_dir(&dir).is_ok(),
+        "all-MiniLM-L6-v2 is not in {} — `make test` fetches it (make model)",
+        dir.display()
+    );
+    dir
+}
+
+fn fixture(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn cos(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn matches_an_independent_numpy_forward_pass() {
+    let m = loci_storage::minilm::MiniLm::load(&model_dir()).unwrap();
+    let golden = fixture("minilm_golden.json");
+    let sentences = golden["sentences"].as_array().unwrap();
+    assert!(sentences.len() >= 20);
+    let texts: Vec<&str> = sentences.iter().map(|s| s["text"].as_str().unwrap()).collect();
+    // Batched (padding) and one at a time must both agree with the reference.
+    let batched = m.embed(&texts).unwrap();
+    for (i, s) in sentences.iter().enumerate() {
+        let want: Vec<f32> = s["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        assert_eq!(batched[i].len(), 384);
+        let single = m.embed(&[texts[i]]).unwrap().remove(0);
+        for (label, got) in [("batched", &batched[i]), ("single", &single)] {
+            let c = cos(got, &want);
+            assert!(c >= 0.999, "{label} {:?}: cosine {c}", texts[i]);
+        }
+        let norm: f32 = batched[i].iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn a_burst_beyond_the_queue_is_refused_not_buffered() {
+    let mut m = loci_storage::minilm::MiniLm::load_unshared(&model_dir()).unwrap();
+    m.set_limits(1, 40);
+    let m = Arc::new(m);
+    let texts: Vec<String> = (0..32).map(|i| format!("sentence number {i} about queues")).collect();
+    let mut handles = Vec::new();
+    for _ in 0..6 {
+        let m = m.clone();
+        let texts = texts.clone();
+        handles.push(std::thread::spawn(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            m.embed(&refs)
+        }));
+    }
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let overloaded = results.iter().filter(|r| matches!(r, Err(loci_storage::StorageError::Overloaded(_)))).count();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert!(overloaded >= 1, "nothing was refused");
+    assert!(ok >= 1, "everything was refused");
+    assert_eq!(ok + overloaded, 6);
+}
+
+async fn store_all(c: &loci_tests::Client, ns: &str, texts: &[String]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for chunk in texts.chunks(100) {
+        let items: Vec<Value> = chunk.iter().map(|t| json!({"content": t})).collect();
+        let (s, v) =
+            c.post("/v1/memories/store/batch", &json!({"namespace": ns, "agent_id": "agent", "memories": items})).await;
+        assert_eq!(s, 200, "{v}");
+        ids.extend(v["stored"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()));
+    }
+    ids
+}
+
+async fn recall_at_5(
+    c: &loci_tests::Client,
+    ns: &str,
+    routing: &str,
+    pairs: &[(String, String)],
+    id_of: &std::collections::HashMap<String, String>,
+) -> f64 {
+    let mut hits = 0;
+    for (q, m) in pairs {
+        let (s, v) = c
+            .post(
+                "/v1/memory/recall",
+                &json!({"namespace": ns, "agent_id": "agent", "query": q, "top_k": 5, "routing": routing}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        if ids_of(&v["memories"]).contains(&id_of[m]) {
+            hits += 1;
+        }
+    }
+    hits as f64 / pairs.len() as f64
+}
+
+#[tokio::test]
+async fn hybrid_recall_with_minilm_beats_keywords_and_the_hash_fallback() {
+    let dir = model_dir();
+    let node = TestNode::start_with(move |a| {
+        a.embedding_model_dir = Some(dir);
+        a.embedding_provider = "auto".into();
+    })
+    .await;
+    let c = &node.client;
+    let (_, h) = c.get("/health").await;
+    assert_eq!(h["embedder"], "builtin-minilm");
+    let set = fixture("retrieval_pairs.json");
+    let pairs: Vec<(String, String)> = set["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["query"].as_str().unwrap().to_string(), p["memory"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(pairs.len() >= 200);
+    let mut corpus: Vec<String> = pairs.iter().map(|(_, m)| m.clone()).collect();
+    corpus.extend(set["distractors"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()));
+    // One namespace on the built-in model, one on the hash fallback.
+    assert_eq!(
+        c.post("/v1/namespaces", &json!({"name": "quality-minilm", "embedding": {"provider": "builtin-minilm"}}))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        c.post("/v1/namespaces", &json!({"name": "quality-hash", "dimension": 384, "embedding": {"provider": "hash"}}))
+            .await
+            .0,
+        201
+    );
+    let mut ids = std::collections::HashMap::new();
+    for ns in ["quality-minilm", "quality-hash"] {
+        let stored = store_all(c, ns, &corpus).await;
+        for (text, id) in corpus.iter().zip(stored) {
+            ids.entry(ns.to_string()).or_insert_with(std::collections::HashMap::new).insert(text.clone(), id);
+        }
+    }
+    let hybrid = recall_at_5(c, "quality-minilm", "hybrid", &pairs, &ids["quality-minilm"]).await;
+    let vector = recall_at_5(c, "quality-minilm", "vector", &pairs, &ids["quality-minilm"]).await;
+    let bm25 = recall_at_5(c, "quality-minilm", "bm25", &pairs, &ids["quality-minilm"]).await;
+    let hash = recall_at_5(c, "quality-hash", "hybrid", &pairs, &ids["quality-hash"]).await;
+    let hash_vec = recall_at_5(c, "quality-hash", "vector", &pairs, &ids["quality-hash"]).await;
+    println!(
+        "recall@5 over {} pairs, {} memories: hybrid(minilm) {hybrid:.3}  vector(minilm) {vector:.3}  bm25 {bm25:.3}  hash(hybrid) {hash:.3}  hash(vector) {hash_vec:.3}",
+        pairs.len(),
+        corpus.len()
+    );
+    assert!(hybrid >= bm25 + 0.2, "hybrid {hybrid:.3} vs bm25 {bm25:.3}");
+    assert!(hybrid >= hash + 0.2, "hybrid {hybrid:.3} vs hash {hash:.3}");
+    assert!(hybrid >= 0.8, "hybrid recall@5 {hybrid:.3}");
+}
+
+#[tokio::test]
+async fn providers_are_chosen_per_namespace_and_fixed() {
+    // A stand-in OpenAI-compatible server: deterministic 8-dimension vectors; "fail" fails.
+    let app = axum::Router::new().route(
+        "/v1/embeddings",
+        axum::routing::post(|axum::Json(body): axum::Json<Value>| async move {
+            let inputs: Vec<String> =
+                body["input"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+            if inputs.iter().any(|i| i.contains("fail")) {
+                return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": "boom"})));
+            }
+            let data: Vec<Value> = inputs
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let mut v = vec![0.0f32; 8];
+                    for (k, b) in t.bytes().enumerate() {
+                        v[(b as usize + k) % 8] += 1.0;
+                    }
+                    json!({"index": i, "embedding": v})
+                })
+                .collect();
+            (axum::http::StatusCode::OK, axum::Json(json!({"data": data, "model": body["model"]})))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = model_dir();
+    let node = TestNode::start_with(move |a| {
+        a.embedding_model_dir = Some(dir);
+        a.embedding_provider = "auto".into();
+        a.openai_embeddings_url = Some(url);
+    })
+    .await;
+    let c = &node.client;
+    // Agent namespaces get the node default (the built-in model here).
+    c.store("agent-default", "hello there").await;
+    let (_, v) = c.get("/v1/namespaces/agent-default").await;
+    assert_eq!(v["embedding"], json!({"provider": "builtin-minilm", "dimension": 384}));
+    // A data namespace asking for another dimension gets the documented hash embedder.
+    let (_, v) = c.post("/v1/namespaces", &json!({"name": "wide", "dimension": 1024})).await;
+    assert_eq!(v["dimension"], 1024);
+    let (_, v) = c.get("/v1/namespaces/wide").await;
+    assert_eq!(v["embedding"]["provider"], "hash");
+    // openai-compatible.
+    let (s, v) = c
+        .post(
+            "/v1/namespaces",
+            &json!({"name": "remote", "embedding": {"provider": "openai-compatible", "dimension": 8}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = c
+        .post("/v1/memory/store", &json!({"namespace": "remote", "agent_id": "a", "content": "abc remote text"}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = c
+        .post("/v1/memory/store", &json!({"namespace": "remote", "agent_id": "a", "content": "please fail now"}))
+        .await;
+    assert_eq!(s, 502, "{v}");
+    let (s, v) = c
+        .post(
+            "/v1/memory/recall",
+            &json!({"namespace": "remote", "agent_id": "a", "query": "abc remote", "routing": "vector"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["memories"][0]["memory"]["content"], "abc remote text");
+    // client: vectors must come with the request.
+    assert_eq!(
+        c.post(
+            "/v1/namespaces",
+            &json!({"name": "bring-your-own", "embedding": {"provider": "client", "dimension": 3}})
+        )
+        .await
+        .0,
+        201
+    );
+    let (s, v) = c
+        .post("/v1/memory/store", &json!({"namespace": "bring-your-own", "agent_id": "a", "content": "no vector"}))
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("client-supplied"));
+    let (s, _) = c
+        .post(
+            "/v1/memory/store",
+            &json!({"namespace": "bring-your-own", "agent_id": "a", "content": "x", "embedding": [1, 0, 0]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    // Fixed at creation: asking for another embedder on an existing namespace is refused.
+    let (s, _) = c.put("/v1/namespaces/remote", &json!({"dimension": 8, "embedding": {"provider": "hash"}})).await;
+    assert_eq!(s, 409);
+    let (s, _) = c
+        .post(
+            "/v1/namespaces",
+            &json!({"name": "bad-dim", "embedding": {"provider": "builtin-minilm", "dimension": 100}}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = c
+        .post("/v1/namespaces", &json!({"name": "bad-provider", "dimension": 8, "embedding": {"provider": "magic"}}))
+        .await;
+    assert_eq!(s, 400);
+    let _ = Duration::from_secs(0);
+}
