@@ -173,6 +173,10 @@ impl From<StorageError> for ApiError {
             StorageError::Dropped => ApiError::namespace_not_found("(dropped)"),
             StorageError::QuotaExceeded(m) => ApiError::new(StatusCode::CONFLICT, "QUOTA_EXCEEDED", m),
             StorageError::Overloaded(m) => ApiError::unavailable(m).with_retry_after(1),
+            StorageError::Fenced(epoch) => {
+                ApiError::new(StatusCode::CONFLICT, "NOT_OWNER", "this node is no longer the namespace's primary")
+                    .with_details(format!("epoch={epoch}"))
+            }
             StorageError::EmbeddingUpstream(m) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "SERVICE_UNAVAILABLE", "the embedding service failed")
                     .with_details(m)

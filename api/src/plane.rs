@@ -41,7 +41,12 @@ pub enum ClusterAction {
     Undrain {
         node: u64,
     },
+    /// Remove a member that is down (a live member is refused: it would rejoin at once).
     Remove {
+        node: u64,
+    },
+    /// Sent by a leaving node to the leader: remove it although it is still alive.
+    Retire {
         node: u64,
     },
     Placement {

@@ -269,7 +269,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     let grpc_addr = grpc_listener.local_addr()?;
     let gossip_addr = gossip_transport.local_addr()?;
     let host = args.advertise_host.as_deref();
-    let gossip_adv: std::net::SocketAddr = advertised(gossip_addr, host).parse().unwrap_or(gossip_addr);
+    // Gossip identities carry a socket address: resolve an advertised host name once, here, and
+    // refuse to start rather than advertise an address peers cannot reach.
+    let gossip_adv: std::net::SocketAddr = tokio::net::lookup_host(advertised(gossip_addr, host))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("cannot resolve the advertised host {}", host.unwrap_or("127.0.0.1")))?;
     let addr = NodeAddr {
         rpc_addr: advertised(grpc_addr, host),
         http_addr: advertised(http_addr, host),

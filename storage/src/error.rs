@@ -39,6 +39,9 @@ pub enum StorageError {
     /// Too much work queued (the embedder): retry later.
     #[error("overloaded: {0}")]
     Overloaded(String),
+    /// A newer primary (placement epoch) has fenced this replica: it may no longer write.
+    #[error("fenced by placement epoch {0}")]
+    Fenced(u64),
 }
 
 impl From<serde_json::Error> for StorageError {

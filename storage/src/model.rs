@@ -359,6 +359,11 @@ pub enum ApplyOutcome {
     Fenced {
         epoch: u64,
     },
+    /// This replica's log disagrees with the sender's (it holds entries of a deposed primary
+    /// that the current one never had): only a full copy can repair it.
+    Diverged {
+        applied: u64,
+    },
 }
 
 /// Replication progress of one namespace on one node (stored in the `nsmeta` column family in

@@ -158,8 +158,11 @@ struct NsState {
     access_dirty: HashSet<String>,
     /// Last insertion-order stamp handed out (strictly increasing).
     last_order: u64,
-    /// Replication progress: last applied sequence number and the highest epoch seen.
+    /// Replication progress: last applied sequence number and the epoch it was written in.
     applied_seq: u64,
+    last_epoch: u64,
+    /// Fence: the highest placement epoch seen (entries, catalogue, or a new primary's fence);
+    /// senders, and local writes, from older epochs are refused.
     epoch: u64,
 }
 
@@ -424,6 +427,7 @@ impl Store {
             ctx: ctx.clone(),
             state: RwLock::new(NsState {
                 applied_seq: progress.applied_seq,
+                last_epoch: progress.epoch,
                 epoch: progress.epoch.max(ctx.epoch),
                 last_order: metas.values().map(|m| m.order).max().unwrap_or(0),
                 metas,
@@ -674,7 +678,14 @@ impl Store {
 
     /// Apply `mutations` as the namespace's next sequence number (caller holds the write lock).
     fn commit_local(&self, ns: &Namespace, ctx: &NsContext, mutations: Vec<Mutation>) -> Result<ReplEntry> {
-        let seq = ns.state.read().applied_seq + 1;
+        let (seq, fence) = {
+            let st = ns.state.read();
+            (st.applied_seq + 1, st.epoch)
+        };
+        if ctx.epoch < fence {
+            // A newer primary took over (its catalogue change has not reached us yet).
+            return Err(StorageError::Fenced(fence));
+        }
         let entry = ReplEntry { seq, epoch: ctx.epoch, mutations };
         self.commit(ns, &entry)?;
         Ok(entry)
@@ -740,6 +751,7 @@ impl Store {
                 }
             }
             st.applied_seq = entry.seq;
+            st.last_epoch = entry.epoch;
             st.epoch = st.epoch.max(entry.epoch);
         }
         for (id, version, content) in text_updates {
@@ -755,33 +767,81 @@ impl Store {
         Ok(())
     }
 
-    /// Apply an entry the primary sent. Entries apply strictly in sequence order; an entry from
-    /// an older placement epoch than this replica has seen is refused (fencing).
-    pub fn apply_replicated(&self, ctx: &NsContext, entry: &ReplEntry) -> Result<ApplyOutcome> {
+    /// Apply entries a primary sent (`sender_epoch`: the placement epoch it is primary in) or
+    /// that a new primary pulled while taking over (`None`: no fencing). Entries apply strictly
+    /// in sequence order. A sender from an older epoch than this replica has seen is refused
+    /// (fencing); `prev` (the sender's `(seq, epoch)` just before the first entry) and every
+    /// entry this replica already holds are checked against its own log, so a replica holding
+    /// a deposed primary's unacknowledged writes reports `Diverged` instead of silently
+    /// skipping the new primary's writes under the same sequence numbers.
+    pub fn apply_replicated(
+        &self,
+        ctx: &NsContext,
+        sender_epoch: Option<u64>,
+        prev: Option<(u64, u64)>,
+        entries: &[ReplEntry],
+    ) -> Result<ApplyOutcome> {
         let ns = self.namespace(ctx)?;
         let _w = ns.write_lock()?;
-        let (applied, epoch) = {
+        let (applied, fence) = {
             let st = ns.state.read();
             (st.applied_seq, st.epoch.max(ctx.epoch))
         };
-        if entry.epoch < epoch {
-            return Ok(ApplyOutcome::Fenced { epoch });
+        if let Some(sender) = sender_epoch {
+            if sender < fence {
+                return Ok(ApplyOutcome::Fenced { epoch: fence });
+            }
+            let mut st = ns.state.write();
+            st.epoch = st.epoch.max(sender);
         }
-        if entry.seq <= applied {
-            return Ok(ApplyOutcome::Duplicate { applied });
+        if let Some((seq, epoch)) = prev.filter(|(s, _)| *s > 0 && *s <= applied) {
+            if self.log_epoch_at(ctx, seq)?.is_some_and(|mine| mine != epoch) {
+                return Ok(ApplyOutcome::Diverged { applied });
+            }
         }
-        if entry.seq > applied + 1 {
-            return Ok(ApplyOutcome::Gap { applied });
+        let mut outcome = ApplyOutcome::Duplicate { applied };
+        for entry in entries {
+            let applied = ns.state.read().applied_seq;
+            if entry.seq <= applied {
+                if self.log_epoch_at(ctx, entry.seq)?.is_some_and(|mine| mine != entry.epoch) {
+                    return Ok(ApplyOutcome::Diverged { applied });
+                }
+                outcome = ApplyOutcome::Duplicate { applied };
+                continue;
+            }
+            if entry.seq > applied + 1 {
+                return Ok(ApplyOutcome::Gap { applied });
+            }
+            self.commit(&ns, entry)?;
+            outcome = ApplyOutcome::Applied { seq: entry.seq };
         }
-        self.commit(&ns, entry)?;
-        Ok(ApplyOutcome::Applied { seq: entry.seq })
+        if let ApplyOutcome::Duplicate { .. } = outcome {
+            outcome = ApplyOutcome::Duplicate { applied: ns.state.read().applied_seq };
+        }
+        Ok(outcome)
     }
 
-    /// The replication progress of a namespace on this node.
+    /// The epoch of the log entry with sequence `seq` (`None` once truncated away).
+    pub fn log_epoch_at(&self, ctx: &NsContext, seq: u64) -> Result<Option<u64>> {
+        Ok(self.repl_entries(ctx, seq, 1)?.into_iter().find(|e| e.seq == seq).map(|e| e.epoch))
+    }
+
+    /// A new primary fences this replica at `epoch`: from now on only senders of that epoch or
+    /// newer are accepted, and this node's own writes as an older primary are refused.
+    pub fn fence(&self, ctx: &NsContext, epoch: u64) -> Result<NsProgress> {
+        let ns = self.namespace(ctx)?;
+        let _w = ns.write_lock()?;
+        let mut st = ns.state.write();
+        st.epoch = st.epoch.max(epoch);
+        Ok(NsProgress { applied_seq: st.applied_seq, epoch: st.last_epoch })
+    }
+
+    /// The replication progress of a namespace on this node: the last applied sequence number
+    /// and the epoch that entry was written in.
     pub fn progress(&self, ctx: &NsContext) -> Result<NsProgress> {
         let ns = self.namespace(ctx)?;
         let st = ns.state.read();
-        Ok(NsProgress { applied_seq: st.applied_seq, epoch: st.epoch })
+        Ok(NsProgress { applied_seq: st.applied_seq, epoch: st.last_epoch })
     }
 
     /// Log entries with `seq >= from`, at most `limit` (empty if they were truncated away).
@@ -817,12 +877,14 @@ impl Store {
         }
     }
 
-    /// Drop log entries older than `keep` behind the applied sequence.
-    pub fn truncate_repl(&self, ctx: &NsContext, keep: u64) -> Result<()> {
+    /// Drop log entries with a sequence number below `below` (never the last applied one:
+    /// it anchors the divergence check of the next entry).
+    pub fn truncate_repl(&self, ctx: &NsContext, below: u64) -> Result<()> {
         let applied = self.progress(ctx)?.applied_seq;
-        if applied > keep {
+        let below = below.min(applied);
+        if below > 0 && self.repl_floor(ctx.id)?.is_some_and(|f| f < below) {
             let mut b = WriteBatch::default();
-            b.delete_range_cf(self.cf(CF_REPL), repl_key(ctx.id, 0), repl_key(ctx.id, applied - keep));
+            b.delete_range_cf(self.cf(CF_REPL), repl_key(ctx.id, 0), repl_key(ctx.id, below));
             self.write(b)?;
         }
         Ok(())
@@ -881,7 +943,9 @@ impl Store {
             None => NsProgress::default(),
         };
         let mut rows = Vec::new();
-        for cf in [CF_MEM, CF_VEC, CF_IDX] {
+        // The log travels too: the copy can then anchor divergence checks and, as a primary
+        // later, serve catch-up.
+        for cf in [CF_MEM, CF_VEC, CF_IDX, CF_REPL] {
             let mut ro = ReadOptions::default();
             ro.set_iterate_range(PrefixRange(prefix(ns_id).to_vec()));
             ro.set_snapshot(&snap);
@@ -918,7 +982,7 @@ impl Store {
     pub fn import_rows(&self, rows: &[(String, Vec<u8>, Vec<u8>)]) -> Result<()> {
         let mut batch = WriteBatch::default();
         for (cf, k, v) in rows {
-            if !matches!(cf.as_str(), CF_MEM | CF_VEC | CF_IDX) {
+            if !matches!(cf.as_str(), CF_MEM | CF_VEC | CF_IDX | CF_REPL) {
                 return Err(StorageError::Invalid(format!("unexpected column family {cf}")));
             }
             batch.put_cf(self.cf(cf), k, v);
@@ -1523,4 +1587,114 @@ pub fn weighted_score(relevance: f32, importance: f32, created_at: u64, now: u64
     let age_days = now.saturating_sub(created_at) as f32 / 86_400.0;
     let recency = 0.5f32.powf(age_days / 14.0);
     relevance * (0.75 + 0.25 * importance.clamp(0.0, 1.0)) * (0.85 + 0.15 * recency)
+}
+
+#[cfg(test)]
+mod replication_tests {
+    use super::*;
+    use crate::crypto::SecretKey;
+    use crate::embed::HashEmbedder;
+
+    fn ctx(epoch: u64) -> NsContext {
+        NsContext {
+            id: 7,
+            name: "ns".into(),
+            key: DataKey::new(7, 1, SecretKey::from_bytes([9; 32])),
+            dimension: 16,
+            embedder: Arc::new(HashEmbedder::new(16)),
+            max_memories: None,
+            metric: crate::vector::Metric::Cosine,
+            epoch,
+        }
+    }
+
+    fn write(store: &Store, ctx: &NsContext, content: &str) -> Result<ReplEntry> {
+        let op = DataOp::Store {
+            items: vec![NewMemory {
+                id: None,
+                agent_id: "a".into(),
+                content: content.into(),
+                memory_type: MemoryType::default(),
+                importance: 0.5,
+                tags: vec![],
+                metadata: None,
+                session_id: None,
+                expires_at: None,
+                embedding: None,
+            }],
+        };
+        Ok(store.execute(ctx, op)?.replicate.expect("a write replicates"))
+    }
+
+    fn contents(store: &Store, ctx: &NsContext) -> Vec<String> {
+        let op = DataOp::List { filter: MemoryFilter::default(), sort: SortBy::CreatedAtAsc, limit: 100, offset: 0 };
+        match store.execute(ctx, op).expect("list").result {
+            DataResult::Memories { memories, .. } => memories.into_iter().map(|m| m.content).collect(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fencing_and_divergence_are_detected_and_a_copy_repairs() {
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+        let open = |i: usize| Store::open(dirs[i].path(), StoreConfig::default()).expect("open");
+        let (old_primary, follower, new_primary) = (open(0), open(1), open(2));
+        let (e1, e2) = (ctx(1), ctx(2));
+
+        // Epoch 1: the first write reaches everyone.
+        let first = write(&old_primary, &e1, "one").expect("write");
+        for s in [&follower, &new_primary] {
+            assert_eq!(
+                s.apply_replicated(&e1, Some(1), None, &[first.clone()]).expect("apply"),
+                ApplyOutcome::Applied { seq: 1 }
+            );
+        }
+        // The old primary's second write reaches the follower only (never acknowledged).
+        let stale = write(&old_primary, &e1, "never acknowledged").expect("write");
+        assert_eq!(
+            follower.apply_replicated(&e1, Some(1), Some((1, 1)), &[stale.clone()]).expect("apply"),
+            ApplyOutcome::Applied { seq: 2 }
+        );
+        // Epoch 2: the new primary fences the follower and writes its own seq 2.
+        assert_eq!(follower.fence(&e1, 2).expect("fence"), NsProgress { applied_seq: 2, epoch: 1 });
+        let fresh = write(&new_primary, &e2, "two").expect("write");
+        assert_eq!((fresh.seq, fresh.epoch), (2, 2));
+
+        // The old primary is refused by the fenced follower, and refuses itself once fenced.
+        assert_eq!(
+            follower.apply_replicated(&e1, Some(1), None, &[stale]).expect("apply"),
+            ApplyOutcome::Fenced { epoch: 2 }
+        );
+        old_primary.fence(&e1, 2).expect("fence");
+        assert!(matches!(write(&old_primary, &e1, "late"), Err(StorageError::Fenced(2))));
+
+        // Same sequence number from another epoch: divergence, not a silent duplicate.
+        assert!(matches!(
+            follower.apply_replicated(&e2, Some(2), Some((1, 1)), &[fresh.clone()]).expect("apply"),
+            ApplyOutcome::Diverged { .. }
+        ));
+        // A next entry whose predecessor differs from the follower's: divergence too.
+        let third = write(&new_primary, &e2, "three").expect("write");
+        assert!(matches!(
+            follower.apply_replicated(&e2, Some(2), Some((2, 2)), &[third.clone()]).expect("apply"),
+            ApplyOutcome::Diverged { .. }
+        ));
+
+        // A full copy (rows and log) repairs the follower; it then follows the new primary.
+        let (progress, rows) = new_primary.export_namespace(7).expect("export");
+        follower.import_begin(7).expect("begin");
+        follower.import_rows(&rows).expect("rows");
+        follower.import_finish(7, progress).expect("finish");
+        assert_eq!(contents(&follower, &e2), vec!["one", "two", "three"]);
+        assert_eq!(follower.log_epoch_at(&e2, 3).expect("log"), Some(2));
+        let fourth = write(&new_primary, &e2, "four").expect("write");
+        assert_eq!(
+            follower.apply_replicated(&e2, Some(2), Some((3, 2)), &[fourth]).expect("apply"),
+            ApplyOutcome::Applied { seq: 4 }
+        );
+        assert_eq!(contents(&follower, &e2), vec!["one", "two", "three", "four"]);
+        // Truncation keeps the last applied entry (the anchor of the next check).
+        follower.truncate_repl(&e2, 10).expect("truncate");
+        assert_eq!(follower.repl_floor(7).expect("floor"), Some(4));
+    }
 }

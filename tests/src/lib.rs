@@ -476,6 +476,19 @@ impl TestCluster {
         self.nodes[i] = Some(TestNode::start_in(dir, move |a| *a = args).await);
     }
 
+    /// Cut the nodes in `side` off from every other node (both directions), or heal that.
+    pub fn partition_groups(&self, side: &[usize], cut: bool) {
+        for i in side.iter().copied() {
+            for j in self.running().into_iter().filter(|j| !side.contains(j)) {
+                let (a, b) = (self.handle(i), self.handle(j));
+                a.cluster.gossip.set_blocked(b.gossip_addr, cut);
+                b.cluster.gossip.set_blocked(a.gossip_addr, cut);
+                a.cluster.pool.set_blocked(&b.grpc_addr.to_string(), cut);
+                b.cluster.pool.set_blocked(&a.grpc_addr.to_string(), cut);
+            }
+        }
+    }
+
     /// Cut node `i` off from every other node (both directions), or heal it.
     pub fn partition(&self, i: usize, cut: bool) {
         for j in self.running() {

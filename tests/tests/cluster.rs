@@ -399,6 +399,35 @@ async fn a_node_with_the_wrong_cluster_secret_is_not_admitted() {
     // The intruder cannot use the cluster's data either.
     let (s, _) = intruder.client.post("/v1/memory/store", &json!({"agent_id": "x", "content": "y"})).await;
     assert_ne!(s, 200);
+
+    // Right cluster secret, wrong encryption key: admitted to gossip, but it cannot read the
+    // catalogue's keys, so it leaves by itself and never holds a replica.
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = loci_tests::serve_args(dir.path());
+    args.gossip_addr = format!("127.0.0.1:{}", loci_tests::free_udp_port());
+    args.join = c.gossip_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    args.encryption_key = Some("0".repeat(64));
+    args.cluster_secret = Some(loci_tests::CLUSTER_SECRET.into());
+    let wrong_key = loci_tests::TestNode::start_in(dir, move |a| *a = args).await;
+    let wrong_id = wrong_key.handle.as_ref().unwrap().node_id.to_string();
+    let left = eventually(Duration::from_secs(30), || async {
+        // It did join as a learner (it has the catalogue's encryption parameters)...
+        let joined = wrong_key.handle.as_ref().unwrap().cluster.catalogue.view.read().encryption.is_some();
+        // ...and is no member any more.
+        let (s, v) = c.client(0).get("/v1/admin/cluster/status").await;
+        joined
+            && s == 200
+            && v["members"].as_array().is_some_and(|m| m.iter().all(|m| m["node_id"] != wrong_id.as_str()))
+            && wrong_key.client.get("/health/ready").await.0 == 503
+    })
+    .await;
+    assert!(left, "the node with the wrong encryption key stayed a member: {}", status(&c, 0).await);
+    // Still out a while later (not re-added by the reconciler), and holds nothing.
+    let (s, _) = c.client(1).post("/v1/namespaces", &json!({"name": "after-wrong-key", "dimension": 4})).await;
+    assert_eq!(s, 201);
+    assert!(placement_of(&c, 0, "after-wrong-key").replicas.iter().all(|n| n.to_string() != wrong_id));
+    let members = status(&c, 0).await["members"].as_array().unwrap().len();
+    assert_eq!(members, 3);
 }
 
 #[tokio::test]
@@ -439,7 +468,7 @@ async fn erasing_a_namespace_erases_every_replica() {
 
 #[tokio::test]
 async fn draining_a_node_moves_everything_off_before_removal() {
-    let c = TestCluster::start_with(4, |a| {
+    let mut c = TestCluster::start_with(4, |a| {
         a.replication_factor = 2;
         a.voters = 3;
     })
@@ -456,7 +485,7 @@ async fn draining_a_node_moves_everything_off_before_removal() {
     }
     // Drain a node that holds some replicas (and is not the catalogue leader).
     let leader = status(&c, 0).await["leader"].as_str().unwrap().to_string();
-    let target = (0..4)
+    let target = (1..4)
         .filter(|i| c.node_id(*i).to_string() != leader)
         .max_by_key(|i| {
             namespaces.iter().filter(|ns| placement_of(&c, 0, ns).replicas.contains(&c.node_id(*i))).count()
@@ -489,9 +518,15 @@ async fn draining_a_node_moves_everything_off_before_removal() {
         (m["namespaces_primary"].as_u64(), m["namespaces_replica"].as_u64(), m["draining"].as_bool()),
         (Some(0), Some(0), Some(true))
     );
-    // Now it can be removed from the catalogue.
+    // A live member is not removed (it would rejoin at once); once stopped, it is.
     let (s, v) = c.client(0).delete(&format!("/v1/admin/cluster/nodes/{tid}")).await;
-    assert_eq!(s, 200, "{v}");
+    assert_eq!(s, 409, "{v}");
+    c.stop(target).await;
+    let removed = eventually(Duration::from_secs(20), || async {
+        c.client(0).delete(&format!("/v1/admin/cluster/nodes/{tid}")).await.0 == 200
+    })
+    .await;
+    assert!(removed, "the stopped node could not be removed");
     let gone = eventually(Duration::from_secs(10), || async {
         status(&c, 0).await["members"].as_array().unwrap().iter().all(|m| m["node_id"] != tid.to_string())
     })
@@ -515,4 +550,125 @@ async fn draining_a_node_moves_everything_off_before_removal() {
     for metric in ["loci_gossip_members", "loci_raft_state", "loci_replication_lag_entries", "loci_raft_apply_lag"] {
         assert!(text.contains(metric), "missing {metric}");
     }
+}
+
+/// A primary cut off together with one follower still holds its write quorum (2 of 3), so it
+/// keeps acknowledging. The majority side may name a new primary, but that one cannot confirm
+/// it holds every acknowledged write (the replicas that do are unreachable), so it refuses to
+/// serve rather than serve or overwrite stale data. After healing, every acknowledged write is
+/// on every replica.
+#[tokio::test]
+async fn a_primary_isolated_with_its_quorum_loses_no_acknowledged_write() {
+    let c = TestCluster::start_with(5, |a| {
+        a.voters = 5;
+        a.replication_factor = 3;
+        a.failover_after_secs = 2;
+    })
+    .await;
+    let all_voters = eventually(Duration::from_secs(60), || async {
+        status(&c, 0).await["voters"].as_array().is_some_and(|v| v.len() == 5)
+    })
+    .await;
+    assert!(all_voters, "5 voters expected: {}", status(&c, 0).await);
+    let ns = "isolated-with-quorum";
+    let (s, v) = c.client(0).post_retrying("/v1/memory/store", &json!({"agent_id": ns, "content": "before"})).await;
+    assert_eq!(s, 200, "{v}");
+    let p = placement_of(&c, 0, ns);
+    let (primary, follower, other) = (p.replicas[0], p.replicas[1], p.replicas[2]);
+    let side = [c.index_of(primary).unwrap(), c.index_of(follower).unwrap()];
+    let majority: Vec<usize> = (0..5).filter(|i| !side.contains(i)).collect();
+    c.partition_groups(&side, true);
+
+    let mut acknowledged = vec!["before".to_string()];
+    for k in 0..5 {
+        let content = format!("acknowledged in the minority {k}");
+        let (s, v) = c.client(side[0]).post("/v1/memory/store", &json!({"agent_id": ns, "content": content})).await;
+        assert_eq!(s, 200, "{v}");
+        acknowledged.push(content);
+    }
+    // The majority fails the namespace over to the replica it can see...
+    let other_idx = c.index_of(other).unwrap();
+    let failed_over =
+        eventually(Duration::from_secs(30), || async { placement_of(&c, majority[0], ns).primary() == Some(other) })
+            .await;
+    assert!(failed_over, "the majority did not fail over: {:?}", placement_of(&c, majority[0], ns));
+    // ...which refuses to serve: it cannot know what the unreachable quorum acknowledged.
+    for i in [other_idx, majority.iter().copied().find(|i| *i != other_idx).unwrap()] {
+        let (s, v) = c.client(i).post("/v1/memory/store", &json!({"agent_id": ns, "content": "split brain"})).await;
+        assert_eq!(s, 503, "node {i} accepted a write without the acknowledged history: {v}");
+        let (s, v) = c.client(i).post("/v1/memory/recall", &json!({"agent_id": ns, "query": "minority"})).await;
+        assert_eq!(s, 503, "node {i} served possibly stale data: {v}");
+    }
+
+    c.partition_groups(&side, false);
+    // After healing: the new primary pulls what it lacked; every node serves every write.
+    for i in 0..5 {
+        let served = eventually(Duration::from_secs(40), || async {
+            let (s, v) = c
+                .client(i)
+                .post("/v1/memories/recall/batch", &json!({"agent_id": ns, "filter": {}, "limit": 100}))
+                .await;
+            s == 200 && {
+                let got: BTreeSet<String> = v["memories"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|m| m["content"].as_str().map(String::from)).collect())
+                    .unwrap_or_default();
+                acknowledged.iter().all(|a| got.contains(a))
+            }
+        })
+        .await;
+        assert!(served, "node {i} does not serve every acknowledged write");
+    }
+    let p = placement_of(&c, 0, ns);
+    let converged = eventually(Duration::from_secs(40), || async {
+        let p = placement_of(&c, 0, ns);
+        let mut contents = Vec::new();
+        for n in p.replicas.iter().filter(|n| p.state(**n) == Some(loci_raft::catalogue::ReplicaState::Active)) {
+            contents.push(local_content(&c, c.index_of(*n).unwrap(), ns).await);
+        }
+        contents.len() >= 2 && contents.windows(2).all(|w| w[0] == w[1])
+    })
+    .await;
+    assert!(converged, "active replicas differ after healing: {p:?}");
+}
+
+/// With exactly three voters, a dead voter is replaced by promoting a learner first, and only
+/// then removed (never going below three voters).
+#[tokio::test]
+async fn a_dead_voter_is_replaced_then_removed() {
+    let mut c = TestCluster::start_with(3, |a| {
+        a.voters = 3;
+        a.dead_node_grace_secs = 4;
+    })
+    .await;
+    c.add_node().await;
+    let formed = eventually(Duration::from_secs(60), || async {
+        let st = status(&c, 0).await;
+        st["voters"].as_array().is_some_and(|v| v.len() == 3) && st["learners"].as_array().is_some_and(|l| l.len() == 1)
+    })
+    .await;
+    assert!(formed, "3 voters + 1 learner expected: {}", status(&c, 0).await);
+    let st = status(&c, 0).await;
+    let leader = st["leader"].as_str().unwrap().to_string();
+    let victim = (1..4)
+        .find(|i| {
+            let id = c.node_id(*i).to_string();
+            id != leader && st["voters"].as_array().unwrap().iter().any(|v| v.as_str() == Some(id.as_str()))
+        })
+        .unwrap();
+    let victim_id = c.node_id(victim).to_string();
+    c.crash(victim).await;
+    let replaced = eventually(Duration::from_secs(60), || async {
+        let st = status(&c, 0).await;
+        let voters: Vec<String> =
+            st["voters"].as_array().unwrap().iter().filter_map(|v| v.as_str().map(String::from)).collect();
+        let members: Vec<String> =
+            st["members"].as_array().unwrap().iter().filter_map(|m| m["node_id"].as_str().map(String::from)).collect();
+        voters.len() == 3 && !voters.contains(&victim_id) && !members.contains(&victim_id)
+    })
+    .await;
+    assert!(replaced, "the dead voter was not replaced and removed: {}", status(&c, 0).await);
+    // The catalogue still commits (three live voters).
+    let (s, v) = c.client(0).post("/v1/namespaces", &json!({"name": "after-replacement", "dimension": 4})).await;
+    assert_eq!(s, 201, "{v}");
 }

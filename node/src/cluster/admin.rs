@@ -61,7 +61,11 @@ impl ClusterAdmin for Admin {
             let Ok(ctx) = core.context(ns) else { continue };
             let Ok(p) = core.store.progress(&ctx) else { continue };
             for f in ns.placement.replicas.iter().filter(|f| **f != c.node_id) {
-                let acked = c.links.lock().get(&(ns.id, *f)).and_then(|l| l.try_lock().ok().map(|a| *a)).unwrap_or(0);
+                // A link busy sending is skipped (its value is being updated), as is one not
+                // yet established (no handshake since this node became primary).
+                let Some(acked) = c.links.lock().get(&(ns.id, *f)).and_then(|l| l.try_lock().ok().map(|a| *a)) else {
+                    continue;
+                };
                 let lag = p.applied_seq.saturating_sub(acked);
                 metrics::histogram!("loci_replication_lag_entries").record(lag as f64);
                 max_lag = max_lag.max(lag);
@@ -105,6 +109,8 @@ impl Cluster {
 
     pub async fn run_admin(self: Arc<Self>, action: ClusterAction) -> ApiResult<Value> {
         let now = loci_storage::model::now_secs();
+        let action_kind =
+            if matches!(action, ClusterAction::Retire { .. }) { ActionKind::Retire } else { ActionKind::Other };
         match action {
             ClusterAction::Status => {
                 let infos = self.infos().await;
@@ -240,16 +246,19 @@ impl Cluster {
             ClusterAction::Replication => {
                 let namespaces: Vec<_> = self.catalogue.view.read().namespaces.values().cloned().collect();
                 let (mut healthy, mut degraded, mut unhealthy) = (0, 0, 0);
+                let cluster_size = self.members().len().max(1);
                 for ns in &namespaces {
+                    // A namespace cannot have more replicas than the cluster has nodes.
+                    let target = ns.placement.rf.min(cluster_size).max(1);
                     let live_active = ns
                         .placement
                         .replicas
                         .iter()
                         .filter(|n| ns.placement.state(**n) == Some(ReplicaState::Active) && self.is_alive(**n))
                         .count();
-                    if live_active >= ns.placement.rf {
+                    if live_active >= target {
                         healthy += 1;
-                    } else if live_active > ns.placement.rf / 2 {
+                    } else if live_active > target / 2 {
                         degraded += 1;
                     } else {
                         unhealthy += 1;
@@ -326,13 +335,24 @@ impl Cluster {
                     .count();
                 Ok(json!({"node_id": node.to_string(), "draining": draining, "replicas_on_node": remaining}))
             }
-            ClusterAction::Remove { node } => {
+            ClusterAction::Remove { node } | ClusterAction::Retire { node } => {
+                let retiring = matches!(action_kind, ActionKind::Retire);
                 if !self.catalogue.is_leader_now() {
-                    return self.clone().on_leader(ClusterAction::Remove { node }).await;
+                    let fwd = if retiring { ClusterAction::Retire { node } } else { ClusterAction::Remove { node } };
+                    return self.clone().on_leader(fwd).await;
                 }
                 let membership = self.catalogue.raft.metrics().borrow().membership_config.membership().clone();
                 if !membership.nodes().any(|(id, _)| *id == node) {
                     return Err(ApiError::not_found("node", format!("node {node} is not a member")));
+                }
+                if !retiring && self.is_alive(node) {
+                    return Err(ApiError::conflict(format!(
+                        "node {node} is alive and would rejoin at once: run `loci cluster leave` on it, or stop it first"
+                    )));
+                }
+                if retiring {
+                    // Gossip still sees it for a moment: do not re-add it meanwhile.
+                    self.retired.lock().insert(node);
                 }
                 if membership.voter_ids().any(|v| v == node) {
                     self.catalogue
@@ -393,10 +413,15 @@ impl Cluster {
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                let res = self.clone().on_leader(ClusterAction::Remove { node: self.node_id }).await;
+                let res = self.clone().on_leader(ClusterAction::Retire { node: self.node_id }).await;
                 self.gossip.leave().await;
                 res.map(|_| json!({"left": self.node_id.to_string()}))
             }
         }
     }
+}
+
+enum ActionKind {
+    Retire,
+    Other,
 }

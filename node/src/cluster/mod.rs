@@ -57,6 +57,16 @@ pub struct Cluster {
     pub(crate) links: Mutex<HashMap<(u64, u64), Arc<tokio::sync::Mutex<u64>>>>,
     /// Full copies in flight (namespace id, target node).
     copies: Mutex<HashSet<(u64, u64)>>,
+    /// Per namespace id: the placement epoch this node last took over as primary in, and the
+    /// lock that serialises taking over.
+    pub(crate) taken_over: Mutex<HashMap<u64, u64>>,
+    pub(crate) takeover_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per namespace id: the log floor last sent to followers (they truncate below it).
+    pub(crate) floors: Mutex<HashMap<(u64, u64), u64>>,
+    /// Namespaces stored here that this node does not replicate, as of the last sweep.
+    pub(crate) orphan_candidates: Mutex<BTreeSet<u64>>,
+    /// Members that left (`loci cluster leave`), kept out until gossip stops seeing them.
+    pub(crate) retired: Mutex<BTreeSet<u64>>,
     /// When the local node first saw each member alive (promotion needs some stability).
     alive_since: Mutex<HashMap<u64, Instant>>,
     pub started: Instant,
@@ -81,6 +91,11 @@ impl Cluster {
             core: OnceLock::new(),
             links: Mutex::new(HashMap::new()),
             copies: Mutex::new(HashSet::new()),
+            taken_over: Mutex::new(HashMap::new()),
+            takeover_locks: Mutex::new(HashMap::new()),
+            floors: Mutex::new(HashMap::new()),
+            orphan_candidates: Mutex::new(BTreeSet::new()),
+            retired: Mutex::new(BTreeSet::new()),
             alive_since: Mutex::new(HashMap::new()),
             started: Instant::now(),
         })
@@ -156,6 +171,9 @@ impl Cluster {
             Method::Erase => client.erase(request).await,
             Method::NodeInfo => client.node_info(request).await,
             Method::Admin => client.admin(request).await,
+            Method::Fence => client.fence(request).await,
+            Method::FetchLog => client.fetch_log(request).await,
+            Method::PushCopy => client.push_copy(request).await,
         };
         let resp = resp.map_err(|s| match s.code() {
             tonic::Code::Unavailable
@@ -191,6 +209,9 @@ pub enum Method {
     Erase,
     NodeInfo,
     Admin,
+    Fence,
+    FetchLog,
+    PushCopy,
 }
 
 /// What a node reports about itself (`NodeInfo`).
@@ -306,7 +327,14 @@ impl Cluster {
                             return;
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "this node's LOCI_ENCRYPTION_KEY differs from the cluster's; not serving data");
+                            // A member that cannot read the cluster's data must not hold any:
+                            // leave the catalogue and gossip, and stay unready.
+                            tracing::error!(error = %e, "this node's LOCI_ENCRYPTION_KEY differs from the cluster's: leaving the cluster; not serving data");
+                            let retire = loci_api::plane::ClusterAction::Retire { node: self.node_id };
+                            if let Err(e) = self.clone().run_admin(retire).await {
+                                tracing::warn!(error = %e.message, "could not remove this node from the catalogue");
+                            }
+                            self.gossip.leave().await;
                             return;
                         }
                     }
@@ -416,10 +444,17 @@ impl Cluster {
         }
     }
 
+    /// How long a member has been down. One gossip has never seen counts as down since this
+    /// process started, so a freshly started leader waits `failover_after` like everyone else.
+    fn down_for(&self, view: &loci_gossip::MembershipView, n: u64) -> Option<Duration> {
+        view.down_for(n).or_else(|| (!view.members.contains_key(&n)).then(|| self.started.elapsed()))
+    }
+
     fn track_alive(&self) {
         let view = self.gossip.view();
         let mut since = self.alive_since.lock();
         since.retain(|id, _| view.is_alive(*id));
+        self.retired.lock().retain(|id| view.is_alive(*id));
         for m in view.alive() {
             since.entry(m.identity.id).or_insert_with(Instant::now);
         }
@@ -435,7 +470,7 @@ impl Cluster {
         // 1. Alive members not in the catalogue become learners.
         for member in view.alive() {
             let id = member.identity.id;
-            if !nodes.contains(&id) {
+            if !nodes.contains(&id) && !self.retired.lock().contains(&id) {
                 let addr = NodeAddr {
                     rpc_addr: member.identity.rpc_addr.clone(),
                     http_addr: member.identity.http_addr.clone(),
@@ -466,8 +501,10 @@ impl Cluster {
                 }
             }
         }
-        // 2. Promote stable, caught-up learners until the voter target.
-        if voters.len() < self.settings.voters {
+        // 2. Promote stable, caught-up learners until the voter target (counting only voters
+        //    that are alive, so a dead one is replaced before it is removed).
+        let alive_voters = voters.iter().filter(|v| **v == self.node_id || view.is_alive(**v)).count();
+        if alive_voters < self.settings.voters {
             let last = m.last_log_index.unwrap_or(0);
             let since = self.alive_since.lock().clone();
             let replication = m.replication.clone().unwrap_or_default();
@@ -490,7 +527,7 @@ impl Cluster {
             if *id == self.node_id {
                 continue;
             }
-            if view.down_for(*id).is_some_and(|d| d >= self.settings.dead_node_grace) {
+            if self.down_for(&view, *id).is_some_and(|d| d >= self.settings.dead_node_grace) {
                 if voters.contains(id) {
                     if voters.len() <= 3 {
                         continue;
@@ -523,13 +560,7 @@ impl Cluster {
         let members = self.members();
         let alive = self.alive_members();
         let view = self.gossip.view();
-        let down = |n: u64| {
-            if n == self.node_id {
-                None
-            } else {
-                view.down_for(n).or(if view.members.contains_key(&n) { None } else { Some(Duration::MAX) })
-            }
-        };
+        let down = |n: u64| if n == self.node_id { None } else { self.down_for(&view, n) };
         let mut load = std::collections::BTreeMap::new();
         for ns in &namespaces {
             for r in &ns.placement.replicas {
@@ -581,7 +612,6 @@ impl Cluster {
                     }
                     let Some((new_primary, seq)) = best else { continue };
                     tracing::warn!(namespace = %ns.name, from = old, to = new_primary, applied_seq = seq, "namespace primary failover");
-                    metrics::counter!("loci_failovers_total").increment(1);
                     planner::with_primary(&ns.placement, new_primary, old_down)
                 }
             };
@@ -612,6 +642,9 @@ impl Cluster {
             match res {
                 CommandResult::Namespace { .. } => {
                     tracing::info!(namespace = %ns.name, epoch = new.epoch, replicas = ?new.replicas, states = ?new.states, "placement changed");
+                    if new.primary() != ns.placement.primary() {
+                        metrics::counter!("loci_failovers_total").increment(1);
+                    }
                     if new.states.values().any(|s| *s == loci_raft::catalogue::ReplicaState::Syncing) {
                         metrics::counter!("loci_moves_total").increment(1);
                     }

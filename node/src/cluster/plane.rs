@@ -4,6 +4,7 @@
 //! (the primary included) has it. Followers apply strictly in order and catch up from the
 //! primary's log, or by a full copy while `Syncing`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,10 +89,43 @@ pub type ForwardReply = Result<DataResult, WireError>;
 pub struct ReplicateRequest {
     pub namespace: String,
     pub catalogue_index: u64,
+    /// The placement epoch the sender is primary in (followers fence older senders).
+    pub sender_epoch: u64,
+    /// The sender's `(seq, epoch)` just before the first entry (divergence check).
+    pub prev: Option<(u64, u64)>,
+    /// Every replica has applied entries below this sequence: followers drop them from their
+    /// logs (0: nothing to drop).
+    pub floor: u64,
     pub entries: Vec<ReplEntry>,
 }
 
 pub type ReplicateReply = Result<ApplyOutcome, String>;
+
+#[derive(Serialize, Deserialize)]
+pub struct FenceRequest {
+    pub namespace: String,
+    pub epoch: u64,
+    pub catalogue_index: u64,
+}
+
+pub type FenceReply = Result<NsProgress, String>;
+
+#[derive(Serialize, Deserialize)]
+pub struct FetchLogRequest {
+    pub namespace: String,
+    pub from: u64,
+    pub limit: usize,
+}
+
+pub type FetchLogReply = Result<Vec<ReplEntry>, String>;
+
+#[derive(Serialize, Deserialize)]
+pub struct PushCopyRequest {
+    pub namespace: String,
+    pub target: u64,
+}
+
+pub type PushCopyReply = Result<(), String>;
 
 #[derive(Serialize, Deserialize)]
 pub enum CopyRequest {
@@ -232,7 +266,12 @@ impl Cluster {
         if current.placement.primary() != Some(self.node_id) {
             return Err(not_owner(current.placement.epoch, current.placement.primary()));
         }
+        self.ensure_taken_over(&current).await?;
         let write = op.is_write();
+        if write {
+            // Refuse before applying anything when the quorum cannot be met anyway.
+            self.check_in_sync(&current)?;
+        }
         let executed = core.exec_local(&current, op).await?;
         if write {
             if let Some(repl) = executed.replicate {
@@ -242,14 +281,42 @@ impl Cluster {
         Ok(executed.result)
     }
 
+    /// The replica count and write quorum of a namespace. Replicas still receiving their
+    /// first copy (`Syncing`) never held an acknowledged write and do not count, so a namespace
+    /// keeps taking writes while it grows onto new nodes; a `Dead` replica still counts (its
+    /// writes are not lost, only unreachable). The quorum is the policy's `write_quorum`, else a
+    /// majority.
+    fn quorum(entry: &NamespaceEntry) -> (usize, usize) {
+        let p = &entry.placement;
+        let holders = p.replicas.iter().filter(|n| p.state(**n) != Some(ReplicaState::Syncing)).count();
+        let rf = p.rf.min(holders).max(1);
+        (rf, entry.policy_write_quorum().unwrap_or(rf / 2 + 1).clamp(1, rf))
+    }
+
+    /// A write needs `quorum - 1` in-sync (Active) followers besides the primary; with fewer it
+    /// could never be acknowledged, so it is refused before it is applied.
+    fn check_in_sync(&self, entry: &NamespaceEntry) -> ApiResult<()> {
+        let (_, quorum) = Self::quorum(entry);
+        let p = &entry.placement;
+        let in_sync =
+            p.replicas.iter().filter(|n| **n != self.node_id && p.state(**n) == Some(ReplicaState::Active)).count();
+        if in_sync + 1 < quorum {
+            return Err(unavailable(format!(
+                "only {} of the {quorum} replicas the write quorum of '{}' needs are in sync",
+                in_sync + 1,
+                entry.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Send an entry to every writable follower; Ok once the write quorum holds it.
     async fn replicate(self: &Arc<Self>, entry: &NamespaceEntry, repl: ReplEntry) -> ApiResult<()> {
         let p = &entry.placement;
-        let rf = p.rf.max(1);
-        let quorum = entry.policy_write_quorum().unwrap_or(rf / 2 + 1).clamp(1, rf);
+        let (_, quorum) = Self::quorum(entry);
         let followers: Vec<u64> = p.writable().filter(|n| *n != self.node_id).collect();
         let mut need = quorum.saturating_sub(1);
-        if followers.is_empty() || need == 0 {
+        if need == 0 {
             // Still ship it (async) to whoever should have it.
             for f in followers {
                 let c = self.clone();
@@ -294,8 +361,10 @@ impl Cluster {
     }
 
     /// Bring `follower` up to at least `seq` (ordered per follower; batches whatever is pending).
-    pub async fn replicate_to(&self, entry: &NamespaceEntry, follower: u64, seq: u64) -> bool {
-        if !self.is_alive(follower) {
+    /// A follower whose log disagrees with ours, or that needs entries our log no longer has,
+    /// is repaired by a full copy instead.
+    pub async fn replicate_to(self: &Arc<Self>, entry: &NamespaceEntry, follower: u64, seq: u64) -> bool {
+        if !self.is_alive(follower) || !self.is_taken_over(entry) {
             return false;
         }
         let Some(core) = self.core() else { return false };
@@ -306,36 +375,91 @@ impl Cluster {
             return true;
         }
         if *acked == 0 {
-            match self.call::<_, NsProgress>(follower, Method::Progress, &entry.name, RPC_TIMEOUT).await {
-                Ok(p) => *acked = p.applied_seq,
+            // Handshake: where the follower is, and whether its log agrees with ours there.
+            let p: NsProgress = match self.call(follower, Method::Progress, &entry.name, RPC_TIMEOUT).await {
+                Ok(p) => p,
                 Err(_) => return false,
+            };
+            if p.applied_seq > 0 {
+                let store = core.store.clone();
+                let c2 = ctx.clone();
+                let at = p.applied_seq;
+                let mine = tokio::task::spawn_blocking(move || -> loci_storage::Result<(u64, Option<u64>)> {
+                    Ok((store.progress(&c2)?.applied_seq, store.log_epoch_at(&c2, at)?))
+                })
+                .await;
+                let Ok(Ok((mine_applied, mine_epoch))) = mine else { return false };
+                if p.applied_seq > mine_applied || mine_epoch.is_some_and(|e| e != p.epoch) {
+                    drop(acked);
+                    self.schedule_copy(entry, follower, "its log diverges from the primary's");
+                    return false;
+                }
             }
+            *acked = p.applied_seq;
             if *acked >= seq {
                 return true;
             }
         }
+        let mut waited_for_catalogue = false;
         for _ in 0..64 {
+            // Always send under the epoch we are primary in now.
+            let Some(current) = self.entry(&entry.name).filter(|e| e.placement.primary() == Some(self.node_id)) else {
+                return false;
+            };
             let from = *acked + 1;
             let store = core.store.clone();
             let c2 = ctx.clone();
-            let entries = match tokio::task::spawn_blocking(move || store.repl_entries(&c2, from, 256)).await {
-                Ok(Ok(e)) => e,
-                _ => return false,
+            // One entry before `from` too: it anchors the follower's divergence check.
+            let entries =
+                match tokio::task::spawn_blocking(move || store.repl_entries(&c2, from.saturating_sub(1).max(1), 257))
+                    .await
+                {
+                    Ok(Ok(e)) => e,
+                    _ => return false,
+                };
+            let mut entries = entries.into_iter().peekable();
+            let prev = match entries.peek() {
+                Some(e) if e.seq + 1 == from => entries.next().map(|e| (e.seq, e.epoch)),
+                _ => None,
             };
+            let entries: Vec<ReplEntry> = entries.collect();
             if entries.first().is_none_or(|e| e.seq != from) {
-                tracing::warn!(namespace = %entry.name, follower, from, "replication log no longer holds what the follower needs; it needs a full copy");
+                drop(acked);
+                self.schedule_copy(entry, follower, "the replication log no longer holds what it needs");
                 return false;
             }
             let req = ReplicateRequest {
                 namespace: entry.name.clone(),
                 catalogue_index: self.catalogue.view.applied_index(),
+                sender_epoch: current.placement.epoch,
+                prev,
+                floor: self.floors.lock().get(&(entry.id, self.node_id)).copied().unwrap_or(0),
                 entries,
             };
             match self.call::<_, ReplicateReply>(follower, Method::Replicate, &req, RPC_TIMEOUT).await {
                 Ok(Ok(ApplyOutcome::Applied { seq: s })) => *acked = s,
                 Ok(Ok(ApplyOutcome::Duplicate { applied })) | Ok(Ok(ApplyOutcome::Gap { applied })) => *acked = applied,
                 Ok(Ok(ApplyOutcome::Fenced { epoch })) => {
-                    tracing::warn!(namespace = %entry.name, follower, epoch, "follower fenced this primary (newer epoch)");
+                    // Our catalogue may only be behind the follower's: wait for it, and go on
+                    // if we are still the primary in that epoch.
+                    if waited_for_catalogue {
+                        tracing::warn!(namespace = %entry.name, follower, epoch, "follower fenced this primary (newer epoch)");
+                        return false;
+                    }
+                    waited_for_catalogue = true;
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                    while tokio::time::Instant::now() < deadline
+                        && self.entry(&entry.name).is_some_and(|e| e.placement.epoch < epoch)
+                    {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    if !self.entry(&entry.name).is_some_and(|e| self.is_taken_over(&e)) {
+                        return false;
+                    }
+                }
+                Ok(Ok(ApplyOutcome::Diverged { .. })) => {
+                    drop(acked);
+                    self.schedule_copy(entry, follower, "its log diverges from the primary's");
                     return false;
                 }
                 Ok(Err(e)) => {
@@ -354,6 +478,190 @@ impl Cluster {
         false
     }
 
+    /// Repair `follower` with a full copy (in the background, at most one per target).
+    fn schedule_copy(self: &Arc<Self>, ns: &NamespaceEntry, follower: u64, why: &str) {
+        let key = (ns.id, follower);
+        if !self.copies.lock().insert(key) {
+            return;
+        }
+        tracing::warn!(namespace = %ns.name, follower, reason = why, "replica needs a full copy");
+        let c = self.clone();
+        let ns = ns.clone();
+        tokio::spawn(async move {
+            if let Err(e) = c.copy_to(&ns, follower).await {
+                tracing::warn!(namespace = %ns.name, follower, error = %e, "full copy failed; will retry");
+            }
+            c.copies.lock().remove(&key);
+        });
+    }
+
+    fn is_taken_over(&self, entry: &NamespaceEntry) -> bool {
+        self.taken_over.lock().get(&entry.id).is_some_and(|e| *e >= entry.placement.epoch)
+    }
+
+    /// Before serving as the primary of a placement epoch: fence the other replicas at that
+    /// epoch (so a deposed primary can no longer reach a write quorum) and collect their
+    /// progress. Enough of them must answer that every acknowledged write is known to one of
+    /// them (a write quorum and the replicas that answered always intersect); if one holds
+    /// writes this node lacks, they are pulled from its log (or by a full copy from it) first.
+    pub async fn ensure_taken_over(self: &Arc<Self>, entry: &NamespaceEntry) -> ApiResult<()> {
+        if self.is_taken_over(entry) {
+            return Ok(());
+        }
+        let lock = self.takeover_locks.lock().entry(entry.id).or_default().clone();
+        let _guard = lock.lock().await;
+        let entry = self.entry(&entry.name).unwrap_or_else(|| entry.clone());
+        if self.is_taken_over(&entry) {
+            return Ok(());
+        }
+        if entry.placement.primary() != Some(self.node_id) {
+            return Err(not_owner(entry.placement.epoch, entry.placement.primary()));
+        }
+        let core = self.core_or_err()?;
+        let ctx = core.context(&entry)?;
+        let p = &entry.placement;
+        let (rf, quorum) = Self::quorum(&entry);
+        // Replicas (other than this one) whose answers are needed: rf - quorum + 1 replicas
+        // intersect every write quorum; never more than a majority (quorum 1 trades that away).
+        let need = (rf - quorum + 1).min(rf / 2 + 1).saturating_sub(1);
+        let others: Vec<u64> = p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|n| *n != self.node_id && p.state(*n) != Some(ReplicaState::Syncing))
+            .collect();
+        let req = FenceRequest {
+            namespace: entry.name.clone(),
+            epoch: p.epoch,
+            catalogue_index: self.catalogue.view.applied_index(),
+        };
+        let answers = futures::future::join_all(others.iter().map(|n| {
+            let req = &req;
+            async move { (*n, self.call::<_, FenceReply>(*n, Method::Fence, req, Duration::from_secs(2)).await) }
+        }))
+        .await;
+        let answered: Vec<(u64, NsProgress)> =
+            answers.into_iter().filter_map(|(n, r)| r.ok().and_then(|r| r.ok()).map(|p| (n, p))).collect();
+        if answered.len() < need {
+            return Err(unavailable(format!(
+                "the primary of '{}' cannot confirm it holds every acknowledged write yet ({} of the {need} other replicas needed answered)",
+                entry.name,
+                answered.len()
+            )));
+        }
+        let mine = {
+            let store = core.store.clone();
+            let c2 = ctx.clone();
+            tokio::task::spawn_blocking(move || store.progress(&c2))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))??
+        };
+        if let Some((source, theirs)) = answered
+            .iter()
+            .copied()
+            .filter(|(_, t)| (t.epoch, t.applied_seq) > (mine.epoch, mine.applied_seq))
+            .max_by_key(|(_, t)| (t.epoch, t.applied_seq))
+        {
+            tracing::warn!(namespace = %entry.name, source, mine = mine.applied_seq, theirs = theirs.applied_seq, "new primary catches up from a more advanced replica");
+            if !self.pull_log(&entry, &ctx, source, mine, theirs.applied_seq).await {
+                let req = PushCopyRequest { namespace: entry.name.clone(), target: self.node_id };
+                match self.call::<_, PushCopyReply>(source, Method::PushCopy, &req, Duration::from_secs(600)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) | Err(RpcError::Remote(_, e)) | Err(RpcError::Unreachable(_, e)) => {
+                        return Err(unavailable(format!(
+                            "the primary of '{}' could not catch up from node {source}: {e}",
+                            entry.name
+                        )));
+                    }
+                }
+            }
+        }
+        // Links from an earlier term are stale: handshake with every follower again.
+        self.links.lock().retain(|(ns, _), _| *ns != entry.id);
+        self.taken_over.lock().insert(entry.id, p.epoch);
+        tracing::debug!(namespace = %entry.name, epoch = p.epoch, "serving as primary");
+        Ok(())
+    }
+
+    /// Pull log entries `mine.applied_seq + 1 ..= to` from `source` and apply them; false when
+    /// the logs disagree or `source` no longer has them (a full copy is needed).
+    async fn pull_log(
+        &self,
+        entry: &NamespaceEntry,
+        ctx: &loci_storage::store::NsContext,
+        source: u64,
+        mine: NsProgress,
+        to: u64,
+    ) -> bool {
+        let Some(core) = self.core() else { return false };
+        // Each request starts at our last entry (when we have one): theirs must match it.
+        let mut last = (mine.applied_seq, mine.epoch);
+        while last.0 < to {
+            let req = FetchLogRequest { namespace: entry.name.clone(), from: last.0.max(1), limit: 256 };
+            let Ok(Ok(entries)) = self.call::<_, FetchLogReply>(source, Method::FetchLog, &req, RPC_TIMEOUT).await
+            else {
+                return false;
+            };
+            let mut entries = entries.into_iter().peekable();
+            if last.0 > 0 {
+                match entries.next() {
+                    Some(e) if e.seq == last.0 && e.epoch == last.1 => {}
+                    _ => return false,
+                }
+            }
+            let batch: Vec<ReplEntry> = entries.collect();
+            let Some(tail) = batch.last().map(|e| (e.seq, e.epoch)) else { return false };
+            if batch.first().is_none_or(|e| e.seq != last.0 + 1) {
+                return false;
+            }
+            let store = core.store.clone();
+            let c2 = ctx.clone();
+            match tokio::task::spawn_blocking(move || store.apply_replicated(&c2, None, None, &batch)).await {
+                Ok(Ok(ApplyOutcome::Applied { seq })) if seq == tail.0 => last = tail,
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// A new primary's request: fence this replica at its epoch and report progress.
+    pub async fn serve_fence(&self, req: FenceRequest) -> FenceReply {
+        let core = self.core().ok_or("node shutting down")?;
+        let _ = self.catalogue.view.wait_applied(req.catalogue_index, Duration::from_secs(3)).await;
+        let entry = self.entry(&req.namespace).ok_or_else(|| format!("unknown namespace {}", req.namespace))?;
+        if !entry.placement.replicas.contains(&self.node_id) {
+            return Err(format!("this node holds no replica of {}", req.namespace));
+        }
+        let ctx = core.context(&entry).map_err(|e| e.message)?;
+        let store = core.store.clone();
+        tokio::task::spawn_blocking(move || store.fence(&ctx, req.epoch))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Log entries for a new primary taking over.
+    pub async fn serve_fetch_log(&self, req: FetchLogRequest) -> FetchLogReply {
+        let core = self.core().ok_or("node shutting down")?;
+        let entry = self.entry(&req.namespace).ok_or_else(|| format!("unknown namespace {}", req.namespace))?;
+        let ctx = core.context(&entry).map_err(|e| e.message)?;
+        let store = core.store.clone();
+        let limit = req.limit.clamp(1, 1024);
+        tokio::task::spawn_blocking(move || store.repl_entries(&ctx, req.from, limit))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// A new primary asks for a full copy of this node's replica (its own log disagreed).
+    pub async fn serve_push_copy(self: Arc<Self>, req: PushCopyRequest) -> PushCopyReply {
+        let entry = self.entry(&req.namespace).ok_or_else(|| format!("unknown namespace {}", req.namespace))?;
+        if !entry.placement.replicas.contains(&req.target) {
+            return Err(format!("node {} holds no replica of {}", req.target, req.namespace));
+        }
+        self.push_copy(&entry, req.target).await.map(|_| ())
+    }
+
     /// Follower side of replication.
     pub async fn apply_replicated(&self, req: ReplicateRequest) -> ReplicateReply {
         let core = self.core().ok_or("node shutting down")?;
@@ -365,19 +673,15 @@ impl Cluster {
         let ctx = core.context(&entry).map_err(|e| e.message)?;
         let store = core.store.clone();
         tokio::task::spawn_blocking(move || {
-            let mut last = ApplyOutcome::Duplicate { applied: 0 };
-            for e in &req.entries {
-                last = store.apply_replicated(&ctx, e).map_err(|e| e.to_string())?;
-                if !matches!(last, ApplyOutcome::Applied { .. } | ApplyOutcome::Duplicate { .. }) {
-                    break;
-                }
+            let out = store
+                .apply_replicated(&ctx, Some(req.sender_epoch), req.prev, &req.entries)
+                .map_err(|e| e.to_string())?;
+            if req.floor > 0 && matches!(out, ApplyOutcome::Applied { .. } | ApplyOutcome::Duplicate { .. }) {
+                // Entries every replica applied are no longer needed (and may hold content
+                // that was forgotten since).
+                store.truncate_repl(&ctx, req.floor).map_err(|e| e.to_string())?;
             }
-            if let ApplyOutcome::Duplicate { .. } = last {
-                // Report the real progress so the primary resumes from it.
-                let p = store.progress(&ctx).map_err(|e| e.to_string())?;
-                last = ApplyOutcome::Duplicate { applied: p.applied_seq };
-            }
-            Ok(last)
+            Ok(out)
         })
         .await
         .map_err(|e| e.to_string())?
@@ -458,31 +762,35 @@ impl Cluster {
                 continue;
             }
             let namespaces: Vec<NamespaceEntry> = self.catalogue.view.read().namespaces.values().cloned().collect();
+            // A primary takes over as soon as it is made one, not only on its first request.
             for ns in &namespaces {
-                if ns.placement.primary() != Some(self.node_id) {
+                if ns.placement.primary() == Some(self.node_id) && !self.is_taken_over(ns) {
+                    let lock = self.takeover_locks.lock().entry(ns.id).or_default().clone();
+                    if lock.try_lock().is_ok() {
+                        let c = self.clone();
+                        let ns = ns.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = c.ensure_taken_over(&ns).await {
+                                tracing::debug!(namespace = %ns.name, error = %e.message, "taking over as primary");
+                            }
+                        });
+                    }
+                }
+            }
+            for ns in &namespaces {
+                if ns.placement.primary() != Some(self.node_id) || !self.is_taken_over(ns) {
                     continue;
                 }
                 for (node, state) in &ns.placement.states {
                     if *state == ReplicaState::Syncing && *node != self.node_id && self.is_alive(*node) {
-                        let key = (ns.id, *node);
-                        if self.copies.lock().insert(key) {
-                            let c = self.clone();
-                            let ns = ns.clone();
-                            let node = *node;
-                            tokio::spawn(async move {
-                                if let Err(e) = c.copy_to(&ns, node).await {
-                                    tracing::warn!(namespace = %ns.name, node, error = %e, "full copy failed; will retry");
-                                }
-                                c.copies.lock().remove(&key);
-                            });
-                        }
+                        self.schedule_copy(ns, *node, "it is a new replica");
                     }
                 }
             }
             // Anti-entropy: followers that missed entries (down, partitioned, slow) catch up even
             // when no new write arrives for their namespace.
             for ns in &namespaces {
-                if ns.placement.primary() != Some(self.node_id) {
+                if ns.placement.primary() != Some(self.node_id) || !self.is_taken_over(ns) {
                     continue;
                 }
                 let Ok(ctx) = core.context(ns) else { continue };
@@ -502,22 +810,133 @@ impl Cluster {
                 }
             }
             truncate_tick += 1;
-            if truncate_tick % 100 == 0 {
-                for ns in namespaces.iter().filter(|n| n.placement.replicas.contains(&self.node_id)) {
-                    if let Ok(ctx) = core.context(ns) {
-                        let store = core.store.clone();
-                        let _ = tokio::task::spawn_blocking(move || store.truncate_repl(&ctx, LOG_KEEP)).await;
-                    }
-                }
+            if truncate_tick % 10 == 0 {
+                self.truncate_logs(&core, &namespaces).await;
+            }
+            if truncate_tick % 20 == 0 {
+                self.sweep_former_replicas(&core, &namespaces).await;
             }
         }
     }
 
-    async fn copy_to(&self, ns: &NamespaceEntry, node: u64) -> Result<(), String> {
+    /// Log retention. A primary keeps what its slowest follower still needs (at most
+    /// `LOG_KEEP` entries) and tells followers the floor; so a forgotten memory's content
+    /// leaves every log once every replica has applied the deletion.
+    async fn truncate_logs(self: &Arc<Self>, core: &Arc<loci_api::Core>, namespaces: &[NamespaceEntry]) {
+        for ns in namespaces.iter().filter(|n| n.placement.replicas.contains(&self.node_id)) {
+            let Ok(ctx) = core.context(ns) else { continue };
+            let Ok(progress) = core.store.progress(&ctx) else { continue };
+            let mut floor = progress.applied_seq.saturating_sub(LOG_KEEP);
+            if ns.placement.primary() == Some(self.node_id) && self.is_taken_over(ns) {
+                let mut min_acked = Some(progress.applied_seq);
+                for f in ns.placement.writable().filter(|f| *f != self.node_id) {
+                    let acked = self.link(ns.id, f).try_lock().map(|a| *a).unwrap_or(0);
+                    min_acked = min_acked.map(|m| m.min(acked));
+                }
+                floor = floor.max(min_acked.unwrap_or(0));
+                self.floors.lock().insert((ns.id, self.node_id), floor);
+                // Followers learn the floor with the next entry; idle namespaces get it here.
+                for f in ns.placement.writable().filter(|f| *f != self.node_id) {
+                    let sent = self.floors.lock().get(&(ns.id, f)).copied().unwrap_or(0);
+                    if floor > sent && self.is_alive(f) {
+                        let req = ReplicateRequest {
+                            namespace: ns.name.clone(),
+                            catalogue_index: self.catalogue.view.applied_index(),
+                            sender_epoch: ns.placement.epoch,
+                            prev: None,
+                            floor,
+                            entries: Vec::new(),
+                        };
+                        if let Ok(Ok(_)) = self.call::<_, ReplicateReply>(f, Method::Replicate, &req, RPC_TIMEOUT).await
+                        {
+                            self.floors.lock().insert((ns.id, f), floor);
+                        }
+                    }
+                }
+            }
+            if floor > 0 {
+                let store = core.store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.truncate_repl(&ctx, floor)).await;
+            }
+        }
+    }
+
+    /// Rows of namespaces this node no longer replicates (it was moved off, or it was down
+    /// while the namespace was erased) are deleted once that has held for two sweeps in a row.
+    async fn sweep_former_replicas(&self, core: &Arc<loci_api::Core>, namespaces: &[NamespaceEntry]) {
+        if self.catalogue.current_leader().await.is_none() {
+            return;
+        }
+        let mine: std::collections::HashSet<u64> = namespaces
+            .iter()
+            .filter(|n| n.placement.replicas.contains(&self.node_id) || n.placement.leaving.contains(&self.node_id))
+            .map(|n| n.id)
+            .collect();
+        let store = core.store.clone();
+        let Ok(Ok(stored)) = tokio::task::spawn_blocking(move || store.stored_namespace_ids()).await else { return };
+        let copying: BTreeSet<u64> = self.copies.lock().iter().map(|(ns, _)| *ns).collect();
+        let candidates: BTreeSet<u64> =
+            stored.into_iter().filter(|id| !mine.contains(id) && !copying.contains(id)).collect();
+        let confirmed: Vec<u64> = {
+            let mut prev = self.orphan_candidates.lock();
+            let c = candidates.intersection(&prev).copied().collect();
+            *prev = candidates;
+            c
+        };
+        for id in confirmed {
+            let store = core.store.clone();
+            if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || store.drop_namespace(id)).await {
+                tracing::info!(ns_id = id, rows = n, "deleted the rows of a namespace this node no longer replicates");
+                self.links.lock().retain(|(ns, _), _| *ns != id);
+                self.taken_over.lock().remove(&id);
+            }
+        }
+    }
+
+    /// Full copy to a new or repaired replica, catch-up, then (if it was Syncing) Active.
+    async fn copy_to(self: &Arc<Self>, ns: &NamespaceEntry, node: u64) -> Result<(), String> {
+        let core = self.core().ok_or("shutting down")?;
+        let started = std::time::Instant::now();
+        let (progress, total) = self.push_copy(ns, node).await?;
+        // Catch up with writes made during the copy, then become Active.
+        let latest = {
+            let store = core.store.clone();
+            let ctx = core.context(ns).map_err(|e| e.message)?;
+            tokio::task::spawn_blocking(move || store.progress(&ctx))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?
+        };
+        if latest.applied_seq > progress.applied_seq && !self.replicate_to(ns, node, latest.applied_seq).await {
+            return Err("catch-up after the copy failed".into());
+        }
+        let Some(current) = self.entry(&ns.name) else { return Ok(()) };
+        if current.placement.state(node) != Some(ReplicaState::Syncing) {
+            tracing::info!(namespace = %ns.name, node, rows = total, elapsed_ms = started.elapsed().as_millis() as u64, "replica repaired by a full copy");
+            return Ok(());
+        }
+        let mut np = current.placement.clone();
+        np.epoch += 1;
+        np.states.insert(node, ReplicaState::Active);
+        let res = self
+            .catalogue
+            .write(loci_raft::Command::SetPlacement {
+                name: ns.name.clone(),
+                expected_epoch: current.placement.epoch,
+                placement: np,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(namespace = %ns.name, node, rows = total, elapsed_ms = started.elapsed().as_millis() as u64, result = ?matches!(res, loci_raft::CommandResult::Namespace { .. }), "replica synced");
+        Ok(())
+    }
+
+    /// Send this node's copy of a namespace (rows and log, one consistent snapshot) to `node`,
+    /// replacing whatever it holds. Returns the progress the copy carries and its row count.
+    async fn push_copy(&self, ns: &NamespaceEntry, node: u64) -> Result<(NsProgress, usize), String> {
         let core = self.core().ok_or("shutting down")?;
         let link = self.link(ns.id, node);
         let mut acked = link.lock().await;
-        let started = std::time::Instant::now();
         let store = core.store.clone();
         let id = ns.id;
         let (progress, rows) = tokio::task::spawn_blocking(move || store.export_namespace(id))
@@ -539,8 +958,9 @@ impl Cluster {
                 sent += chunk.len();
                 let req = CopyRequest::Rows { rows: std::mem::take(&mut chunk) };
                 self.call::<_, Result<(), String>>(node, Method::Copy, &req, to).await.map_err(|e| e.to_string())??;
-                metrics::gauge!("loci_move_progress_ratio", "namespace" => ns.name.clone())
-                    .set(sent as f64 / total.max(1) as f64);
+                // Per node, not per namespace: /metrics is unauthenticated and namespace names
+                // belong to tenants.
+                metrics::gauge!("loci_move_progress_ratio").set(sent as f64 / total.max(1) as f64);
                 size = 0;
             }
         }
@@ -553,36 +973,8 @@ impl Cluster {
         *acked = progress.applied_seq;
         drop(acked);
         metrics::counter!("loci_move_rows_total").increment(total as u64);
-        // Catch up with writes made during the copy, then become Active.
-        let latest = {
-            let store = core.store.clone();
-            let ctx = core.context(ns).map_err(|e| e.message)?;
-            tokio::task::spawn_blocking(move || store.progress(&ctx))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?
-        };
-        if latest.applied_seq > progress.applied_seq && !self.replicate_to(ns, node, latest.applied_seq).await {
-            return Err("catch-up after the copy failed".into());
-        }
-        let Some(current) = self.entry(&ns.name) else { return Ok(()) };
-        if current.placement.state(node) != Some(ReplicaState::Syncing) {
-            return Ok(());
-        }
-        let mut np = current.placement.clone();
-        np.epoch += 1;
-        np.states.insert(node, ReplicaState::Active);
-        let res = self
-            .catalogue
-            .write(loci_raft::Command::SetPlacement {
-                name: ns.name.clone(),
-                expected_epoch: current.placement.epoch,
-                placement: np,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        tracing::info!(namespace = %ns.name, node, rows = total, elapsed_ms = started.elapsed().as_millis() as u64, result = ?matches!(res, loci_raft::CommandResult::Namespace { .. }), "replica synced");
-        Ok(())
+        metrics::gauge!("loci_move_progress_ratio").set(1.0);
+        Ok((progress, total))
     }
 
     /// Follower side of a full copy.

@@ -1,5 +1,5 @@
 //! gRPC services of a node: the public `loci.v1.Loci` (REST calls over gRPC, answered by the
-//! same router) and the node-to-node `loci.internal.v1.Internal` (cluster token required).
+//! same router) and the node-to-node `loci.v1.Internal` (cluster token required).
 
 use std::sync::Arc;
 
@@ -11,7 +11,9 @@ use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 use tower::ServiceExt;
 
-use super::plane::{CopyRequest, EraseRequest, ForwardRequest, ReplicateRequest};
+use super::plane::{
+    CopyRequest, EraseRequest, FenceRequest, FetchLogRequest, ForwardRequest, PushCopyRequest, ReplicateRequest,
+};
 use super::{CLUSTER_TOKEN_HEADER, Cluster};
 
 pub struct InternalService {
@@ -78,6 +80,24 @@ impl Internal for InternalService {
     async fn node_info(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         check(&self.cluster, &req)?;
         reply(&self.cluster.local_info())
+    }
+
+    async fn fence(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        check(&self.cluster, &req)?;
+        let r: FenceRequest = parse(&req)?;
+        reply(&self.cluster.serve_fence(r).await)
+    }
+
+    async fn fetch_log(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        check(&self.cluster, &req)?;
+        let r: FetchLogRequest = parse(&req)?;
+        reply(&self.cluster.serve_fetch_log(r).await)
+    }
+
+    async fn push_copy(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        check(&self.cluster, &req)?;
+        let r: PushCopyRequest = parse(&req)?;
+        reply(&self.cluster.clone().serve_push_copy(r).await)
     }
 
     async fn admin(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
