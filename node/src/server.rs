@@ -349,7 +349,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     // The default embedder: the built-in model when its files are present (and verified).
     let model_dir = args.embedding_model_dir.clone().unwrap_or_else(|| crate::model::default_dir(&args.data_dir));
     let want = args.embedding_provider.as_str();
-    let minilm = if matches!(want, "auto" | "builtin-minilm") && model_dir.exists() {
+    // Loaded whenever present, whatever the default: namespaces created with it earlier (or on
+    // other nodes) keep working.
+    let minilm = if model_dir.exists() {
         let dir = model_dir.clone();
         match tokio::task::spawn_blocking(move || loci_storage::minilm::MiniLm::load(&dir)).await? {
             Ok(m) => Some(m),

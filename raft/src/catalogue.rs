@@ -136,6 +136,28 @@ impl Distance {
 pub struct EmbedderSpec {
     pub provider: String,
     pub dimension: usize,
+    /// Bumped each time a re-embedding job switches the namespace to another embedder.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// A re-embedding job: recompute every vector of a namespace with another embedder, then
+/// switch to it. Progress is recorded here so every node can report it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ReembedJob {
+    /// The embedder to switch to (its `generation` is the current one + 1).
+    pub target: EmbedderSpec,
+    /// `running`, `completed` or `failed`.
+    pub state: String,
+    pub total: u64,
+    pub done: u64,
+    /// The node running it.
+    pub node: u64,
+    pub started_at: u64,
+    /// Last progress report (a running job silent for long is considered abandoned).
+    pub updated_at: u64,
+    pub finished_at: Option<u64>,
+    pub error: Option<String>,
 }
 
 /// Per-namespace memory policy (the Dakera `memory_policy` fields plus Loci's limits).
@@ -222,6 +244,9 @@ pub struct NamespaceEntry {
     /// Which nodes hold the namespace; routing always reads this, never a local guess.
     #[serde(default)]
     pub placement: Placement,
+    /// The latest re-embedding job, if any.
+    #[serde(default)]
+    pub reembed: Option<ReembedJob>,
 }
 
 /// The state of one replica of a namespace.
@@ -336,6 +361,16 @@ pub enum Command {
         old_expires_at: u64,
     },
     /// Replace a namespace's placement if its epoch is still `expected_epoch` (compare-and-set).
+    /// Record a re-embedding job's state or progress.
+    SetReembed {
+        name: String,
+        job: ReembedJob,
+    },
+    /// A re-embedding job finished: switch the namespace to its target embedder.
+    SwitchEmbedder {
+        name: String,
+        target: EmbedderSpec,
+    },
     SetPlacement {
         name: String,
         expected_epoch: u64,
@@ -492,6 +527,27 @@ impl Catalogue {
                     "placement of '{name}' is at epoch {}, not {expected_epoch}",
                     ns.placement.epoch
                 )),
+                None => CommandResult::NotFound(name),
+            },
+            Command::SetReembed { name, job } => match self.namespaces.get_mut(&name) {
+                Some(ns) if job.target.generation == ns.embedder.generation + 1 => {
+                    ns.reembed = Some(job);
+                    CommandResult::Namespace { entry: ns.clone(), created: false }
+                }
+                Some(_) => CommandResult::Rejected(format!("'{name}' switched embedders meanwhile")),
+                None => CommandResult::NotFound(name),
+            },
+            Command::SwitchEmbedder { name, target } => match self.namespaces.get_mut(&name) {
+                Some(ns) if target.generation == ns.embedder.generation + 1 => {
+                    ns.dimension = target.dimension;
+                    ns.embedder = target;
+                    if let Some(job) = ns.reembed.as_mut() {
+                        job.state = "completed".into();
+                        job.done = job.total.max(job.done);
+                    }
+                    CommandResult::Namespace { entry: ns.clone(), created: false }
+                }
+                Some(_) => CommandResult::Rejected(format!("'{name}' switched embedders meanwhile")),
                 None => CommandResult::NotFound(name),
             },
             Command::SetDraining { node, draining } => {

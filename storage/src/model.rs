@@ -293,6 +293,17 @@ pub enum DataOp {
     },
     ListAgents,
     Stats,
+    /// A page of `(id, version, content)` in id order after `after` (a re-embedding job reads
+    /// the namespace with it).
+    ContentPage {
+        after: Option<String>,
+        limit: usize,
+    },
+    /// Stage vectors for embedder `generation` (a re-embedding job writes them with it).
+    StageVectors {
+        generation: u64,
+        items: Vec<(String, u64, Vec<f32>)>,
+    },
 }
 
 impl DataOp {
@@ -306,6 +317,7 @@ impl DataOp {
                 | DataOp::StartSession { .. }
                 | DataOp::EndSession { .. }
                 | DataOp::TouchSession { .. }
+                | DataOp::StageVectors { .. }
         )
     }
 }
@@ -322,14 +334,29 @@ pub enum DataResult {
     AgentStats(AgentStats),
     Agents(Vec<AgentSummary>),
     Stats(NamespaceStats),
+    ContentPage(Vec<(String, u64, String)>),
+    Staged(u64),
 }
 
 /// One change to a namespace's data, as replicated from the primary to its followers.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum Mutation {
-    PutMemory { record: MemoryRecord, vector: Option<Vec<f32>> },
-    DeleteMemories { ids: Vec<String> },
-    PutSession { session: Session },
+    PutMemory {
+        record: MemoryRecord,
+        vector: Option<Vec<f32>>,
+    },
+    DeleteMemories {
+        ids: Vec<String>,
+    },
+    PutSession {
+        session: Session,
+    },
+    /// Vectors a re-embedding job computed for embedder `generation`: `(id, version, vector)`,
+    /// kept aside until the namespace switches to that generation.
+    StageVectors {
+        generation: u64,
+        items: Vec<(String, u64, Vec<f32>)>,
+    },
 }
 
 /// A replication-log entry: the mutations of one write, under the namespace's next sequence

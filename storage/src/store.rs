@@ -31,6 +31,10 @@ const KIND_MEMORY: u8 = b'm';
 const KIND_SESSION: u8 = b's';
 const IDX_EXPIRY: u8 = b'e';
 const IDX_ACCESS: u8 = b'a';
+/// A vector computed by a re-embedding job for the next embedder generation (not yet live).
+const IDX_STAGED: u8 = b'v';
+/// The embedder generation the live vectors were made with (one row per namespace, id "").
+const IDX_GENERATION: u8 = b'g';
 
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -61,6 +65,10 @@ pub struct NsContext {
     pub metric: crate::vector::Metric,
     /// Placement epoch from the catalogue (replication entries carry it; older ones are fenced).
     pub epoch: u64,
+    /// Embedder generation from the catalogue: bumped when a re-embedding job switches the
+    /// namespace to another embedder. A replica whose live vectors are older promotes the
+    /// staged ones (and embeds what was written since) before serving.
+    pub generation: u64,
 }
 
 /// Per-memory facts kept in memory for filtering and ranking (no content, no vector).
@@ -77,6 +85,7 @@ struct Meta {
     access_count: u64,
     last_accessed_at: u64,
     content_len: usize,
+    version: u64,
 }
 
 impl Meta {
@@ -93,6 +102,7 @@ impl Meta {
             access_count: r.access_count,
             last_accessed_at: r.last_accessed_at,
             content_len: r.content.len(),
+            version: r.version,
         }
     }
 
@@ -164,6 +174,8 @@ struct NsState {
     /// Fence: the highest placement epoch seen (entries, catalogue, or a new primary's fence);
     /// senders, and local writes, from older epochs are refused.
     epoch: u64,
+    /// Embedder generation of the live vectors.
+    generation: u64,
 }
 
 struct Namespace {
@@ -231,6 +243,28 @@ fn repl_key(ns: u64, seq: u64) -> Vec<u8> {
     k.extend_from_slice(&prefix(ns));
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+fn staged_aad(id: &str) -> Vec<u8> {
+    [b"staged/".as_slice(), id.as_bytes()].concat()
+}
+
+/// A staged vector: generation, the memory version it was computed from, the vector.
+fn encode_staged(generation: u64, version: u64, v: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + 4 * v.len());
+    out.extend_from_slice(&generation.to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&encode_vector(v));
+    out
+}
+
+fn decode_staged(b: &[u8]) -> Result<(u64, u64, Vec<f32>)> {
+    if b.len() < 16 {
+        return Err(StorageError::Encoding("staged vector".into()));
+    }
+    let g = u64::from_be_bytes(b[0..8].try_into().map_err(|_| StorageError::Encoding("staged".into()))?);
+    let v = u64::from_be_bytes(b[8..16].try_into().map_err(|_| StorageError::Encoding("staged".into()))?);
+    Ok((g, v, decode_vector(&b[16..])?))
 }
 
 fn encode_vector(v: &[f32]) -> Vec<u8> {
@@ -332,18 +366,85 @@ impl Store {
     /// The namespace's in-memory state, loading it from disk on first use.
     fn namespace(&self, ctx: &NsContext) -> Result<Arc<Namespace>> {
         if let Some(ns) = self.loaded.read().get(&ctx.id) {
-            return Ok(ns.clone());
+            if ns.state.read().generation >= ctx.generation {
+                return Ok(ns.clone());
+            }
         }
         let _guard = self.load_lock.lock();
         if let Some(ns) = self.loaded.read().get(&ctx.id) {
-            return Ok(ns.clone());
+            if ns.state.read().generation >= ctx.generation {
+                return Ok(ns.clone());
+            }
         }
         if self.dropped.read().contains(&ctx.id) {
             return Err(StorageError::Dropped);
         }
-        let ns = Arc::new(self.load(ctx)?);
+        let existing = self.loaded.read().get(&ctx.id).cloned();
+        let ns = match existing {
+            Some(ns) => ns,
+            None => Arc::new(self.load(ctx)?),
+        };
+        if ns.state.read().generation < ctx.generation {
+            self.promote(&ns, ctx)?;
+            // Reload: the index is rebuilt at the new dimension from the promoted vectors.
+            let fresh = Arc::new(self.load(ctx)?);
+            self.loaded.write().insert(ctx.id, fresh.clone());
+            return Ok(fresh);
+        }
         self.loaded.write().insert(ctx.id, ns.clone());
         Ok(ns)
+    }
+
+    /// Switch a namespace's live vectors to the embedder generation of `ctx`: staged vectors of
+    /// that generation whose memory has not changed since are used as they are; every other
+    /// memory (written or edited after it was staged) is embedded now with the new embedder.
+    fn promote(&self, ns: &Namespace, ctx: &NsContext) -> Result<()> {
+        let _w = ns.write_lock()?;
+        let started = std::time::Instant::now();
+        let ids: Vec<(String, u64)> = ns.state.read().metas.iter().map(|(id, m)| (id.clone(), m.version)).collect();
+        let mut batch = WriteBatch::default();
+        let mut missing = Vec::new();
+        let mut reused = 0usize;
+        for (id, version) in &ids {
+            let staged = match self.db.get_cf(self.cf(CF_IDX), row_key(ctx.id, IDX_STAGED, id))? {
+                Some(v) => Some(decode_staged(&ctx.key.open(RecordKind::Vector, &staged_aad(id), &v)?)?),
+                None => None,
+            };
+            match staged {
+                Some((g, ver, v)) if g == ctx.generation && ver == *version && v.len() == ctx.dimension => {
+                    self.put_vector(&mut batch, ctx, id, &v);
+                    reused += 1;
+                }
+                _ => missing.push(id.clone()),
+            }
+        }
+        for chunk in missing.chunks(32) {
+            let mut texts = Vec::new();
+            let mut present = Vec::new();
+            for id in chunk {
+                if let Some(rec) = self.read_record(ctx, id)? {
+                    texts.push(rec.content);
+                    present.push(id);
+                }
+            }
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            for (id, v) in present.into_iter().zip(self.embed(ctx, &refs)?) {
+                match v {
+                    Some(v) => self.put_vector(&mut batch, ctx, id, &v),
+                    None => batch.delete_cf(self.cf(CF_VEC), vec_key(ctx.id, id)),
+                }
+            }
+        }
+        batch.delete_range_cf(self.cf(CF_IDX), row_key(ctx.id, IDX_STAGED, ""), {
+            let mut e = prefix(ctx.id).to_vec();
+            e.push(IDX_STAGED + 1);
+            e
+        });
+        batch.put_cf(self.cf(CF_IDX), row_key(ctx.id, IDX_GENERATION, ""), ctx.generation.to_be_bytes());
+        self.write(batch)?;
+        ns.state.write().generation = ctx.generation;
+        tracing::info!(namespace = %ctx.name, generation = ctx.generation, reused, embedded = missing.len(), elapsed_ms = started.elapsed().as_millis() as u64, "embedder switched; vectors promoted");
+        Ok(())
     }
 
     fn load(&self, ctx: &NsContext) -> Result<Namespace> {
@@ -388,8 +489,18 @@ impl Store {
                 continue;
             }
             let vector = decode_vector(&key.open(RecordKind::Vector, id.as_bytes(), &v)?)?;
-            vectors.upsert(&id, &vector);
+            // Vectors of an earlier embedder (a re-embedding not promoted here yet) are replaced
+            // by the promotion that follows the load.
+            if vector.len() == ctx.dimension {
+                vectors.upsert(&id, &vector);
+            }
         }
+        let generation = match self.db.get_cf(self.cf(CF_IDX), row_key(ctx.id, IDX_GENERATION, ""))? {
+            Some(v) => {
+                u64::from_be_bytes(v.as_slice().try_into().map_err(|_| StorageError::Encoding("generation".into()))?)
+            }
+            None => 0,
+        };
         let mut ap = p.to_vec();
         ap.push(IDX_ACCESS);
         for item in self.scan_prefix(CF_IDX, &ap) {
@@ -429,6 +540,7 @@ impl Store {
                 applied_seq: progress.applied_seq,
                 last_epoch: progress.epoch,
                 epoch: progress.epoch.max(ctx.epoch),
+                generation,
                 last_order: metas.values().map(|m| m.order).max().unwrap_or(0),
                 metas,
                 sessions,
@@ -653,6 +765,34 @@ impl Store {
                 read(DataResult::AgentStats(self.agent_stats(&ns, agent_id.as_deref(), now)))
             }
             DataOp::ListAgents => read(DataResult::Agents(self.agents(&ns, now))),
+            DataOp::ContentPage { after, limit } => {
+                let mut ids: Vec<(String, u64)> = {
+                    let st = ns.state.read();
+                    st.metas
+                        .iter()
+                        .filter(|(id, _)| after.as_deref().is_none_or(|a| id.as_str() > a))
+                        .map(|(id, m)| (id.clone(), m.version))
+                        .collect()
+                };
+                ids.sort();
+                ids.truncate(limit.clamp(1, 1000));
+                let mut page = Vec::with_capacity(ids.len());
+                for (id, version) in ids {
+                    if let Some(rec) = self.read_record(ctx, &id)? {
+                        page.push((id, version, rec.content));
+                    }
+                }
+                read(DataResult::ContentPage(page))
+            }
+            DataOp::StageVectors { generation, items } => {
+                if generation <= ns.state.read().generation {
+                    return Err(StorageError::Invalid(format!("embedder generation {generation} is not newer")));
+                }
+                let n = items.len() as u64;
+                let _w = ns.write_lock()?;
+                let entry = self.commit_local(&ns, ctx, vec![Mutation::StageVectors { generation, items }])?;
+                Ok(Executed { result: DataResult::Staged(n), replicate: Some(entry) })
+            }
             DataOp::Stats => {
                 let st = ns.state.read();
                 let live: Vec<&Meta> = st.metas.values().filter(|m| m.live(now)).collect();
@@ -695,6 +835,24 @@ impl Store {
     /// the in-memory state and the text index.
     fn commit(&self, ns: &Namespace, entry: &ReplEntry) -> Result<()> {
         let ctx = &ns.ctx;
+        // A vector of another dimension was made by the embedder this namespace had before a
+        // re-embedding switched it (an entry from before the switch, applied after it here):
+        // embed that content again with the current embedder.
+        let mut refreshed: HashMap<&str, Option<Vec<f32>>> = HashMap::new();
+        for m in &entry.mutations {
+            if let Mutation::PutMemory { record, vector: Some(v) } = m {
+                if v.len() != ctx.dimension {
+                    let fresh = self.embed(ctx, &[record.content.as_str()]).ok().and_then(|mut x| x.pop().flatten());
+                    refreshed.insert(record.id.as_str(), fresh);
+                }
+            }
+        }
+        let vector_of = |record: &MemoryRecord, vector: &Option<Vec<f32>>| -> Option<Vec<f32>> {
+            match refreshed.get(record.id.as_str()) {
+                Some(v) => v.clone(),
+                None => vector.clone(),
+            }
+        };
         let mut batch = WriteBatch::default();
         {
             let st = ns.state.read();
@@ -703,9 +861,22 @@ impl Store {
                     Mutation::PutMemory { record, vector } => {
                         let old_expiry = st.metas.get(&record.id).and_then(|m| m.expires_at);
                         self.put_record(&mut batch, ctx, record, old_expiry)?;
-                        match vector {
+                        match &vector_of(record, vector) {
                             Some(v) => self.put_vector(&mut batch, ctx, &record.id, v),
                             None => batch.delete_cf(self.cf(CF_VEC), vec_key(ctx.id, &record.id)),
+                        }
+                    }
+                    Mutation::StageVectors { generation, items } => {
+                        for (id, version, v) in items {
+                            batch.put_cf(
+                                self.cf(CF_IDX),
+                                row_key(ctx.id, IDX_STAGED, id),
+                                ctx.key.seal(
+                                    RecordKind::Vector,
+                                    &staged_aad(id),
+                                    &encode_staged(*generation, *version, v),
+                                ),
+                            );
                         }
                     }
                     Mutation::DeleteMemories { ids } => {
@@ -731,7 +902,7 @@ impl Store {
                     Mutation::PutMemory { record, vector } => {
                         st.last_order = st.last_order.max(record.order);
                         st.metas.insert(record.id.clone(), Meta::of(record));
-                        match vector {
+                        match &vector_of(record, vector) {
                             Some(v) => st.vectors.upsert(&record.id, v),
                             None => st.vectors.remove(&record.id),
                         }
@@ -748,6 +919,7 @@ impl Store {
                     Mutation::PutSession { session } => {
                         st.sessions.insert(session.id.clone(), session.clone());
                     }
+                    Mutation::StageVectors { .. } => {}
                 }
             }
             st.applied_seq = entry.seq;
@@ -1189,6 +1361,7 @@ impl Store {
         batch.delete_cf(self.cf(CF_MEM), row_key(ns_id, KIND_MEMORY, id));
         batch.delete_cf(self.cf(CF_VEC), vec_key(ns_id, id));
         batch.delete_cf(self.cf(CF_IDX), row_key(ns_id, IDX_ACCESS, id));
+        batch.delete_cf(self.cf(CF_IDX), row_key(ns_id, IDX_STAGED, id));
         if let Some(at) = expiry {
             batch.delete_cf(self.cf(CF_IDX), expiry_key(ns_id, at, id));
         }
@@ -1605,6 +1778,7 @@ mod replication_tests {
             max_memories: None,
             metric: crate::vector::Metric::Cosine,
             epoch,
+            generation: 0,
         }
     }
 

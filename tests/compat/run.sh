@@ -32,4 +32,5 @@ if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
 fi
 
 cd "$here"
+export PYTHONDONTWRITEBYTECODE=1
 exec "$venv/bin/python" -m pytest "$@"

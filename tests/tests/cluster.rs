@@ -672,3 +672,68 @@ async fn a_dead_voter_is_replaced_then_removed() {
     let (s, v) = c.client(0).post("/v1/namespaces", &json!({"name": "after-replacement", "dimension": 4})).await;
     assert_eq!(s, 201, "{v}");
 }
+
+/// A re-embedding job in a cluster: staged vectors replicate like any write, every replica
+/// switches, and after the primary dies the new primary serves the new embedder's vectors.
+#[tokio::test]
+async fn re_embedding_reaches_every_replica_and_survives_failover() {
+    let mut c = TestCluster::start(3).await;
+    let ns = "reembed-cluster";
+    let (s, v) = c
+        .client(0)
+        .post("/v1/namespaces", &json!({"name": ns, "embedding": {"provider": "hash", "dimension": 8}}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    for k in 0..30 {
+        let (s, _) = c
+            .client(k % 3)
+            .post_retrying(
+                "/v1/memory/store",
+                &json!({"namespace": ns, "agent_id": "a", "content": format!("distinct fact number {k} about topic {k}")}),
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    let (s, v) = c
+        .client(1)
+        .post(&format!("/v1/namespaces/{ns}/reembed"), &json!({"embedding": {"provider": "hash", "dimension": 32}}))
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let done = eventually(Duration::from_secs(60), || async {
+        let (s, v) = c.client(2).get(&format!("/v1/namespaces/{ns}/reembed")).await;
+        s == 200 && v["job"]["state"] == "completed" && v["embedding"]["dimension"] == 32
+    })
+    .await;
+    assert!(done, "{}", c.client(2).get(&format!("/v1/namespaces/{ns}/reembed")).await.1);
+    // Every replica holds 30 vectors of the new dimension.
+    let switched = eventually(Duration::from_secs(30), || async {
+        for i in 0..3 {
+            let core = &c.handle(i).core;
+            let Some(entry) = core.namespace(ns) else { return false };
+            match core.exec_local(&entry, DataOp::Stats).await.map(|e| e.result) {
+                Ok(DataResult::Stats(s)) if s.vector_count == 30 && s.dimension == Some(32) => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    assert!(switched, "not every replica switched to the new vectors");
+    // Kill the primary: the new one answers vector recall with the new embedder's vectors.
+    let primary = placement_of(&c, 0, ns).primary().unwrap();
+    let pi = c.index_of(primary).unwrap();
+    c.crash(pi).await;
+    let survivor = (0..3).find(|i| *i != pi).unwrap();
+    let recalled = eventually(Duration::from_secs(30), || async {
+        let (s, v) = c
+            .client(survivor)
+            .post(
+                "/v1/memory/recall",
+                &json!({"namespace": ns, "agent_id": "a", "query": "distinct fact number 7 about topic 7", "routing": "vector", "top_k": 3}),
+            )
+            .await;
+        s == 200 && v["memories"][0]["memory"]["content"] == "distinct fact number 7 about topic 7"
+    })
+    .await;
+    assert!(recalled, "vector recall after failover failed");
+}

@@ -277,3 +277,117 @@ async fn providers_are_chosen_per_namespace_and_fixed() {
     assert_eq!(s, 400);
     let _ = Duration::from_secs(0);
 }
+
+async fn wait_for_job(c: &loci_tests::Client, ns: &str) -> Value {
+    let last = std::sync::Mutex::new(Value::Null);
+    let done = loci_tests::eventually(Duration::from_secs(180), || async {
+        let (s, v) = c.get(&format!("/v1/namespaces/{ns}/reembed")).await;
+        let finished = s == 200 && v["job"]["state"] != "running";
+        *last.lock().unwrap() = v;
+        finished
+    })
+    .await;
+    let last = last.into_inner().unwrap();
+    assert!(done, "the re-embedding job did not finish: {last}");
+    last
+}
+
+/// Switching a namespace from the hash fallback to the built-in model: a background job with
+/// progress, writes during the job included, recall by meaning afterwards (and after a
+/// restart), and the refusals around it.
+#[tokio::test]
+async fn a_namespace_is_re_embedded_in_the_background_and_recalls_by_meaning() {
+    let dir = model_dir();
+    let node = TestNode::start_with(move |a| {
+        a.embedding_model_dir = Some(dir);
+        a.embedding_provider = "auto".into();
+    })
+    .await;
+    let c = node.client.clone();
+    let set = fixture("retrieval_pairs.json");
+    let pairs: Vec<(String, String)> = set["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(120)
+        .map(|p| (p["query"].as_str().unwrap().to_string(), p["memory"].as_str().unwrap().to_string()))
+        .collect();
+    let (early, late) = pairs.split_at(100);
+    let ns = "switch-me";
+    let (s, v) =
+        c.post("/v1/namespaces", &json!({"name": ns, "embedding": {"provider": "hash", "dimension": 64}})).await;
+    assert_eq!(s, 201, "{v}");
+    let texts: Vec<String> = early.iter().map(|(_, m)| m.clone()).collect();
+    let mut id_of: std::collections::HashMap<String, String> =
+        texts.iter().cloned().zip(store_all(&c, ns, &texts).await).collect();
+    let before = recall_at_5(&c, ns, "vector", early, &id_of).await;
+
+    // Refusals: same embedder, client vectors, and a plain change of embedder on the namespace.
+    let (s, _) = c
+        .post(&format!("/v1/namespaces/{ns}/reembed"), &json!({"embedding": {"provider": "hash", "dimension": 64}}))
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = c
+        .post(&format!("/v1/namespaces/{ns}/reembed"), &json!({"embedding": {"provider": "client", "dimension": 3}}))
+        .await;
+    assert_eq!(s, 400);
+    let (s, v) = c.put(&format!("/v1/namespaces/{ns}"), &json!({"embedding": {"provider": "builtin-minilm"}})).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().unwrap_or_default().contains("reembed") || v.to_string().contains("reembed"), "{v}");
+
+    let (s, v) =
+        c.post(&format!("/v1/namespaces/{ns}/reembed"), &json!({"embedding": {"provider": "builtin-minilm"}})).await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["job"]["state"], "running");
+    assert_eq!(v["job"]["total"], 100);
+    assert_eq!(v["job"]["target"]["dimension"], 384);
+    // A second job while one runs is refused.
+    let (s, _) =
+        c.post(&format!("/v1/namespaces/{ns}/reembed"), &json!({"embedding": {"provider": "builtin-minilm"}})).await;
+    assert!(s == 409 || s == 400, "a concurrent job was accepted: {s}");
+    // Writes go on during the job: they are embedded with the new model at the switch.
+    let late_texts: Vec<String> = late.iter().map(|(_, m)| m.clone()).collect();
+    id_of.extend(late_texts.iter().cloned().zip(store_all(&c, ns, &late_texts).await));
+
+    let job = wait_for_job(&c, ns).await;
+    assert_eq!(job["job"]["state"], "completed", "{job}");
+    assert_eq!(job["job"]["progress"], 1.0);
+    assert!(job["job"]["done"].as_u64().unwrap() >= 100);
+    assert_eq!(job["embedding"]["provider"], "builtin-minilm");
+    assert_eq!(job["embedding"]["dimension"], 384);
+    let (_, info) = c.get(&format!("/v1/namespaces/{ns}")).await;
+    assert_eq!(info["dimension"], 384);
+    assert_eq!(info["vector_count"], 120);
+
+    let after = recall_at_5(&c, ns, "vector", &pairs, &id_of).await;
+    let late_after = recall_at_5(&c, ns, "vector", late, &id_of).await;
+    println!(
+        "re-embedding hash(64) -> builtin-minilm: vector recall@5 {before:.3} -> {after:.3} (written during the job: {late_after:.3})"
+    );
+    assert!(after >= before + 0.3, "recall did not improve: {before} -> {after}");
+    assert!(late_after >= 0.8, "memories written during the job were not re-embedded: {late_after}");
+
+    // Restarted without the model files: reads still work, only embedding is refused.
+    let data = node.stop().await;
+    let node = TestNode::start_in(data, |a| a.embedding_provider = "hash".into()).await;
+    let (s, v) = node
+        .client
+        .post("/v1/memories/recall/batch", &json!({"namespace": ns, "agent_id": "agent", "filter": {}, "limit": 500}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["memories"].as_array().unwrap().len(), 120);
+    let (s, _) =
+        node.client.post("/v1/memory/recall", &json!({"namespace": ns, "agent_id": "agent", "query": "x"})).await;
+    assert_eq!(s, 503);
+    // The switch survives a restart (the generation and the vectors are on disk).
+    let data = node.stop().await;
+    let dir = model_dir();
+    let node = TestNode::start_in(data, move |a| {
+        a.embedding_model_dir = Some(dir);
+        a.embedding_provider = "auto".into();
+    })
+    .await;
+    let c = node.client.clone();
+    let again = recall_at_5(&c, ns, "vector", &pairs, &id_of).await;
+    assert!((again - after).abs() < 1e-9, "recall changed across a restart: {after} -> {again}");
+}

@@ -126,11 +126,17 @@ async fn create_common(
             entry.distance.as_str()
         )));
     }
-    if !created && provider.as_ref().is_some_and(|p| p != &entry.embedder.provider) {
-        return Err(ApiError::conflict(format!(
-            "namespace '{name}' embeds with {}; a namespace's embedder is fixed (re-embed it to change)",
-            entry.embedder.provider
-        )));
+    if !created {
+        if let Some(p) = provider.as_deref() {
+            // A malformed spec is a 400 whether or not the namespace exists.
+            let wanted = state.core.embedder_spec(Some(p), dimension)?;
+            if wanted.provider != entry.embedder.provider {
+                return Err(ApiError::conflict(format!(
+                    "namespace '{name}' embeds with {}; to switch, re-embed it: POST /v1/namespaces/{name}/reembed",
+                    entry.embedder.provider
+                )));
+            }
+        }
     }
     if !created && dimension.is_some_and(|d| d != entry.dimension) {
         return Err(ApiError::conflict(format!(
@@ -196,6 +202,7 @@ pub async fn get(State(state): State<AppState>, Auth(p): Auth, Path(ns): Path<St
         "session_count": stats.session_count,
         "estimated_storage_bytes": stats.estimated_storage_bytes,
         "embedding": {"provider": entry.embedder.provider, "dimension": entry.embedder.dimension},
+        "reembed": entry.reembed.as_ref().map(crate::reembed::job_json),
         "metadata": entry.metadata,
         "created_at": entry.created_at,
     })))
@@ -268,4 +275,51 @@ pub async fn put_policy(
     }
     let entry = state.core.set_policy(&entry.name, policy).await?;
     Ok(Json(policy_json(&entry.policy)?))
+}
+
+#[derive(Deserialize)]
+pub struct ReembedBody {
+    embedding: Option<EmbeddingSpecBody>,
+    provider: Option<String>,
+    dimension: Option<i64>,
+}
+
+/// `POST /v1/namespaces/{ns}/reembed {embedding: {provider, dimension?}}`: switch the namespace
+/// to another embedder by re-embedding everything in the background (202 with the job).
+pub async fn start_reembed(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(ns): Path<String>,
+    JsonBody(body): JsonBody<ReembedBody>,
+) -> ApiResult<impl IntoResponse> {
+    let entry = visible_entry(&state, &p, &ns, Scope::Admin)?;
+    let (provider, dimension) = match body.embedding {
+        Some(e) => (Some(e.provider), e.dimension),
+        None => (body.provider, body.dimension),
+    };
+    let provider = provider.ok_or_else(|| ApiError::bad_request("embedding.provider is required"))?;
+    let dimension = match dimension {
+        Some(d) => Some(check_dimension(Some(d))?),
+        None => None,
+    };
+    let target = state.core.embedder_spec(Some(&provider), dimension)?;
+    let job = state.core.start_reembed(entry, target).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"namespace": canonical_namespace(&ns), "job": crate::reembed::job_json(&job)})),
+    ))
+}
+
+/// `GET /v1/namespaces/{ns}/reembed`: the latest re-embedding job (`null` when none ran).
+pub async fn get_reembed(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(ns): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let entry = visible_entry(&state, &p, &ns, Scope::Read)?;
+    Ok(Json(serde_json::json!({
+        "namespace": entry.name,
+        "embedding": {"provider": entry.embedder.provider, "dimension": entry.embedder.dimension, "generation": entry.embedder.generation},
+        "job": entry.reembed.as_ref().map(crate::reembed::job_json),
+    })))
 }

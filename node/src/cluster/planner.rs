@@ -243,12 +243,13 @@ mod tests {
             kind: NamespaceKind::Agent,
             dimension: 8,
             distance: Distance::Cosine,
-            embedder: EmbedderSpec { provider: "hash".into(), dimension: 8 },
+            embedder: EmbedderSpec { provider: "hash".into(), dimension: 8, generation: 0 },
             policy: MemoryPolicy::default(),
             data_key: WrappedKey { kek_version: 1, dek_version: 1, sealed: vec![] },
             metadata: None,
             created_at: 0,
             placement: p,
+            reembed: None,
         }
     }
 
