@@ -171,7 +171,8 @@ impl From<StorageError> for ApiError {
             StorageError::Conflict(m) => ApiError::conflict(m),
             StorageError::Embedding(m) => ApiError::unavailable(format!("embedding failed: {m}")),
             StorageError::Dropped => ApiError::namespace_not_found("(dropped)"),
-            StorageError::QuotaExceeded(m) => ApiError::new(StatusCode::CONFLICT, "QUOTA_EXCEEDED", m),
+            // The clients map 413 + QUOTA_EXCEEDED to their quota error.
+            StorageError::QuotaExceeded(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "QUOTA_EXCEEDED", m),
             StorageError::Overloaded(m) => ApiError::unavailable(m).with_retry_after(1),
             StorageError::Fenced(epoch) => {
                 ApiError::new(StatusCode::CONFLICT, "NOT_OWNER", "this node is no longer the namespace's primary")

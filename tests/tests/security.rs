@@ -518,12 +518,12 @@ async fn retention_and_quotas_are_enforced() {
     assert_eq!(s, 200, "{v}");
     c.store("quota", "two").await;
     let (s, v) = c.post("/v1/memory/store", &json!({"agent_id": "quota", "content": "three"})).await;
-    assert_eq!(s, 409, "{v}");
+    assert_eq!(s, 413, "{v}");
     assert_eq!(v["code"], "QUOTA_EXCEEDED");
     assert!(v["error"].as_str().unwrap().contains("max_memories of 2"));
     let (s, _) =
         c.post("/v1/memories/store/batch", &json!({"agent_id": "quota", "memories": [{"content": "a"}]})).await;
-    assert_eq!(s, 409);
+    assert_eq!(s, 413);
     let (_, v) = c.get("/v1/namespaces/quota").await;
     assert_eq!(v["memory_count"], 2, "nothing beyond the quota was stored");
     // Retention: memories older than the window are swept in the background.

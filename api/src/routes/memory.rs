@@ -218,6 +218,11 @@ pub async fn store(
         "memory": serde_json::to_value(MemoryOut::from(&rec)).map_err(|e| ApiError::internal(e.to_string()))?,
         "embedding_time_ms": started.elapsed().as_millis() as u64,
     });
+    if let Some(sid) = &rec.session_id {
+        if let Some(ended) = session_ended(&state, &entry, sid).await {
+            out["session_state"] = Value::from(if ended { "ended" } else { "active" });
+        }
+    }
     if let Some(w) = warnings {
         out["warnings"] = Value::from(w);
     }
@@ -275,10 +280,19 @@ pub async fn store_batch(
             })
         })
         .collect();
+    // Sessions the memories were stored into that had already ended (the clients report them).
+    let mut ended_sessions = Vec::new();
+    let sessions: std::collections::BTreeSet<&str> = recs.iter().filter_map(|r| r.session_id.as_deref()).collect();
+    for sid in sessions {
+        if session_ended(&state, &entry, sid).await == Some(true) {
+            ended_sessions.push(sid.to_string());
+        }
+    }
     let mut out = serde_json::json!({
         "stored_count": stored.len(),
         "stored": stored,
         "total_embedding_time_ms": started.elapsed().as_millis() as u64,
+        "ended_sessions": ended_sessions,
     });
     if !warnings.is_empty() {
         out["warnings"] = Value::from(warnings);
@@ -902,4 +916,12 @@ pub async fn search(
         out["warnings"] = Value::from(w);
     }
     Ok(Json(out))
+}
+
+/// Whether a session has ended (`None`: no such session).
+async fn session_ended(state: &AppState, entry: &loci_raft::catalogue::NamespaceEntry, id: &str) -> Option<bool> {
+    match state.core.exec(entry, DataOp::GetSession { id: id.to_string() }).await {
+        Ok(DataResult::Session(info)) => Some(info.session.ended_at.is_some()),
+        _ => None,
+    }
 }

@@ -194,6 +194,37 @@ pub struct PageQuery {
     offset: Option<usize>,
     memory_type: Option<String>,
     active_only: Option<bool>,
+    /// Cut each memory's content to this many characters (1-10000), adding `content_len` and
+    /// `content_truncated`.
+    content_preview_chars: Option<i64>,
+}
+
+impl PageQuery {
+    fn preview(&self) -> ApiResult<Option<usize>> {
+        match self.content_preview_chars {
+            None => Ok(None),
+            Some(n) if (1..=10_000).contains(&n) => Ok(Some(n as usize)),
+            Some(n) => Err(ApiError::bad_request(format!("content_preview_chars must be between 1 and 10000, got {n}"))),
+        }
+    }
+}
+
+/// Memories as the clients see them, with content cut to `preview` characters if asked.
+fn memories_json(memories: &[loci_storage::model::MemoryRecord], preview: Option<usize>) -> ApiResult<Value> {
+    let mut out = Vec::with_capacity(memories.len());
+    for m in memories {
+        let mut v = to_value(&MemoryOut::from(m))?;
+        if let Some(n) = preview {
+            let len = m.content.chars().count();
+            if len > n {
+                v["content"] = Value::from(m.content.chars().take(n).collect::<String>());
+            }
+            v["content_len"] = Value::from(len);
+            v["content_truncated"] = Value::from(len > n);
+        }
+        out.push(v);
+    }
+    Ok(Value::Array(out))
 }
 
 pub async fn memories(
@@ -202,6 +233,7 @@ pub async fn memories(
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Value>> {
+    let preview = q.preview()?;
     let Some(entry) = session_namespace(&state, &p, &id, Scope::Read)? else {
         return Err(ApiError::not_found("session", "session not found"));
     };
@@ -218,10 +250,9 @@ pub async fn memories(
     let DataResult::Memories { memories, total } = state.core.exec(&entry, op).await? else {
         return Err(ApiError::internal("unexpected result"));
     };
-    let mems: Vec<MemoryOut> = memories.iter().map(MemoryOut::from).collect();
     Ok(Json(serde_json::json!({
         "session": to_value(&SessionOut::from(&info))?,
-        "memories": to_value(&mems)?,
+        "memories": memories_json(&memories, preview)?,
         "total": total,
     })))
 }
@@ -277,6 +308,7 @@ pub async fn agent_memories(
     Path(agent): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Value>> {
+    let preview = q.preview()?;
     let ns = agent_namespace(&p, &agent)?;
     let Some(entry) = state.core.namespace(&ns) else {
         return Ok(Json(Value::Array(Vec::new())));
@@ -294,8 +326,7 @@ pub async fn agent_memories(
     let DataResult::Memories { memories, .. } = state.core.exec(&entry, op).await? else {
         return Err(ApiError::internal("unexpected result"));
     };
-    let mems: Vec<MemoryOut> = memories.iter().map(MemoryOut::from).collect();
-    Ok(Json(to_value(&mems)?))
+    Ok(Json(memories_json(&memories, preview)?))
 }
 
 pub async fn agent_sessions(
@@ -341,7 +372,8 @@ pub async fn create_agent(
         status,
         Json(serde_json::json!({
             "agent_id": canonical_namespace(&body.agent_id),
-            "namespace": entry.name,
+            // The clients name an agent's namespace with the agent prefix.
+            "namespace": format!("{}{}", crate::core::AGENT_NAMESPACE_PREFIX, entry.name),
             "created": !existed,
             "dimension": entry.dimension,
             "model": entry.embedder.provider,

@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 use loci_api::plane::{ClusterAction, ClusterAdmin};
 use loci_api::{ApiError, ApiResult};
 use loci_raft::catalogue::{Command, ReplicaState};
+use loci_storage::model::{DataOp, DataResult};
 use serde_json::{Value, json};
 
 use super::plane::WireError;
@@ -78,6 +79,28 @@ impl ClusterAdmin for Admin {
 
 impl Cluster {
     /// Every member's own report (unreachable ones are reported as such).
+    /// Vector counts per namespace (asked of each namespace's primary, 16 at a time; a
+    /// namespace that does not answer within 2 s counts 0).
+    async fn vector_counts(&self) -> BTreeMap<String, (u64, u64)> {
+        use futures::StreamExt;
+        let Some(core) = self.core() else { return BTreeMap::new() };
+        let namespaces: Vec<_> = self.catalogue.view.read().namespaces.values().cloned().collect();
+        futures::stream::iter(namespaces)
+            .map(|ns| {
+                let core = core.clone();
+                async move {
+                    let stats = tokio::time::timeout(Duration::from_secs(2), core.exec(&ns, DataOp::Stats)).await;
+                    match stats {
+                        Ok(Ok(DataResult::Stats(s))) => (ns.name, (s.vector_count, s.estimated_storage_bytes)),
+                        _ => (ns.name, (0, 0)),
+                    }
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await
+    }
+
     async fn infos(&self) -> BTreeMap<u64, Option<NodeInfo>> {
         let mut out = BTreeMap::new();
         for n in self.members() {
@@ -179,7 +202,7 @@ impl Cluster {
                     "cluster_id": cluster_id,
                     "state": state,
                     "node_count": infos.len(),
-                    "total_vectors": 0,
+                    "total_vectors": self.vector_counts().await.values().map(|(v, _)| v).sum::<u64>(),
                     "namespace_count": namespaces.len(),
                     "version": env!("CARGO_PKG_VERSION"),
                     "timestamp": now,
@@ -196,6 +219,16 @@ impl Cluster {
             }
             ClusterAction::Nodes => {
                 let infos = self.infos().await;
+                let counts = self.vector_counts().await;
+                let mut per_node: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+                for ns in self.catalogue.view.read().namespaces.values() {
+                    let (v, b) = counts.get(&ns.name).copied().unwrap_or_default();
+                    for r in &ns.placement.replicas {
+                        let e = per_node.entry(*r).or_default();
+                        e.0 += v;
+                        e.1 += b;
+                    }
+                }
                 let voters: Vec<u64> =
                     self.catalogue.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
                 let leader = self.catalogue.current_leader().await;
@@ -212,10 +245,10 @@ impl Cluster {
                             "status": if self.is_alive(*id) { "healthy" } else { "down" },
                             "version": info.as_ref().map(|i| i.version.clone()).unwrap_or_default(),
                             "uptime_seconds": info.as_ref().map_or(0, |i| i.uptime_seconds),
-                            "vector_count": 0,
-                            "memory_bytes": 0,
-                            "cpu_percent": 0.0,
-                            "memory_percent": 0.0,
+                            "vector_count": per_node.get(id).map_or(0, |c| c.0),
+                            "memory_bytes": per_node.get(id).map_or(0, |c| c.1),
+                            "cpu_percent": info.as_ref().map_or(0.0, |i| i.cpu_percent),
+                            "memory_percent": info.as_ref().map_or(0.0, |i| i.memory_percent),
                             "last_heartbeat": if self.is_alive(*id) { now } else { 0 },
                         })
                     })
@@ -224,6 +257,7 @@ impl Cluster {
             }
             ClusterAction::Shards => {
                 let namespaces: Vec<_> = self.catalogue.view.read().namespaces.values().cloned().collect();
+                let counts = self.vector_counts().await;
                 let shards: Vec<Value> = namespaces
                     .iter()
                     .map(|ns| {
@@ -236,8 +270,8 @@ impl Cluster {
                             "state": if p.active_count() >= p.rf.min(p.replicas.len()) { "active" } else { "degraded" },
                             "epoch": p.epoch,
                             "states": p.states.iter().map(|(n, s)| (n.to_string(), format!("{s:?}").to_lowercase())).collect::<BTreeMap<_, _>>(),
-                            "vector_count": 0,
-                            "size_bytes": 0,
+                            "vector_count": counts.get(&ns.name).map_or(0, |c| c.0),
+                            "size_bytes": counts.get(&ns.name).map_or(0, |c| c.1),
                         })
                     })
                     .collect();

@@ -234,6 +234,39 @@ pub struct NodeInfo {
     pub http_addr: String,
     pub gossip_addr: String,
     pub ready: bool,
+    /// Average CPU use of the process since it started (% of one core × cores).
+    #[serde(default)]
+    pub cpu_percent: f64,
+    /// Resident memory as a share of the machine's.
+    #[serde(default)]
+    pub memory_percent: f64,
+}
+
+/// (cpu %, memory %) of this process, from /proc (zeros where it is not available).
+fn process_usage(uptime: Duration) -> (f64, f64) {
+    let ticks_per_sec = 100.0;
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) start after the last ')'.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            Some((utime + stime) / ticks_per_sec / uptime.as_secs_f64().max(1.0) / cores * 100.0)
+        })
+        .unwrap_or(0.0);
+    let rss_pages: f64 = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0.0);
+    let total_kib: f64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0.0);
+    let mem = if total_kib > 0.0 { rss_pages * 4.0 / total_kib * 100.0 } else { 0.0 };
+    (cpu, mem)
 }
 
 impl Cluster {
@@ -251,6 +284,7 @@ impl Cluster {
             }
         }
         let me = self.gossip.identity.clone();
+        let usage = process_usage(self.started.elapsed());
         NodeInfo {
             node_id: self.node_id,
             initialized: m.membership_config.membership().nodes().count() > 0,
@@ -269,6 +303,8 @@ impl Cluster {
             http_addr: me.http_addr,
             gossip_addr: me.gossip_addr.to_string(),
             ready: self.core().is_some_and(|c| c.is_ready()),
+            cpu_percent: usage.0,
+            memory_percent: usage.1,
         }
     }
 
