@@ -73,6 +73,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/namespaces", get(namespaces::list).post(namespaces::create))
         .route("/v1/namespaces/{ns}", get(namespaces::get).put(namespaces::put).delete(namespaces::delete))
         .route("/v1/namespaces/{ns}/memory_policy", get(namespaces::get_policy).put(namespaces::put_policy))
+        .route("/v1/admin/namespaces", get(namespaces::admin_list))
+        .route("/v1/admin/namespaces/{ns}", axum::routing::delete(namespaces::delete))
         .route("/v1/namespaces/{ns}/reembed", get(namespaces::get_reembed).post(namespaces::start_reembed))
         .route("/v1/namespaces/{ns}/keys", get(keys::ns_list).post(keys::ns_create))
         .route("/v1/namespaces/{ns}/keys/{id}", axum::routing::patch(keys::ns_update).delete(keys::ns_delete))

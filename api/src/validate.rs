@@ -204,15 +204,14 @@ pub fn top_k(k: i64) -> ApiResult<usize> {
     Ok(k as usize)
 }
 
+/// The ISO 639-1 language codes.
+const ISO_639_1: &str = "aa ab ae af ak am an ar as av ay az ba be bg bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu";
+
 pub fn lang(l: &str) -> ApiResult<()> {
+    let known = |code: &str| code.len() == 2 && ISO_639_1.split(' ').any(|c| c == code);
     let ok = match l.split_once('-') {
-        None => l.len() == 2 && l.chars().all(|c| c.is_ascii_lowercase()),
-        Some((a, b)) => {
-            a.len() == 2
-                && a.chars().all(|c| c.is_ascii_lowercase())
-                && b.len() == 2
-                && b.chars().all(|c| c.is_ascii_alphabetic())
-        }
+        None => known(l),
+        Some((a, b)) => known(a) && b.len() == 2 && b.chars().all(|c| c.is_ascii_alphabetic()),
     };
     if ok {
         Ok(())
@@ -247,6 +246,12 @@ mod tests {
         assert!(metadata(&serde_json::json!([1])).is_err());
         assert!(metadata(&serde_json::json!({"_dakera_x": 1})).is_err());
         assert!(metadata(&serde_json::json!({"_dakera_lang": "en"})).is_ok());
+        for good in ["en", "de", "pt-BR", "zh"] {
+            assert!(lang(good).is_ok(), "{good}");
+        }
+        for bad in ["xx", "EN", "eng", "de-", "", "qq-US"] {
+            assert!(lang(bad).is_err(), "{bad}");
+        }
         let mut deep = serde_json::json!(1);
         for _ in 0..40 {
             deep = serde_json::json!({ "k": deep });

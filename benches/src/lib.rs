@@ -1,1 +1,1 @@
-//! placeholder
+//! Benchmarks live in `benches/`: storage (store/recall/start-up), requests (auth cost), embeddings.

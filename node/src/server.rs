@@ -25,6 +25,8 @@ pub struct NodeHandle {
     pub data_dir: PathBuf,
     pub core: Arc<Core>,
     pub cluster: Arc<crate::cluster::Cluster>,
+    /// The REST router (benchmarks drive it in-process).
+    pub router: axum::Router,
     cancel: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -617,6 +619,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         data_dir: args.data_dir.clone(),
         core,
         cluster,
+        router: app,
         cancel,
         tasks,
     })

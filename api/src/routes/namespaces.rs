@@ -323,3 +323,49 @@ pub async fn get_reembed(
         "job": entry.reembed.as_ref().map(crate::reembed::job_json),
     })))
 }
+
+/// `GET /v1/admin/namespaces`: every namespace the key can see, with statistics (asked of each
+/// namespace's primary; those that do not answer in 2 s are listed under `unavailable`).
+pub async fn admin_list(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    p.require_global(Scope::Admin)?;
+    let visible: Vec<NamespaceEntry> = state.core.namespaces().into_iter().filter(|e| p.can_see(&e.name)).collect();
+    let mut out = Vec::with_capacity(visible.len());
+    let mut unavailable = Vec::new();
+    let mut total_vectors = 0u64;
+    for e in visible {
+        let stats = tokio::time::timeout(std::time::Duration::from_secs(2), state.core.exec(&e, DataOp::Stats)).await;
+        let s = match stats {
+            Ok(Ok(DataResult::Stats(s))) => s,
+            Ok(Err(err)) => {
+                unavailable.push(serde_json::json!({"namespace": e.name, "reason": err.message}));
+                continue;
+            }
+            _ => {
+                unavailable.push(serde_json::json!({"namespace": e.name, "reason": "no answer within 2 s"}));
+                continue;
+            }
+        };
+        total_vectors += s.vector_count;
+        out.push(serde_json::json!({
+            "name": e.name,
+            "vector_count": s.vector_count,
+            "dimension": e.dimension,
+            "index_type": "hnsw",
+            "storage_bytes": s.estimated_storage_bytes,
+            "document_count": s.memory_count,
+            "created_at": e.created_at,
+            "index_stats": {
+                "index_type": "hnsw",
+                "is_built": true,
+                "size_bytes": s.vector_count * 4 * e.dimension as u64,
+                "indexed_vectors": s.vector_count,
+            },
+            "kind": e.kind.as_str(),
+        }));
+    }
+    let mut v = serde_json::json!({"namespaces": out, "total": out.len(), "total_vectors": total_vectors});
+    if !unavailable.is_empty() {
+        v["unavailable"] = Value::from(unavailable);
+    }
+    Ok(Json(v))
+}

@@ -204,7 +204,9 @@ impl PageQuery {
         match self.content_preview_chars {
             None => Ok(None),
             Some(n) if (1..=10_000).contains(&n) => Ok(Some(n as usize)),
-            Some(n) => Err(ApiError::bad_request(format!("content_preview_chars must be between 1 and 10000, got {n}"))),
+            Some(n) => {
+                Err(ApiError::bad_request(format!("content_preview_chars must be between 1 and 10000, got {n}")))
+            }
         }
     }
 }
