@@ -303,6 +303,7 @@ impl Core {
                         states: [(self.config.node_id, loci_raft::catalogue::ReplicaState::Active)].into(),
                         rf: 1,
                         leaving: Default::default(),
+                        primary_since: 0,
                     },
                 },
             };

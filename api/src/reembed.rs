@@ -123,6 +123,7 @@ impl Core {
                     other => return Err(ApiError::internal(format!("unexpected answer {other:?}"))),
                 };
             let Some(last) = page.last().map(|(id, _, _)| id.clone()) else { break };
+            let read = page.len() as u64;
             let texts: Vec<String> = page.iter().map(|(_, _, c)| c.clone()).collect();
             let vectors = self.embed_retrying(&embedder, texts).await?;
             let items: Vec<(String, u64, Vec<f32>)> = page
@@ -131,12 +132,11 @@ impl Core {
                 .filter(|(_, v)| v.len() == target.dimension && v.iter().any(|x| *x != 0.0))
                 .map(|((id, version, _), v)| (id, version, v))
                 .collect();
-            let n = items.len() as u64;
             if !items.is_empty() {
                 let entry = self.current_for_job(name, &target)?;
                 self.exec_retrying(&entry, DataOp::StageVectors { generation: target.generation, items }).await?;
             }
-            job.done += n.max(1);
+            job.done += read;
             after = Some(last);
             if reported.elapsed() >= Duration::from_secs(1) {
                 job.total = job.total.max(job.done);
@@ -145,7 +145,7 @@ impl Core {
                 reported = Instant::now();
             }
         }
-        job.done = job.done.min(job.total.max(job.done));
+        // Memories stored during the job were read too: the total grows with them.
         job.total = job.total.max(job.done);
         job.updated_at = now_secs();
         job.finished_at = Some(now_secs());

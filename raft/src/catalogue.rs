@@ -273,6 +273,11 @@ pub struct Placement {
     /// Replicas to remove once their replacement is Active (a move in progress).
     #[serde(default)]
     pub leaving: std::collections::BTreeSet<u64>,
+    /// The epoch in which the current primary became primary (maintained by the catalogue).
+    /// A primary that took over in that epoch or later need not take over again when only
+    /// its followers change.
+    #[serde(default)]
+    pub primary_since: u64,
 }
 
 impl Placement {
@@ -360,7 +365,6 @@ pub enum Command {
         new_entry: ApiKeyEntry,
         old_expires_at: u64,
     },
-    /// Replace a namespace's placement if its epoch is still `expected_epoch` (compare-and-set).
     /// Record a re-embedding job's state or progress.
     SetReembed {
         name: String,
@@ -371,6 +375,7 @@ pub enum Command {
         name: String,
         target: EmbedderSpec,
     },
+    /// Replace a namespace's placement if its epoch is still `expected_epoch` (compare-and-set).
     SetPlacement {
         name: String,
         expected_epoch: u64,
@@ -453,6 +458,8 @@ impl Catalogue {
                 if self.encryption.as_ref().is_some_and(|e| e.kek_version != entry.data_key.kek_version) {
                     return CommandResult::Rejected("stale key-encryption key; retry".into());
                 }
+                let mut entry = entry;
+                entry.placement.primary_since = entry.placement.epoch;
                 self.namespaces.insert(entry.name.clone(), entry.clone());
                 CommandResult::Namespace { entry, created: true }
             }
@@ -520,6 +527,12 @@ impl Catalogue {
             }
             Command::SetPlacement { name, expected_epoch, placement } => match self.namespaces.get_mut(&name) {
                 Some(ns) if ns.placement.epoch == expected_epoch && placement.epoch > expected_epoch => {
+                    let mut placement = placement;
+                    placement.primary_since = if placement.primary() == ns.placement.primary() {
+                        ns.placement.primary_since
+                    } else {
+                        placement.epoch
+                    };
                     ns.placement = placement;
                     CommandResult::Namespace { entry: ns.clone(), created: false }
                 }
@@ -638,5 +651,48 @@ mod tests {
         }
         assert_eq!(rendezvous(7, &three, 3).len(), 3);
         assert_eq!(rendezvous(7, &three, 5).len(), 3);
+    }
+
+    fn placement(epoch: u64, replicas: &[u64]) -> Placement {
+        Placement {
+            epoch,
+            replicas: replicas.to_vec(),
+            states: replicas.iter().map(|n| (*n, ReplicaState::Active)).collect(),
+            rf: replicas.len(),
+            leaving: Default::default(),
+            // Whatever a proposer sends, the catalogue decides.
+            primary_since: 999,
+        }
+    }
+
+    #[test]
+    fn primary_since_moves_only_when_the_primary_changes() {
+        let entry: NamespaceEntry = serde_json::from_value(serde_json::json!({
+            "id": 7, "name": "ns", "kind": "data", "dimension": 16, "distance": "cosine",
+            "embedder": {"provider": "hash", "dimension": 16}, "policy": {},
+            "data_key": {"kek_version": 1, "dek_version": 1, "sealed": []},
+            "metadata": null, "created_at": 0,
+        }))
+        .expect("entry");
+        let mut c = Catalogue::default();
+        let set = |c: &mut Catalogue, expected_epoch: u64, p: Placement| match c.apply(Command::SetPlacement {
+            name: "ns".into(),
+            expected_epoch,
+            placement: p,
+        }) {
+            CommandResult::Namespace { entry, .. } => entry.placement.primary_since,
+            other => panic!("unexpected {other:?}"),
+        };
+        let created =
+            c.apply(Command::CreateNamespace { entry: NamespaceEntry { placement: placement(3, &[1, 2]), ..entry } });
+        assert!(matches!(created, CommandResult::Namespace { ref entry, .. } if entry.placement.primary_since == 3));
+        // A follower added: same primary, same take-over.
+        assert_eq!(set(&mut c, 3, placement(4, &[1, 2, 3])), 3);
+        // A failover to node 2: a new take-over from epoch 5.
+        assert_eq!(set(&mut c, 4, placement(5, &[2, 3, 1])), 5);
+        // Node 1 marked dead: still node 2's since 5.
+        let mut p = placement(6, &[2, 3, 1]);
+        p.states.insert(1, ReplicaState::Dead);
+        assert_eq!(set(&mut c, 5, p), 5);
     }
 }

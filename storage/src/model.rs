@@ -366,6 +366,10 @@ pub struct ReplEntry {
     pub seq: u64,
     pub epoch: u64,
     pub mutations: Vec<Mutation>,
+    /// The embedder generation its vectors were made with (a replica that already switched to a
+    /// newer one embeds that content again).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// What a follower did with an entry.

@@ -238,6 +238,13 @@ fn expiry_key(ns: u64, at: u64, id: &str) -> Vec<u8> {
     k
 }
 
+/// The placement epoch a replica was fenced at (nsmeta), kept across restarts.
+fn fence_key(ns: u64) -> Vec<u8> {
+    let mut k = prefix(ns).to_vec();
+    k.push(b'f');
+    k
+}
+
 fn repl_key(ns: u64, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(16);
     k.extend_from_slice(&prefix(ns));
@@ -428,7 +435,13 @@ impl Store {
                 }
             }
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            for (id, v) in present.into_iter().zip(self.embed(ctx, &refs)?) {
+            // Without the new embedder on this node (no model files, say) the namespace still
+            // opens: those memories go without a vector here (keyword recall still finds them).
+            let vectors = self.embed(ctx, &refs).unwrap_or_else(|e| {
+                tracing::warn!(namespace = %ctx.name, error = %e, count = refs.len(), "cannot embed memories written during the re-embedding; they have no vector on this node");
+                vec![None; refs.len()]
+            });
+            for (id, v) in present.into_iter().zip(vectors) {
                 match v {
                     Some(v) => self.put_vector(&mut batch, ctx, id, &v),
                     None => batch.delete_cf(self.cf(CF_VEC), vec_key(ctx.id, id)),
@@ -443,6 +456,8 @@ impl Store {
         batch.put_cf(self.cf(CF_IDX), row_key(ctx.id, IDX_GENERATION, ""), ctx.generation.to_be_bytes());
         self.write(batch)?;
         ns.state.write().generation = ctx.generation;
+        // Whoever still holds this copy must not write through it any more.
+        ns.dropped.store(true, std::sync::atomic::Ordering::Release);
         tracing::info!(namespace = %ctx.name, generation = ctx.generation, reused, embedded = missing.len(), elapsed_ms = started.elapsed().as_millis() as u64, "embedder switched; vectors promoted");
         Ok(())
     }
@@ -534,12 +549,16 @@ impl Store {
             Some(v) => serde_json::from_slice(&v)?,
             None => NsProgress::default(),
         };
+        let fence = match self.db.get_cf(self.cf(CF_NSMETA), fence_key(ctx.id))? {
+            Some(v) => u64::from_be_bytes(v.as_slice().try_into().map_err(|_| StorageError::Encoding("fence".into()))?),
+            None => 0,
+        };
         let ns = Namespace {
             ctx: ctx.clone(),
             state: RwLock::new(NsState {
                 applied_seq: progress.applied_seq,
                 last_epoch: progress.epoch,
-                epoch: progress.epoch.max(ctx.epoch),
+                epoch: progress.epoch.max(ctx.epoch).max(fence),
                 generation,
                 last_order: metas.values().map(|m| m.order).max().unwrap_or(0),
                 metas,
@@ -652,6 +671,15 @@ impl Store {
     /// A write is applied locally under the next sequence number of the namespace; the returned
     /// [`ReplEntry`] is what followers must apply to converge (`None` for reads and no-ops).
     pub fn execute(&self, ctx: &NsContext, op: DataOp) -> Result<Executed> {
+        // A namespace replaced while this call held the old copy (an embedder switch, a full
+        // copy) refuses writes with `Dropped`: run once more against the new one.
+        match self.execute_on(ctx, op.clone()) {
+            Err(StorageError::Dropped) if !self.dropped.read().contains(&ctx.id) => self.execute_on(ctx, op),
+            other => other,
+        }
+    }
+
+    fn execute_on(&self, ctx: &NsContext, op: DataOp) -> Result<Executed> {
         let ns = self.namespace(ctx)?;
         let now = now_secs();
         let read = |result: DataResult| Ok(Executed { result, replicate: None });
@@ -826,7 +854,7 @@ impl Store {
             // A newer primary took over (its catalogue change has not reached us yet).
             return Err(StorageError::Fenced(fence));
         }
-        let entry = ReplEntry { seq, epoch: ctx.epoch, mutations };
+        let entry = ReplEntry { seq, epoch: ctx.epoch, mutations, generation: ctx.generation };
         self.commit(ns, &entry)?;
         Ok(entry)
     }
@@ -839,9 +867,10 @@ impl Store {
         // re-embedding switched it (an entry from before the switch, applied after it here):
         // embed that content again with the current embedder.
         let mut refreshed: HashMap<&str, Option<Vec<f32>>> = HashMap::new();
+        let older_generation = entry.generation < ns.state.read().generation;
         for m in &entry.mutations {
             if let Mutation::PutMemory { record, vector: Some(v) } = m {
-                if v.len() != ctx.dimension {
+                if older_generation || v.len() != ctx.dimension {
                     let fresh = self.embed(ctx, &[record.content.as_str()]).ok().and_then(|mut x| x.pop().flatten());
                     refreshed.insert(record.id.as_str(), fresh);
                 }
@@ -1003,8 +1032,13 @@ impl Store {
     pub fn fence(&self, ctx: &NsContext, epoch: u64) -> Result<NsProgress> {
         let ns = self.namespace(ctx)?;
         let _w = ns.write_lock()?;
+        let fence = ns.state.read().epoch.max(epoch);
+        // Durable before it is reported: a restart must not forget whom this replica refuses.
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf(CF_NSMETA), fence_key(ctx.id), fence.to_be_bytes());
+        self.write(b)?;
         let mut st = ns.state.write();
-        st.epoch = st.epoch.max(epoch);
+        st.epoch = fence;
         Ok(NsProgress { applied_seq: st.applied_seq, epoch: st.last_epoch })
     }
 
@@ -1651,7 +1685,7 @@ impl Store {
     /// Namespace ids that have rows on disk (to find orphans of an interrupted erasure).
     pub fn stored_namespace_ids(&self) -> Result<Vec<u64>> {
         let mut out = Vec::new();
-        for cf in [CF_MEM, CF_VEC, CF_IDX] {
+        for cf in ALL_CFS {
             let mut it = self.db.raw_iterator_cf(self.cf(cf));
             it.seek_to_first();
             while it.valid() {
@@ -1870,5 +1904,82 @@ mod replication_tests {
         // Truncation keeps the last applied entry (the anchor of the next check).
         follower.truncate_repl(&e2, 10).expect("truncate");
         assert_eq!(follower.repl_floor(7).expect("floor"), Some(4));
+    }
+
+    #[test]
+    fn a_fence_survives_a_restart() {
+        let (primary_dir, replica_dir) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+        let old_primary = Store::open(primary_dir.path(), StoreConfig::default()).expect("open");
+        let first = write(&old_primary, &ctx(1), "one").expect("write");
+        let late = write(&old_primary, &ctx(1), "late").expect("write");
+        {
+            let replica = Store::open(replica_dir.path(), StoreConfig::default()).expect("open");
+            replica.apply_replicated(&ctx(1), Some(1), None, &[first]).expect("apply");
+            // A new primary of epoch 5 fences it; the replica's catalogue still says epoch 1.
+            replica.fence(&ctx(1), 5).expect("fence");
+            replica.shutdown().expect("shutdown");
+        }
+        let replica = Store::open(replica_dir.path(), StoreConfig::default()).expect("reopen");
+        // The deposed primary (epoch 1) is still refused after the restart, and nothing is applied.
+        assert_eq!(
+            replica.apply_replicated(&ctx(1), Some(1), Some((1, 1)), &[late]).expect("apply"),
+            ApplyOutcome::Fenced { epoch: 5 }
+        );
+        assert_eq!(contents(&replica, &ctx(1)), vec!["one"]);
+    }
+
+    /// Every text maps to the same unit vector: unlike the hash embedder's vectors, so a test
+    /// can tell which embedder made a stored vector.
+    struct ConstantEmbedder;
+
+    impl crate::embed::Embedder for ConstantEmbedder {
+        fn provider(&self) -> &str {
+            "constant"
+        }
+        fn dimension(&self) -> usize {
+            16
+        }
+        fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+            Ok(texts.iter().map(|_| vec![0.25; 16]).collect())
+        }
+    }
+
+    #[test]
+    fn an_entry_from_before_an_embedder_switch_is_embedded_again() {
+        let (primary_dir, replica_dir) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+        let primary = Store::open(primary_dir.path(), StoreConfig::default()).expect("open");
+        let replica = Store::open(replica_dir.path(), StoreConfig::default()).expect("open");
+        let old = ctx(1);
+        let first = write(&primary, &old, "written before the switch").expect("write");
+        // Made with the old embedder (generation 0), but applied here only after the switch.
+        let straggler = write(&primary, &old, "applied after the switch").expect("write");
+        assert_eq!(straggler.generation, 0);
+        replica.apply_replicated(&old, Some(1), None, &[first]).expect("apply");
+        let new = NsContext { generation: 1, embedder: Arc::new(ConstantEmbedder), ..ctx(1) };
+        assert_eq!(
+            replica.apply_replicated(&new, Some(1), Some((1, 1)), &[straggler]).expect("apply"),
+            ApplyOutcome::Applied { seq: 2 }
+        );
+        let recall = DataOp::Recall(RecallParams {
+            query: String::new(),
+            query_embedding: Some(vec![0.25; 16]),
+            top_k: 10,
+            filter: MemoryFilter::default(),
+            routing: Routing::Vector,
+            fusion: Fusion::default(),
+            vector_weight: None,
+            min_score: None,
+            importance_weighted: false,
+            record_access: false,
+        });
+        let DataResult::Recalled(hits) = replica.execute(&new, recall).expect("recall").result else {
+            panic!("not a recall answer")
+        };
+        // Both vectors are the new embedder's: the promoted one and the straggler's.
+        assert_eq!(hits.len(), 2);
+        for h in &hits {
+            let score = h.vector_score.expect("vector score");
+            assert!(score > 0.999, "{}: vector score {score}", h.memory.content);
+        }
     }
 }

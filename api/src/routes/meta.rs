@@ -63,7 +63,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-pub async fn capabilities(State(state): State<AppState>, Auth(_p): Auth) -> ApiResult<Json<Value>> {
+pub async fn capabilities(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
     let c = &state.core.config;
     let mut models = vec![serde_json::json!({
         "name": "hash", "aliases": [], "dimension": c.default_dimension, "max_seq_length": 100000,
@@ -90,7 +90,10 @@ pub async fn capabilities(State(state): State<AppState>, Auth(_p): Auth) -> ApiR
         "search_modes_accepted": ["hybrid", "float"],
         "fulltext_language": "en",
         "query_languages": ["en"],
-        "reembed_pending": false,
+        // Only namespaces this key can see.
+        "reembed_pending": state.core.namespaces().iter().any(|n| {
+            p.can_see(&n.name) && n.reembed.as_ref().is_some_and(|j| j.state == "running")
+        }),
         "auth": {"prefix_patterns": true, "sessions_by_agent": true, "key_update": true, "rotation_grace_max_secs": 604800, "max_grants": 64, "max_grant_len": 128},
         "naming": {
             "agent_id_pattern": "[A-Za-z0-9][A-Za-z0-9_.-]*",

@@ -140,7 +140,7 @@ async fn create_common(
     }
     if !created && dimension.is_some_and(|d| d != entry.dimension) {
         return Err(ApiError::conflict(format!(
-            "namespace '{name}' exists with dimension {}; the dimension of a namespace cannot change",
+            "namespace '{name}' exists with dimension {}; to change it, re-embed: POST /v1/namespaces/{name}/reembed",
             entry.dimension
         )));
     }

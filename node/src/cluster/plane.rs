@@ -30,6 +30,8 @@ pub struct WireError {
     pub message: String,
     pub details: Option<String>,
     pub retry_after: Option<u64>,
+    #[serde(default)]
+    pub resource: Option<String>,
 }
 
 impl From<&ApiError> for WireError {
@@ -40,6 +42,7 @@ impl From<&ApiError> for WireError {
             message: e.message.clone(),
             details: e.details.clone(),
             retry_after: e.retry_after,
+            resource: e.resource.clone(),
         }
     }
 }
@@ -68,6 +71,7 @@ impl WireError {
         );
         e.details = self.details;
         e.retry_after = self.retry_after;
+        e.resource = self.resource;
         e
     }
 }
@@ -220,24 +224,34 @@ impl Cluster {
     /// Route an operation to the namespace's primary.
     pub async fn execute(self: Arc<Self>, entry: NamespaceEntry, op: DataOp) -> ApiResult<DataResult> {
         let mut entry = self.entry(&entry.name).unwrap_or(entry);
-        for attempt in 0..3 {
+        for _ in 0..3 {
             let primary = entry.placement.primary().unwrap_or(self.node_id);
-            if primary == self.node_id {
-                return self.clone().run_as_primary(&entry, op).await;
-            }
-            metrics::counter!("loci_forwarded_requests_total").increment(1);
-            let req = ForwardRequest {
-                request_id: loci_api::request_id::current(),
-                namespace: entry.name.clone(),
-                epoch: entry.placement.epoch,
-                catalogue_index: self.catalogue.view.applied_index(),
-                op: op.clone(),
+            let result = if primary == self.node_id {
+                self.clone().run_as_primary(&entry, op.clone()).await
+            } else {
+                metrics::counter!("loci_forwarded_requests_total").increment(1);
+                let req = ForwardRequest {
+                    request_id: loci_api::request_id::current(),
+                    namespace: entry.name.clone(),
+                    epoch: entry.placement.epoch,
+                    catalogue_index: self.catalogue.view.applied_index(),
+                    op: op.clone(),
+                };
+                match self.call::<_, ForwardReply>(primary, Method::Forward, &req, Duration::from_secs(60)).await {
+                    Ok(r) => r.map_err(WireError::into_api),
+                    Err(RpcError::Unreachable(n, m)) => {
+                        return Err(unavailable(format!(
+                            "the primary of '{}' (node {n}) is unreachable: {m}",
+                            entry.name
+                        )));
+                    }
+                    Err(RpcError::Remote(n, m)) => return Err(ApiError::internal(format!("node {n}: {m}"))),
+                }
             };
-            match self.call::<_, ForwardReply>(primary, Method::Forward, &req, Duration::from_secs(60)).await {
-                Ok(Ok(r)) => return Ok(r),
-                Ok(Err(w)) if w.code == "NOT_OWNER" && attempt < 2 => {
-                    // Our catalogue is behind (or theirs is): wait until it moves past this
-                    // epoch, then route again.
+            match result {
+                // Nothing was applied: our catalogue (or the primary's) is behind. Wait until
+                // it moves past this epoch, then route again.
+                Err(e) if e.code == "NOT_OWNER" => {
                     let epoch = entry.placement.epoch;
                     let name = entry.name.clone();
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -249,13 +263,10 @@ impl Cluster {
                     }
                     entry = self.entry(&name).unwrap_or(entry);
                 }
-                Ok(Err(w)) => return Err(w.into_api()),
-                Err(RpcError::Unreachable(n, m)) => {
-                    return Err(unavailable(format!("the primary of '{}' (node {n}) is unreachable: {m}", entry.name)));
-                }
-                Err(RpcError::Remote(n, m)) => return Err(ApiError::internal(format!("node {n}: {m}"))),
+                other => return other,
             }
         }
+        // Clients know 503 + Retry-After; NOT_OWNER is internal to the cluster.
         Err(unavailable(format!("the placement of '{}' is changing; retry", entry.name)))
     }
 
@@ -341,15 +352,19 @@ impl Cluster {
         }
         drop(tx);
         let mut acks = 0;
-        while let Some(ok) = rx.recv().await {
-            if ok {
-                acks += 1;
-                if acks >= need {
-                    need = 0;
-                    break;
+        // Bounded: a follower busy with a long repair must not hold the write indefinitely.
+        let _ = tokio::time::timeout(2 * RPC_TIMEOUT, async {
+            while let Some(ok) = rx.recv().await {
+                if ok {
+                    acks += 1;
+                    if acks >= need {
+                        need = 0;
+                        break;
+                    }
                 }
             }
-        }
+        })
+        .await;
         if need > 0 {
             return Err(unavailable(format!(
                 "the write to '{}' reached {} of the {quorum} replicas its write quorum needs; it is not acknowledged",
@@ -495,8 +510,12 @@ impl Cluster {
         });
     }
 
+    /// Whether this node took over as primary since it became primary (a later placement
+    /// change that keeps the primary needs no new take-over: no one else wrote meanwhile).
     fn is_taken_over(&self, entry: &NamespaceEntry) -> bool {
-        self.taken_over.lock().get(&entry.id).is_some_and(|e| *e >= entry.placement.epoch)
+        let p = &entry.placement;
+        let since = if p.primary_since > 0 { p.primary_since } else { p.epoch };
+        self.taken_over.lock().get(&entry.id).is_some_and(|e| *e >= since)
     }
 
     /// Before serving as the primary of a placement epoch: fence the other replicas at that
@@ -528,7 +547,8 @@ impl Cluster {
             .replicas
             .iter()
             .copied()
-            .filter(|n| *n != self.node_id && p.state(*n) != Some(ReplicaState::Syncing))
+            // Nodes gossip reports down would only cost a timeout.
+            .filter(|n| *n != self.node_id && p.state(*n) != Some(ReplicaState::Syncing) && self.is_alive(*n))
             .collect();
         let req = FenceRequest {
             namespace: entry.name.clone(),
@@ -624,16 +644,26 @@ impl Cluster {
         true
     }
 
-    /// A new primary's request: fence this replica at its epoch and report progress.
-    pub async fn serve_fence(&self, req: FenceRequest) -> FenceReply {
+    /// This node's store and context for a namespace it replicates, once its catalogue has
+    /// caught up with the sender's.
+    async fn replica_context(
+        &self,
+        namespace: &str,
+        catalogue_index: u64,
+    ) -> Result<(Arc<loci_storage::Store>, loci_storage::NsContext), String> {
         let core = self.core().ok_or("node shutting down")?;
-        let _ = self.catalogue.view.wait_applied(req.catalogue_index, Duration::from_secs(3)).await;
-        let entry = self.entry(&req.namespace).ok_or_else(|| format!("unknown namespace {}", req.namespace))?;
+        let _ = self.catalogue.view.wait_applied(catalogue_index, Duration::from_secs(3)).await;
+        let entry = self.entry(namespace).ok_or_else(|| format!("unknown namespace {namespace}"))?;
         if !entry.placement.replicas.contains(&self.node_id) {
-            return Err(format!("this node holds no replica of {}", req.namespace));
+            return Err(format!("this node holds no replica of {namespace}"));
         }
         let ctx = core.context(&entry).map_err(|e| e.message)?;
-        let store = core.store.clone();
+        Ok((core.store.clone(), ctx))
+    }
+
+    /// A new primary's request: fence this replica at its epoch and report progress.
+    pub async fn serve_fence(&self, req: FenceRequest) -> FenceReply {
+        let (store, ctx) = self.replica_context(&req.namespace, req.catalogue_index).await?;
         tokio::task::spawn_blocking(move || store.fence(&ctx, req.epoch))
             .await
             .map_err(|e| e.to_string())?
@@ -664,14 +694,7 @@ impl Cluster {
 
     /// Follower side of replication.
     pub async fn apply_replicated(&self, req: ReplicateRequest) -> ReplicateReply {
-        let core = self.core().ok_or("node shutting down")?;
-        let _ = self.catalogue.view.wait_applied(req.catalogue_index, Duration::from_secs(3)).await;
-        let entry = self.entry(&req.namespace).ok_or_else(|| format!("unknown namespace {}", req.namespace))?;
-        if !entry.placement.replicas.contains(&self.node_id) {
-            return Err(format!("this node holds no replica of {}", req.namespace));
-        }
-        let ctx = core.context(&entry).map_err(|e| e.message)?;
-        let store = core.store.clone();
+        let (store, ctx) = self.replica_context(&req.namespace, req.catalogue_index).await?;
         tokio::task::spawn_blocking(move || {
             let out = store
                 .apply_replicated(&ctx, Some(req.sender_epoch), req.prev, &req.entries)
@@ -762,9 +785,14 @@ impl Cluster {
                 continue;
             }
             let namespaces: Vec<NamespaceEntry> = self.catalogue.view.read().namespaces.values().cloned().collect();
-            // A primary takes over as soon as it is made one, not only on its first request.
+            // A primary takes over as soon as it is made one, not only on its first request
+            // (namespaces not in memory wait for their first request: start-up stays lazy).
             for ns in &namespaces {
-                if ns.placement.primary() == Some(self.node_id) && !self.is_taken_over(ns) {
+                let copying = ns.placement.states.values().any(|s| *s == ReplicaState::Syncing);
+                if ns.placement.primary() == Some(self.node_id)
+                    && !self.is_taken_over(ns)
+                    && (copying || core.store.is_loaded(ns.id))
+                {
                     let lock = self.takeover_locks.lock().entry(ns.id).or_default().clone();
                     if lock.try_lock().is_ok() {
                         let c = self.clone();
@@ -790,7 +818,10 @@ impl Cluster {
             // Anti-entropy: followers that missed entries (down, partitioned, slow) catch up even
             // when no new write arrives for their namespace.
             for ns in &namespaces {
-                if ns.placement.primary() != Some(self.node_id) || !self.is_taken_over(ns) {
+                if ns.placement.primary() != Some(self.node_id)
+                    || !self.is_taken_over(ns)
+                    || !core.store.is_loaded(ns.id)
+                {
                     continue;
                 }
                 let Ok(ctx) = core.context(ns) else { continue };
@@ -823,7 +854,11 @@ impl Cluster {
     /// `LOG_KEEP` entries) and tells followers the floor; so a forgotten memory's content
     /// leaves every log once every replica has applied the deletion.
     async fn truncate_logs(self: &Arc<Self>, core: &Arc<loci_api::Core>, namespaces: &[NamespaceEntry]) {
-        for ns in namespaces.iter().filter(|n| n.placement.replicas.contains(&self.node_id)) {
+        // Only namespaces in memory: the others have not changed since they were unloaded, and
+        // reading their progress would load them all.
+        for ns in
+            namespaces.iter().filter(|n| n.placement.replicas.contains(&self.node_id) && core.store.is_loaded(n.id))
+        {
             let Ok(ctx) = core.context(ns) else { continue };
             let Ok(progress) = core.store.progress(&ctx) else { continue };
             let mut floor = progress.applied_seq.saturating_sub(LOG_KEEP);

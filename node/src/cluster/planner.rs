@@ -48,6 +48,7 @@ pub fn initial(ns_id: u64, nodes: &[u64], rf: usize) -> Placement {
         replicas,
         rf: rf.max(1),
         leaving: BTreeSet::new(),
+        primary_since: 0,
     }
 }
 
@@ -72,6 +73,7 @@ pub fn initial_balanced(
         replicas: chosen,
         rf: rf.max(1),
         leaving: BTreeSet::new(),
+        primary_since: 0,
     }
 }
 
@@ -298,6 +300,7 @@ mod tests {
             states: nodes.iter().map(|n| (*n, ReplicaState::Active)).collect(),
             rf: nodes.len(),
             leaving: BTreeSet::new(),
+            primary_since: 0,
         }
     }
 
