@@ -7,7 +7,7 @@ LOCI := $(CARGO_TARGET_DIR)/debug/loci
 # The built-in embedding model (all-MiniLM-L6-v2, ~90 MB), fetched once per machine and SHA-256 checked.
 MODEL_DIR ?= /var/tmp/loci-models/all-MiniLM-L6-v2
 
-.PHONY: run test test-compat test-compat-rust deps build model fmt lint bench clean-data
+.PHONY: run test test-compat test-compat-rust deps build model fmt lint bench loadgen chaos clean-data
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -46,6 +46,18 @@ lint:
 
 bench:
 	cargo bench -p loci-benches
+
+## Load generator: concurrent REST clients against in-process nodes, or a running node
+## (LOADGEN_ARGS="--url http://127.0.0.1:3300 --key …"); release build.
+LOADGEN_ARGS ?= --nodes 1 --seconds 20
+loadgen: deps
+	cargo run --release -p loci-benches --bin loadgen -- $(LOADGEN_ARGS)
+
+## Fault injection: writes against an in-process cluster while nodes stop, restart and are
+## partitioned; checks that no acknowledged write is lost and replicas agree.
+CHAOS_ARGS ?= --seconds 120
+chaos: deps
+	cargo run -p loci-chaos -- $(CHAOS_ARGS)
 
 clean-data:
 	rm -rf $(DATA_DIR)

@@ -1,0 +1,233 @@
+//! `loadgen`: concurrent clients storing and recalling memories over REST, against a running
+//! node (`--url`) or against nodes it starts in this process (`--nodes`, 3 or more form a
+//! cluster and requests are spread over every node, so most are forwarded). Prints throughput and
+//! latency percentiles per operation.
+//!
+//! `cargo run --release -p loci-benches --bin loadgen -- --nodes 3 --seconds 30` (see `--help`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use loci_tests::{ROOT_KEY, TestCluster, TestNode};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+#[command(about = "Load generator for Loci: stores and recalls over REST, reports throughput and latency")]
+struct Args {
+    /// Base URL of a running node (then `--key` is needed). Without it, nodes start in-process.
+    #[arg(long)]
+    url: Option<String>,
+    /// API key for `--url` (write scope on the namespaces it uses, `loadgen-*`).
+    #[arg(long, env = "LOCI_API_KEY")]
+    key: Option<String>,
+    /// In-process nodes to start when `--url` is absent (1: a single node; 3 or more: a cluster).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Duration of the measured run.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Namespaces the clients spread over (`loadgen-0` …).
+    #[arg(long, default_value_t = 8)]
+    namespaces: usize,
+    /// Memories stored in each namespace before the measured run.
+    #[arg(long, default_value_t = 200)]
+    prefill: usize,
+    /// Share of operations that are recalls, in percent (the rest are stores).
+    #[arg(long, default_value_t = 50)]
+    recall_percent: u32,
+    /// Memories per store request (1: `/v1/memory/store`; more: `/v1/memories/store/batch`).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+}
+
+const WORDS: &[&str] = &[
+    "customer",
+    "prefers",
+    "email",
+    "meeting",
+    "tuesday",
+    "invoice",
+    "overdue",
+    "project",
+    "deadline",
+    "moved",
+    "coffee",
+    "allergy",
+    "peanuts",
+    "flight",
+    "berlin",
+    "budget",
+    "approved",
+    "design",
+    "review",
+    "password",
+    "reset",
+    "vacation",
+    "august",
+    "server",
+    "outage",
+    "report",
+    "quarterly",
+    "renewal",
+    "contract",
+    "signed",
+];
+
+fn sentence(rng: &mut StdRng) -> String {
+    (0..12).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect::<Vec<_>>().join(" ")
+}
+
+#[derive(Default)]
+struct Samples {
+    /// Latencies of successful operations, in microseconds.
+    ok: Vec<u64>,
+    /// Failed operations by HTTP status (0: no answer).
+    failed: BTreeMap<u16, u64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // Keep in-process nodes alive for the whole run.
+    let mut _single = None;
+    let mut _cluster = None;
+    let (targets, key) = match &args.url {
+        Some(url) => {
+            let key = args.key.clone().ok_or_else(|| anyhow::anyhow!("--url needs --key (or LOCI_API_KEY)"))?;
+            (vec![url.trim_end_matches('/').to_string()], key)
+        }
+        None if args.nodes >= 3 => {
+            let c = TestCluster::start(args.nodes).await;
+            let bases = c.running().into_iter().map(|i| c.client(i).base.clone()).collect();
+            _cluster = Some(c);
+            (bases, ROOT_KEY.to_string())
+        }
+        None => {
+            let n = TestNode::start().await;
+            let base = n.client.base.clone();
+            _single = Some(n);
+            (vec![base], ROOT_KEY.to_string())
+        }
+    };
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let namespaces: Vec<String> = (0..args.namespaces).map(|k| format!("loadgen-{k}")).collect();
+
+    println!("prefilling {} namespaces with {} memories each", namespaces.len(), args.prefill);
+    let mut rng = StdRng::seed_from_u64(1);
+    for ns in &namespaces {
+        for chunk in (0..args.prefill).collect::<Vec<_>>().chunks(100) {
+            let memories: Vec<_> = chunk.iter().map(|_| json!({"content": sentence(&mut rng)})).collect();
+            let r = http
+                .post(format!("{}/v1/memories/store/batch", targets[0]))
+                .bearer_auth(&key)
+                .json(&json!({"agent_id": ns, "memories": memories}))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "prefill failed: {} {}", r.status(), r.text().await?);
+        }
+    }
+
+    println!(
+        "running {} clients for {} s against {} node(s), {}% recalls, {} memories per store",
+        args.concurrency,
+        args.seconds,
+        targets.len(),
+        args.recall_percent,
+        args.batch
+    );
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let (targets, namespaces, key) = (Arc::new(targets), Arc::new(namespaces), Arc::new(key));
+    let mut workers = Vec::new();
+    for w in 0..args.concurrency {
+        let (http, targets, namespaces, key) = (http.clone(), targets.clone(), namespaces.clone(), key.clone());
+        let (recall_percent, batch) = (args.recall_percent, args.batch.max(1));
+        workers.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(1000 + w as u64);
+            let mut samples: BTreeMap<&'static str, Samples> = BTreeMap::new();
+            let mut k = w;
+            while Instant::now() < deadline {
+                let base = &targets[k % targets.len()];
+                let ns = &namespaces[rng.random_range(0..namespaces.len())];
+                k += 1;
+                let (op, request) = if rng.random_range(0..100) < recall_percent {
+                    let body = json!({"agent_id": ns, "query": sentence(&mut rng), "top_k": 10});
+                    ("recall", http.post(format!("{base}/v1/memory/recall")).json(&body))
+                } else if batch == 1 {
+                    let body = json!({"agent_id": ns, "content": sentence(&mut rng)});
+                    ("store", http.post(format!("{base}/v1/memory/store")).json(&body))
+                } else {
+                    let memories: Vec<_> = (0..batch).map(|_| json!({"content": sentence(&mut rng)})).collect();
+                    (
+                        "store_batch",
+                        http.post(format!("{base}/v1/memories/store/batch"))
+                            .json(&json!({"agent_id": ns, "memories": memories})),
+                    )
+                };
+                let started = Instant::now();
+                let status = match request.bearer_auth(key.as_str()).send().await {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        // The whole body is part of the request's cost.
+                        let _ = r.bytes().await;
+                        s
+                    }
+                    Err(_) => 0,
+                };
+                let entry = samples.entry(op).or_default();
+                if (200..300).contains(&status) {
+                    entry.ok.push(started.elapsed().as_micros() as u64);
+                } else {
+                    *entry.failed.entry(status).or_default() += 1;
+                }
+            }
+            samples
+        }));
+    }
+    let mut all: BTreeMap<&'static str, Samples> = BTreeMap::new();
+    for w in workers {
+        for (op, s) in w.await? {
+            let e = all.entry(op).or_default();
+            e.ok.extend(s.ok);
+            for (status, n) in s.failed {
+                *e.failed.entry(status).or_default() += n;
+            }
+        }
+    }
+    report(&all, args.seconds, args.batch.max(1));
+    Ok(())
+}
+
+fn report(all: &BTreeMap<&'static str, Samples>, seconds: u64, batch: usize) {
+    let total: usize = all.values().map(|s| s.ok.len()).sum();
+    println!("\n{total} successful requests, {:.0} requests/s", total as f64 / seconds as f64);
+    println!(
+        "{:<12} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}  failed",
+        "operation", "ok", "per s", "p50 ms", "p95 ms", "p99 ms", "max ms"
+    );
+    for (op, s) in all {
+        let mut v = s.ok.clone();
+        v.sort_unstable();
+        let pct = |p: f64| v.get(((v.len() as f64 - 1.0) * p).round() as usize).map_or(0.0, |x| *x as f64 / 1000.0);
+        let per_s = v.len() as f64 / seconds as f64;
+        println!(
+            "{op:<12} {:>8} {:>10.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2}  {:?}",
+            v.len(),
+            per_s,
+            pct(0.50),
+            pct(0.95),
+            pct(0.99),
+            pct(1.0),
+            s.failed
+        );
+        if *op == "store_batch" {
+            println!("{:<12} memories stored per s: {:.0}", "", per_s * batch as f64);
+        }
+    }
+}
