@@ -45,6 +45,9 @@ struct Args {
     /// Memories per store request (1: `/v1/memory/store`; more: `/v1/memories/store/batch`).
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// After the run, add a node to the in-process cluster and time the moves onto it.
+    #[arg(long)]
+    grow: bool,
 }
 
 const WORDS: &[&str] = &[
@@ -97,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Keep in-process nodes alive for the whole run.
     let mut _single = None;
-    let mut _cluster = None;
+    let mut _cluster: Option<TestCluster> = None;
     let (targets, key) = match &args.url {
         Some(url) => {
             let key = args.key.clone().ok_or_else(|| anyhow::anyhow!("--url needs --key (or LOCI_API_KEY)"))?;
@@ -201,6 +204,55 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     report(&all, args.seconds, args.batch.max(1));
+    if args.grow {
+        let Some(cluster) = _cluster.as_mut() else {
+            anyhow::bail!("--grow needs an in-process cluster (--nodes 3 or more, no --url)");
+        };
+        grow(cluster, &http, &namespaces).await?;
+    }
+    Ok(())
+}
+
+/// Add a node and wait until the placements settle with it: report how many memories moved onto
+/// it and how fast.
+async fn grow(cluster: &mut TestCluster, http: &reqwest::Client, namespaces: &[String]) -> anyhow::Result<()> {
+    println!("\nadding a node");
+    let started = Instant::now();
+    let i = cluster.add_node().await;
+    let new_id = cluster.node_id(i);
+    let placements = |c: &TestCluster| -> Vec<loci_raft::catalogue::Placement> {
+        namespaces.iter().filter_map(|ns| c.handle(0).core.namespace(ns)).map(|e| e.placement).collect()
+    };
+    // Settled: the new node holds replicas, every replica is active, no move is in progress, and
+    // nothing changed for 5 s.
+    let (mut last, mut last_change) = (placements(cluster), Instant::now());
+    while last_change.elapsed() < Duration::from_secs(5) {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "placements did not settle in 600 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = placements(cluster);
+        let settled = now.iter().all(|p| p.leaving.is_empty() && p.active_count() == p.replicas.len())
+            && now.iter().any(|p| p.replicas.contains(&new_id));
+        if now != last || !settled {
+            (last, last_change) = (now, Instant::now());
+        }
+    }
+    let took = last_change.duration_since(started);
+    let mut moved = 0u64;
+    let mut copies = 0;
+    for (ns, p) in namespaces.iter().zip(&last) {
+        if p.replicas.contains(&new_id) {
+            let r =
+                http.get(format!("{}/v1/namespaces/{ns}", cluster.client(0).base)).bearer_auth(ROOT_KEY).send().await?;
+            let v: serde_json::Value = r.json().await?;
+            moved += v["memory_count"].as_u64().unwrap_or(0);
+            copies += 1;
+        }
+    }
+    println!(
+        "{copies} namespace copies ({moved} memories) moved onto the new node in {:.1} s: {:.0} memories/s, including joining",
+        took.as_secs_f64(),
+        moved as f64 / took.as_secs_f64()
+    );
     Ok(())
 }
 
