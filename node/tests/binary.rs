@@ -14,15 +14,33 @@ struct Proc {
     base: String,
 }
 
+/// `loci serve` on free loopback HTTP and gRPC ports, writing its ready file to `ready`.
+fn serve_command(data: &Path, ready: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loci"));
+    cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--ready-file")
+        .arg(ready);
+    cmd
+}
+
+/// Wait (up to 60 s) for a node's ready file; its REST base URL.
+fn wait_ready(ready: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "node did not become ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(ready).unwrap()).unwrap();
+    format!("http://{}", info["http_addr"].as_str().unwrap())
+}
+
 fn spawn(dir: &Path, extra_env: &[(&str, &str)]) -> Proc {
     let ready = dir.join("ready.json");
     let _ = std::fs::remove_file(&ready);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loci"));
-    cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--ready-file")
-        .arg(&ready)
+    let mut cmd = serve_command(&dir.join("data"), &ready);
+    cmd.args(["--gossip-addr", "127.0.0.1:0"])
         .env("LOCI_ROOT_API_KEY", KEY)
         .env("LOCI_ENCRYPTION_KEY", ENC)
         .env("LOCI_LOG", "warn")
@@ -32,13 +50,7 @@ fn spawn(dir: &Path, extra_env: &[(&str, &str)]) -> Proc {
         cmd.env(k, v);
     }
     let child = cmd.spawn().expect("spawn loci");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "node did not become ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
-    Proc { child, base: format!("http://{}", info["http_addr"].as_str().unwrap()) }
+    Proc { child, base: wait_ready(&ready) }
 }
 
 fn client() -> reqwest::blocking::Client {
@@ -144,22 +156,8 @@ fn sigterm_shuts_down_gracefully() {
 fn generated_secrets_are_private_files_and_never_logged() {
     let (_guard, dir) = tmp();
     let ready = dir.join("ready.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loci"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--gossip-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--ready-file")
-        .arg(&ready)
+    let mut child = serve_command(&dir.join("data"), &ready)
+        .args(["--gossip-addr", "127.0.0.1:0", "--log-format", "json"])
         .env_remove("LOCI_ROOT_API_KEY")
         .env_remove("LOCI_ENCRYPTION_KEY")
         .env_remove("DAKERA_ROOT_API_KEY")
@@ -168,13 +166,7 @@ fn generated_secrets_are_private_files_and_never_logged() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
-    let base = format!("http://{}", info["http_addr"].as_str().unwrap());
+    let base = wait_ready(&ready);
     use std::os::unix::fs::PermissionsExt;
     let root = std::fs::read_to_string(dir.join("data/root.key")).unwrap();
     let master = std::fs::read_to_string(dir.join("data/master.key")).unwrap();
@@ -236,34 +228,15 @@ fn bad_configuration_fails_with_a_clear_message() {
     let cfg = dir.join("loci.toml");
     std::fs::write(&cfg, "max_content_bytes = 10\nroot_api_key = \"from-the-config-file\"\n").unwrap();
     let ready = dir.join("ready.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loci"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--gossip-addr",
-            "127.0.0.1:0",
-            "--config",
-        ])
+    let mut child = serve_command(&dir.join("data2"), &ready)
+        .args(["--gossip-addr", "127.0.0.1:0", "--config"])
         .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.join("data2"))
-        .arg("--ready-file")
-        .arg(&ready)
         .env("LOCI_ROOT_API_KEY", KEY)
         .env("LOCI_ENCRYPTION_KEY", ENC)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
-    let base = format!("http://{}", info["http_addr"].as_str().unwrap());
+    let base = wait_ready(&ready);
     let (s, v) = post(&base, "/v1/memory/store", &json!({"agent_id": "c", "content": "longer than ten bytes"}));
     assert_eq!(s, 413, "config file limit applies: {v}");
     let (s, _) = get(&base, "/v1/namespaces");
@@ -325,22 +298,8 @@ fn created_key_secrets_never_reach_logs_and_audit_verify_detects_tampering() {
     let audit = dir.join("audit.log");
     let audit_s = audit.to_str().unwrap().to_string();
     let ready = dir.join("ready.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loci"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--gossip-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--ready-file")
-        .arg(&ready)
+    let mut child = serve_command(&dir.join("data"), &ready)
+        .args(["--gossip-addr", "127.0.0.1:0", "--log-format", "json"])
         .env("LOCI_ROOT_API_KEY", KEY)
         .env("LOCI_ENCRYPTION_KEY", ENC)
         .env("LOCI_LOG", "debug")
@@ -352,13 +311,7 @@ fn created_key_secrets_never_reach_logs_and_audit_verify_detects_tampering() {
         .stderr(Stdio::from(std::fs::File::create(dir.join("stderr.log")).unwrap()))
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
-    let base = format!("http://{}", info["http_addr"].as_str().unwrap());
+    let base = wait_ready(&ready);
     let (s, v) = post(&base, "/admin/keys", &json!({"name": "leak-test", "scope": "write"}));
     assert_eq!(s, 201);
     let secret = v["key"].as_str().unwrap().to_string();
@@ -560,13 +513,8 @@ fn three_processes_form_a_cluster_and_survive_kill_9_of_a_primary() {
 fn spawn_with_gossip(dir: &Path, extra_env: &[(&str, &str)]) -> Proc {
     let ready = dir.join("ready.json");
     let _ = std::fs::remove_file(&ready);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loci"));
-    cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--ready-file")
-        .arg(&ready)
-        .env("LOCI_ROOT_API_KEY", KEY)
+    let mut cmd = serve_command(&dir.join("data"), &ready);
+    cmd.env("LOCI_ROOT_API_KEY", KEY)
         .env("LOCI_ENCRYPTION_KEY", ENC)
         .env("LOCI_LOG", "warn")
         .stdout(Stdio::null())
@@ -575,11 +523,5 @@ fn spawn_with_gossip(dir: &Path, extra_env: &[(&str, &str)]) -> Proc {
         cmd.env(k, v);
     }
     let child = cmd.spawn().expect("spawn loci");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "node did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
-    Proc { child, base: format!("http://{}", info["http_addr"].as_str().unwrap()) }
+    Proc { child, base: wait_ready(&ready) }
 }
