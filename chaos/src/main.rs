@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use loci_storage::model::{DataOp, DataResult, MemoryFilter, SortBy};
 use loci_tests::{ROOT_KEY, TestCluster, eventually};
 use parking_lot::{Mutex, RwLock};
 use rand::rngs::StdRng;
@@ -240,7 +239,7 @@ async fn check_namespace(cluster: &TestCluster, http: &reqwest::Client, ns: &str
         let mut copies = Vec::new();
         for node in &entry.placement.replicas {
             let Some(i) = cluster.index_of(*node) else { return false };
-            copies.push(local_rows(cluster, i, ns).await);
+            copies.push(cluster.local_content(i, ns).await);
         }
         copies.iter().all(|c| c.is_some() && *c == copies[0])
     })
@@ -268,20 +267,5 @@ async fn read_all(http: &reqwest::Client, base: &str, ns: &str) -> Option<BTreeM
         if page.len() < 1000 {
             return Some(rows);
         }
-    }
-}
-
-/// One replica's rows, read from its own store (not through the primary).
-async fn local_rows(cluster: &TestCluster, i: usize, ns: &str) -> Option<Vec<(String, String)>> {
-    let core = &cluster.handle(i).core;
-    let entry = core.namespace(ns)?;
-    let op = DataOp::List { filter: MemoryFilter::default(), sort: SortBy::CreatedAtAsc, limit: usize::MAX, offset: 0 };
-    match core.exec_local(&entry, op).await.ok()?.result {
-        DataResult::Memories { memories, .. } => {
-            let mut rows: Vec<(String, String)> = memories.into_iter().map(|m| (m.id, m.content)).collect();
-            rows.sort();
-            Some(rows)
-        }
-        _ => None,
     }
 }

@@ -489,6 +489,24 @@ impl TestCluster {
         }
     }
 
+    /// Node `i`'s own rows of `ns` as sorted (id, content) pairs, read from its store, not
+    /// through the primary: what that replica holds.
+    pub async fn local_content(&self, i: usize, ns: &str) -> Option<Vec<(String, String)>> {
+        use loci_storage::model::{DataOp, DataResult, MemoryFilter, SortBy};
+        let core = &self.handle(i).core;
+        let entry = core.namespace(ns)?;
+        let op =
+            DataOp::List { filter: MemoryFilter::default(), sort: SortBy::CreatedAtAsc, limit: usize::MAX, offset: 0 };
+        match core.exec_local(&entry, op).await.ok()?.result {
+            DataResult::Memories { memories, .. } => {
+                let mut rows: Vec<(String, String)> = memories.into_iter().map(|m| (m.id, m.content)).collect();
+                rows.sort();
+                Some(rows)
+            }
+            _ => None,
+        }
+    }
+
     /// Cut node `i` off from every other node (both directions), or heal it.
     pub fn partition(&self, i: usize, cut: bool) {
         for j in self.running() {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use loci_storage::model::{DataOp, DataResult, MemoryFilter, SortBy};
+use loci_storage::model::{DataOp, DataResult};
 use loci_tests::{TestCluster, create_key, eventually, ids_of};
 use serde_json::{Value, json};
 
@@ -15,20 +15,6 @@ async fn status(c: &TestCluster, i: usize) -> Value {
 }
 
 /// What node `i` holds locally for a namespace (not routed): sorted (id, content).
-async fn local_content(c: &TestCluster, i: usize, ns: &str) -> Option<Vec<(String, String)>> {
-    let core = &c.handle(i).core;
-    let entry = core.namespace(ns)?;
-    let op = DataOp::List { filter: MemoryFilter::default(), sort: SortBy::CreatedAtAsc, limit: usize::MAX, offset: 0 };
-    match core.exec_local(&entry, op).await.ok()?.result {
-        DataResult::Memories { memories, .. } => {
-            let mut v: Vec<(String, String)> = memories.into_iter().map(|m| (m.id, m.content)).collect();
-            v.sort();
-            Some(v)
-        }
-        _ => None,
-    }
-}
-
 fn placement_of(c: &TestCluster, i: usize, ns: &str) -> loci_raft::catalogue::Placement {
     c.handle(i).core.namespace(ns).expect("namespace").placement
 }
@@ -117,9 +103,9 @@ async fn write_anywhere_read_anywhere_100_namespaces_evenly_spread() {
     // Every replica holds the same data.
     for k in [0, 33, 99] {
         let ns = format!("tenant-{k}");
-        let a = local_content(&c, 0, &ns).await;
-        assert_eq!(a, local_content(&c, 1, &ns).await);
-        assert_eq!(a, local_content(&c, 2, &ns).await);
+        let a = c.local_content(0, &ns).await;
+        assert_eq!(a, c.local_content(1, &ns).await);
+        assert_eq!(a, c.local_content(2, &ns).await);
     }
 }
 
@@ -259,18 +245,18 @@ async fn a_partitioned_minority_cannot_commit_and_replicas_converge_after_healin
         .await;
     assert_eq!(s, 200, "{v}");
     let converged = eventually(Duration::from_secs(30), || async {
-        let a = local_content(&c, 0, ns).await;
-        a.is_some() && a == local_content(&c, 1, ns).await && a == local_content(&c, 2, ns).await
+        let a = c.local_content(0, ns).await;
+        a.is_some() && a == c.local_content(1, ns).await && a == c.local_content(2, ns).await
     })
     .await;
     assert!(
         converged,
         "replicas diverged: {:?} / {:?} / {:?}",
-        local_content(&c, 0, ns).await,
-        local_content(&c, 1, ns).await,
-        local_content(&c, 2, ns).await
+        c.local_content(0, ns).await,
+        c.local_content(1, ns).await,
+        c.local_content(2, ns).await
     );
-    let content = local_content(&c, 0, ns).await.unwrap();
+    let content = c.local_content(0, ns).await.unwrap();
     assert!(content.iter().any(|(_, t)| t == "after healing"));
     assert!(c.handle(minority).core.namespace("minority-made").is_none());
     let caught_up =
@@ -370,7 +356,7 @@ async fn a_fourth_node_receives_namespaces_without_failed_requests() {
         let (_, v) = c.client(i4).post("/v1/memories/recall/batch", &json!({"agent_id": ns, "filter": {}})).await;
         assert_eq!(v["total"], 5, "{ns}");
         if placement_of(&c, 0, ns).replicas.contains(&new_id) {
-            assert_eq!(local_content(&c, i4, ns).await.map(|v| v.len()), Some(5), "{ns} copy on the new node");
+            assert_eq!(c.local_content(i4, ns).await.map(|v| v.len()), Some(5), "{ns} copy on the new node");
         }
     }
     let (_, m) = c.client(0).get("/metrics").await;
@@ -444,7 +430,7 @@ async fn erasing_a_namespace_erases_every_replica() {
     // The third replica receives the writes right after the quorum acknowledged them.
     let all = eventually(Duration::from_secs(10), || async {
         for i in 0..3 {
-            if local_content(&c, i, "gone").await.map(|v| v.len()) != Some(5) {
+            if c.local_content(i, "gone").await.map(|v| v.len()) != Some(5) {
                 return false;
             }
         }
@@ -452,7 +438,7 @@ async fn erasing_a_namespace_erases_every_replica() {
     })
     .await;
     assert!(all, "every replica holds the five memories");
-    let ids: Vec<String> = local_content(&c, 0, "gone").await.unwrap().into_iter().map(|(id, _)| id).collect();
+    let ids: Vec<String> = c.local_content(0, "gone").await.unwrap().into_iter().map(|(id, _)| id).collect();
     let (s, r) = c.client(1).delete("/v1/namespaces/gone").await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["memories_deleted"], 5);
@@ -624,7 +610,7 @@ async fn a_primary_isolated_with_its_quorum_loses_no_acknowledged_write() {
         let p = placement_of(&c, 0, ns);
         let mut contents = Vec::new();
         for n in p.replicas.iter().filter(|n| p.state(**n) == Some(loci_raft::catalogue::ReplicaState::Active)) {
-            contents.push(local_content(&c, c.index_of(*n).unwrap(), ns).await);
+            contents.push(c.local_content(c.index_of(*n).unwrap(), ns).await);
         }
         contents.len() >= 2 && contents.windows(2).all(|w| w[0] == w[1])
     })
