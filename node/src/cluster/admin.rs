@@ -310,32 +310,11 @@ impl Cluster {
                 }))
             }
             ClusterAction::Rebalance { dry_run } => {
-                let namespaces: Vec<_> = self.catalogue.view.read().namespaces.values().cloned().collect();
-                let members = self.members();
-                let alive = self.alive_members();
-                let draining = self.catalogue.view.read().draining.clone();
-                let view = self.gossip.view();
-                let down = |n: u64| view.down_for(n);
-                let mut load = BTreeMap::new();
-                for ns in &namespaces {
-                    for r in &ns.placement.replicas {
-                        *load.entry(*r).or_insert(0usize) += 1;
-                    }
-                }
-                let busy = self.copy_targets();
-                let pv = planner::View {
-                    alive: &alive,
-                    members: &members,
-                    draining: &draining,
-                    down_for: &down,
-                    failover_after: self.settings.failover_after,
-                    dead_grace: self.settings.dead_node_grace,
-                    load: &load,
-                    busy: &busy,
-                };
+                let inputs = self.plan_inputs();
+                let load = &inputs.load;
                 let mut moves = Vec::new();
-                for ns in &namespaces {
-                    if let planner::Decision::Set(p) = planner::plan(ns, &pv) {
+                for ns in &inputs.namespaces {
+                    if let planner::Decision::Set(p) = self.plan(&inputs, ns) {
                         for (n, s) in &p.states {
                             if *s == ReplicaState::Syncing && ns.placement.state(*n) != Some(ReplicaState::Syncing) {
                                 moves.push(json!({"shard_id": ns.name, "namespace": ns.name, "to_node": n.to_string(),

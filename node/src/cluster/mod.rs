@@ -193,11 +193,18 @@ impl Cluster {
     fn link(&self, ns: u64, node: u64) -> Arc<tokio::sync::Mutex<u64>> {
         self.links.lock().entry((ns, node)).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(0))).clone()
     }
+}
 
-    /// Nodes currently receiving a full copy.
-    pub fn copy_targets(&self) -> BTreeSet<u64> {
-        self.copies.lock().iter().map(|(_, n)| *n).collect()
-    }
+/// The inputs of the placement planner, taken at one moment.
+pub(crate) struct PlanInputs {
+    pub namespaces: Vec<NamespaceEntry>,
+    pub draining: BTreeSet<u64>,
+    pub members: BTreeSet<u64>,
+    pub alive: BTreeSet<u64>,
+    view: Arc<loci_gossip::MembershipView>,
+    /// Replicas per node across all namespaces.
+    pub load: std::collections::BTreeMap<u64, usize>,
+    pub busy: BTreeSet<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -588,24 +595,19 @@ impl Cluster {
         Ok(())
     }
 
-    async fn reconcile_placements(&self) -> Result<(), String> {
+    /// One snapshot of what the placement planner looks at.
+    pub(crate) fn plan_inputs(&self) -> PlanInputs {
         let (namespaces, draining) = {
             let c = self.catalogue.view.read();
             (c.namespaces.values().cloned().collect::<Vec<_>>(), c.draining.clone())
         };
-        let members = self.members();
-        let alive = self.alive_members();
-        let view = self.gossip.view();
-        let down = |n: u64| if n == self.node_id { None } else { self.down_for(&view, n) };
         let mut load = std::collections::BTreeMap::new();
+        // Nodes receiving a copy right now (Syncing anywhere) take no further move.
+        let mut busy: BTreeSet<u64> = BTreeSet::new();
         for ns in &namespaces {
             for r in &ns.placement.replicas {
                 *load.entry(*r).or_insert(0usize) += 1;
             }
-        }
-        // Nodes receiving a copy right now (Syncing anywhere) take no further move.
-        let mut busy: BTreeSet<u64> = BTreeSet::new();
-        for ns in &namespaces {
             for (n, s) in &ns.placement.states {
                 if *s == loci_raft::catalogue::ReplicaState::Syncing {
                     busy.insert(*n);
@@ -614,24 +616,43 @@ impl Cluster {
             // A move's source is busy too (one move per node at a time).
             busy.extend(ns.placement.leaving.iter().copied());
         }
-        for ns in namespaces {
-            let planner_view = planner::View {
-                alive: &alive,
-                members: &members,
-                draining: &draining,
-                down_for: &down,
-                failover_after: self.settings.failover_after,
-                dead_grace: self.settings.dead_node_grace,
-                load: &load,
-                busy: &busy,
-            };
-            let decision = planner::plan(&ns, &planner_view);
+        PlanInputs {
+            namespaces,
+            draining,
+            members: self.members(),
+            alive: self.alive_members(),
+            view: self.gossip.view(),
+            load,
+            busy,
+        }
+    }
+
+    /// The planner's decision for one namespace (the reconciler and the rebalance dry run).
+    pub(crate) fn plan(&self, inputs: &PlanInputs, ns: &NamespaceEntry) -> planner::Decision {
+        let down = |n: u64| if n == self.node_id { None } else { self.down_for(&inputs.view, n) };
+        let view = planner::View {
+            alive: &inputs.alive,
+            members: &inputs.members,
+            draining: &inputs.draining,
+            down_for: &down,
+            failover_after: self.settings.failover_after,
+            dead_grace: self.settings.dead_node_grace,
+            load: &inputs.load,
+            busy: &inputs.busy,
+        };
+        planner::plan(ns, &view)
+    }
+
+    async fn reconcile_placements(&self) -> Result<(), String> {
+        let mut inputs = self.plan_inputs();
+        for ns in std::mem::take(&mut inputs.namespaces) {
+            let decision = self.plan(&inputs, &ns);
             let new = match decision {
                 planner::Decision::Keep => continue,
                 planner::Decision::Set(p) => p,
                 planner::Decision::Failover { candidates } => {
                     let old = ns.placement.primary().unwrap_or(0);
-                    let old_down = !alive.contains(&old);
+                    let old_down = !inputs.alive.contains(&old);
                     let mut best: Option<(u64, u64)> = None;
                     // A graceful hand-off (draining) needs the candidate caught up with the primary.
                     let primary_seq =
@@ -654,17 +675,17 @@ impl Cluster {
             // Later decisions in this tick see this one (one move per node at a time; loads).
             for (n, s) in &new.states {
                 if *s == loci_raft::catalogue::ReplicaState::Syncing {
-                    busy.insert(*n);
+                    inputs.busy.insert(*n);
                 }
             }
-            busy.extend(new.leaving.iter().copied());
+            inputs.busy.extend(new.leaving.iter().copied());
             for r in &ns.placement.replicas {
-                if let Some(l) = load.get_mut(r) {
+                if let Some(l) = inputs.load.get_mut(r) {
                     *l = l.saturating_sub(1);
                 }
             }
             for r in &new.replicas {
-                *load.entry(*r).or_insert(0) += 1;
+                *inputs.load.entry(*r).or_insert(0) += 1;
             }
             let res = self
                 .catalogue
