@@ -6,11 +6,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loci_storage::StorageError;
 use serde::Serialize;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    /// The machine-readable code the clients parse (`SCREAMING_SNAKE`).
+    pub code: Cow<'static, str>,
     pub message: String,
     pub details: Option<String>,
     pub resource: Option<String>,
@@ -31,7 +33,26 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), details: None, resource: None, retry_after: None }
+        ApiError {
+            status,
+            code: Cow::Borrowed(code),
+            message: message.into(),
+            details: None,
+            resource: None,
+            retry_after: None,
+        }
+    }
+
+    /// An error received from another node, as that node would have answered it.
+    pub fn from_wire(status: u16, code: String, message: String) -> Self {
+        ApiError {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code: Cow::Owned(code),
+            message,
+            details: None,
+            resource: None,
+            retry_after: None,
+        }
     }
     pub fn with_details(mut self, d: impl Into<String>) -> Self {
         self.details = Some(d.into());
@@ -104,6 +125,12 @@ impl ApiError {
         Self::new(StatusCode::NOT_IMPLEMENTED, "NOT_IMPLEMENTED", msg)
     }
 
+    /// A transient refusal (503: a busy embedder, a failover, a placement change): the same
+    /// request may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE
+    }
+
     pub fn grpc_code(&self) -> tonic::Code {
         match self.status.as_u16() {
             400 | 413 | 422 => tonic::Code::InvalidArgument,
@@ -132,7 +159,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
             error: &self.message,
-            code: self.code,
+            code: &self.code,
             status: self.status.as_u16(),
             details: self.details.as_deref(),
             resource: self.resource.as_deref(),
@@ -174,10 +201,11 @@ impl From<StorageError> for ApiError {
             // The clients map 413 + QUOTA_EXCEEDED to their quota error.
             StorageError::QuotaExceeded(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "QUOTA_EXCEEDED", m),
             StorageError::Overloaded(m) => ApiError::unavailable(m).with_retry_after(1),
-            StorageError::Fenced(epoch) => {
-                ApiError::new(StatusCode::CONFLICT, "NOT_OWNER", "this node is no longer the namespace's primary")
-                    .with_details(format!("epoch={epoch}"))
-            }
+            // Internal to the cluster (the data plane re-routes it); should it reach a client,
+            // it is a retryable 503 like any placement change.
+            StorageError::Fenced(epoch) => ApiError::unavailable(format!(
+                "this node is no longer the namespace's primary (fenced by epoch {epoch}); retry"
+            )),
             StorageError::EmbeddingUpstream(m) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "SERVICE_UNAVAILABLE", "the embedding service failed")
                     .with_details(m)

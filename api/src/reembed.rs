@@ -176,7 +176,7 @@ impl Core {
         loop {
             match self.exec(entry, op.clone()).await {
                 Ok(r) => return Ok(r),
-                Err(e) if attempt < 30 && (e.status.as_u16() == 503 || e.code == "NOT_OWNER") => {
+                Err(e) if attempt < 30 && e.is_retryable() => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10)))).await;
                 }

@@ -436,10 +436,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     // gRPC: Raft transport, node-to-node services, and the public service.
     {
         let raft_svc = RaftService::new(catalogue.clone()).into_server();
-        let internal = loci_api::pb::internal_server::InternalServer::new(crate::cluster::service::InternalService {
-            cluster: cluster.clone(),
-        })
-        .max_decoding_message_size(256 * 1024 * 1024);
+        let internal =
+            crate::cluster::wire::pb::internal_server::InternalServer::new(crate::cluster::service::InternalService {
+                cluster: cluster.clone(),
+            })
+            .max_decoding_message_size(256 * 1024 * 1024);
         let public = loci_api::pb::loci_server::LociServer::new(crate::cluster::service::LociService {
             router: app.clone(),
             node_id,
@@ -518,15 +519,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
                     let idx = if leader == c.node_id {
                         c.catalogue.view.applied_index()
                     } else {
-                        c.call::<_, crate::cluster::NodeInfo>(
-                            leader,
-                            crate::cluster::Method::NodeInfo,
-                            &(),
-                            Duration::from_secs(5),
-                        )
-                        .await
-                        .map(|i| i.applied_index)
-                        .unwrap_or(u64::MAX)
+                        c.node_info_of(leader, Duration::from_secs(5))
+                            .await
+                            .map(|i| i.applied_index)
+                            .unwrap_or(u64::MAX)
                     };
                     if idx != u64::MAX && catalogue2.view.wait_applied(idx, Duration::from_secs(30)).await {
                         if let Err(e) = sweep_orphans(&catalogue2, &store).await {

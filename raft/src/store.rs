@@ -262,6 +262,24 @@ impl CatalogueView {
         let mut rx = self.applied.clone();
         tokio::time::timeout(timeout, rx.wait_for(|i| *i >= index)).await.is_ok_and(|r| r.is_ok())
     }
+
+    /// Wait until the catalogue satisfies `pred` (checked now and after every applied entry);
+    /// false when `timeout` passed first.
+    pub async fn wait_until(&self, timeout: std::time::Duration, mut pred: impl FnMut(&Catalogue) -> bool) -> bool {
+        let mut rx = self.applied.clone();
+        let wait = async {
+            loop {
+                rx.borrow_and_update();
+                if pred(&self.state.read()) {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
 }
 
 pub struct StateMachineStore {

@@ -11,8 +11,8 @@ use loci_raft::catalogue::{Command, ReplicaState};
 use loci_storage::model::{DataOp, DataResult};
 use serde_json::{Value, json};
 
-use super::plane::WireError;
-use super::{Cluster, Method, NodeInfo, planner};
+use super::error::ClusterError;
+use super::{Cluster, NodeInfo, planner};
 
 pub struct Admin(pub Arc<Cluster>);
 
@@ -107,7 +107,7 @@ impl Cluster {
             let info = if n == self.node_id {
                 Some(self.local_info())
             } else if self.is_alive(n) {
-                self.call::<_, NodeInfo>(n, Method::NodeInfo, &(), Duration::from_secs(2)).await.ok()
+                self.node_info_of(n, Duration::from_secs(2)).await.ok()
             } else {
                 None
             };
@@ -119,13 +119,13 @@ impl Cluster {
     async fn on_leader(self: Arc<Self>, action: ClusterAction) -> ApiResult<Value> {
         match self.catalogue.current_leader().await {
             Some(l) if l == self.node_id => Box::pin(self.run_admin(action)).await,
-            Some(l) => {
-                match self.call::<_, Result<Value, WireError>>(l, Method::Admin, &action, Duration::from_secs(60)).await
-                {
-                    Ok(r) => r.map_err(WireError::into_api),
-                    Err(e) => Err(ApiError::unavailable(format!("cannot reach the catalogue leader: {e}"))),
+            Some(l) => match self.admin_on(l, &action, Duration::from_secs(60)).await {
+                Ok(v) => Ok(v),
+                Err(e @ (ClusterError::Unreachable { .. } | ClusterError::Refused { .. })) => {
+                    Err(ApiError::unavailable(format!("cannot reach the catalogue leader: {e}")))
                 }
-            }
+                Err(e) => Err(e.into()),
+            },
             None => Err(ApiError::unavailable("the catalogue has no leader")),
         }
     }

@@ -3,23 +3,26 @@
 //! membership and placements as they should be.
 
 pub mod admin;
+pub mod error;
+pub mod peer;
 pub mod plane;
 pub mod planner;
 pub mod service;
+pub mod wire;
+
+pub use error::{ClusterError, ClusterResult};
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use loci_api::Core;
-use loci_api::pb::internal_client::InternalClient;
 use loci_gossip::Gossip;
 use loci_raft::catalogue::{Command, CommandResult, NamespaceEntry};
 use loci_raft::{CatalogueNode, ChannelPool, NodeAddr};
 use loci_storage::crypto::MasterSecret;
 use parking_lot::Mutex;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 pub const CLUSTER_TOKEN_HEADER: &str = "x-loci-cluster-token";
@@ -33,15 +36,6 @@ pub struct ClusterSettings {
     pub bootstrap_expect: usize,
     /// No seeds and no bootstrap quorum: this node forms a cluster of one by itself.
     pub standalone: bool,
-}
-
-/// Errors of a node-to-node call.
-#[derive(Debug, thiserror::Error)]
-pub enum RpcError {
-    #[error("node {0} is unreachable: {1}")]
-    Unreachable(u64, String),
-    #[error("node {0} answered: {1}")]
-    Remote(u64, String),
 }
 
 pub struct Cluster {
@@ -143,48 +137,6 @@ impl Cluster {
         node == self.node_id || self.gossip.view().is_alive(node)
     }
 
-    /// Call `method` on `node`'s internal service with a JSON request and reply.
-    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
-        &self,
-        node: u64,
-        method: Method,
-        req: &Req,
-        timeout: Duration,
-    ) -> Result<Resp, RpcError> {
-        let addr = self.node_addr(node).ok_or_else(|| RpcError::Unreachable(node, "address unknown".into()))?;
-        if self.pool.is_blocked(&addr.rpc_addr) {
-            return Err(RpcError::Unreachable(node, "partitioned".into()));
-        }
-        let channel = self.pool.get(&addr.rpc_addr).map_err(|e| RpcError::Unreachable(node, e.to_string()))?;
-        let mut client = InternalClient::new(channel).max_decoding_message_size(256 * 1024 * 1024);
-        let payload = serde_json::to_vec(req).map_err(|e| RpcError::Remote(node, e.to_string()))?;
-        let mut request = tonic::Request::new(loci_api::pb::Envelope { payload });
-        request.set_timeout(timeout);
-        if let Ok(v) = self.token.parse() {
-            request.metadata_mut().insert(CLUSTER_TOKEN_HEADER, v);
-        }
-        let resp = match method {
-            Method::Forward => client.forward(request).await,
-            Method::Replicate => client.replicate(request).await,
-            Method::Progress => client.progress(request).await,
-            Method::Copy => client.copy(request).await,
-            Method::Erase => client.erase(request).await,
-            Method::NodeInfo => client.node_info(request).await,
-            Method::Admin => client.admin(request).await,
-            Method::Fence => client.fence(request).await,
-            Method::FetchLog => client.fetch_log(request).await,
-            Method::PushCopy => client.push_copy(request).await,
-        };
-        let resp = resp.map_err(|s| match s.code() {
-            tonic::Code::Unavailable
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::Cancelled
-            | tonic::Code::Unknown => RpcError::Unreachable(node, s.message().to_string()),
-            _ => RpcError::Remote(node, s.message().to_string()),
-        })?;
-        serde_json::from_slice(&resp.get_ref().payload).map_err(|e| RpcError::Remote(node, e.to_string()))
-    }
-
     /// The latest catalogue entry of a namespace.
     pub fn entry(&self, name: &str) -> Option<NamespaceEntry> {
         self.catalogue.view.read().namespaces.get(name).cloned()
@@ -205,20 +157,6 @@ pub(crate) struct PlanInputs {
     /// Replicas per node across all namespaces.
     pub load: std::collections::BTreeMap<u64, usize>,
     pub busy: BTreeSet<u64>,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub enum Method {
-    Forward,
-    Replicate,
-    Progress,
-    Copy,
-    Erase,
-    NodeInfo,
-    Admin,
-    Fence,
-    FetchLog,
-    PushCopy,
 }
 
 /// What a node reports about itself (`NodeInfo`).
@@ -408,7 +346,7 @@ impl Cluster {
             if *id == self.node_id {
                 continue;
             }
-            match self.call::<_, NodeInfo>(*id, Method::NodeInfo, &(), Duration::from_secs(2)).await {
+            match self.node_info_of(*id, Duration::from_secs(2)).await {
                 Ok(info) if info.initialized => {
                     tracing::info!(peer = id, "a peer is already part of a cluster; not bootstrapping");
                     return;
@@ -720,7 +658,7 @@ impl Cluster {
             let store = core.store.clone();
             return tokio::task::spawn_blocking(move || store.progress(&ctx)).await.ok()?.ok();
         }
-        self.call(node, Method::Progress, &ns.to_string(), Duration::from_secs(2)).await.ok()
+        self.progress_on(node, ns, Duration::from_secs(2)).await.ok()
     }
 }
 

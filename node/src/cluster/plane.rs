@@ -9,77 +9,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use loci_api::ApiResult;
 use loci_api::plane::DataPlane;
-use loci_api::{ApiError, ApiResult};
 use loci_raft::catalogue::{NamespaceEntry, Placement, ReplicaState};
 use loci_storage::model::{ApplyOutcome, DataOp, DataResult, NsProgress, ReplEntry};
-use serde::{Deserialize, Serialize};
 
-use super::{Cluster, Method, RpcError, planner};
+use super::error::{ClusterError, ClusterResult};
+use super::peer::{Gather, quorum_call};
+use super::wire::pb;
+use super::{Cluster, planner};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 const COPY_CHUNK_BYTES: usize = 2 * 1024 * 1024;
 /// Replication-log entries kept per namespace for follower catch-up.
 pub const LOG_KEEP: u64 = 50_000;
+/// How long a request waits for the catalogue to catch up with a placement it was told of.
+const CATALOGUE_WAIT: Duration = Duration::from_secs(3);
 
-/// A serialisable API error (crosses the forwarding hop unchanged).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct WireError {
-    pub status: u16,
-    pub code: String,
-    pub message: String,
-    pub details: Option<String>,
-    pub retry_after: Option<u64>,
-    #[serde(default)]
-    pub resource: Option<String>,
-}
-
-impl From<&ApiError> for WireError {
-    fn from(e: &ApiError) -> Self {
-        WireError {
-            status: e.status.as_u16(),
-            code: e.code.to_string(),
-            message: e.message.clone(),
-            details: e.details.clone(),
-            retry_after: e.retry_after,
-            resource: e.resource.clone(),
-        }
-    }
-}
-
-impl WireError {
-    pub fn into_api(self) -> ApiError {
-        let code: &'static str = match self.code.as_str() {
-            "INVALID_REQUEST" => "INVALID_REQUEST",
-            "DIMENSION_MISMATCH" => "DIMENSION_MISMATCH",
-            "VECTOR_NOT_FOUND" => "VECTOR_NOT_FOUND",
-            "NAMESPACE_NOT_FOUND" => "NAMESPACE_NOT_FOUND",
-            "NOT_FOUND" => "NOT_FOUND",
-            "CONFLICT" => "CONFLICT",
-            "QUOTA_EXCEEDED" => "QUOTA_EXCEEDED",
-            "PAYLOAD_TOO_LARGE" => "PAYLOAD_TOO_LARGE",
-            "UNPROCESSABLE_CONTENT" => "UNPROCESSABLE_CONTENT",
-            "SERVICE_UNAVAILABLE" => "SERVICE_UNAVAILABLE",
-            "STORAGE_ERROR" => "STORAGE_ERROR",
-            "NOT_OWNER" => "NOT_OWNER",
-            _ => "INTERNAL_ERROR",
-        };
-        let mut e = ApiError::new(
-            axum::http::StatusCode::from_u16(self.status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
-            code,
-            self.message,
-        );
-        e.details = self.details;
-        e.retry_after = self.retry_after;
-        e.resource = self.resource;
-        e
-    }
-}
-
-#[derive(Serialize, Deserialize)]
+/// A data operation forwarded to the namespace's primary.
 pub struct ForwardRequest {
     /// The request id of the original request (one trace across the hop).
-    #[serde(default)]
     pub request_id: Option<String>,
     pub namespace: String,
     pub epoch: u64,
@@ -87,9 +36,7 @@ pub struct ForwardRequest {
     pub op: DataOp,
 }
 
-pub type ForwardReply = Result<DataResult, WireError>;
-
-#[derive(Serialize, Deserialize)]
+/// Replication-log entries for a follower.
 pub struct ReplicateRequest {
     pub namespace: String,
     pub catalogue_index: u64,
@@ -103,53 +50,40 @@ pub struct ReplicateRequest {
     pub entries: Vec<ReplEntry>,
 }
 
-pub type ReplicateReply = Result<ApplyOutcome, String>;
-
-#[derive(Serialize, Deserialize)]
-pub struct FenceRequest {
-    pub namespace: String,
-    pub epoch: u64,
-    pub catalogue_index: u64,
-}
-
-pub type FenceReply = Result<NsProgress, String>;
-
-#[derive(Serialize, Deserialize)]
-pub struct FetchLogRequest {
-    pub namespace: String,
-    pub from: u64,
-    pub limit: usize,
-}
-
-pub type FetchLogReply = Result<Vec<ReplEntry>, String>;
-
-#[derive(Serialize, Deserialize)]
-pub struct PushCopyRequest {
-    pub namespace: String,
-    pub target: u64,
-}
-
-pub type PushCopyReply = Result<(), String>;
-
-#[derive(Serialize, Deserialize)]
+/// One step of a full namespace copy.
 pub enum CopyRequest {
     Begin { namespace: String, catalogue_index: u64 },
     Rows { rows: Vec<(String, Vec<u8>, Vec<u8>)> },
     Finish { namespace: String, progress: NsProgress },
 }
 
-#[derive(Serialize, Deserialize)]
-pub struct EraseRequest {
-    pub ns_id: u64,
-}
+impl CopyRequest {
+    pub fn into_pb(self) -> pb::CopyRequest {
+        use pb::copy_request::Step;
+        let step = match self {
+            CopyRequest::Begin { namespace, catalogue_index } => {
+                Step::Begin(pb::CopyBegin { namespace, catalogue_index })
+            }
+            CopyRequest::Rows { rows } => Step::Rows(pb::CopyRows {
+                rows: rows.into_iter().map(|(cf, key, value)| pb::CopyRow { cf, key, value }).collect(),
+            }),
+            CopyRequest::Finish { namespace, progress } => {
+                Step::Finish(pb::CopyFinish { namespace, progress: Some(progress.into()) })
+            }
+        };
+        pb::CopyRequest { step: Some(step) }
+    }
 
-fn not_owner(epoch: u64, primary: Option<u64>) -> ApiError {
-    ApiError::new(axum::http::StatusCode::CONFLICT, "NOT_OWNER", "this node is not the namespace's primary")
-        .with_details(format!("epoch={epoch} primary={}", primary.map_or("none".into(), |p| p.to_string())))
-}
-
-fn unavailable(msg: String) -> ApiError {
-    ApiError::unavailable(msg).with_retry_after(1)
+    pub fn from_pb(r: pb::CopyRequest) -> ClusterResult<Self> {
+        use pb::copy_request::Step;
+        Ok(match r.step.ok_or_else(|| ClusterError::Internal("a copy step without a kind".into()))? {
+            Step::Begin(b) => CopyRequest::Begin { namespace: b.namespace, catalogue_index: b.catalogue_index },
+            Step::Rows(r) => CopyRequest::Rows { rows: r.rows.into_iter().map(|r| (r.cf, r.key, r.value)).collect() },
+            Step::Finish(f) => {
+                CopyRequest::Finish { namespace: f.namespace, progress: f.progress.map(Into::into).unwrap_or_default() }
+            }
+        })
+    }
 }
 
 pub struct Plane(pub Arc<Cluster>);
@@ -157,7 +91,7 @@ pub struct Plane(pub Arc<Cluster>);
 impl DataPlane for Plane {
     fn execute(&self, entry: NamespaceEntry, op: DataOp) -> BoxFuture<'static, ApiResult<DataResult>> {
         let c = self.0.clone();
-        Box::pin(async move { c.execute(entry, op).await })
+        Box::pin(async move { Ok(c.execute(entry, op).await?) })
     }
 
     fn initial_placement(&self, ns_id: u64) -> Placement {
@@ -194,7 +128,7 @@ impl DataPlane for Plane {
 
     fn erase(&self, entry: NamespaceEntry) -> BoxFuture<'static, ApiResult<u64>> {
         let c = self.0.clone();
-        Box::pin(async move { c.erase(entry).await })
+        Box::pin(async move { Ok(c.erase(entry).await?) })
     }
 }
 
@@ -208,7 +142,7 @@ impl Cluster {
                 continue;
             }
             while tokio::time::Instant::now() < deadline {
-                match self.call::<_, super::NodeInfo>(n, Method::NodeInfo, &(), Duration::from_secs(1)).await {
+                match self.node_info_of(n, Duration::from_secs(1)).await {
                     Ok(info) if info.applied_index >= index => break,
                     Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                     Err(_) => break,
@@ -217,15 +151,36 @@ impl Cluster {
         }
     }
 
-    fn core_or_err(&self) -> ApiResult<Arc<loci_api::Core>> {
-        self.core().ok_or_else(|| ApiError::unavailable("node shutting down"))
+    fn core_or_err(&self) -> ClusterResult<Arc<loci_api::Core>> {
+        self.core().ok_or_else(|| ClusterError::Unavailable("node shutting down".into()))
     }
 
-    /// Route an operation to the namespace's primary.
-    pub async fn execute(self: Arc<Self>, entry: NamespaceEntry, op: DataOp) -> ApiResult<DataResult> {
+    /// A `NotOwner` about `entry` as this node knows it (storage reports only the fencing epoch).
+    fn owner_hint(&self, entry: &NamespaceEntry, e: ClusterError) -> ClusterError {
+        match e {
+            ClusterError::NotOwner { epoch, .. } => ClusterError::not_owner(
+                &entry.name,
+                epoch.max(entry.placement.epoch),
+                entry.placement.primary().filter(|p| *p != self.node_id || epoch <= entry.placement.epoch),
+                self.catalogue.view.applied_index(),
+            ),
+            other => other,
+        }
+    }
+
+    /// Route an operation to the namespace's primary. A `NotOwner` answer carries the
+    /// answering node's placement and catalogue index: this node waits until its own
+    /// catalogue has caught up with that (no polling), then routes again, to the primary it was
+    /// told of if its catalogue is still behind.
+    pub async fn execute(self: Arc<Self>, entry: NamespaceEntry, op: DataOp) -> ClusterResult<DataResult> {
         let mut entry = self.entry(&entry.name).unwrap_or(entry);
+        // (primary, epoch) learned from a NotOwner answer that our catalogue has not caught up with.
+        let mut hinted: Option<(u64, u64)> = None;
         for _ in 0..3 {
-            let primary = entry.placement.primary().unwrap_or(self.node_id);
+            let (primary, epoch) = match hinted.take() {
+                Some(h) => h,
+                None => (entry.placement.primary().unwrap_or(self.node_id), entry.placement.epoch),
+            };
             let result = if primary == self.node_id {
                 self.clone().run_as_primary(&entry, op.clone()).await
             } else {
@@ -233,49 +188,55 @@ impl Cluster {
                 let req = ForwardRequest {
                     request_id: loci_api::request_id::current(),
                     namespace: entry.name.clone(),
-                    epoch: entry.placement.epoch,
+                    epoch,
                     catalogue_index: self.catalogue.view.applied_index(),
                     op: op.clone(),
                 };
-                match self.call::<_, ForwardReply>(primary, Method::Forward, &req, Duration::from_secs(60)).await {
-                    Ok(r) => r.map_err(WireError::into_api),
-                    Err(RpcError::Unreachable(n, m)) => {
-                        return Err(unavailable(format!(
-                            "the primary of '{}' (node {n}) is unreachable: {m}",
+                match self.forward_to(primary, req).await {
+                    Err(ClusterError::Unreachable { node, reason }) => {
+                        return Err(ClusterError::Unavailable(format!(
+                            "the primary of '{}' (node {node}) is unreachable: {reason}",
                             entry.name
                         )));
                     }
-                    Err(RpcError::Remote(n, m)) => return Err(ApiError::internal(format!("node {n}: {m}"))),
+                    other => other,
                 }
             };
             match result {
-                // Nothing was applied: our catalogue (or the primary's) is behind. Wait until
-                // it moves past this epoch, then route again.
-                Err(e) if e.code == "NOT_OWNER" => {
-                    let epoch = entry.placement.epoch;
+                // Nothing was applied: our catalogue (or the primary's) is behind.
+                Err(ClusterError::NotOwner { epoch: theirs, primary: their_primary, catalogue_index, .. }) => {
                     let name = entry.name.clone();
-                    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-                    while tokio::time::Instant::now() < deadline {
-                        if self.entry(&name).is_some_and(|e| e.placement.epoch > epoch) {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                    let ours = entry.placement.epoch;
+                    let caught_up = self
+                        .catalogue
+                        .view
+                        .wait_until(CATALOGUE_WAIT, |c| {
+                            let epoch = c.namespaces.get(&name).map_or(u64::MAX, |e| e.placement.epoch);
+                            epoch > ours || (c.applied_index >= catalogue_index && epoch >= theirs)
+                        })
+                        .await;
                     entry = self.entry(&name).unwrap_or(entry);
+                    if !caught_up && theirs > entry.placement.epoch {
+                        hinted = their_primary.map(|p| (p, theirs));
+                    }
                 }
                 other => return other,
             }
         }
-        // Clients know 503 + Retry-After; NOT_OWNER is internal to the cluster.
-        Err(unavailable(format!("the placement of '{}' is changing; retry", entry.name)))
+        Err(ClusterError::PlacementChanging { namespace: entry.name })
     }
 
     /// Serve as the primary: check ownership against the local catalogue, execute, replicate.
-    pub async fn run_as_primary(self: Arc<Self>, entry: &NamespaceEntry, op: DataOp) -> ApiResult<DataResult> {
+    pub async fn run_as_primary(self: Arc<Self>, entry: &NamespaceEntry, op: DataOp) -> ClusterResult<DataResult> {
         let core = self.core_or_err()?;
-        let current = self.entry(&entry.name).ok_or_else(|| ApiError::namespace_not_found(&entry.name))?;
+        let current = self.entry(&entry.name).ok_or_else(|| ClusterError::UnknownNamespace(entry.name.clone()))?;
         if current.placement.primary() != Some(self.node_id) {
-            return Err(not_owner(current.placement.epoch, current.placement.primary()));
+            return Err(ClusterError::not_owner(
+                &current.name,
+                current.placement.epoch,
+                current.placement.primary(),
+                self.catalogue.view.applied_index(),
+            ));
         }
         self.ensure_taken_over(&current).await?;
         let write = op.is_write();
@@ -283,7 +244,11 @@ impl Cluster {
             // Refuse before applying anything when the quorum cannot be met anyway.
             self.check_in_sync(&current)?;
         }
-        let executed = core.exec_local(&current, op).await?;
+        let ctx = core.context(&current)?;
+        let store = core.store.clone();
+        let executed = tokio::task::spawn_blocking(move || store.execute(&ctx, op))
+            .await?
+            .map_err(|e| self.owner_hint(&current, e.into()))?;
         if write {
             if let Some(repl) = executed.replicate {
                 self.replicate(&current, repl).await?;
@@ -306,71 +271,43 @@ impl Cluster {
 
     /// A write needs `quorum - 1` in-sync (Active) followers besides the primary; with fewer it
     /// could never be acknowledged, so it is refused before it is applied.
-    fn check_in_sync(&self, entry: &NamespaceEntry) -> ApiResult<()> {
+    fn check_in_sync(&self, entry: &NamespaceEntry) -> ClusterResult<()> {
         let (_, quorum) = Self::quorum(entry);
         let p = &entry.placement;
         let in_sync =
             p.replicas.iter().filter(|n| **n != self.node_id && p.state(**n) == Some(ReplicaState::Active)).count();
         if in_sync + 1 < quorum {
-            return Err(unavailable(format!(
-                "only {} of the {quorum} replicas the write quorum of '{}' needs are in sync",
-                in_sync + 1,
-                entry.name
-            )));
+            return Err(ClusterError::InSyncBelowQuorum {
+                namespace: entry.name.clone(),
+                got: in_sync + 1,
+                needed: quorum,
+            });
         }
         Ok(())
     }
 
-    /// Send an entry to every writable follower; Ok once the write quorum holds it.
-    async fn replicate(self: &Arc<Self>, entry: &NamespaceEntry, repl: ReplEntry) -> ApiResult<()> {
+    /// Send an entry to every writable follower; Ok once the write quorum holds it. Every
+    /// follower gets it (calls outlive the quorum); only Active followers count towards it.
+    async fn replicate(self: &Arc<Self>, entry: &NamespaceEntry, repl: ReplEntry) -> ClusterResult<()> {
         let p = &entry.placement;
         let (_, quorum) = Self::quorum(entry);
         let followers: Vec<u64> = p.writable().filter(|n| *n != self.node_id).collect();
-        let mut need = quorum.saturating_sub(1);
-        if need == 0 {
-            // Still ship it (async) to whoever should have it.
-            for f in followers {
-                let c = self.clone();
-                let e = entry.clone();
-                let seq = repl.seq;
-                tokio::spawn(async move { c.replicate_to(&e, f, seq).await });
-            }
-            return Ok(());
-        }
-        let (tx, mut rx) = tokio::sync::mpsc::channel(followers.len());
-        for f in &followers {
+        let need = quorum.saturating_sub(1);
+        let seq = repl.seq;
+        // Bounded: a follower busy with a long repair must not hold the write indefinitely.
+        let acks = quorum_call(&followers, need, 2 * RPC_TIMEOUT, Gather::Quorum, |f| {
             let c = self.clone();
             let e = entry.clone();
-            let tx = tx.clone();
-            let counts = p.state(*f) == Some(ReplicaState::Active);
-            let f = *f;
-            let seq = repl.seq;
-            tokio::spawn(async move {
-                let ok = c.replicate_to(&e, f, seq).await;
-                let _ = tx.send(ok && counts).await;
-            });
-        }
-        drop(tx);
-        let mut acks = 0;
-        // Bounded: a follower busy with a long repair must not hold the write indefinitely.
-        let _ = tokio::time::timeout(2 * RPC_TIMEOUT, async {
-            while let Some(ok) = rx.recv().await {
-                if ok {
-                    acks += 1;
-                    if acks >= need {
-                        need = 0;
-                        break;
-                    }
-                }
-            }
+            let counts = e.placement.state(f) == Some(ReplicaState::Active);
+            async move { (c.replicate_to(&e, f, seq).await && counts).then_some(()) }
         })
         .await;
-        if need > 0 {
-            return Err(unavailable(format!(
-                "the write to '{}' reached {} of the {quorum} replicas its write quorum needs; it is not acknowledged",
-                entry.name,
-                acks + 1
-            )));
+        if acks.len() < need {
+            return Err(ClusterError::QuorumNotReached {
+                namespace: entry.name.clone(),
+                got: acks.len() + 1,
+                needed: quorum,
+            });
         }
         Ok(())
     }
@@ -391,10 +328,7 @@ impl Cluster {
         }
         if *acked == 0 {
             // Handshake: where the follower is, and whether its log agrees with ours there.
-            let p: NsProgress = match self.call(follower, Method::Progress, &entry.name, RPC_TIMEOUT).await {
-                Ok(p) => p,
-                Err(_) => return false,
-            };
+            let Ok(p) = self.progress_on(follower, &entry.name, RPC_TIMEOUT).await else { return false };
             if p.applied_seq > 0 {
                 let store = core.store.clone();
                 let c2 = ctx.clone();
@@ -451,10 +385,10 @@ impl Cluster {
                 floor: self.floors.lock().get(&(entry.id, self.node_id)).copied().unwrap_or(0),
                 entries,
             };
-            match self.call::<_, ReplicateReply>(follower, Method::Replicate, &req, RPC_TIMEOUT).await {
-                Ok(Ok(ApplyOutcome::Applied { seq: s })) => *acked = s,
-                Ok(Ok(ApplyOutcome::Duplicate { applied })) | Ok(Ok(ApplyOutcome::Gap { applied })) => *acked = applied,
-                Ok(Ok(ApplyOutcome::Fenced { epoch })) => {
+            match self.replicate_on(follower, req, RPC_TIMEOUT).await {
+                Ok(ApplyOutcome::Applied { seq: s }) => *acked = s,
+                Ok(ApplyOutcome::Duplicate { applied }) | Ok(ApplyOutcome::Gap { applied }) => *acked = applied,
+                Ok(ApplyOutcome::Fenced { epoch }) => {
                     // Our catalogue may only be behind the follower's: wait for it, and go on
                     // if we are still the primary in that epoch.
                     if waited_for_catalogue {
@@ -462,23 +396,20 @@ impl Cluster {
                         return false;
                     }
                     waited_for_catalogue = true;
-                    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-                    while tokio::time::Instant::now() < deadline
-                        && self.entry(&entry.name).is_some_and(|e| e.placement.epoch < epoch)
-                    {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+                    let name = entry.name.clone();
+                    self.catalogue
+                        .view
+                        .wait_until(Duration::from_secs(2), |c| {
+                            c.namespaces.get(&name).is_none_or(|e| e.placement.epoch >= epoch)
+                        })
+                        .await;
                     if !self.entry(&entry.name).is_some_and(|e| self.is_taken_over(&e)) {
                         return false;
                     }
                 }
-                Ok(Ok(ApplyOutcome::Diverged { .. })) => {
+                Ok(ApplyOutcome::Diverged { .. }) => {
                     drop(acked);
                     self.schedule_copy(entry, follower, "its log diverges from the primary's");
-                    return false;
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(namespace = %entry.name, follower, error = %e, "replication refused");
                     return false;
                 }
                 Err(e) => {
@@ -523,7 +454,7 @@ impl Cluster {
     /// progress. Enough of them must answer that every acknowledged write is known to one of
     /// them (a write quorum and the replicas that answered always intersect); if one holds
     /// writes this node lacks, they are pulled from its log (or by a full copy from it) first.
-    pub async fn ensure_taken_over(self: &Arc<Self>, entry: &NamespaceEntry) -> ApiResult<()> {
+    pub async fn ensure_taken_over(self: &Arc<Self>, entry: &NamespaceEntry) -> ClusterResult<()> {
         if self.is_taken_over(entry) {
             return Ok(());
         }
@@ -534,7 +465,12 @@ impl Cluster {
             return Ok(());
         }
         if entry.placement.primary() != Some(self.node_id) {
-            return Err(not_owner(entry.placement.epoch, entry.placement.primary()));
+            return Err(ClusterError::not_owner(
+                &entry.name,
+                entry.placement.epoch,
+                entry.placement.primary(),
+                self.catalogue.view.applied_index(),
+            ));
         }
         let core = self.core_or_err()?;
         let ctx = core.context(&entry)?;
@@ -550,31 +486,29 @@ impl Cluster {
             // Nodes gossip reports down would only cost a timeout.
             .filter(|n| *n != self.node_id && p.state(*n) != Some(ReplicaState::Syncing) && self.is_alive(*n))
             .collect();
-        let req = FenceRequest {
+        let req = pb::FenceRequest {
             namespace: entry.name.clone(),
             epoch: p.epoch,
             catalogue_index: self.catalogue.view.applied_index(),
         };
-        let answers = futures::future::join_all(others.iter().map(|n| {
-            let req = &req;
-            async move { (*n, self.call::<_, FenceReply>(*n, Method::Fence, req, Duration::from_secs(2)).await) }
-        }))
+        // Every reachable replica is fenced (not only `need`): the most advanced one must be heard.
+        let answered = quorum_call(&others, need, Duration::from_secs(3), Gather::All, |n| {
+            let c = self.clone();
+            let req = req.clone();
+            async move { c.fence_on(n, req, Duration::from_secs(2)).await.ok() }
+        })
         .await;
-        let answered: Vec<(u64, NsProgress)> =
-            answers.into_iter().filter_map(|(n, r)| r.ok().and_then(|r| r.ok()).map(|p| (n, p))).collect();
         if answered.len() < need {
-            return Err(unavailable(format!(
-                "the primary of '{}' cannot confirm it holds every acknowledged write yet ({} of the {need} other replicas needed answered)",
-                entry.name,
-                answered.len()
-            )));
+            return Err(ClusterError::TakeOverPending {
+                namespace: entry.name.clone(),
+                got: answered.len(),
+                needed: need,
+            });
         }
         let mine = {
             let store = core.store.clone();
             let c2 = ctx.clone();
-            tokio::task::spawn_blocking(move || store.progress(&c2))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))??
+            tokio::task::spawn_blocking(move || store.progress(&c2)).await??
         };
         if let Some((source, theirs)) = answered
             .iter()
@@ -584,16 +518,14 @@ impl Cluster {
         {
             tracing::warn!(namespace = %entry.name, source, mine = mine.applied_seq, theirs = theirs.applied_seq, "new primary catches up from a more advanced replica");
             if !self.pull_log(&entry, &ctx, source, mine, theirs.applied_seq).await {
-                let req = PushCopyRequest { namespace: entry.name.clone(), target: self.node_id };
-                match self.call::<_, PushCopyReply>(source, Method::PushCopy, &req, Duration::from_secs(600)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) | Err(RpcError::Remote(_, e)) | Err(RpcError::Unreachable(_, e)) => {
-                        return Err(unavailable(format!(
+                self.push_copy_from(source, &entry.name, self.node_id, Duration::from_secs(600)).await.map_err(
+                    |e| {
+                        ClusterError::Unavailable(format!(
                             "the primary of '{}' could not catch up from node {source}: {e}",
                             entry.name
-                        )));
-                    }
-                }
+                        ))
+                    },
+                )?;
             }
         }
         // Links from an earlier term are stale: handshake with every follower again.
@@ -617,9 +549,7 @@ impl Cluster {
         // Each request starts at our last entry (when we have one): theirs must match it.
         let mut last = (mine.applied_seq, mine.epoch);
         while last.0 < to {
-            let req = FetchLogRequest { namespace: entry.name.clone(), from: last.0.max(1), limit: 256 };
-            let Ok(Ok(entries)) = self.call::<_, FetchLogReply>(source, Method::FetchLog, &req, RPC_TIMEOUT).await
-            else {
+            let Ok(entries) = self.fetch_log_from(source, &entry.name, last.0.max(1), 256, RPC_TIMEOUT).await else {
                 return false;
             };
             let mut entries = entries.into_iter().peekable();
@@ -650,95 +580,92 @@ impl Cluster {
         &self,
         namespace: &str,
         catalogue_index: u64,
-    ) -> Result<(Arc<loci_storage::Store>, loci_storage::NsContext), String> {
-        let core = self.core().ok_or("node shutting down")?;
-        let _ = self.catalogue.view.wait_applied(catalogue_index, Duration::from_secs(3)).await;
-        let entry = self.entry(namespace).ok_or_else(|| format!("unknown namespace {namespace}"))?;
+    ) -> ClusterResult<(Arc<loci_storage::Store>, loci_storage::NsContext)> {
+        let core = self.core_or_err()?;
+        let _ = self.catalogue.view.wait_applied(catalogue_index, CATALOGUE_WAIT).await;
+        let entry = self.entry(namespace).ok_or_else(|| ClusterError::UnknownNamespace(namespace.to_string()))?;
         if !entry.placement.replicas.contains(&self.node_id) {
-            return Err(format!("this node holds no replica of {namespace}"));
+            return Err(ClusterError::NotAReplica(namespace.to_string()));
         }
-        let ctx = core.context(&entry).map_err(|e| e.message)?;
+        let ctx = core.context(&entry)?;
         Ok((core.store.clone(), ctx))
     }
 
+    /// A namespace's replication progress on this node.
+    pub async fn serve_progress(&self, namespace: &str) -> ClusterResult<NsProgress> {
+        let core = self.core_or_err()?;
+        let entry = self.entry(namespace).ok_or_else(|| ClusterError::UnknownNamespace(namespace.to_string()))?;
+        let ctx = core.context(&entry)?;
+        let store = core.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.progress(&ctx)).await??)
+    }
+
     /// A new primary's request: fence this replica at its epoch and report progress.
-    pub async fn serve_fence(&self, req: FenceRequest) -> FenceReply {
+    pub async fn serve_fence(&self, req: pb::FenceRequest) -> ClusterResult<NsProgress> {
         let (store, ctx) = self.replica_context(&req.namespace, req.catalogue_index).await?;
-        tokio::task::spawn_blocking(move || store.fence(&ctx, req.epoch))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        Ok(tokio::task::spawn_blocking(move || store.fence(&ctx, req.epoch)).await??)
     }
 
     /// Log entries for a new primary taking over.
-    pub async fn serve_fetch_log(&self, req: FetchLogRequest) -> FetchLogReply {
-        let core = self.core().ok_or("node shutting down")?;
-        let entry = self.entry(&req.namespace).ok_or_else(|| format!("unknown namespace {}", req.namespace))?;
-        let ctx = core.context(&entry).map_err(|e| e.message)?;
+    pub async fn serve_fetch_log(&self, req: pb::FetchLogRequest) -> ClusterResult<Vec<ReplEntry>> {
+        let core = self.core_or_err()?;
+        let entry = self.entry(&req.namespace).ok_or_else(|| ClusterError::UnknownNamespace(req.namespace.clone()))?;
+        let ctx = core.context(&entry)?;
         let store = core.store.clone();
-        let limit = req.limit.clamp(1, 1024);
-        tokio::task::spawn_blocking(move || store.repl_entries(&ctx, req.from, limit))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        let limit = req.limit.clamp(1, 1024) as usize;
+        Ok(tokio::task::spawn_blocking(move || store.repl_entries(&ctx, req.from, limit)).await??)
     }
 
     /// A new primary asks for a full copy of this node's replica (its own log disagreed).
-    pub async fn serve_push_copy(self: Arc<Self>, req: PushCopyRequest) -> PushCopyReply {
-        let entry = self.entry(&req.namespace).ok_or_else(|| format!("unknown namespace {}", req.namespace))?;
+    pub async fn serve_push_copy(self: Arc<Self>, req: pb::PushCopyRequest) -> ClusterResult<()> {
+        let entry = self.entry(&req.namespace).ok_or_else(|| ClusterError::UnknownNamespace(req.namespace.clone()))?;
         if !entry.placement.replicas.contains(&req.target) {
-            return Err(format!("node {} holds no replica of {}", req.target, req.namespace));
+            return Err(ClusterError::Internal(format!("node {} holds no replica of {}", req.target, req.namespace)));
         }
         self.push_copy(&entry, req.target).await.map(|_| ())
     }
 
     /// Follower side of replication.
-    pub async fn apply_replicated(&self, req: ReplicateRequest) -> ReplicateReply {
+    pub async fn apply_replicated(&self, req: ReplicateRequest) -> ClusterResult<ApplyOutcome> {
         let (store, ctx) = self.replica_context(&req.namespace, req.catalogue_index).await?;
-        tokio::task::spawn_blocking(move || {
-            let out = store
-                .apply_replicated(&ctx, Some(req.sender_epoch), req.prev, &req.entries)
-                .map_err(|e| e.to_string())?;
+        let out = tokio::task::spawn_blocking(move || -> loci_storage::Result<ApplyOutcome> {
+            let out = store.apply_replicated(&ctx, Some(req.sender_epoch), req.prev, &req.entries)?;
             if req.floor > 0 && matches!(out, ApplyOutcome::Applied { .. } | ApplyOutcome::Duplicate { .. }) {
                 // Entries every replica applied are no longer needed (and may hold content
                 // that was forgotten since).
-                store.truncate_repl(&ctx, req.floor).map_err(|e| e.to_string())?;
+                store.truncate_repl(&ctx, req.floor)?;
             }
             Ok(out)
         })
-        .await
-        .map_err(|e| e.to_string())?
+        .await??;
+        Ok(out)
     }
 
     /// Forwarded operation, on the primary.
-    pub async fn serve_forward(self: Arc<Self>, req: ForwardRequest) -> ForwardReply {
+    pub async fn serve_forward(self: Arc<Self>, req: ForwardRequest) -> ClusterResult<DataResult> {
         use tracing::Instrument;
         let id = req.request_id.clone().unwrap_or_default();
         let span = tracing::info_span!("forwarded", request_id = %id, namespace = %req.namespace);
         loci_api::request_id::REQUEST_ID.scope(id, self.serve_forward_inner(req).instrument(span)).await
     }
 
-    async fn serve_forward_inner(self: Arc<Self>, req: ForwardRequest) -> ForwardReply {
-        let _ = self.catalogue.view.wait_applied(req.catalogue_index, Duration::from_secs(3)).await;
-        let Some(entry) = self.entry(&req.namespace) else {
-            return Err((&ApiError::namespace_not_found(&req.namespace)).into());
-        };
-        if entry.placement.epoch < req.epoch {
-            // The caller saw a newer placement than we have applied: wait for it briefly.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-            while tokio::time::Instant::now() < deadline
-                && self.entry(&req.namespace).is_some_and(|e| e.placement.epoch < req.epoch)
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        let entry = self.entry(&req.namespace).unwrap_or(entry);
-        self.run_as_primary(&entry, req.op).await.map_err(|e| (&e).into())
+    async fn serve_forward_inner(self: Arc<Self>, req: ForwardRequest) -> ClusterResult<DataResult> {
+        // The caller saw this catalogue index and placement epoch: catch up with them first.
+        let name = req.namespace.clone();
+        self.catalogue
+            .view
+            .wait_until(CATALOGUE_WAIT, |c| {
+                c.applied_index >= req.catalogue_index
+                    && c.namespaces.get(&name).is_none_or(|e| e.placement.epoch >= req.epoch)
+            })
+            .await;
+        let entry = self.entry(&req.namespace).ok_or_else(|| ClusterError::UnknownNamespace(req.namespace.clone()))?;
+        self.run_as_primary(&entry, req.op).await
     }
 
     /// Drop a namespace on every replica (best effort for unreachable ones: their orphan sweep
     /// deletes the rows when they start, since the catalogue no longer knows the namespace).
-    pub async fn erase(self: Arc<Self>, entry: NamespaceEntry) -> ApiResult<u64> {
+    pub async fn erase(self: Arc<Self>, entry: NamespaceEntry) -> ClusterResult<u64> {
         let core = self.core_or_err()?;
         let mut count = 0;
         let mut replicas = entry.placement.replicas.clone();
@@ -749,18 +676,10 @@ impl Cluster {
             let c = if n == self.node_id {
                 core.erase_local(entry.id).await.unwrap_or(0)
             } else {
-                match self
-                    .call::<_, Result<u64, String>>(
-                        n,
-                        Method::Erase,
-                        &EraseRequest { ns_id: entry.id },
-                        Duration::from_secs(30),
-                    )
-                    .await
-                {
-                    Ok(Ok(c)) => c,
-                    _ => {
-                        tracing::warn!(node = n, namespace = %entry.name, "replica unreachable during erasure; it erases at its next start");
+                match self.erase_on(n, entry.id, Duration::from_secs(30)).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(node = n, namespace = %entry.name, error = %e, "replica unreachable during erasure; it erases at its next start");
                         0
                     }
                 }
@@ -799,7 +718,7 @@ impl Cluster {
                         let ns = ns.clone();
                         tokio::spawn(async move {
                             if let Err(e) = c.ensure_taken_over(&ns).await {
-                                tracing::debug!(namespace = %ns.name, error = %e.message, "taking over as primary");
+                                tracing::debug!(namespace = %ns.name, error = %e, "taking over as primary");
                             }
                         });
                     }
@@ -882,8 +801,7 @@ impl Cluster {
                             floor,
                             entries: Vec::new(),
                         };
-                        if let Ok(Ok(_)) = self.call::<_, ReplicateReply>(f, Method::Replicate, &req, RPC_TIMEOUT).await
-                        {
+                        if self.replicate_on(f, req, RPC_TIMEOUT).await.is_ok() {
                             self.floors.lock().insert((ns.id, f), floor);
                         }
                     }
@@ -929,21 +847,18 @@ impl Cluster {
     }
 
     /// Full copy to a new or repaired replica, catch-up, then (if it was Syncing) Active.
-    async fn copy_to(self: &Arc<Self>, ns: &NamespaceEntry, node: u64) -> Result<(), String> {
-        let core = self.core().ok_or("shutting down")?;
+    async fn copy_to(self: &Arc<Self>, ns: &NamespaceEntry, node: u64) -> ClusterResult<()> {
+        let core = self.core_or_err()?;
         let started = std::time::Instant::now();
         let (progress, total) = self.push_copy(ns, node).await?;
         // Catch up with writes made during the copy, then become Active.
         let latest = {
             let store = core.store.clone();
-            let ctx = core.context(ns).map_err(|e| e.message)?;
-            tokio::task::spawn_blocking(move || store.progress(&ctx))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?
+            let ctx = core.context(ns)?;
+            tokio::task::spawn_blocking(move || store.progress(&ctx)).await??
         };
         if latest.applied_seq > progress.applied_seq && !self.replicate_to(ns, node, latest.applied_seq).await {
-            return Err("catch-up after the copy failed".into());
+            return Err(ClusterError::Unavailable("catch-up after the copy failed".into()));
         }
         let Some(current) = self.entry(&ns.name) else { return Ok(()) };
         if current.placement.state(node) != Some(ReplicaState::Syncing) {
@@ -961,27 +876,24 @@ impl Cluster {
                 placement: np,
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(loci_api::ApiError::from)?;
         tracing::info!(namespace = %ns.name, node, rows = total, elapsed_ms = started.elapsed().as_millis() as u64, result = ?matches!(res, loci_raft::CommandResult::Namespace { .. }), "replica synced");
         Ok(())
     }
 
     /// Send this node's copy of a namespace (rows and log, one consistent snapshot) to `node`,
     /// replacing whatever it holds. Returns the progress the copy carries and its row count.
-    async fn push_copy(&self, ns: &NamespaceEntry, node: u64) -> Result<(NsProgress, usize), String> {
-        let core = self.core().ok_or("shutting down")?;
+    async fn push_copy(&self, ns: &NamespaceEntry, node: u64) -> ClusterResult<(NsProgress, usize)> {
+        let core = self.core_or_err()?;
         let link = self.link(ns.id, node);
         let mut acked = link.lock().await;
         let store = core.store.clone();
         let id = ns.id;
-        let (progress, rows) = tokio::task::spawn_blocking(move || store.export_namespace(id))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let (progress, rows) = tokio::task::spawn_blocking(move || store.export_namespace(id)).await??;
         let idx = self.catalogue.view.applied_index();
         let to = Duration::from_secs(60);
         let begin = CopyRequest::Begin { namespace: ns.name.clone(), catalogue_index: idx };
-        self.call::<_, Result<(), String>>(node, Method::Copy, &begin, to).await.map_err(|e| e.to_string())??;
+        self.copy_step(node, begin, to).await?;
         let total = rows.len();
         let mut chunk = Vec::new();
         let mut size = 0;
@@ -992,7 +904,7 @@ impl Cluster {
             if size >= COPY_CHUNK_BYTES {
                 sent += chunk.len();
                 let req = CopyRequest::Rows { rows: std::mem::take(&mut chunk) };
-                self.call::<_, Result<(), String>>(node, Method::Copy, &req, to).await.map_err(|e| e.to_string())??;
+                self.copy_step(node, req, to).await?;
                 // Per node, not per namespace: /metrics is unauthenticated and namespace names
                 // belong to tenants.
                 metrics::gauge!("loci_move_progress_ratio").set(sent as f64 / total.max(1) as f64);
@@ -1001,10 +913,10 @@ impl Cluster {
         }
         if !chunk.is_empty() {
             let req = CopyRequest::Rows { rows: chunk };
-            self.call::<_, Result<(), String>>(node, Method::Copy, &req, to).await.map_err(|e| e.to_string())??;
+            self.copy_step(node, req, to).await?;
         }
         let fin = CopyRequest::Finish { namespace: ns.name.clone(), progress };
-        self.call::<_, Result<(), String>>(node, Method::Copy, &fin, to).await.map_err(|e| e.to_string())??;
+        self.copy_step(node, fin, to).await?;
         *acked = progress.applied_seq;
         drop(acked);
         metrics::counter!("loci_move_rows_total").increment(total as u64);
@@ -1013,28 +925,19 @@ impl Cluster {
     }
 
     /// Follower side of a full copy.
-    pub async fn apply_copy(&self, req: CopyRequest) -> Result<(), String> {
-        let core = self.core().ok_or("shutting down")?;
+    pub async fn apply_copy(&self, req: CopyRequest) -> ClusterResult<()> {
+        let core = self.core_or_err()?;
         let store = core.store.clone();
         match req {
             CopyRequest::Begin { namespace, catalogue_index } => {
-                let _ = self.catalogue.view.wait_applied(catalogue_index, Duration::from_secs(3)).await;
-                let entry = self.entry(&namespace).ok_or_else(|| format!("unknown namespace {namespace}"))?;
-                tokio::task::spawn_blocking(move || store.import_begin(entry.id))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
+                let _ = self.catalogue.view.wait_applied(catalogue_index, CATALOGUE_WAIT).await;
+                let entry = self.entry(&namespace).ok_or(ClusterError::UnknownNamespace(namespace))?;
+                Ok(tokio::task::spawn_blocking(move || store.import_begin(entry.id)).await??)
             }
-            CopyRequest::Rows { rows } => tokio::task::spawn_blocking(move || store.import_rows(&rows))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string()),
+            CopyRequest::Rows { rows } => Ok(tokio::task::spawn_blocking(move || store.import_rows(&rows)).await??),
             CopyRequest::Finish { namespace, progress } => {
-                let entry = self.entry(&namespace).ok_or_else(|| format!("unknown namespace {namespace}"))?;
-                tokio::task::spawn_blocking(move || store.import_finish(entry.id, progress))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
+                let entry = self.entry(&namespace).ok_or(ClusterError::UnknownNamespace(namespace))?;
+                Ok(tokio::task::spawn_blocking(move || store.import_finish(entry.id, progress)).await??)
             }
         }
     }

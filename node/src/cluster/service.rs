@@ -1,110 +1,159 @@
 //! gRPC services of a node: the public `loci.v1.Loci` (REST calls over gRPC, answered by the
-//! same router) and the node-to-node `loci.v1.Internal` (cluster token required).
+//! same router) and the node-to-node `loci.internal.v1.Internal` (cluster token required;
+//! typed messages and errors, `proto/internal.proto`).
 
 use std::sync::Arc;
 
-use loci_api::pb::internal_server::Internal;
 use loci_api::pb::loci_server::Loci;
-use loci_api::pb::{Envelope, HealthRequest, HealthResponse, InvokeRequest, InvokeResponse};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use loci_api::pb::{HealthRequest, HealthResponse, InvokeRequest, InvokeResponse};
 use tonic::{Request, Response, Status};
 use tower::ServiceExt;
 
-use super::plane::{
-    CopyRequest, EraseRequest, FenceRequest, FetchLogRequest, ForwardRequest, PushCopyRequest, ReplicateRequest,
-};
+use super::error::{ClusterError, ClusterResult};
+use super::plane::{CopyRequest, ForwardRequest, ReplicateRequest};
+use super::wire::{self, pb};
 use super::{CLUSTER_TOKEN_HEADER, Cluster};
 
 pub struct InternalService {
     pub cluster: Arc<Cluster>,
 }
 
-fn check(c: &Cluster, req: &Request<Envelope>) -> Result<(), Status> {
+fn check<T>(c: &Cluster, req: &Request<T>) -> Result<(), Status> {
     let given = req.metadata().get(CLUSTER_TOKEN_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
     if c.token_ok(given) { Ok(()) } else { Err(Status::unauthenticated("bad cluster token")) }
 }
 
-fn parse<T: DeserializeOwned>(req: &Request<Envelope>) -> Result<T, Status> {
-    serde_json::from_slice(&req.get_ref().payload).map_err(|e| Status::invalid_argument(e.to_string()))
+fn error(e: &ClusterError) -> pb::ClusterError {
+    e.into()
 }
 
-fn reply<T: Serialize>(v: &T) -> Result<Response<Envelope>, Status> {
-    serde_json::to_vec(v)
-        .map(|payload| Response::new(Envelope { payload }))
-        .map_err(|e| Status::internal(e.to_string()))
+fn progress(r: ClusterResult<loci_storage::model::NsProgress>) -> Response<pb::ProgressReply> {
+    use pb::progress_reply::Outcome;
+    let outcome = match r {
+        Ok(p) => Outcome::Progress(p.into()),
+        Err(e) => Outcome::Error(error(&e)),
+    };
+    Response::new(pb::ProgressReply { outcome: Some(outcome) })
 }
 
 #[tonic::async_trait]
-impl Internal for InternalService {
-    async fn forward(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+impl pb::internal_server::Internal for InternalService {
+    async fn forward(&self, req: Request<pb::ForwardRequest>) -> Result<Response<pb::ForwardReply>, Status> {
+        use pb::forward_reply::Outcome;
         check(&self.cluster, &req)?;
-        let r: ForwardRequest = parse(&req)?;
-        reply(&self.cluster.clone().serve_forward(r).await)
+        let r = req.into_inner();
+        let result = match wire::from_cbor(&r.op) {
+            Ok(op) => {
+                let fwd = ForwardRequest {
+                    request_id: (!r.request_id.is_empty()).then_some(r.request_id),
+                    namespace: r.namespace,
+                    epoch: r.epoch,
+                    catalogue_index: r.catalogue_index,
+                    op,
+                };
+                self.cluster.clone().serve_forward(fwd).await.and_then(|res| wire::to_cbor(&res))
+            }
+            Err(e) => Err(e),
+        };
+        let outcome = match result {
+            Ok(b) => Outcome::Result(b),
+            Err(e) => Outcome::Error(error(&e)),
+        };
+        Ok(Response::new(pb::ForwardReply { outcome: Some(outcome) }))
     }
 
-    async fn replicate(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+    async fn replicate(&self, req: Request<pb::ReplicateRequest>) -> Result<Response<pb::ReplicateReply>, Status> {
+        use pb::replicate_reply::Outcome;
         check(&self.cluster, &req)?;
-        let r: ReplicateRequest = parse(&req)?;
-        reply(&self.cluster.apply_replicated(r).await)
+        let r = req.into_inner();
+        let result = match wire::entries_from_pb(r.entries) {
+            Ok(entries) => {
+                let rep = ReplicateRequest {
+                    namespace: r.namespace,
+                    catalogue_index: r.catalogue_index,
+                    sender_epoch: r.sender_epoch,
+                    prev: r.prev.map(|p| (p.seq, p.epoch)),
+                    floor: r.floor,
+                    entries,
+                };
+                self.cluster.apply_replicated(rep).await
+            }
+            Err(e) => Err(e),
+        };
+        let outcome = match result {
+            Ok(o) => Outcome::Applied(o.into()),
+            Err(e) => Outcome::Error(error(&e)),
+        };
+        Ok(Response::new(pb::ReplicateReply { outcome: Some(outcome) }))
     }
 
-    async fn progress(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+    async fn progress(&self, req: Request<pb::ProgressRequest>) -> Result<Response<pb::ProgressReply>, Status> {
         check(&self.cluster, &req)?;
-        let ns: String = parse(&req)?;
-        let core = self.cluster.core().ok_or_else(|| Status::unavailable("shutting down"))?;
-        let entry = self.cluster.entry(&ns).ok_or_else(|| Status::not_found("unknown namespace"))?;
-        let ctx = core.context(&entry).map_err(|e| Status::internal(e.message))?;
-        let store = core.store.clone();
-        let p = tokio::task::spawn_blocking(move || store.progress(&ctx))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::internal(e.to_string()))?;
-        reply(&p)
+        Ok(progress(self.cluster.serve_progress(&req.get_ref().namespace).await))
     }
 
-    async fn copy(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+    async fn copy(&self, req: Request<pb::CopyRequest>) -> Result<Response<pb::Done>, Status> {
         check(&self.cluster, &req)?;
-        let r: CopyRequest = parse(&req)?;
-        reply(&self.cluster.apply_copy(r).await)
+        let result = match CopyRequest::from_pb(req.into_inner()) {
+            Ok(step) => self.cluster.apply_copy(step).await,
+            Err(e) => Err(e),
+        };
+        Ok(Response::new(wire::done(result)))
     }
 
-    async fn erase(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+    async fn erase(&self, req: Request<pb::EraseRequest>) -> Result<Response<pb::EraseReply>, Status> {
+        use pb::erase_reply::Outcome;
         check(&self.cluster, &req)?;
-        let r: EraseRequest = parse(&req)?;
-        let core = self.cluster.core().ok_or_else(|| Status::unavailable("shutting down"))?;
-        let res = core.erase_local(r.ns_id).await.map_err(|e| e.message);
-        reply(&res)
+        let ns_id = req.get_ref().ns_id;
+        let result = match self.cluster.core() {
+            Some(core) => core.erase_local(ns_id).await.map_err(ClusterError::from),
+            None => Err(ClusterError::Unavailable("node shutting down".into())),
+        };
+        let outcome = match result {
+            Ok(n) => Outcome::Memories(n),
+            Err(e) => Outcome::Error(error(&e)),
+        };
+        Ok(Response::new(pb::EraseReply { outcome: Some(outcome) }))
     }
 
-    async fn node_info(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+    async fn node_info(&self, req: Request<pb::NodeInfoRequest>) -> Result<Response<pb::NodeInfo>, Status> {
         check(&self.cluster, &req)?;
-        reply(&self.cluster.local_info())
+        Ok(Response::new(self.cluster.local_info().into()))
     }
 
-    async fn fence(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+    async fn fence(&self, req: Request<pb::FenceRequest>) -> Result<Response<pb::ProgressReply>, Status> {
         check(&self.cluster, &req)?;
-        let r: FenceRequest = parse(&req)?;
-        reply(&self.cluster.serve_fence(r).await)
+        Ok(progress(self.cluster.serve_fence(req.into_inner()).await))
     }
 
-    async fn fetch_log(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+    async fn fetch_log(&self, req: Request<pb::FetchLogRequest>) -> Result<Response<pb::FetchLogReply>, Status> {
+        use pb::fetch_log_reply::Outcome;
         check(&self.cluster, &req)?;
-        let r: FetchLogRequest = parse(&req)?;
-        reply(&self.cluster.serve_fetch_log(r).await)
+        let result = self.cluster.serve_fetch_log(req.into_inner()).await.and_then(|e| wire::entries_to_pb(&e));
+        let outcome = match result {
+            Ok(entries) => Outcome::Entries(pb::Entries { entries }),
+            Err(e) => Outcome::Error(error(&e)),
+        };
+        Ok(Response::new(pb::FetchLogReply { outcome: Some(outcome) }))
     }
 
-    async fn push_copy(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+    async fn push_copy(&self, req: Request<pb::PushCopyRequest>) -> Result<Response<pb::Done>, Status> {
         check(&self.cluster, &req)?;
-        let r: PushCopyRequest = parse(&req)?;
-        reply(&self.cluster.clone().serve_push_copy(r).await)
+        Ok(Response::new(wire::done(self.cluster.clone().serve_push_copy(req.into_inner()).await)))
     }
 
-    async fn admin(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+    async fn admin(&self, req: Request<pb::AdminRequest>) -> Result<Response<pb::AdminReply>, Status> {
+        use pb::admin_reply::Outcome;
         check(&self.cluster, &req)?;
-        let action: loci_api::plane::ClusterAction = parse(&req)?;
-        let res = self.cluster.clone().run_admin(action).await.map_err(|e| super::plane::WireError::from(&e));
-        reply(&res)
+        let result = match loci_api::plane::ClusterAction::try_from(req.into_inner()) {
+            Ok(action) => self.cluster.clone().run_admin(action).await.map_err(ClusterError::from),
+            Err(e) => Err(e),
+        };
+        let outcome = match result {
+            Ok(v) => Outcome::Json(v.to_string()),
+            Err(e) => Outcome::Error(error(&e)),
+        };
+        Ok(Response::new(pb::AdminReply { outcome: Some(outcome) }))
     }
 }
 
