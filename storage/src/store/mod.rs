@@ -11,6 +11,8 @@
 mod copy;
 mod exec;
 mod housekeeping;
+#[cfg(test)]
+mod isolation_tests;
 mod keyspace;
 mod namespace;
 mod query;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::rank::{Meta, RankOptions, Ranked, fuse, list_order, rank};
+use super::rank::{Meta, RankOptions, Ranked, fuse, is_match_all, list_order, rank, rank_match_all};
 use super::{Namespace, NsState, Store, check_vector};
 use crate::error::Result;
 use crate::model::*;
@@ -55,6 +55,21 @@ impl Store {
         if p.top_k == 0 {
             return Ok(Vec::new());
         }
+        let options =
+            RankOptions { importance_weighted: p.importance_weighted, min_score: p.min_score, top_k: p.top_k, now };
+        if is_match_all(&p.query) {
+            // `*`: every memory that passes the filters, newest first; nothing is embedded or
+            // looked up in the text index.
+            let candidates: Vec<(String, Meta)> = {
+                let st = ns.state.read();
+                st.metas
+                    .iter()
+                    .filter(|(id, m)| m.matches(id, &p.filter, now))
+                    .map(|(id, m)| (id.clone(), m.clone()))
+                    .collect()
+            };
+            return self.answer(ns, rank_match_all(candidates, options), p.record_access, now);
+        }
         let use_vector = !matches!(p.routing, Routing::Bm25);
         let use_text = !matches!(p.routing, Routing::Vector) && !p.query.trim().is_empty();
         let pool = (p.top_k * 4).max(50);
@@ -92,12 +107,12 @@ impl Store {
             let st = ns.state.read();
             fused.keys().filter_map(|id| st.metas.get(id).map(|m| (id.clone(), m.clone()))).collect()
         };
-        let scored = rank(
-            fused,
-            &metas,
-            RankOptions { importance_weighted: p.importance_weighted, min_score: p.min_score, top_k: p.top_k, now },
-        );
-        if p.record_access {
+        self.answer(ns, rank(fused, &metas, options), p.record_access, now)
+    }
+
+    /// The ranked hits as memories (recording an access on each, for recall).
+    fn answer(&self, ns: &Namespace, scored: Vec<Ranked>, record_access: bool, now: u64) -> Result<Vec<ScoredMemory>> {
+        if record_access {
             let ids: Vec<String> = scored.iter().map(|s| s.id.clone()).collect();
             self.touch(ns, &ids, now);
         }

@@ -209,6 +209,37 @@ pub(crate) fn rank(
     top_k(scored, o.top_k, |a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)))
 }
 
+/// A recall query of exactly `*` (surrounding whitespace aside) matches every memory.
+pub(crate) fn is_match_all(query: &str) -> bool {
+    query.trim() == "*"
+}
+
+/// The answer to a `*` recall: every candidate (already filtered) newest first — creation time
+/// descending, ties by importance descending, then insertion order descending, then id. Relevance
+/// is 1 for every memory; the score is 1, or [`weighted_score`]`(1, importance, created_at)`
+/// when `importance_weighted`; `min_score` applies to that score. No vector or text score.
+pub(crate) fn rank_match_all(candidates: Vec<(String, Meta)>, o: RankOptions) -> Vec<Ranked> {
+    let kept: Vec<(Ranked, Meta)> = candidates
+        .into_iter()
+        .map(|(id, m)| {
+            let score =
+                if o.importance_weighted { weighted_score(1.0, m.importance as f32, m.created_at, o.now) } else { 1.0 };
+            (Ranked { id, score, relevance: 1.0, vector_score: None, text_score: None }, m)
+        })
+        .filter(|(r, _)| o.min_score.is_none_or(|min| r.score >= min))
+        .collect();
+    top_k(kept, o.top_k, |(ra, a), (rb, b)| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| b.importance.total_cmp(&a.importance))
+            .then_with(|| b.order.cmp(&a.order))
+            .then_with(|| ra.id.cmp(&rb.id))
+    })
+    .into_iter()
+    .map(|(r, _)| r)
+    .collect()
+}
+
 /// The order of a listing: by `sort`, ties by id (ascending for `CreatedAtAsc`, else descending).
 pub(crate) fn list_order(sort: SortBy, (ia, a): &(String, Meta), (ib, b): &(String, Meta)) -> std::cmp::Ordering {
     let ord = match sort {
@@ -393,6 +424,35 @@ mod tests {
         assert_eq!(ids(&r), vec!["b", "c", "a", "d"]);
         let c = r.iter().find(|x| x.id == "c").map(|x| (x.score, x.relevance));
         assert_eq!(c, Some((weighted_score(0.5, 1.0, NOW, NOW), 0.5)));
+    }
+
+    #[test]
+    fn match_all_is_newest_first_with_ties_by_importance() {
+        assert!(is_match_all("*") && is_match_all("  * \n") && !is_match_all("**") && !is_match_all("a*"));
+        let mk = |id: &str, created_at: u64, importance: f64, order: u64| {
+            let mut m = meta("x");
+            m.created_at = created_at;
+            m.importance = importance;
+            m.order = order;
+            (id.to_string(), m)
+        };
+        let rows = vec![
+            mk("old", NOW - 10 * DAY, 1.0, 1),
+            mk("new-low", NOW, 0.2, 2),
+            mk("new-high", NOW, 0.9, 3),
+            mk("mid", NOW - DAY, 0.5, 4),
+        ];
+        let r = rank_match_all(rows.clone(), opts(10));
+        let ids: Vec<&str> = r.iter().map(|x| x.id.as_str()).collect();
+        assert_eq!(ids, vec!["new-high", "new-low", "mid", "old"]);
+        assert!(r.iter().all(|x| x.score == 1.0 && x.relevance == 1.0 && x.vector_score.is_none()));
+        assert_eq!(rank_match_all(rows.clone(), opts(2)).len(), 2);
+        // Weighted scores, and min_score on them; the order stays newest first.
+        let o = RankOptions { importance_weighted: true, min_score: Some(0.9), ..opts(10) };
+        let r = rank_match_all(rows, o);
+        let ids: Vec<&str> = r.iter().map(|x| x.id.as_str()).collect();
+        assert_eq!(ids, vec!["new-high", "old"]);
+        assert_eq!(r[0].score, weighted_score(1.0, 0.9, NOW, NOW));
     }
 
     #[test]
