@@ -397,4 +397,39 @@ mod tests {
         idx.drop_namespace(2).unwrap();
         assert!(idx.search(&b, "coffee", 10).unwrap().is_empty());
     }
+
+    #[test]
+    fn scores_use_the_namespace_live_statistics_only() {
+        let (a, b) = keys();
+        let docs = [("m1", "coffee in the morning"), ("m2", "coffee coffee and tea"), ("m3", "tea at noon")];
+        // A fresh index holding exactly A's documents.
+        let fresh = TextIndex::open_in_ram().unwrap();
+        for (id, text) in docs {
+            fresh.upsert(&a, id, 1, text).unwrap();
+        }
+        let expected = fresh.search(&a, "coffee tea", 10).unwrap();
+        assert_eq!(expected.len(), 3);
+        assert_eq!(fresh.namespace_statistics(1).unwrap().0, 3);
+
+        // The same documents among another namespace's, with deleted documents of A not yet
+        // merged away and documents replaced: the same scores, to the bit.
+        let idx = TextIndex::open_in_ram().unwrap();
+        for i in 0..200 {
+            idx.upsert(&b, &format!("b{i}"), 1, "coffee coffee coffee tea with a much longer text than A has").unwrap();
+        }
+        idx.upsert(&a, "gone", 1, "coffee tea coffee tea").unwrap();
+        idx.upsert(&a, "m1", 1, "something else entirely").unwrap();
+        idx.commit().unwrap();
+        for (id, text) in docs {
+            idx.upsert(&a, id, 1, text).unwrap();
+        }
+        idx.delete(1, "gone");
+        idx.commit().unwrap();
+        assert_eq!(idx.namespace_statistics(1).unwrap().0, 3);
+        assert_eq!(idx.namespace_statistics(2).unwrap().0, 200);
+        assert_eq!(idx.search(&a, "coffee tea", 10).unwrap(), expected);
+        idx.drop_namespace(2).unwrap();
+        assert_eq!(idx.namespace_statistics(2).unwrap(), (0, 0));
+        assert_eq!(idx.search(&a, "coffee tea", 10).unwrap(), expected);
+    }
 }
