@@ -5,6 +5,11 @@
 //! data key) before indexing. BM25 still works because equal terms map to equal tokens within a
 //! namespace; across namespaces the same word yields unrelated tokens. Queries are blinded the
 //! same way. One index serves every namespace on the node, with a namespace field.
+//!
+//! BM25 is scored with per-namespace statistics ([`NsStatistics`]): the document count, the
+//! average field length and every term's document frequency are those of the namespace's live
+//! documents alone, so one tenant's scores do not move when another tenant writes, deletes or
+//! is dropped (and do not depend on how deletions and merges have shaped the segments).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,14 +17,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery};
+use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer, WhitespaceTokenizer,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TERMINATED, TantivyDocument, Term,
+};
 
 use crate::crypto::DataKey;
 use crate::error::Result;
@@ -202,7 +209,12 @@ impl TextIndex {
             (Occur::Must, Box::new(BooleanQuery::new(terms))),
         ]);
         let searcher = self.reader.searcher();
-        let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
+        let stats = NsStatistics::collect(&searcher, self.fields, key.ns_id())?;
+        if stats.docs == 0 {
+            return Ok(Vec::new());
+        }
+        let top =
+            searcher.search_with_statistics_provider(&query, &TopDocs::with_limit(limit).order_by_score(), &stats)?;
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let doc: TantivyDocument = searcher.doc(addr)?;
@@ -210,7 +222,17 @@ impl TextIndex {
                 out.push((mid.to_string(), score));
             }
         }
+        // Equal scores in a stable order (not the segment layout's).
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Ok(out)
+    }
+
+    /// The BM25 statistics `search` scores a namespace with (for tests and diagnostics).
+    pub fn namespace_statistics(&self, ns: u64) -> Result<(u64, u64)> {
+        self.commit()?;
+        let searcher = self.reader.searcher();
+        let stats = NsStatistics::collect(&searcher, self.fields, ns)?;
+        Ok((stats.docs, stats.tokens))
     }
 
     /// Every indexed memory of a namespace with its version (for crash reconciliation).
@@ -233,6 +255,114 @@ impl TextIndex {
 
     pub fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()
+    }
+}
+
+/// BM25 statistics of one namespace, over its live documents in one searcher's segments.
+///
+/// * documents: the namespace's live documents (deleted ones not yet merged away excluded);
+/// * tokens: the sum of their text field lengths as tantivy records them per document (the
+///   fieldnorm, exact up to 40 tokens and bucketed beyond), so the average length is the
+///   namespace's;
+/// * a term's document frequency: the namespace's live documents holding it.
+///
+/// Built per search in O(documents of the namespace): a walk of the namespace term's postings
+/// with one fieldnorm read each. A term's frequency is read from the term dictionary in a
+/// segment without deletions (blind tokens are per namespace, so every document holding one is
+/// the namespace's); in a segment with deletions, the term's postings are walked and counted
+/// against the namespace's live documents.
+struct NsStatistics<'a> {
+    searcher: &'a Searcher,
+    /// (segment ordinal, the namespace's live documents in it as a bit set when the segment
+    /// has deletions).
+    segments: Vec<(usize, Option<DocBits>)>,
+    docs: u64,
+    tokens: u64,
+}
+
+impl<'a> NsStatistics<'a> {
+    fn collect(searcher: &'a Searcher, fields: Fields, ns: u64) -> Result<Self> {
+        let term = Term::from_field_u64(fields.ns, ns);
+        let mut segments = Vec::with_capacity(searcher.segment_readers().len());
+        let (mut docs, mut tokens) = (0u64, 0u64);
+        for (ord, seg) in searcher.segment_readers().iter().enumerate() {
+            let mut live = seg.has_deletes().then(|| DocBits::new(seg.max_doc()));
+            let mut count = 0u64;
+            if let Some(mut postings) = seg.inverted_index(fields.ns)?.read_postings(&term, IndexRecordOption::Basic)? {
+                let norms = seg.get_fieldnorms_reader(fields.text)?;
+                let alive = seg.alive_bitset();
+                let mut d = postings.doc();
+                while d != TERMINATED {
+                    if alive.is_none_or(|a| a.is_alive(d)) {
+                        if let Some(live) = live.as_mut() {
+                            live.insert(d);
+                        }
+                        count += 1;
+                        tokens += u64::from(norms.fieldnorm(d));
+                    }
+                    d = postings.advance();
+                }
+            }
+            docs += count;
+            if count > 0 {
+                segments.push((ord, live));
+            }
+        }
+        Ok(NsStatistics { searcher, segments, docs, tokens })
+    }
+}
+
+/// A set of a segment's document ids.
+struct DocBits(Vec<u64>);
+
+impl DocBits {
+    fn new(max_doc: DocId) -> Self {
+        DocBits(vec![0; (max_doc as usize).div_ceil(64)])
+    }
+
+    fn insert(&mut self, d: DocId) {
+        if let Some(w) = self.0.get_mut(d as usize / 64) {
+            *w |= 1 << (d % 64);
+        }
+    }
+
+    fn contains(&self, d: DocId) -> bool {
+        self.0.get(d as usize / 64).is_some_and(|w| w & (1 << (d % 64)) != 0)
+    }
+}
+
+impl Bm25StatisticsProvider for NsStatistics<'_> {
+    fn total_num_tokens(&self, _field: Field) -> tantivy::Result<u64> {
+        // Only the text field is scored; at least one token keeps the average defined.
+        Ok(self.tokens.max(1))
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.docs.max(1))
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        let mut n = 0u64;
+        for (ord, live) in &self.segments {
+            let index = self.searcher.segment_reader(*ord as u32).inverted_index(term.field())?;
+            let Some(live) = live else {
+                n += u64::from(index.doc_freq(term)?);
+                continue;
+            };
+            let Some(mut postings) = index.read_postings(term, IndexRecordOption::Basic)? else {
+                continue;
+            };
+            let mut d = postings.doc();
+            while d != TERMINATED {
+                if live.contains(d) {
+                    n += 1;
+                }
+                d = postings.advance();
+            }
+        }
+        // Never above the document count (tantivy requires it; only a blind-token collision
+        // across namespaces, 96 bits, could get there).
+        Ok(n.min(self.docs.max(1)))
     }
 }
 
@@ -266,5 +396,40 @@ mod tests {
         assert_eq!(idx.list(1).unwrap().get("m1"), Some(&2));
         idx.drop_namespace(2).unwrap();
         assert!(idx.search(&b, "coffee", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn scores_use_the_namespace_live_statistics_only() {
+        let (a, b) = keys();
+        let docs = [("m1", "coffee in the morning"), ("m2", "coffee coffee and tea"), ("m3", "tea at noon")];
+        // A fresh index holding exactly A's documents.
+        let fresh = TextIndex::open_in_ram().unwrap();
+        for (id, text) in docs {
+            fresh.upsert(&a, id, 1, text).unwrap();
+        }
+        let expected = fresh.search(&a, "coffee tea", 10).unwrap();
+        assert_eq!(expected.len(), 3);
+        assert_eq!(fresh.namespace_statistics(1).unwrap().0, 3);
+
+        // The same documents among another namespace's, with deleted documents of A not yet
+        // merged away and documents replaced: the same scores, to the bit.
+        let idx = TextIndex::open_in_ram().unwrap();
+        for i in 0..200 {
+            idx.upsert(&b, &format!("b{i}"), 1, "coffee coffee coffee tea with a much longer text than A has").unwrap();
+        }
+        idx.upsert(&a, "gone", 1, "coffee tea coffee tea").unwrap();
+        idx.upsert(&a, "m1", 1, "something else entirely").unwrap();
+        idx.commit().unwrap();
+        for (id, text) in docs {
+            idx.upsert(&a, id, 1, text).unwrap();
+        }
+        idx.delete(1, "gone");
+        idx.commit().unwrap();
+        assert_eq!(idx.namespace_statistics(1).unwrap().0, 3);
+        assert_eq!(idx.namespace_statistics(2).unwrap().0, 200);
+        assert_eq!(idx.search(&a, "coffee tea", 10).unwrap(), expected);
+        idx.drop_namespace(2).unwrap();
+        assert_eq!(idx.namespace_statistics(2).unwrap(), (0, 0));
+        assert_eq!(idx.search(&a, "coffee tea", 10).unwrap(), expected);
     }
 }

@@ -652,3 +652,93 @@ async fn agentless_get_searches_readable_namespaces() {
     let (s, _) = c.get("/v1/memory/get/mem_doesnotexist").await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test]
+async fn star_query_recalls_every_memory_of_the_agent_newest_first() {
+    let node = TestNode::start().await;
+    let c = &node.client;
+    // The seed's GDPR deletion: an agent namespace ("user-u1"), recalled with `*` and top_k 1000.
+    let n = 640;
+    let batch = |ns: Option<&str>, agent: &str, count: usize, word: &str| {
+        let memories: Vec<Value> = (0..count)
+            .map(|i| json!({"content": format!("{word} memory number {i}"), "importance": (i % 10) as f64 / 10.0}))
+            .collect();
+        let mut body = json!({"agent_id": agent, "memories": memories});
+        if let Some(ns) = ns {
+            body["namespace"] = json!(ns);
+        }
+        body
+    };
+    let mut mine = Vec::new();
+    for _ in 0..2 {
+        let (s, v) = c.post("/v1/memories/store/batch", &batch(None, "user-u1", n / 2, "private")).await;
+        assert_eq!(s, 200, "{v}");
+        mine.extend(ids_of(&v["stored"]));
+    }
+    assert_eq!(mine.len(), n);
+    // Another agent's namespace, and another agent inside a shared namespace.
+    let (s, v) = c.post("/v1/memories/store/batch", &batch(None, "user-u2", 30, "private")).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = c.post("/v1/memories/store/batch", &batch(Some("shared"), "user-u1", 20, "shared")).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = c.post("/v1/memories/store/batch", &batch(Some("shared"), "user-u2", 25, "shared")).await;
+    assert_eq!(s, 200, "{v}");
+
+    let (s, v) = c.post("/v1/memory/recall", &json!({"agent_id": "user-u1", "query": "*", "top_k": 1000})).await;
+    assert_eq!(s, 200, "{v}");
+    let hits = v["memories"].as_array().expect("memories").clone();
+    let got = ids_of(&v["memories"]);
+    assert_eq!(got.len(), n, "every memory of the agent, once");
+    let mut sorted = got.clone();
+    sorted.sort();
+    sorted.dedup();
+    let mut expected = mine.clone();
+    expected.sort();
+    assert_eq!(sorted, expected, "exactly the agent's memories");
+    assert!(hits.iter().all(|h| h["memory"]["agent_id"] == "user-u1" && h["memory"]["namespace"] == "user-u1"));
+    // Newest first, ties (same second) by importance.
+    for w in hits.windows(2) {
+        let (a, b) = (&w[0]["memory"], &w[1]["memory"]);
+        let (ta, tb) = (a["created_at"].as_u64().expect("time"), b["created_at"].as_u64().expect("time"));
+        assert!(ta >= tb, "not newest first: {a} before {b}");
+        if ta == tb {
+            assert!(a["importance"].as_f64() >= b["importance"].as_f64(), "tie not by importance: {a} before {b}");
+        }
+    }
+    // Scores are defined: relevance (`score`) 1; `weighted_score` the importance and recency
+    // weighting of 1 (the default); no vector or text score.
+    for h in &hits {
+        assert_eq!(h["score"], 1.0, "{h}");
+        let importance = h["memory"]["importance"].as_f64().expect("importance");
+        let weighted = h["weighted_score"].as_f64().expect("weighted");
+        // Fresh memories: the recency factor is 1 to within a few seconds' decay.
+        assert!((weighted - (0.75 + 0.25 * importance)).abs() < 1e-3, "{h}");
+        assert!(h.get("vector_score").is_none() && h.get("text_score").is_none(), "{h}");
+    }
+
+    // Filters still apply, top_k still caps, and a shared namespace's agent filter holds.
+    let (_, v) = c
+        .post(
+            "/v1/memory/recall",
+            &json!({"agent_id": "user-u1", "query": " * ", "top_k": 1000, "min_importance": 0.9}),
+        )
+        .await;
+    assert_eq!(ids_of(&v["memories"]).len(), n / 10);
+    let (_, v) = c.post("/v1/memory/recall", &json!({"agent_id": "user-u1", "query": "*", "top_k": 7})).await;
+    assert_eq!(ids_of(&v["memories"]), got[..7].to_vec());
+    let (_, v) = c
+        .post("/v1/memory/recall", &json!({"namespace": "shared", "agent_id": "user-u1", "query": "*", "top_k": 1000}))
+        .await;
+    let shared = v["memories"].as_array().expect("memories");
+    assert_eq!(shared.len(), 20, "{v}");
+    assert!(shared.iter().all(|h| h["memory"]["agent_id"] == "user-u1" && h["memory"]["namespace"] == "shared"));
+
+    // The seed then forgets them all: nothing of the agent is left, the others are untouched.
+    let (s, v) = c.post("/v1/memory/forget", &json!({"agent_id": "user-u1", "memory_ids": got})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["deleted_count"], n as u64);
+    let (_, v) = c.post("/v1/memory/recall", &json!({"agent_id": "user-u1", "query": "*", "top_k": 1000})).await;
+    assert!(ids_of(&v["memories"]).is_empty(), "{v}");
+    let (_, v) = c.post("/v1/memory/recall", &json!({"agent_id": "user-u2", "query": "*", "top_k": 1000})).await;
+    assert_eq!(ids_of(&v["memories"]).len(), 30);
+}

@@ -1,0 +1,103 @@
+//! Keyspace: the column families, the row-key encodings (every key starts with the 8-byte
+//! big-endian namespace id), and the byte encodings of vectors and staged vectors.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StorageError};
+
+pub const CF_MEM: &str = "mem";
+pub const CF_VEC: &str = "vec";
+pub const CF_IDX: &str = "idx";
+pub const CF_REPL: &str = "repl";
+pub const CF_NSMETA: &str = "nsmeta";
+pub(super) const ALL_CFS: [&str; 5] = [CF_MEM, CF_VEC, CF_IDX, CF_REPL, CF_NSMETA];
+
+pub(super) const KIND_MEMORY: u8 = b'm';
+pub(super) const KIND_SESSION: u8 = b's';
+pub(super) const IDX_EXPIRY: u8 = b'e';
+pub(super) const IDX_ACCESS: u8 = b'a';
+/// A vector computed by a re-embedding job for the next embedder generation (not yet live).
+pub(super) const IDX_STAGED: u8 = b'v';
+/// The embedder generation the live vectors were made with (one row per namespace, id "").
+pub(super) const IDX_GENERATION: u8 = b'g';
+
+#[derive(Serialize, Deserialize, Default)]
+pub(super) struct AccessStats {
+    pub(super) count: u64,
+    pub(super) last: u64,
+}
+
+pub(super) fn prefix(ns: u64) -> [u8; 8] {
+    ns.to_be_bytes()
+}
+
+pub(super) fn row_key(ns: u64, kind: u8, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + id.len());
+    k.extend_from_slice(&prefix(ns));
+    k.push(kind);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub(super) fn vec_key(ns: u64, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + id.len());
+    k.extend_from_slice(&prefix(ns));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub(super) fn expiry_key(ns: u64, at: u64, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17 + id.len());
+    k.extend_from_slice(&prefix(ns));
+    k.push(IDX_EXPIRY);
+    k.extend_from_slice(&at.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The placement epoch a replica was fenced at (nsmeta), kept across restarts.
+pub(super) fn fence_key(ns: u64) -> Vec<u8> {
+    let mut k = prefix(ns).to_vec();
+    k.push(b'f');
+    k
+}
+
+pub(super) fn repl_key(ns: u64, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16);
+    k.extend_from_slice(&prefix(ns));
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub(super) fn staged_aad(id: &str) -> Vec<u8> {
+    [b"staged/".as_slice(), id.as_bytes()].concat()
+}
+
+/// A staged vector: generation, the memory version it was computed from, the vector.
+pub(super) fn encode_staged(generation: u64, version: u64, v: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + 4 * v.len());
+    out.extend_from_slice(&generation.to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&encode_vector(v));
+    out
+}
+
+pub(super) fn decode_staged(b: &[u8]) -> Result<(u64, u64, Vec<f32>)> {
+    if b.len() < 16 {
+        return Err(StorageError::Encoding("staged vector".into()));
+    }
+    let g = u64::from_be_bytes(b[0..8].try_into().map_err(|_| StorageError::Encoding("staged".into()))?);
+    let v = u64::from_be_bytes(b[8..16].try_into().map_err(|_| StorageError::Encoding("staged".into()))?);
+    Ok((g, v, decode_vector(&b[16..])?))
+}
+
+pub(super) fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub(super) fn decode_vector(b: &[u8]) -> Result<Vec<f32>> {
+    if b.len() % 4 != 0 {
+        return Err(StorageError::Encoding("vector length".into()));
+    }
+    Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}

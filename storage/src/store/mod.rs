@@ -1,0 +1,224 @@
+//! The node's data store: one RocksDB with fixed column families keyed by an 8-byte namespace id
+//! prefix, a per-namespace in-memory state (memory metadata and vector index) loaded lazily from
+//! the encrypted rows, and the node-wide text index. [`Store::execute`] runs one [`DataOp`].
+//!
+//! The store is split by concern, each an `impl Store` block of its own:
+//! `keyspace` (column families and key encodings), `namespace` (loading and promotion),
+//! `exec` (the executor), `repl` (the replication log and fencing), `copy` (full copies),
+//! `query` and `rank` (filtering, listing, recall and its pure ranking functions), and
+//! `housekeeping` (access stats, expiry, erasure, shutdown).
+
+mod copy;
+mod exec;
+mod housekeeping;
+#[cfg(test)]
+mod isolation_tests;
+mod keyspace;
+mod namespace;
+mod query;
+mod rank;
+mod repl;
+#[cfg(test)]
+mod repl_tests;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Options, PrefixRange, ReadOptions,
+    SliceTransform, WriteBatch, WriteOptions,
+};
+
+use crate::crypto::{DataKey, random_bytes};
+use crate::embed::SharedEmbedder;
+use crate::error::{Result, StorageError};
+use crate::model::*;
+use crate::text::TextIndex;
+use crate::vector::VectorIndex;
+
+use keyspace::ALL_CFS;
+pub use keyspace::{CF_IDX, CF_MEM, CF_NSMETA, CF_REPL, CF_VEC};
+use rank::Meta;
+pub use rank::{fuse, weighted_score};
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// fsync the WAL on every write batch (survives power loss, not only process crashes).
+    pub sync_writes: bool,
+    /// Live vectors above which a namespace searches an HNSW graph instead of exactly.
+    pub ann_threshold: usize,
+    /// Block cache shared by every column family.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { sync_writes: true, ann_threshold: 10_000, block_cache_bytes: 128 * 1024 * 1024 }
+    }
+}
+
+/// What the store needs to know about a namespace; the catalogue is the source of truth.
+#[derive(Clone)]
+pub struct NsContext {
+    pub id: u64,
+    pub name: String,
+    pub key: DataKey,
+    pub dimension: usize,
+    pub embedder: SharedEmbedder,
+    /// Refuse stores that would take the namespace beyond this many memories.
+    pub max_memories: Option<u64>,
+    pub metric: crate::vector::Metric,
+    /// Placement epoch from the catalogue (replication entries carry it; older ones are fenced).
+    pub epoch: u64,
+    /// Embedder generation from the catalogue: bumped when a re-embedding job switches the
+    /// namespace to another embedder. A replica whose live vectors are older promotes the
+    /// staged ones (and embeds what was written since) before serving.
+    pub generation: u64,
+}
+
+struct NsState {
+    metas: HashMap<String, Meta>,
+    sessions: HashMap<String, Session>,
+    vectors: VectorIndex,
+    /// Memories whose access stats changed since the last flush.
+    access_dirty: HashSet<String>,
+    /// Last insertion-order stamp handed out (strictly increasing).
+    last_order: u64,
+    /// Replication progress: last applied sequence number and the epoch it was written in.
+    applied_seq: u64,
+    last_epoch: u64,
+    /// Fence: the highest placement epoch seen (entries, catalogue, or a new primary's fence);
+    /// senders, and local writes, from older epochs are refused.
+    epoch: u64,
+    /// Embedder generation of the live vectors.
+    generation: u64,
+}
+
+struct Namespace {
+    ctx: NsContext,
+    state: RwLock<NsState>,
+    /// Serialises writers of this namespace (ordering of batches and in-memory updates).
+    writer: Mutex<()>,
+    /// Set (under `writer`) when the namespace is dropped: later writers must not resurrect it.
+    dropped: std::sync::atomic::AtomicBool,
+}
+
+impl Namespace {
+    /// Take the write lock of a namespace that still exists.
+    fn write_lock(&self) -> Result<parking_lot::MutexGuard<'_, ()>> {
+        let g = self.writer.lock();
+        if self.dropped.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StorageError::Dropped);
+        }
+        Ok(g)
+    }
+}
+
+pub struct Store {
+    db: Arc<DB>,
+    text: Arc<TextIndex>,
+    config: StoreConfig,
+    loaded: RwLock<HashMap<u64, Arc<Namespace>>>,
+    /// Serialises namespace loading so two callers don't both build a state.
+    load_lock: Mutex<()>,
+    /// Namespaces dropped since start: never loaded again.
+    dropped: RwLock<HashSet<u64>>,
+    path: PathBuf,
+}
+
+pub fn new_memory_id() -> String {
+    let mut b = [0u8; 16];
+    random_bytes(&mut b);
+    format!("mem_{}", hex::encode(b))
+}
+
+pub fn new_session_id() -> String {
+    let mut b = [0u8; 12];
+    random_bytes(&mut b);
+    format!("sess_{}", hex::encode(b))
+}
+
+/// Check a client- or embedder-supplied vector before it reaches the index.
+pub fn check_vector(v: &[f32], dimension: usize) -> Result<()> {
+    if v.is_empty() {
+        return Err(StorageError::Invalid("embedding must not be empty".into()));
+    }
+    if v.len() != dimension {
+        return Err(StorageError::DimensionMismatch { expected: dimension, got: v.len() });
+    }
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(StorageError::Invalid("embedding contains NaN or infinite values".into()));
+    }
+    if v.iter().all(|x| *x == 0.0) {
+        return Err(StorageError::Invalid("embedding must not be the zero vector".into()));
+    }
+    Ok(())
+}
+
+impl Store {
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let cache = Cache::new_lru_cache(config.block_cache_bytes);
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(5);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut o = Options::default();
+            let mut bb = BlockBasedOptions::default();
+            bb.set_block_cache(&cache);
+            bb.set_bloom_filter(10.0, false);
+            o.set_block_based_table_factory(&bb);
+            o.set_prefix_extractor(SliceTransform::create_fixed_prefix(8));
+            o.set_compression_type(DBCompressionType::Lz4);
+            o.set_bottommost_compression_type(DBCompressionType::Zstd);
+            ColumnFamilyDescriptor::new(*name, o)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, dir.join("rocksdb"), cfs)?;
+        let text = TextIndex::open(&dir.join("text"))?;
+        Ok(Store {
+            db: Arc::new(db),
+            text: Arc::new(text),
+            config,
+            loaded: RwLock::new(HashMap::new()),
+            load_lock: Mutex::new(()),
+            dropped: RwLock::new(HashSet::new()),
+            path: dir.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        // The column families are fixed and created at open.
+        self.db.cf_handle(name).expect("column family exists")
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.config.sync_writes);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    fn scan_prefix(&self, cf: &str, p: &[u8]) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_range(PrefixRange(p.to_vec()));
+        ro.set_total_order_seek(true);
+        self.db.iterator_cf_opt(self.cf(cf), ro, rocksdb::IteratorMode::Start).map(|r| r.map_err(Into::into))
+    }
+
+    /// Number of memories across loaded namespaces (for metrics).
+    pub fn loaded_memories(&self) -> u64 {
+        self.loaded.read().values().map(|ns| ns.state.read().metas.len() as u64).sum()
+    }
+
+    pub fn is_loaded(&self, ns_id: u64) -> bool {
+        self.loaded.read().contains_key(&ns_id)
+    }
+}

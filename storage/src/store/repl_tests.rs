@@ -1,0 +1,186 @@
+//! Replication: fencing, divergence, full-copy repair and embedder switches against real stores.
+
+use super::*;
+use crate::crypto::SecretKey;
+use crate::embed::HashEmbedder;
+
+fn ctx(epoch: u64) -> NsContext {
+    NsContext {
+        id: 7,
+        name: "ns".into(),
+        key: DataKey::new(7, 1, SecretKey::from_bytes([9; 32])),
+        dimension: 16,
+        embedder: Arc::new(HashEmbedder::new(16)),
+        max_memories: None,
+        metric: crate::vector::Metric::Cosine,
+        epoch,
+        generation: 0,
+    }
+}
+
+fn write(store: &Store, ctx: &NsContext, content: &str) -> Result<ReplEntry> {
+    let op = DataOp::Store {
+        items: vec![NewMemory {
+            id: None,
+            agent_id: "a".into(),
+            content: content.into(),
+            memory_type: MemoryType::default(),
+            importance: 0.5,
+            tags: vec![],
+            metadata: None,
+            session_id: None,
+            expires_at: None,
+            embedding: None,
+        }],
+    };
+    Ok(store.execute(ctx, op)?.replicate.expect("a write replicates"))
+}
+
+fn contents(store: &Store, ctx: &NsContext) -> Vec<String> {
+    let op = DataOp::List { filter: MemoryFilter::default(), sort: SortBy::CreatedAtAsc, limit: 100, offset: 0 };
+    match store.execute(ctx, op).expect("list").result {
+        DataResult::Memories { memories, .. } => memories.into_iter().map(|m| m.content).collect(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn fencing_and_divergence_are_detected_and_a_copy_repairs() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let open = |i: usize| Store::open(dirs[i].path(), StoreConfig::default()).expect("open");
+    let (old_primary, follower, new_primary) = (open(0), open(1), open(2));
+    let (e1, e2) = (ctx(1), ctx(2));
+
+    // Epoch 1: the first write reaches everyone.
+    let first = write(&old_primary, &e1, "one").expect("write");
+    for s in [&follower, &new_primary] {
+        assert_eq!(
+            s.apply_replicated(&e1, Some(1), None, &[first.clone()]).expect("apply"),
+            ApplyOutcome::Applied { seq: 1 }
+        );
+    }
+    // The old primary's second write reaches the follower only (never acknowledged).
+    let stale = write(&old_primary, &e1, "never acknowledged").expect("write");
+    assert_eq!(
+        follower.apply_replicated(&e1, Some(1), Some((1, 1)), &[stale.clone()]).expect("apply"),
+        ApplyOutcome::Applied { seq: 2 }
+    );
+    // Epoch 2: the new primary fences the follower and writes its own seq 2.
+    assert_eq!(follower.fence(&e1, 2).expect("fence"), NsProgress { applied_seq: 2, epoch: 1 });
+    let fresh = write(&new_primary, &e2, "two").expect("write");
+    assert_eq!((fresh.seq, fresh.epoch), (2, 2));
+
+    // The old primary is refused by the fenced follower, and refuses itself once fenced.
+    assert_eq!(
+        follower.apply_replicated(&e1, Some(1), None, &[stale]).expect("apply"),
+        ApplyOutcome::Fenced { epoch: 2 }
+    );
+    old_primary.fence(&e1, 2).expect("fence");
+    assert!(matches!(write(&old_primary, &e1, "late"), Err(StorageError::Fenced(2))));
+
+    // Same sequence number from another epoch: divergence, not a silent duplicate.
+    assert!(matches!(
+        follower.apply_replicated(&e2, Some(2), Some((1, 1)), &[fresh.clone()]).expect("apply"),
+        ApplyOutcome::Diverged { .. }
+    ));
+    // A next entry whose predecessor differs from the follower's: divergence too.
+    let third = write(&new_primary, &e2, "three").expect("write");
+    assert!(matches!(
+        follower.apply_replicated(&e2, Some(2), Some((2, 2)), &[third.clone()]).expect("apply"),
+        ApplyOutcome::Diverged { .. }
+    ));
+
+    // A full copy (rows and log) repairs the follower; it then follows the new primary.
+    let (progress, rows) = new_primary.export_namespace(7).expect("export");
+    follower.import_begin(7).expect("begin");
+    follower.import_rows(&rows).expect("rows");
+    follower.import_finish(7, progress).expect("finish");
+    assert_eq!(contents(&follower, &e2), vec!["one", "two", "three"]);
+    assert_eq!(follower.log_epoch_at(&e2, 3).expect("log"), Some(2));
+    let fourth = write(&new_primary, &e2, "four").expect("write");
+    assert_eq!(
+        follower.apply_replicated(&e2, Some(2), Some((3, 2)), &[fourth]).expect("apply"),
+        ApplyOutcome::Applied { seq: 4 }
+    );
+    assert_eq!(contents(&follower, &e2), vec!["one", "two", "three", "four"]);
+    // Truncation keeps the last applied entry (the anchor of the next check).
+    follower.truncate_repl(&e2, 10).expect("truncate");
+    assert_eq!(follower.repl_floor(7).expect("floor"), Some(4));
+}
+
+#[test]
+fn a_fence_survives_a_restart() {
+    let (primary_dir, replica_dir) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let old_primary = Store::open(primary_dir.path(), StoreConfig::default()).expect("open");
+    let first = write(&old_primary, &ctx(1), "one").expect("write");
+    let late = write(&old_primary, &ctx(1), "late").expect("write");
+    {
+        let replica = Store::open(replica_dir.path(), StoreConfig::default()).expect("open");
+        replica.apply_replicated(&ctx(1), Some(1), None, &[first]).expect("apply");
+        // A new primary of epoch 5 fences it; the replica's catalogue still says epoch 1.
+        replica.fence(&ctx(1), 5).expect("fence");
+        replica.shutdown().expect("shutdown");
+    }
+    let replica = Store::open(replica_dir.path(), StoreConfig::default()).expect("reopen");
+    // The deposed primary (epoch 1) is still refused after the restart, and nothing is applied.
+    assert_eq!(
+        replica.apply_replicated(&ctx(1), Some(1), Some((1, 1)), &[late]).expect("apply"),
+        ApplyOutcome::Fenced { epoch: 5 }
+    );
+    assert_eq!(contents(&replica, &ctx(1)), vec!["one"]);
+}
+
+/// Every text maps to the same unit vector: unlike the hash embedder's vectors, so a test
+/// can tell which embedder made a stored vector.
+struct ConstantEmbedder;
+
+impl crate::embed::Embedder for ConstantEmbedder {
+    fn provider(&self) -> &str {
+        "constant"
+    }
+    fn dimension(&self) -> usize {
+        16
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        Ok(texts.iter().map(|_| vec![0.25; 16]).collect())
+    }
+}
+
+#[test]
+fn an_entry_from_before_an_embedder_switch_is_embedded_again() {
+    let (primary_dir, replica_dir) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let primary = Store::open(primary_dir.path(), StoreConfig::default()).expect("open");
+    let replica = Store::open(replica_dir.path(), StoreConfig::default()).expect("open");
+    let old = ctx(1);
+    let first = write(&primary, &old, "written before the switch").expect("write");
+    // Made with the old embedder (generation 0), but applied here only after the switch.
+    let straggler = write(&primary, &old, "applied after the switch").expect("write");
+    assert_eq!(straggler.generation, 0);
+    replica.apply_replicated(&old, Some(1), None, &[first]).expect("apply");
+    let new = NsContext { generation: 1, embedder: Arc::new(ConstantEmbedder), ..ctx(1) };
+    assert_eq!(
+        replica.apply_replicated(&new, Some(1), Some((1, 1)), &[straggler]).expect("apply"),
+        ApplyOutcome::Applied { seq: 2 }
+    );
+    let recall = DataOp::Recall(RecallParams {
+        query: String::new(),
+        query_embedding: Some(vec![0.25; 16]),
+        top_k: 10,
+        filter: MemoryFilter::default(),
+        routing: Routing::Vector,
+        fusion: Fusion::default(),
+        vector_weight: None,
+        min_score: None,
+        importance_weighted: false,
+        record_access: false,
+    });
+    let DataResult::Recalled(hits) = replica.execute(&new, recall).expect("recall").result else {
+        panic!("not a recall answer")
+    };
+    // Both vectors are the new embedder's: the promoted one and the straggler's.
+    assert_eq!(hits.len(), 2);
+    for h in &hits {
+        let score = h.vector_score.expect("vector score");
+        assert!(score > 0.999, "{}: vector score {score}", h.memory.content);
+    }
+}
