@@ -16,11 +16,16 @@ pub struct ApiError {
     pub resource: Option<String>,
     /// Seconds, sent as `Retry-After` on 429/503.
     pub retry_after: Option<u64>,
+    /// When set, `error` carries this short label and `message` the text (the 429 shape of
+    /// Dakera's security page: `{"error":"rate_limited","message":"Too many requests. …"}`).
+    pub label: Option<&'static str>,
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
     code: &'a str,
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -31,7 +36,15 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), details: None, resource: None, retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            resource: None,
+            retry_after: None,
+            label: None,
+        }
     }
     pub fn with_details(mut self, d: impl Into<String>) -> Self {
         self.details = Some(d.into());
@@ -44,6 +57,20 @@ impl ApiError {
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self
+    }
+
+    /// 429 `RATE_LIMIT_EXCEEDED` with `Retry-After: secs`; `details` names the budget.
+    pub fn rate_limited(secs: u64, budget: impl Into<String>) -> Self {
+        let unit = if secs == 1 { "second" } else { "seconds" };
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMIT_EXCEEDED",
+            format!("Too many requests. Retry after {secs} {unit}."),
+        )
+        .with_details(budget)
+        .with_retry_after(secs);
+        e.label = Some("rate_limited");
+        e
     }
 
     pub fn bad_request(msg: impl Into<String>) -> Self {
@@ -131,7 +158,8 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
-            error: &self.message,
+            error: self.label.unwrap_or(self.message.as_str()),
+            message: self.label.map(|_| self.message.as_str()),
             code: self.code,
             status: self.status.as_u16(),
             details: self.details.as_deref(),
