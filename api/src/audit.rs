@@ -344,12 +344,8 @@ fn percent_decode(s: &str) -> String {
 /// `agent_id` of a request: the `/v1/agents/{id}/…` path, the `agent_id` query parameter, or the
 /// body's top-level `agent_id`.
 fn path_or_query_agent(path: &str, query: Option<&str>) -> Option<String> {
-    if let Some(rest) = path.strip_prefix("/v1/agents/") {
-        if let Some(id) = rest.split('/').next().filter(|s| !s.is_empty()) {
-            return Some(percent_decode(id));
-        }
-    }
-    query_param(query, "agent_id")
+    let from_path = path.strip_prefix("/v1/agents/").and_then(|rest| rest.split('/').next()).filter(|s| !s.is_empty());
+    from_path.map(percent_decode).or_else(|| query_param(query, "agent_id"))
 }
 
 fn body_agent(bytes: &[u8]) -> Option<String> {

@@ -16,9 +16,9 @@ pub struct ApiError {
     pub resource: Option<String>,
     /// Seconds, sent as `Retry-After` on 429/503.
     pub retry_after: Option<u64>,
-    /// When set, `error` carries this short label and `message` the text (the 429 shape of
-    /// Dakera's security page: `{"error":"rate_limited","message":"Too many requests. …"}`).
-    pub label: Option<&'static str>,
+    /// The 429 shape of Dakera's security page: `error` is the label `rate_limited` and
+    /// `message` the text (`{"error":"rate_limited","message":"Too many requests. …"}`).
+    pub rate_limited: bool,
 }
 
 #[derive(Serialize)]
@@ -43,7 +43,7 @@ impl ApiError {
             details: None,
             resource: None,
             retry_after: None,
-            label: None,
+            rate_limited: false,
         }
     }
     pub fn with_details(mut self, d: impl Into<String>) -> Self {
@@ -69,7 +69,7 @@ impl ApiError {
         )
         .with_details(budget)
         .with_retry_after(secs);
-        e.label = Some("rate_limited");
+        e.rate_limited = true;
         e
     }
 
@@ -158,8 +158,8 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
-            error: self.label.unwrap_or(self.message.as_str()),
-            message: self.label.map(|_| self.message.as_str()),
+            error: if self.rate_limited { "rate_limited" } else { self.message.as_str() },
+            message: self.rate_limited.then_some(self.message.as_str()),
             code: self.code,
             status: self.status.as_u16(),
             details: self.details.as_deref(),

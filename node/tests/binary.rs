@@ -562,6 +562,7 @@ fn cors_wildcard_with_credentials_refuses_to_start() {
         assert!(err.contains("refusing to start"), "{err}");
         assert!(err.contains("CORS_ORIGINS") && err.contains("CORS_CREDENTIALS"), "{err}");
         assert!(!ready.exists(), "it must not have served");
+        assert!(!dir.join("data").exists(), "nothing is created before the settings are checked");
     }
 }
 

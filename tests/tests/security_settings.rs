@@ -172,11 +172,13 @@ async fn cors_wildcard_without_credentials() {
 #[tokio::test]
 async fn cors_wildcard_with_credentials_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let mut args = loci_tests::serve_args(dir.path());
+    let data = dir.path().join("data");
+    let mut args = loci_tests::serve_args(&data);
     args.cors_origins = "*".into();
     args.cors_credentials = true;
     let err = loci_node::start(args).await.err().expect("must refuse").to_string();
     assert!(err.contains("CORS_ORIGINS") && err.contains("CORS_CREDENTIALS"), "{err}");
+    assert!(!data.exists(), "nothing is created before the settings are checked");
 }
 
 fn audit_lines(path: &std::path::Path) -> Vec<Value> {
