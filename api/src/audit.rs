@@ -31,8 +31,21 @@ use crate::state::AppState;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Field names whose values are replaced by "[redacted]" in captured bodies.
-const SECRET_FIELDS: &[&str] =
-    &["key", "new_key", "secret", "password", "api_key", "encryption_key", "token", "root_api_key"];
+const SECRET_FIELDS: &[&str] = &[
+    "key",
+    "new_key",
+    "old_key",
+    "current_key",
+    "secret",
+    "password",
+    "passphrase",
+    "api_key",
+    "encryption_key",
+    "token",
+    "root_api_key",
+    "cluster_secret",
+    "authorization",
+];
 
 #[derive(Clone, Debug)]
 pub struct AuditConfig {
@@ -507,6 +520,10 @@ mod tests {
         let mut v = json!({"name": "k", "new_key": "s3cret", "nested": [{"key": "x", "ok": 1}]});
         redact(&mut v, &[]);
         assert_eq!(v, json!({"name": "k", "new_key": "[redacted]", "nested": [{"key": "[redacted]", "ok": 1}]}));
+        // The seed's rotation body (seed 002 line 94).
+        let mut v = json!({"old_key": "current-passphrase", "new_key": "new-passphrase"});
+        redact(&mut v, &[]);
+        assert_eq!(v, json!({"old_key": "[redacted]", "new_key": "[redacted]"}));
         let mut v = json!({"content": "my key is dk_0123456789abcdef, keep it"});
         redact(&mut v, &["dk_0123456789abcdef".to_string()]);
         assert_eq!(v, json!({"content": "my key is [redacted], keep it"}));
