@@ -348,12 +348,18 @@ pub fn known_env_vars() -> std::collections::BTreeSet<String> {
     out
 }
 
+/// The project's test harnesses' own variables (`LOCI_BIN`, `LOCI_TEST_*`, `LOCI_COMPAT_*`):
+/// not read by `loci`, and not warned about when a test passes them on to a node.
+pub fn is_harness_var(name: &str) -> bool {
+    name == "LOCI_BIN" || name.starts_with("LOCI_TEST_") || name.starts_with("LOCI_COMPAT_")
+}
+
 /// `DAKERA_*` and `LOCI_*` variables of this process that Loci does not read (sorted).
 pub fn unknown_env_vars() -> Vec<String> {
     let known = known_env_vars();
     let mut out: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
-        .filter(|k| (k.starts_with("LOCI_") || k.starts_with("DAKERA_")) && !known.contains(k))
+        .filter(|k| (k.starts_with("LOCI_") || k.starts_with("DAKERA_")) && !known.contains(k) && !is_harness_var(k))
         .collect();
     out.sort();
     out

@@ -592,6 +592,7 @@ fn seed_002_dakera_names_apply_and_unknown_names_are_warned() {
             ("DAKERA_AUDIT_EXCLUDE_PATHS", "/health,/metrics"),
             ("DAKERA_CORS_ORIGINZ", "typo"),
             ("LOCI_NOT_A_SETTING", "1"),
+            ("LOCI_TEST_HARNESS_ONLY", "1"),
         ],
     );
     let m = headers(&p.base, "/health");
@@ -621,7 +622,13 @@ fn seed_002_dakera_names_apply_and_unknown_names_are_warned() {
         let lines = logs.lines().filter(|l| l.contains(&format!("unknown environment variable {name} "))).count();
         assert_eq!(lines, 1, "{name} warned once: {logs}");
     }
-    for known in ["DAKERA_CORS_ORIGINS ", "DAKERA_AUDIT_MAX_BODY_SIZE ", "LOCI_AUDIT_FILE ", "LOCI_LOG "] {
+    for known in [
+        "DAKERA_CORS_ORIGINS ",
+        "DAKERA_AUDIT_MAX_BODY_SIZE ",
+        "LOCI_AUDIT_FILE ",
+        "LOCI_LOG ",
+        "LOCI_TEST_HARNESS_ONLY ",
+    ] {
         assert!(!logs.contains(&format!("unknown environment variable {known}")), "{known} is known: {logs}");
     }
     let text = std::fs::read_to_string(&audit).unwrap();
