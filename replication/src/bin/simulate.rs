@@ -8,7 +8,7 @@ use loci_replication::sim::{self, SimConfig};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: simulate [--seeds N] [--start S] [--nodes K] [--legacy] [--broken ack-before-quorum|no-fencing]\n                [--seed X [--trace]]"
+        "usage: simulate [--seeds N] [--start S] [--nodes K] [--legacy | --legacy-only quorum-cap|unanchored-send|copy|resync|promotion|removal]\n                [--broken ack-before-quorum|no-fencing]\n                [--seed X [--trace]]"
     );
     std::process::exit(2)
 }
@@ -30,6 +30,15 @@ fn main() {
             "--nodes" => cfg.nodes = num(&mut args),
             "--trace" => cfg.trace = true,
             "--legacy" => cfg.faults = Faults::legacy(),
+            "--legacy-only" => match args.next().as_deref() {
+                Some("quorum-cap") => cfg.faults.legacy_quorum_cap = true,
+                Some("unanchored-send") => cfg.faults.legacy_unanchored_send = true,
+                Some("copy") => cfg.faults.legacy_copy = true,
+                Some("resync") => cfg.faults.legacy_resync = true,
+                Some("promotion") => cfg.faults.legacy_promotion = true,
+                Some("removal") => cfg.faults.legacy_removal = true,
+                _ => usage(),
+            },
             "--broken" => match args.next().as_deref() {
                 Some("ack-before-quorum") => cfg.faults.ack_before_quorum = true,
                 Some("no-fencing") => cfg.faults.skip_fence_check = true,

@@ -119,7 +119,11 @@ impl Replica {
             return;
         }
         self.out.push(Command::AcceptCopy { from });
-        if !legacy {
+        if legacy {
+            // `import_begin` wiped the rows and unloaded the namespace: it reloads empty.
+            self.log = LogIds::new();
+            self.fence = 0;
+        } else {
             self.fence = self.fence.max(sender_epoch);
             self.out.push(Command::PersistFence { epoch: self.fence });
         }

@@ -297,6 +297,9 @@ impl Replica {
             return;
         }
         link.proposed = Some(p.epoch);
+        if !self.cfg.faults.legacy_promotion {
+            self.promoting = Some((follower, p.epoch));
+        }
         let mut np = p.bumped();
         np.states.insert(follower, ReplicaState::Active);
         self.out.push(Command::Propose { expected_epoch: p.epoch, placement: np });

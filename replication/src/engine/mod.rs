@@ -108,6 +108,17 @@ pub struct Faults {
     /// and the primary makes it `Active` after the copy. Read by the reconciler (the
     /// simulator's) and by the primary's copy pass.
     pub legacy_resync: bool,
+    /// Legacy (`copy_to`): a `Syncing` replica is proposed `Active` once it caught up with
+    /// what the primary held when its copy ended, while writes keep being acknowledged
+    /// without it. Writes acknowledged between then and the commit are then on fewer than a
+    /// quorum of the grown replica set. Fixed: from the proposal on, writes also need that
+    /// replica's acknowledgement, so once it counts it holds every acknowledged write.
+    pub legacy_promotion: bool,
+    /// Legacy (planner rules 4 and 7): a replica leaves the placement whatever the others
+    /// hold, so a write acknowledged by the primary and that replica alone survives on the
+    /// primary only. Fixed: only once every remaining `Active` replica has caught up with the
+    /// primary. Read by the reconciler (the simulator's).
+    pub legacy_removal: bool,
 }
 
 impl Faults {
@@ -118,6 +129,8 @@ impl Faults {
             legacy_unanchored_send: true,
             legacy_copy: true,
             legacy_resync: true,
+            legacy_promotion: true,
+            legacy_removal: true,
             ..Faults::default()
         }
     }
@@ -315,6 +328,8 @@ struct Pending {
     voters: BTreeSet<NodeId>,
     acks: BTreeSet<NodeId>,
     failed: BTreeSet<NodeId>,
+    /// A replica proposed `Active` when the write was made: its acknowledgement is needed too.
+    required: Option<NodeId>,
     deadline: Time,
 }
 
@@ -345,6 +360,8 @@ pub struct Replica {
     floors_sent: BTreeMap<NodeId, Seq>,
     /// `PushCopy` requests being served: requester → rid.
     push_requests: BTreeMap<NodeId, u64>,
+    /// A replica proposed `Active` in this epoch: (node, epoch).
+    promoting: Option<(NodeId, Epoch)>,
     next_sync: Time,
     next_truncate: Time,
     out: Vec<Command>,
@@ -380,6 +397,7 @@ impl Replica {
             floor: 0,
             floors_sent: BTreeMap::new(),
             push_requests: BTreeMap::new(),
+            promoting: None,
             out: Vec::new(),
         }
     }

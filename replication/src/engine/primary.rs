@@ -81,7 +81,8 @@ impl Replica {
         self.log.append(id);
         self.out.push(Command::Append { req, id });
         let need = if self.cfg.faults.ack_before_quorum { 0 } else { quorum.q - 1 };
-        if need == 0 {
+        let required = self.promoting.filter(|(_, e)| *e == p.epoch).map(|(n, _)| n);
+        if need == 0 && required.is_none() {
             self.out.push(Command::AckWrite { req, id });
         } else {
             self.pending.insert(
@@ -93,6 +94,7 @@ impl Replica {
                     voters,
                     acks: BTreeSet::new(),
                     failed: BTreeSet::new(),
+                    required,
                     deadline: self.now + self.cfg.write_timeout,
                 },
             );
@@ -107,11 +109,15 @@ impl Replica {
     pub(super) fn count_acks(&mut self, follower: NodeId, acked: Seq) {
         let mut done = Vec::new();
         for (seq, w) in self.pending.range_mut(..=acked) {
-            if w.voters.contains(&follower) && !w.failed.contains(&follower) {
+            if w.required == Some(follower) {
+                w.required = None;
+            } else if w.voters.contains(&follower) && !w.failed.contains(&follower) {
                 w.acks.insert(follower);
-                if w.acks.len() >= w.need {
-                    done.push(*seq);
-                }
+            } else {
+                continue;
+            }
+            if w.acks.len() >= w.need && w.required.is_none() {
+                done.push(*seq);
             }
         }
         for seq in done {
@@ -131,7 +137,9 @@ impl Replica {
         }
         let mut hopeless = Vec::new();
         for (seq, w) in self.pending.range_mut(acked + 1..=upto) {
-            if w.voters.contains(&follower) && !w.acks.contains(&follower) {
+            if w.required == Some(follower) {
+                hopeless.push(*seq);
+            } else if w.voters.contains(&follower) && !w.acks.contains(&follower) {
                 w.failed.insert(follower);
                 if w.voters.len() - w.failed.len() < w.need {
                     hopeless.push(*seq);

@@ -707,9 +707,21 @@ impl World {
                 return self.commit_rule(&p, np);
             }
         }
+        // Fixed rules 4 and 7: a replica leaves only once the remaining ones caught up.
+        let caught_up = |w: &World, victim: NodeId| {
+            w.cfg.faults.legacy_removal || {
+                let target = w.progress_of(primary).map(|x| x.seq);
+                target.is_some_and(|t| {
+                    p.replicas.iter().copied().filter(|n| *n != victim && *n != primary).all(|n| {
+                        p.state(n) != Some(ReplicaState::Active) || w.progress_of(n).is_some_and(|x| x.seq >= t)
+                    })
+                })
+            }
+        };
         // 4. Drop.
         for n in p.replicas.iter().copied() {
-            if n != primary && p.state(n) == Some(ReplicaState::Dead) && long(self, n, DEAD_GRACE) {
+            if n != primary && p.state(n) == Some(ReplicaState::Dead) && long(self, n, DEAD_GRACE) && caught_up(self, n)
+            {
                 let mut np = p.bumped();
                 np.replicas.retain(|x| *x != n);
                 np.states.remove(&n);
@@ -759,7 +771,7 @@ impl World {
             p.replicas.iter().copied().filter(|n| p.state(*n) == Some(ReplicaState::Active)).collect();
         if syncing == 0 && active.len() > p.rf {
             let victim = active.iter().copied().filter(|n| *n != primary).max_by_key(|n| (p.leaving.contains(n), *n));
-            if let Some(v) = victim {
+            if let Some(v) = victim.filter(|v| caught_up(self, *v)) {
                 let mut np = p.bumped();
                 np.replicas.retain(|x| *x != v);
                 np.states.remove(&v);
