@@ -8,7 +8,7 @@ use loci_replication::sim::{self, SimConfig};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: simulate [--seeds N] [--start S] [--nodes K] [--legacy | --legacy-only quorum-cap|unanchored-send|copy|resync|promotion|removal]\n                [--broken ack-before-quorum|no-fencing]\n                [--seed X [--trace]]"
+        "usage: simulate [--seeds N] [--start S] [--nodes K] [--legacy | --legacy-only quorum-cap|unanchored-send|copy|resync|promotion|removal|dead-marking]\n                [--broken ack-before-quorum|no-takeover|no-fencing]\n                [--seed X [--trace]]"
     );
     std::process::exit(2)
 }
@@ -37,11 +37,13 @@ fn main() {
                 Some("resync") => cfg.faults.legacy_resync = true,
                 Some("promotion") => cfg.faults.legacy_promotion = true,
                 Some("removal") => cfg.faults.legacy_removal = true,
+                Some("dead-marking") => cfg.faults.legacy_dead_marking = true,
                 _ => usage(),
             },
             "--broken" => match args.next().as_deref() {
                 Some("ack-before-quorum") => cfg.faults.ack_before_quorum = true,
                 Some("no-fencing") => cfg.faults.skip_fence_check = true,
+                Some("no-takeover") => cfg.faults.skip_takeover = true,
                 _ => usage(),
             },
             _ => usage(),

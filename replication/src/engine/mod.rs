@@ -93,6 +93,8 @@ pub struct Faults {
     pub ack_before_quorum: bool,
     /// Broken: followers ignore the sender's epoch (no fencing).
     pub skip_fence_check: bool,
+    /// Broken: a new primary serves at once, without fencing or catching up.
+    pub skip_takeover: bool,
     /// Legacy (`Cluster::quorum`): cap the replica count at `rf`.
     pub legacy_quorum_cap: bool,
     /// Legacy (`replicate_to`): accept a follower whose last entry the primary's log no longer
@@ -119,6 +121,10 @@ pub struct Faults {
     /// primary only. Fixed: only once every remaining `Active` replica has caught up with the
     /// primary. Read by the reconciler (the simulator's).
     pub legacy_removal: bool,
+    /// Legacy (planner rule 2): a `Syncing` replica that is down too long becomes `Dead`,
+    /// which makes a replica that never held an acknowledged write count, and its empty answer
+    /// can complete a take-over. Fixed: it leaves the placement (rule 6 adds another).
+    pub legacy_dead_marking: bool,
 }
 
 impl Faults {
@@ -131,6 +137,7 @@ impl Faults {
             legacy_resync: true,
             legacy_promotion: true,
             legacy_removal: true,
+            legacy_dead_marking: true,
             ..Faults::default()
         }
     }

@@ -45,6 +45,17 @@ impl Replica {
         if p.primary() != Some(self.cfg.me) || self.is_taken_over(&p) || self.takeover.is_some() {
             return;
         }
+        if self.cfg.faults.skip_takeover {
+            self.takeover = Some(Takeover {
+                epoch: p.epoch,
+                asked: BTreeMap::new(),
+                answers: Vec::new(),
+                need: 0,
+                deadline: self.now,
+                phase: Phase::Fencing,
+            });
+            return self.finish_takeover();
+        }
         let quorum = p.quorum(self.cfg.write_quorum, self.cfg.faults.legacy_quorum_cap);
         let need = quorum.takeover_need().saturating_sub(1);
         let others: Vec<NodeId> = p

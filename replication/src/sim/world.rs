@@ -684,7 +684,13 @@ impl World {
         for n in p.replicas.iter().copied() {
             if n != primary && p.state(n) != Some(ReplicaState::Dead) && long(self, n, FAILOVER_AFTER) {
                 let mut np = p.bumped();
-                np.states.insert(n, ReplicaState::Dead);
+                if p.state(n) == Some(ReplicaState::Syncing) && !self.cfg.faults.legacy_dead_marking {
+                    // Fixed: a replica still being filled never held an acknowledged write.
+                    np.replicas.retain(|x| *x != n);
+                    np.states.remove(&n);
+                } else {
+                    np.states.insert(n, ReplicaState::Dead);
+                }
                 return self.commit_rule(&p, np);
             }
         }
@@ -708,9 +714,15 @@ impl World {
             }
         }
         // Fixed rules 4 and 7: a replica leaves only once the remaining ones caught up.
+        // (The primary must also have taken over: only then does it hold every acknowledged
+        // write. The node would report that with its progress.)
         let caught_up = |w: &World, victim: NodeId| {
             w.cfg.faults.legacy_removal || {
-                let target = w.progress_of(primary).map(|x| x.seq);
+                let serving = primary
+                    .checked_sub(1)
+                    .and_then(|i| w.nodes.get(i as usize))
+                    .is_some_and(|n| n.up && n.replica.is_serving());
+                let target = w.progress_of(primary).filter(|_| serving).map(|x| x.seq);
                 target.is_some_and(|t| {
                     p.replicas.iter().copied().filter(|n| *n != victim && *n != primary).all(|n| {
                         p.state(n) != Some(ReplicaState::Active) || w.progress_of(n).is_some_and(|x| x.seq >= t)
