@@ -31,7 +31,7 @@ fn two_thousand_seeds_pass_every_check() {
 #[test]
 fn five_node_clusters_pass_too() {
     let cfg = SimConfig { nodes: 5, ..SimConfig::default() };
-    assert_eq!(first_failure(&cfg, 0..300), None);
+    assert_eq!(first_failure(&cfg, 0..500), None);
 }
 
 #[test]
@@ -106,5 +106,19 @@ fn legacy_promotion_with_legacy_removal_loses_acknowledged_writes() {
         f.legacy_removal = true;
     });
     let (seed, kinds) = first_failure(&cfg, 0..3_000).expect("found");
+    assert!(kinds.contains(&ViolationKind::LostAckedWrite), "seed {seed}: {kinds:?}");
+}
+
+#[test]
+fn legacy_dead_marking_of_a_syncing_replica_loses_acknowledged_writes() {
+    let cfg = SimConfig { nodes: 5, ..legacy(|f| f.legacy_dead_marking = true) };
+    let (seed, kinds) = first_failure(&cfg, 0..2_000).expect("found");
+    assert!(kinds.contains(&ViolationKind::LostAckedWrite), "seed {seed}: {kinds:?}");
+}
+
+#[test]
+fn legacy_drops_before_the_primary_took_over_lose_acknowledged_writes() {
+    let cfg = SimConfig { nodes: 5, ..legacy(|f| f.legacy_removal = true) };
+    let (seed, kinds) = first_failure(&cfg, 0..1_000).expect("found");
     assert!(kinds.contains(&ViolationKind::LostAckedWrite), "seed {seed}: {kinds:?}");
 }
