@@ -53,10 +53,10 @@ impl Replica {
 
     fn apply_in_order(&mut self, prev: Option<LogId>, entries: &[LogId]) -> ApplyOutcome {
         let applied = self.log.last().seq;
-        if let Some(prev) = prev.filter(|p| p.seq > 0 && p.seq <= applied) {
-            if self.log.epoch_at(prev.seq).is_some_and(|mine| mine != prev.epoch) {
-                return ApplyOutcome::Diverged { applied };
-            }
+        if let Some(prev) = prev.filter(|p| p.seq > 0 && p.seq <= applied)
+            && self.log.epoch_at(prev.seq).is_some_and(|mine| mine != prev.epoch)
+        {
+            return ApplyOutcome::Diverged { applied };
         }
         let mut outcome = ApplyOutcome::Duplicate { applied };
         let mut first: Option<Seq> = None;

@@ -3,12 +3,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+mod faults;
+mod reconciler;
+
 use super::check::{Violation, ViolationKind};
 use super::rng::{Rng, TraceHash};
 use super::{Outcome, SimConfig, Stats};
 use crate::engine::{Command, Config, Event, Message, Replica};
 use crate::log::LogIds;
-use crate::placement::{Placement, ReplicaState, compare_and_set, pick_failover};
+use crate::placement::{Placement, compare_and_set};
 use crate::{Epoch, LogId, NodeId, ReqId, Seq, Time};
 
 /// The catalogue and the reconciler (on the majority side of any partition).
@@ -535,13 +538,13 @@ impl World {
             Command::AcceptCopy { .. } => {
                 // The node's `import_begin` wipes the rows (and the fence) now; fixed, the
                 // copy is installed atomically when its data arrives.
-                if self.cfg.faults.legacy_copy {
-                    if let Some(n) = self.node(node) {
-                        n.store.cur.data.clear();
-                        n.store.cur.log.clear();
-                        n.store.cur.fence = 0;
-                        n.store.sync();
-                    }
+                if self.cfg.faults.legacy_copy
+                    && let Some(n) = self.node(node)
+                {
+                    n.store.cur.data.clear();
+                    n.store.cur.log.clear();
+                    n.store.cur.fence = 0;
+                    n.store.sync();
                 }
             }
             Command::RefuseCopy { .. } => {}
@@ -622,7 +625,7 @@ impl World {
         self.queue.insert((t, self.seq), Ev::Placement { to, placement: p });
     }
 
-    fn deliver_deferred(&mut self) {
+    pub(super) fn deliver_deferred(&mut self) {
         let deferred: Vec<NodeId> = self.cat_deferred.iter().copied().collect();
         for to in deferred {
             if self.is_up(to) && !self.cut(CATALOGUE, to) {
@@ -642,333 +645,6 @@ impl World {
             let alive = self.is_up(node) && !self.cut(observer, node);
             let delay = if alive { self.rng.range(50, 400) } else { self.rng.range(300, 1_200) };
             self.at(delay, Ev::Liveness { observer, node, alive });
-        }
-    }
-
-    fn down_for(&self, n: NodeId) -> Option<Time> {
-        self.rec_down.get(&n).map(|since| self.now - since)
-    }
-
-    fn reachable(&self, n: NodeId) -> bool {
-        self.is_up(n) && !self.cut(CATALOGUE, n) && !self.rec_down.contains_key(&n)
-    }
-
-    fn progress_of(&self, n: NodeId) -> Option<LogId> {
-        if !self.is_up(n) || self.cut(CATALOGUE, n) {
-            return None;
-        }
-        self.nodes.get(n.checked_sub(1)? as usize).map(|x| x.replica.progress())
-    }
-
-    /// The reconciler's tick: the first placement rule that applies (`planner::plan`).
-    fn reconcile(&mut self) {
-        let p = self.catalogue.clone();
-        let Some(primary) = p.primary() else { return };
-        let long = |w: &World, n: NodeId, d: Time| w.down_for(n).is_some_and(|t| t >= d);
-        // 1. Failover.
-        if long(self, primary, FAILOVER_AFTER) {
-            let answers: Vec<(NodeId, LogId)> = p
-                .replicas
-                .iter()
-                .copied()
-                .filter(|n| *n != primary && p.state(*n) == Some(ReplicaState::Active) && self.reachable(*n))
-                .filter_map(|n| self.progress_of(n).map(|pr| (n, pr)))
-                .collect();
-            if let Some(new) = pick_failover(&answers, None) {
-                self.note(&[30, primary, new], || format!("reconciler fails n{primary} over to n{new}"));
-                self.commit_rule(&p, p.with_primary(new, true));
-            }
-            return;
-        }
-        // 2. Dead marking.
-        for n in p.replicas.iter().copied() {
-            if n != primary && p.state(n) != Some(ReplicaState::Dead) && long(self, n, FAILOVER_AFTER) {
-                let mut np = p.bumped();
-                if p.state(n) == Some(ReplicaState::Syncing) && !self.cfg.faults.legacy_dead_marking {
-                    // Fixed: a replica still being filled never held an acknowledged write.
-                    np.replicas.retain(|x| *x != n);
-                    np.states.remove(&n);
-                } else {
-                    np.states.insert(n, ReplicaState::Dead);
-                }
-                return self.commit_rule(&p, np);
-            }
-        }
-        let busy: BTreeSet<NodeId> = p
-            .states
-            .iter()
-            .filter(|(_, s)| **s == ReplicaState::Syncing)
-            .map(|(n, _)| *n)
-            .chain(p.leaving.iter().copied())
-            .collect();
-        // 3. Resync (legacy: the primary copies alive dead replicas itself otherwise).
-        for n in p.replicas.iter().copied() {
-            if self.cfg.faults.legacy_resync
-                && p.state(n) == Some(ReplicaState::Dead)
-                && self.reachable(n)
-                && !busy.contains(&n)
-            {
-                let mut np = p.bumped();
-                np.states.insert(n, ReplicaState::Syncing);
-                return self.commit_rule(&p, np);
-            }
-        }
-        // Fixed rules 4 and 7: a replica leaves only once the remaining ones caught up.
-        // (The primary must also have taken over: only then does it hold every acknowledged
-        // write. The node would report that with its progress.)
-        let caught_up = |w: &World, victim: NodeId| {
-            w.cfg.faults.legacy_removal || {
-                let serving = primary
-                    .checked_sub(1)
-                    .and_then(|i| w.nodes.get(i as usize))
-                    .is_some_and(|n| n.up && n.replica.is_serving());
-                let target = w.progress_of(primary).filter(|_| serving).map(|x| x.seq);
-                target.is_some_and(|t| {
-                    p.replicas.iter().copied().filter(|n| *n != victim && *n != primary).all(|n| {
-                        p.state(n) != Some(ReplicaState::Active) || w.progress_of(n).is_some_and(|x| x.seq >= t)
-                    })
-                })
-            }
-        };
-        // 4. Drop.
-        for n in p.replicas.iter().copied() {
-            if n != primary && p.state(n) == Some(ReplicaState::Dead) && long(self, n, DEAD_GRACE) && caught_up(self, n)
-            {
-                let mut np = p.bumped();
-                np.replicas.retain(|x| *x != n);
-                np.states.remove(&n);
-                return self.commit_rule(&p, np);
-            }
-        }
-        // 5. Drain hand-off.
-        if self.draining == Some(primary) {
-            let answers: Vec<(NodeId, LogId)> = p
-                .replicas
-                .iter()
-                .copied()
-                .filter(|n| *n != primary && p.state(*n) == Some(ReplicaState::Active) && self.reachable(*n))
-                .filter_map(|n| self.progress_of(n).map(|pr| (n, pr)))
-                .collect();
-            if !answers.is_empty() {
-                let primary_seq = self.progress_of(primary).map(|x| x.seq);
-                if let Some(new) = pick_failover(&answers, primary_seq) {
-                    self.draining = None;
-                    self.note(&[31, primary, new], || format!("reconciler hands n{primary} off to n{new}"));
-                    return self.commit_rule(&p, p.with_primary(new, false));
-                }
-                return;
-            }
-        }
-        let eligible: Vec<NodeId> = (1..=self.cfg.nodes).filter(|n| self.reachable(*n)).collect();
-        let healthy = p
-            .replicas
-            .iter()
-            .filter(|n| matches!(p.state(**n), Some(ReplicaState::Active | ReplicaState::Syncing)))
-            .count();
-        let syncing = p.states.values().filter(|s| **s == ReplicaState::Syncing).count();
-        let target = p.rf.min(eligible.len().max(1));
-        // 6. Under-replication.
-        if healthy < target && syncing == 0 {
-            let spares: Vec<NodeId> =
-                eligible.iter().copied().filter(|n| !p.replicas.contains(n) && !busy.contains(n)).collect();
-            if let Some(t) = spares.first().copied() {
-                let mut np = p.bumped();
-                np.replicas.push(t);
-                np.states.insert(t, ReplicaState::Syncing);
-                return self.commit_rule(&p, np);
-            }
-        }
-        // 7. Over-replication.
-        let active: Vec<NodeId> =
-            p.replicas.iter().copied().filter(|n| p.state(*n) == Some(ReplicaState::Active)).collect();
-        if syncing == 0 && active.len() > p.rf {
-            let victim = active.iter().copied().filter(|n| *n != primary).max_by_key(|n| (p.leaving.contains(n), *n));
-            if let Some(v) = victim.filter(|v| caught_up(self, *v)) {
-                let mut np = p.bumped();
-                np.replicas.retain(|x| *x != v);
-                np.states.remove(&v);
-                np.leaving.remove(&v);
-                return self.commit_rule(&p, np);
-            }
-        }
-        if syncing == 0 && !p.leaving.is_empty() && active.len() <= p.rf {
-            let mut np = p.bumped();
-            np.leaving.clear();
-            self.commit_rule(&p, np);
-        }
-    }
-
-    fn commit_rule(&mut self, old: &Placement, new: Placement) {
-        if let Some(p) = compare_and_set(&self.catalogue, old.epoch, new) {
-            self.commit(p);
-        }
-    }
-
-    // --- faults and clients ---
-
-    fn chaos(&mut self) {
-        let roll = self.rng.range(0, 99);
-        let up: Vec<NodeId> = (1..=self.cfg.nodes).filter(|n| self.is_up(*n)).collect();
-        let down: Vec<NodeId> = (1..=self.cfg.nodes).filter(|n| !self.is_up(*n)).collect();
-        match roll {
-            0..=24 if self.cfg.crashes => {
-                // At most one node down at a time beyond a partition.
-                if down.is_empty() {
-                    if let Some(n) = self.rng.pick(&up) {
-                        self.crash(n);
-                    }
-                } else if let Some(n) = self.rng.pick(&down) {
-                    self.restart(n);
-                }
-            }
-            25..=44 if self.cfg.crashes => {
-                if let Some(n) = self.rng.pick(&down) {
-                    self.restart(n);
-                }
-            }
-            45..=64 if self.cfg.partitions => {
-                if self.isolated.is_empty() {
-                    let max = (self.cfg.nodes - 1) / 2;
-                    let size = self.rng.range(1, max.max(1));
-                    let mut ids: Vec<NodeId> = (1..=self.cfg.nodes).collect();
-                    let mut side = BTreeSet::new();
-                    for _ in 0..size {
-                        if let Some(n) = self.rng.pick(&ids) {
-                            side.insert(n);
-                            ids.retain(|x| *x != n);
-                        }
-                    }
-                    self.partition(side);
-                } else {
-                    self.partition(BTreeSet::new());
-                }
-            }
-            65..=79 if self.cfg.moves => {
-                let p = self.catalogue.clone();
-                let syncing = p.states.values().any(|s| *s == ReplicaState::Syncing);
-                let spares: Vec<NodeId> =
-                    (1..=self.cfg.nodes).filter(|n| !p.replicas.contains(n) && self.reachable(*n)).collect();
-                let movable: Vec<NodeId> =
-                    p.replicas.iter().copied().skip(1).filter(|n| p.state(*n) == Some(ReplicaState::Active)).collect();
-                if let (false, Some(to), Some(from)) = (syncing, self.rng.pick(&spares), self.rng.pick(&movable)) {
-                    let mut np = p.bumped();
-                    np.replicas.push(to);
-                    np.states.insert(to, ReplicaState::Syncing);
-                    np.leaving.insert(from);
-                    self.note(&[32, from, to], || format!("operator moves n{from} to n{to}"));
-                    self.commit_rule(&p, np);
-                }
-            }
-            80..=89 if self.cfg.moves => {
-                self.draining = self.catalogue.primary();
-                let d = self.draining.unwrap_or(0);
-                self.note(&[33, d], || format!("operator drains n{d}"));
-            }
-            _ => {}
-        }
-    }
-
-    fn crash(&mut self, id: NodeId) {
-        self.stats.crashes += 1;
-        self.note(&[40, id], || format!("CRASH n{id}"));
-        if let Some(n) = self.node(id) {
-            n.up = false;
-            n.incarnation += 1;
-            n.store.crash();
-            n.copies_out.clear();
-            n.copy_in = None;
-        }
-        self.announce(id);
-    }
-
-    fn restart(&mut self, id: NodeId) {
-        self.note(&[41, id], || format!("RESTART n{id}"));
-        let cfg = engine_config(&self.cfg, id);
-        let jitter = self.rng.range(0, TICK);
-        let Some(n) = self.node(id) else { return };
-        n.up = true;
-        let log = n.store.log_ids();
-        n.replica = Replica::recover(cfg, log, n.store.cur.fence);
-        let incarnation = n.incarnation;
-        self.at(jitter, Ev::Tick { node: id, incarnation });
-        self.cat_deferred.insert(id);
-        self.deliver_deferred();
-        self.announce(id);
-        // Its fresh gossip view learns who is unreachable.
-        for other in 1..=self.cfg.nodes {
-            if other != id && (!self.is_up(other) || self.cut(id, other)) {
-                let delay = self.rng.range(300, 1_200);
-                self.at(delay, Ev::Liveness { observer: id, node: other, alive: false });
-            }
-        }
-    }
-
-    fn partition(&mut self, side: BTreeSet<NodeId>) {
-        if !side.is_empty() {
-            self.stats.partitions += 1;
-        }
-        let words: Vec<u64> = std::iter::once(42).chain(side.iter().copied()).collect();
-        self.note(&words, || format!("PARTITION {side:?}"));
-        let before = std::mem::replace(&mut self.isolated, side);
-        let touched: BTreeSet<NodeId> = before.union(&self.isolated).copied().collect();
-        let all: Vec<NodeId> = (1..=self.cfg.nodes).collect();
-        for n in all {
-            // Everyone's view of the nodes whose side changed, and theirs of everyone.
-            if touched.contains(&n) {
-                self.announce(n);
-            } else {
-                for t in touched.clone() {
-                    let alive = self.is_up(t) && !self.cut(n, t);
-                    let delay = if alive { self.rng.range(50, 400) } else { self.rng.range(300, 1_200) };
-                    self.at(delay, Ev::Liveness { observer: t, node: n, alive });
-                }
-            }
-        }
-        self.deliver_deferred();
-    }
-
-    fn client_op(&mut self) {
-        let req = self.next_req;
-        self.next_req += 1;
-        let all: Vec<NodeId> = (1..=self.cfg.nodes).collect();
-        let target = if self.rng.chance(85) { self.catalogue.primary() } else { self.rng.pick(&all) };
-        let Some(target) = target else { return };
-        let write = self.rng.chance(70);
-        if !self.is_up(target) {
-            return;
-        }
-        let cmds = {
-            if write {
-                self.stats.writes += 1;
-                self.writes.insert(req, WriteState::Issued);
-            } else {
-                let acked: Vec<ReqId> =
-                    self.writes.iter().filter(|(_, s)| matches!(s, WriteState::Acked(_))).map(|(r, _)| *r).collect();
-                self.reads.insert(req, acked);
-            }
-            let Some(n) = self.node(target) else { return };
-            if write {
-                n.replica.handle(Event::ClientWrite { req })
-            } else {
-                n.replica.handle(Event::ClientRead { req })
-            }
-        };
-        self.note(&[50, target, req, write as u64], || {
-            format!("client {} r{req} at n{target}", if write { "writes" } else { "reads" })
-        });
-        self.exec(target, cmds, &[]);
-    }
-
-    /// The fault phase ends: every node restarts, partitions close, messages stop being lost.
-    fn heal(&mut self) {
-        self.note(&[60], || "HEAL".to_string());
-        self.healed = true;
-        self.draining = None;
-        self.partition(BTreeSet::new());
-        for id in 1..=self.cfg.nodes {
-            if !self.is_up(id) {
-                self.restart(id);
-            }
         }
     }
 }
