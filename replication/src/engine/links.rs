@@ -282,8 +282,10 @@ impl Replica {
         }
     }
 
-    /// A `Syncing` replica (or, fixed, a `Dead` one being resynced) that holds what the primary
-    /// held when its copy ended becomes `Active` (proposed as `epoch + 1`, once per epoch).
+    /// A `Syncing` replica (or, fixed, a `Dead` one being resynced) becomes `Active` (proposed
+    /// as `epoch + 1`, once per epoch) once it holds what the primary held when its copy ended
+    /// and, fixed, everything the primary holds at the proposal; from then on writes also need
+    /// its acknowledgement ([`super::Faults::legacy_promotion`] promotes at the first point).
     fn maybe_promote(&mut self, follower: NodeId, acked: Seq) {
         let Some(p) = self.placement.clone() else { return };
         let resync = !self.cfg.faults.legacy_resync && p.state(follower) == Some(ReplicaState::Dead);
@@ -292,6 +294,15 @@ impl Replica {
         if acked < target {
             return;
         }
+        let last = self.log.last().seq;
+        if !self.cfg.faults.legacy_promotion && acked < last {
+            // Writes were made since: it must hold them too before it counts.
+            if let Some(l) = self.links.get_mut(&follower) {
+                l.promote_at = Some(last);
+            }
+            return;
+        }
+        let link = self.link_mut(follower);
         link.promote_at = None;
         if !(p.state(follower) == Some(ReplicaState::Syncing) || resync) || link.proposed == Some(p.epoch) {
             return;
