@@ -83,7 +83,7 @@ fn legacy_resync_loses_acknowledged_writes() {
 
 #[test]
 fn legacy_copies_lose_acknowledged_writes() {
-    let (seed, kinds) = first_failure(&legacy(|f| f.legacy_copy = true), 0..2_000).expect("found");
+    let (seed, kinds) = first_failure(&legacy(|f| f.legacy_copy = true), 0..3_000).expect("found");
     assert!(kinds.contains(&ViolationKind::LostAckedWrite), "seed {seed}: {kinds:?}");
 }
 

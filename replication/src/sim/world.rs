@@ -350,7 +350,13 @@ impl World {
             self.note(&[5, from, to], || format!("drop n{from}->n{to} {wire:?}"));
             return;
         }
-        let copies = if lossy && self.rng.chance(self.cfg.duplicate_percent) { 2 } else { 1 };
+        // A full copy's calls are RPCs: delayed or lost, never delivered twice (a replayed
+        // `Begin` would start the finished copy again and roll the replica back).
+        let rpc = matches!(
+            wire,
+            Wire::CopyBegin { .. } | Wire::CopyBeginReply { .. } | Wire::CopyData { .. } | Wire::CopyDone { .. }
+        );
+        let copies = if lossy && !rpc && self.rng.chance(self.cfg.duplicate_percent) { 2 } else { 1 };
         for _ in 0..copies {
             let delay = self.rng.range(1, self.cfg.max_delay);
             self.at(delay, Ev::Deliver { from, to, wire: wire.clone() });
