@@ -139,7 +139,23 @@ impl Replica {
             self.fence.max(log.last().epoch)
         };
         self.log = log;
-        // Whatever this node knew of followers (as a primary) no longer holds.
+        if self.awaiting_copy() {
+            // The copy this node's take-over asked for: the take-over goes on.
+            return;
+        }
+        // Whatever this node knew as a primary no longer holds: its own writes still waiting
+        // for a quorum were overwritten (never acknowledge them), and it must take over again
+        // before it serves.
         self.links.clear();
+        self.taken_over = None;
+        self.takeover = None;
+        for (_, w) in std::mem::take(&mut self.pending) {
+            self.out.push(Command::RefuseWrite {
+                req: w.req,
+                error: ReplError::QuorumNotReached { got: w.acks.len() + 1, needed: w.q },
+            });
+        }
+        let (epoch, primary) = self.placement.as_ref().map_or((0, None), |p| (p.epoch, p.primary()));
+        self.release_waiting(Some(ReplError::NotOwner { epoch, primary }));
     }
 }

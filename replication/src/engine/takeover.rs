@@ -39,6 +39,11 @@ enum Phase {
 }
 
 impl Replica {
+    /// Whether a take-over waits for a copy it asked for (`PushCopy`).
+    pub(super) fn awaiting_copy(&self) -> bool {
+        self.takeover.as_ref().is_some_and(|t| matches!(t.phase, Phase::Copying { .. }))
+    }
+
     /// Start the take-over if this node is the primary, has not taken over, and none runs.
     pub(super) fn start_takeover(&mut self) {
         let Some(p) = self.placement.clone() else { return };

@@ -613,3 +613,17 @@ fn errors_say_whether_to_retry() {
     let json = serde_json::to_string(&e).expect("serialises");
     assert_eq!(serde_json::from_str::<ReplError>(&json).expect("parses"), e);
 }
+
+#[test]
+fn a_copy_over_a_primary_fails_its_pending_writes_and_ends_its_term() {
+    let mut r = taken_over(three());
+    r.handle(Event::ClientWrite { req: 1 });
+    // A newer primary (epoch 2, which this node's catalogue has not shown yet) copies over it.
+    assert_eq!(r.handle(Event::CopyBegin { from: 2, sender_epoch: 2 })[0], Command::AcceptCopy { from: 2 });
+    let out = r.handle(Event::CopyInstalled { log: crate::log::LogIds::from_last(lid(2, 1)) });
+    assert_eq!(out, vec![Command::RefuseWrite { req: 1, error: ReplError::QuorumNotReached { got: 1, needed: 2 } }]);
+    assert!(!r.is_serving());
+    // Its fence (2) now refuses its own writes in epoch 1.
+    let out = r.handle(Event::ClientWrite { req: 2 });
+    assert!(!out.iter().any(|c| matches!(c, Command::Append { .. } | Command::AckWrite { .. })), "{out:?}");
+}

@@ -624,7 +624,8 @@ impl World {
             self.cat_deferred.insert(to);
             return;
         }
-        let delay = self.rng.range(1, 60);
+        // Usually prompt; sometimes a node's catalogue replica lags by seconds (a slow learner).
+        let delay = if self.rng.chance(10) { self.rng.range(500, 3_000) } else { self.rng.range(1, 60) };
         let t = (self.now + delay).max(self.cat_last_delivery.get(&to).copied().unwrap_or(0));
         self.cat_last_delivery.insert(to, t);
         self.seq += 1;
