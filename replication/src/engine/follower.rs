@@ -40,7 +40,9 @@ impl Replica {
             return;
         }
         self.fence = self.fence.max(sender_epoch);
+        let before = self.log.last();
         let outcome = self.apply_in_order(prev, entries);
+        self.abort_stale_copy(self.log.last() != before);
         if floor > 0 && matches!(outcome, ApplyOutcome::Applied { .. } | ApplyOutcome::Duplicate { .. }) {
             let below = floor.min(self.log.last().seq);
             if below > self.log.floor() {
@@ -98,6 +100,7 @@ impl Replica {
         }
         self.fence = self.fence.max(epoch);
         self.out.push(Command::PersistFence { epoch: self.fence });
+        self.abort_stale_copy(false);
         let progress = self.log.last();
         self.send(from, Message::FenceReply { rid, result: Ok(progress) });
     }
@@ -119,6 +122,9 @@ impl Replica {
             return;
         }
         self.out.push(Command::AcceptCopy { from });
+        if !legacy {
+            self.staged_copy = Some((from, sender_epoch));
+        }
         if legacy {
             // `import_begin` wiped the rows and unloaded the namespace: it reloads empty.
             self.log = LogIds::new();
@@ -129,9 +135,23 @@ impl Replica {
         }
     }
 
+    /// An accepted copy still in flight is aborted once this replica moves past it: a fence
+    /// above the copy's epoch, or entries applied meanwhile (installing the copy then would
+    /// roll back writes this replica has acknowledged).
+    fn abort_stale_copy(&mut self, applied: bool) {
+        if let Some((from, epoch)) = self.staged_copy
+            && (applied || self.fence > epoch)
+        {
+            self.staged_copy = None;
+            let error = ReplError::Fenced { epoch: self.fence };
+            self.out.push(Command::RefuseCopy { from, error });
+        }
+    }
+
     /// A full copy replaced this replica's rows and log (installed atomically when it is
     /// complete; the legacy node wipes them when the copy begins).
     pub(super) fn on_copy_installed(&mut self, log: LogIds) {
+        self.staged_copy = None;
         self.fence = if self.cfg.faults.legacy_copy {
             // `import_begin` deleted the stored fence; a reload takes the last entry's epoch.
             log.last().epoch

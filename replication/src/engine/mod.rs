@@ -369,6 +369,8 @@ pub struct Replica {
     push_requests: BTreeMap<NodeId, u64>,
     /// A replica proposed `Active` in this epoch: (node, epoch).
     promoting: Option<(NodeId, Epoch)>,
+    /// A full copy this replica accepted and waits for: (sender, its epoch).
+    staged_copy: Option<(NodeId, Epoch)>,
     next_sync: Time,
     next_truncate: Time,
     out: Vec<Command>,
@@ -405,6 +407,7 @@ impl Replica {
             floors_sent: BTreeMap::new(),
             push_requests: BTreeMap::new(),
             promoting: None,
+            staged_copy: None,
             out: Vec::new(),
         }
     }

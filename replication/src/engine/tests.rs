@@ -627,3 +627,18 @@ fn a_copy_over_a_primary_fails_its_pending_writes_and_ends_its_term() {
     let out = r.handle(Event::ClientWrite { req: 2 });
     assert!(!out.iter().any(|c| matches!(c, Command::Append { .. } | Command::AckWrite { .. })), "{out:?}");
 }
+
+#[test]
+fn an_accepted_copy_is_aborted_once_the_replica_moves_past_it() {
+    // Accepted from the epoch-1 primary, then fenced by a newer one: the copy is dropped.
+    let mut f = follower();
+    assert_eq!(f.handle(Event::CopyBegin { from: 1, sender_epoch: 1 })[0], Command::AcceptCopy { from: 1 });
+    let out = recv(&mut f, 3, Message::Fence { rid: 1, epoch: 2 });
+    assert!(out.contains(&Command::RefuseCopy { from: 1, error: ReplError::Fenced { epoch: 2 } }), "{out:?}");
+    // Accepted, then entries applied from a newer primary: installing the copy would roll
+    // them back.
+    let mut g = follower();
+    g.handle(Event::CopyBegin { from: 1, sender_epoch: 1 });
+    let out = recv(&mut g, 3, replicate(1, 2, None, &[lid(2, 1)], 0));
+    assert!(out.iter().any(|c| matches!(c, Command::RefuseCopy { from: 1, .. })), "{out:?}");
+}

@@ -553,7 +553,14 @@ impl World {
                     n.store.sync();
                 }
             }
-            Command::RefuseCopy { .. } => {}
+            Command::RefuseCopy { from, .. } => {
+                // Aborts the accepted copy from `from`, if one is in flight.
+                if let Some(n) = self.node(node)
+                    && n.copy_in.is_some_and(|(f, _)| f == from)
+                {
+                    n.copy_in = None;
+                }
+            }
             Command::AckWrite { req, id } => {
                 self.stats.acked += 1;
                 self.note(&[13, node, req], || format!("n{node} acks w{req} {id:?}"));
