@@ -8,7 +8,7 @@ use loci_replication::sim::{self, SimConfig};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: simulate [--seeds N] [--start S] [--nodes K] [--legacy | --legacy-only quorum-cap|unanchored-send|copy|resync|promotion|removal|dead-marking]\n                [--broken ack-before-quorum|no-takeover|no-fencing]\n                [--seed X [--trace]]"
+        "usage: simulate [--seeds N] [--start S] [--nodes K] [--legacy | --legacy-only quorum-cap|unanchored-send|copy|resync|promotion|removal|dead-marking|stale-fence]\n                [--broken ack-before-quorum|no-takeover|no-fencing]\n                [--seed X [--trace]]"
     );
     std::process::exit(2)
 }
@@ -38,6 +38,7 @@ fn main() {
                 Some("promotion") => cfg.faults.legacy_promotion = true,
                 Some("removal") => cfg.faults.legacy_removal = true,
                 Some("dead-marking") => cfg.faults.legacy_dead_marking = true,
+                Some("stale-fence") => cfg.faults.legacy_stale_fence = true,
                 _ => usage(),
             },
             "--broken" => match args.next().as_deref() {

@@ -91,11 +91,20 @@ impl Replica {
     }
 
     /// A new primary fences this replica: the fence rises to `epoch`, durably, before the
-    /// answer (this replica's progress) leaves. A deposed primary fenced this way refuses its
+    /// answer (this replica's progress) leaves. A `Fence` older than this replica's fence is
+    /// refused (`Fenced`): it comes from a node whose catalogue is behind
+    /// ([`super::Faults::legacy_stale_fence`]: the node answers it). A deposed primary fenced this way refuses its
     /// own next write (`NotOwner`).
     pub(super) fn on_fence(&mut self, from: NodeId, rid: u64, epoch: Epoch) {
         if !self.holds_replica() {
             self.send(from, Message::FenceReply { rid, result: Err(ReplError::NamespaceNotFound) });
+            return;
+        }
+        let fence = self.effective_fence();
+        if epoch < fence && !self.cfg.faults.legacy_stale_fence {
+            // A stale primary (its catalogue is behind): it must not learn where to catch up
+            // from, nor take over.
+            self.send(from, Message::FenceReply { rid, result: Err(ReplError::Fenced { epoch: fence }) });
             return;
         }
         self.fence = self.fence.max(epoch);

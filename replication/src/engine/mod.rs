@@ -125,6 +125,12 @@ pub struct Faults {
     /// which makes a replica that never held an acknowledged write count, and its empty answer
     /// can complete a take-over. Fixed: it leaves the placement (rule 6 adds another).
     pub legacy_dead_marking: bool,
+    /// Legacy (`Store::fence`): a replica answers any `Fence` with its progress, even one
+    /// older than its own fence; together with a take-over at a stale epoch this lets a
+    /// deposed primary whose catalogue lags pull a deposed term's writes back over a full copy.
+    /// Fixed: such a `Fence` is refused, and a node does not take over (nor serve reads) at an
+    /// epoch below its own fence.
+    pub legacy_stale_fence: bool,
 }
 
 impl Faults {
@@ -138,6 +144,7 @@ impl Faults {
             legacy_promotion: true,
             legacy_removal: true,
             legacy_dead_marking: true,
+            legacy_stale_fence: true,
             ..Faults::default()
         }
     }

@@ -45,6 +45,11 @@ impl Replica {
             self.start_takeover();
             return;
         }
+        if self.placement.as_ref().is_some_and(|p| p.epoch < self.fence) && !self.cfg.faults.legacy_stale_fence {
+            let error = ReplError::NotOwner { epoch: self.fence, primary: None };
+            self.out.push(Command::RefuseRead { req, error });
+            return;
+        }
         self.out.push(Command::ServeRead { req });
     }
 

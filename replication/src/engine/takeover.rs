@@ -2,6 +2,7 @@
 //!
 //! A node takes over once per primary term (`primary_since`) before it serves anything,
 //! reads included:
+//! 0. not while its own fence is newer than its placement (a newer epoch exists);
 //! 1. it sends `Fence {epoch}` to every other replica that is not `Syncing` and that gossip
 //!    reports alive, and waits for all answers or `fence_timeout`;
 //! 2. it needs `takeover_need() - 1` answers (itself counting as one): fewer, and the
@@ -49,6 +50,12 @@ impl Replica {
         let Some(p) = self.placement.clone() else { return };
         if p.primary() != Some(self.cfg.me) || self.is_taken_over(&p) || self.takeover.is_some() {
             return;
+        }
+        if p.epoch < self.fence {
+            // A newer epoch exists (this replica was fenced, or copied, past its catalogue):
+            // this placement is stale; wait for the catalogue.
+            let error = ReplError::NotOwner { epoch: self.fence, primary: None };
+            return self.release_waiting(Some(error));
         }
         if self.cfg.faults.skip_takeover {
             self.takeover = Some(Takeover {

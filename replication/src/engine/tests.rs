@@ -642,3 +642,22 @@ fn an_accepted_copy_is_aborted_once_the_replica_moves_past_it() {
     let out = recv(&mut g, 3, replicate(1, 2, None, &[lid(2, 1)], 0));
     assert!(out.iter().any(|c| matches!(c, Command::RefuseCopy { from: 1, .. })), "{out:?}");
 }
+
+#[test]
+fn a_stale_primary_neither_learns_progress_nor_takes_over() {
+    // A replica fenced at 3 refuses a Fence of epoch 2.
+    let mut f = follower();
+    recv(&mut f, 3, Message::Fence { rid: 1, epoch: 3 });
+    let out = recv(&mut f, 1, Message::Fence { rid: 2, epoch: 2 });
+    assert_eq!(
+        out,
+        vec![Command::Send { to: 1, msg: Message::FenceReply { rid: 2, result: Err(ReplError::Fenced { epoch: 3 }) } }]
+    );
+    // A node whose fence is newer than the placement naming it primary does not take over.
+    let (mut r, _) = replica(2, three());
+    recv(&mut r, 3, Message::Fence { rid: 1, epoch: 4 });
+    let out = r.handle(Event::Placement(placement(2, &[(2, Active), (1, Dead), (3, Active)], 2)));
+    assert!(sends(&out).is_empty(), "{out:?}");
+    let out = r.handle(Event::ClientRead { req: 1 });
+    assert_eq!(out, vec![Command::RefuseRead { req: 1, error: ReplError::NotOwner { epoch: 4, primary: None } }]);
+}
