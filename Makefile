@@ -7,7 +7,7 @@ LOCI := $(CARGO_TARGET_DIR)/debug/loci
 # The built-in embedding model (all-MiniLM-L6-v2, ~90 MB), fetched once per machine and SHA-256 checked.
 MODEL_DIR ?= /var/tmp/loci-models/all-MiniLM-L6-v2
 
-.PHONY: run test test-compat test-compat-rust deps build model fmt lint bench loadgen chaos clean-data
+.PHONY: run test test-compat test-compat-rust deps build model fmt lint bench loadgen chaos simulate clean-data
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -58,6 +58,14 @@ loadgen: deps
 CHAOS_ARGS ?= --seconds 120
 chaos: deps
 	cargo run -p loci-chaos -- $(CHAOS_ARGS)
+
+## The deterministic replication simulator (loci-replication): SEEDS seeds from START, release
+## build; SIM_ARGS adds options (--nodes 5, --legacy, --seed X --trace to replay one seed).
+SEEDS ?= 100000
+START ?= 0
+SIM_ARGS ?=
+simulate:
+	cargo run --release -p loci-replication --bin simulate -- --seeds $(SEEDS) --start $(START) $(SIM_ARGS)
 
 clean-data:
 	rm -rf $(DATA_DIR)
