@@ -62,6 +62,10 @@ pub struct NsContext {
     pub embedder: SharedEmbedder,
     /// Refuse stores that would take the namespace beyond this many memories.
     pub max_memories: Option<u64>,
+    /// Refuse writes that would bring the namespace beyond this many distinct agents.
+    pub max_agents: Option<u64>,
+    /// Refuse to start a session for an agent that already has this many.
+    pub max_sessions_per_agent: Option<u64>,
     pub metric: crate::vector::Metric,
     /// Placement epoch from the catalogue (replication entries carry it; older ones are fenced).
     pub epoch: u64,
@@ -152,6 +156,16 @@ impl Meta {
         }
         true
     }
+}
+
+/// The agents a namespace knows: those with a live memory or any session.
+fn known_agents(st: &NsState, now: u64) -> HashSet<&str> {
+    st.metas
+        .values()
+        .filter(|m| m.live(now))
+        .map(|m| m.agent_id.as_str())
+        .chain(st.sessions.values().map(|s| s.agent_id.as_str()))
+        .collect()
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -725,6 +739,7 @@ impl Store {
                     }
                     Some(s) => read(DataResult::Session(self.session_info(&ns, s, now))),
                     None => {
+                        self.check_session_limits(&ns, ctx, &agent_id, now)?;
                         let s = Session {
                             id,
                             agent_id,
@@ -1270,6 +1285,19 @@ impl Store {
                 )));
             }
         }
+        if let Some(max) = ctx.max_agents {
+            let st = ns.state.read();
+            let known = known_agents(&st, now);
+            let incoming: HashSet<&str> =
+                items.iter().map(|i| i.agent_id.as_str()).filter(|a| !known.contains(*a)).collect();
+            if !incoming.is_empty() && known.len() as u64 + incoming.len() as u64 > max {
+                return Err(StorageError::QuotaExceeded(format!(
+                    "namespace '{}' holds {} agents; a new agent would exceed its max_agents of {max}",
+                    ctx.name,
+                    known.len()
+                )));
+            }
+        }
         let mut records = Vec::with_capacity(items.len());
         let mut mutations = Vec::with_capacity(items.len() + 1);
         let mut seen = HashSet::new();
@@ -1584,6 +1612,32 @@ impl Store {
         }
     }
 
+    /// `max_agents` and `max_sessions_per_agent` for a new session of `agent_id` (under the
+    /// namespace's write lock, so concurrent starts cannot both pass).
+    fn check_session_limits(&self, ns: &Namespace, ctx: &NsContext, agent_id: &str, now: u64) -> Result<()> {
+        let st = ns.state.read();
+        if let Some(max) = ctx.max_agents {
+            let known = known_agents(&st, now);
+            if !known.contains(agent_id) && known.len() as u64 >= max {
+                return Err(StorageError::QuotaExceeded(format!(
+                    "namespace '{}' holds {} agents; a new agent would exceed its max_agents of {max}",
+                    ctx.name,
+                    known.len()
+                )));
+            }
+        }
+        if let Some(max) = ctx.max_sessions_per_agent {
+            let held = st.sessions.values().filter(|s| s.agent_id == agent_id).count() as u64;
+            if held >= max {
+                return Err(StorageError::QuotaExceeded(format!(
+                    "agent '{agent_id}' holds {held} sessions in namespace '{}'; its max_sessions_per_agent is {max}",
+                    ctx.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn agents(&self, ns: &Namespace, now: u64) -> Vec<AgentSummary> {
         let st = ns.state.read();
         let mut by_agent: BTreeMap<String, AgentSummary> = BTreeMap::new();
@@ -1810,6 +1864,8 @@ mod replication_tests {
             dimension: 16,
             embedder: Arc::new(HashEmbedder::new(16)),
             max_memories: None,
+            max_agents: None,
+            max_sessions_per_agent: None,
             metric: crate::vector::Metric::Cosine,
             epoch,
             generation: 0,
