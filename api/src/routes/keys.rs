@@ -60,8 +60,24 @@ fn check_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Resource-style scope names (`memory:read`, `conversations:write`, `tenant:admin`, as in
+/// docs/multi-tenancy.md) name Loci's levels: `…:read` is read, `…:write` is write,
+/// `tenant:admin` is admin. The resource part does not narrow anything: a key's namespaces do.
+fn resource_scope(s: &str) -> Option<Scope> {
+    let (resource, action) = s.split_once(':')?;
+    if !matches!(resource, "memory" | "users" | "conversations" | "tenant") {
+        return None;
+    }
+    match action {
+        "read" => Some(Scope::Read),
+        "write" => Some(Scope::Write),
+        "admin" if resource == "tenant" => Some(Scope::Admin),
+        _ => None,
+    }
+}
+
 fn parse_scope(s: &str) -> ApiResult<Scope> {
-    Scope::parse(s).ok_or_else(|| {
+    Scope::parse(s).or_else(|| resource_scope(s)).ok_or_else(|| {
         ApiError::bad_request(format!("unknown scope '{}': read, write, admin or super_admin", validate::printable(s)))
     })
 }
