@@ -495,7 +495,11 @@ impl Core {
                 .await
                 .map_err(|e| ApiError::internal(e.to_string()))?;
             if !matches {
-                self.audit.event("encryption_rotation_refused", None, serde_json::json!({"reason": "old_key mismatch"}));
+                self.audit.event(
+                    "encryption_rotation_refused",
+                    None,
+                    serde_json::json!({"reason": "old_key mismatch"}),
+                );
                 return Err(ApiError::new(
                     axum::http::StatusCode::FORBIDDEN,
                     "ENCRYPTION_KEY_MISMATCH",

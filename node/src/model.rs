@@ -22,10 +22,9 @@ pub fn default_dir(data_dir: &Path) -> PathBuf {
 /// The per-user place, independent of the working directory and of `--data-dir`:
 /// `$XDG_DATA_HOME/loci/models/all-MiniLM-L6-v2`, else `$HOME/.local/share/loci/models/…`.
 pub fn user_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()).map(|h| h.join(".local/share")))?;
+    let base = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute()).or_else(|| {
+        std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()).map(|h| h.join(".local/share"))
+    })?;
     Some(base.join("loci").join("models").join("all-MiniLM-L6-v2"))
 }
 

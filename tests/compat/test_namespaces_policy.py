@@ -3,7 +3,7 @@
 import pytest
 
 from dakera import ConfigureNamespaceResponse, MemoryPolicy, NamespaceInfo
-from dakera.exceptions import ConflictError, DakeraError, ErrorCode, NotFoundError, ValidationError
+from dakera.exceptions import ConflictError, ErrorCode, NotFoundError, ValidationError
 from dakera.models import DistanceMetric
 
 

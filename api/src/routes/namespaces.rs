@@ -226,8 +226,8 @@ pub async fn admin_create(
         return Err(ApiError::bad_request("the request body must be a JSON object"));
     };
     let config = fields.remove("config");
-    let mut body: CreateBody =
-        serde_json::from_value(Value::Object(fields)).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    let mut body: CreateBody = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     let name = body.name.clone().ok_or_else(|| ApiError::bad_request("name is required"))?;
     let name = canonical_namespace(&name).to_string();
     validate::namespace_name(&name)?;
