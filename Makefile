@@ -7,7 +7,7 @@ LOCI := $(CARGO_TARGET_DIR)/debug/loci
 # The built-in embedding model (all-MiniLM-L6-v2, ~90 MB), fetched once per machine and SHA-256 checked.
 MODEL_DIR ?= /var/tmp/loci-models/all-MiniLM-L6-v2
 
-.PHONY: run test test-compat test-compat-rust deps build model fmt lint bench loadgen chaos simulate clean-data
+.PHONY: run test test-compat test-compat-rust test-seeds deps build model fmt lint bench loadgen chaos simulate clean-data
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -28,12 +28,17 @@ run: model
 test: model
 	LOCI_TEST_MODEL_DIR=$(MODEL_DIR) cargo nextest run --workspace --profile ci
 	LOCI_BIN=$(LOCI) tests/compat/run.sh -q
+	LOCI_BIN=$(LOCI) tests/seeds/run.sh -q
 
 ## Compatibility with the published Dakera clients: the Python SDK suite (also part of `make
 ## test`), then the Rust client's and the CLI's (builds them once into /var/tmp; slower).
 test-compat: build
 	LOCI_BIN=$(LOCI) tests/compat/run.sh -q
 	LOCI_BIN=$(LOCI) tests/compat/rust/run.sh
+
+## The seed conformance suite alone: every example of the seeds replayed against real nodes.
+test-seeds: build
+	LOCI_BIN=$(LOCI) tests/seeds/run.sh -q
 
 test-compat-rust: build
 	LOCI_BIN=$(LOCI) tests/compat/rust/run.sh

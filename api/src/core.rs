@@ -60,6 +60,7 @@ pub struct NamespaceSpec {
     pub distance: Distance,
     pub embedder: Option<String>,
     pub metadata: Option<serde_json::Value>,
+    pub description: Option<String>,
 }
 
 /// Proof of an erasure, returned by namespace deletion.
@@ -204,6 +205,8 @@ impl Core {
                 })
             }),
             max_memories: entry.policy.max_memories,
+            max_agents: entry.policy.max_agents,
+            max_sessions_per_agent: entry.policy.max_sessions_per_agent,
             epoch: entry.placement.epoch,
             generation: entry.embedder.generation,
             metric: match entry.distance {
@@ -293,6 +296,7 @@ impl Core {
                 policy: MemoryPolicy::default(),
                 data_key,
                 metadata: spec.metadata.clone(),
+                description: spec.description.clone(),
                 created_at: now_secs(),
                 reembed: None,
                 placement: match self.plane.get() {
@@ -341,6 +345,7 @@ impl Core {
                 distance: Distance::Cosine,
                 embedder: None,
                 metadata: None,
+                description: None,
             })
             .await?;
         Ok(entry)
@@ -474,8 +479,34 @@ impl Core {
     pub async fn rotate_encryption(
         &self,
         new_secret: &loci_storage::crypto::MasterSecret,
+        old_secret: Option<loci_storage::crypto::MasterSecret>,
     ) -> ApiResult<RotationReport> {
         let _one = self.rotation.lock().await;
+        if let Some(old) = old_secret {
+            // Checked under the rotation lock: no other rotation can change the key meanwhile.
+            let params = self
+                .catalogue
+                .view
+                .read()
+                .encryption
+                .clone()
+                .ok_or_else(|| ApiError::internal("encryption parameters missing"))?;
+            let matches = tokio::task::spawn_blocking(move || old.unlock(&params).is_ok())
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            if !matches {
+                self.audit.event(
+                    "encryption_rotation_refused",
+                    None,
+                    serde_json::json!({"reason": "old_key mismatch"}),
+                );
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "ENCRYPTION_KEY_MISMATCH",
+                    "old_key is not the current master key; nothing was changed",
+                ));
+            }
+        }
         for _ in 0..5 {
             let (current, namespaces) = {
                 let cat = self.catalogue.view.read();

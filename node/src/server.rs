@@ -362,7 +362,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         )
     };
     // The default embedder: the built-in model when its files are present (and verified).
-    let model_dir = args.embedding_model_dir.clone().unwrap_or_else(|| crate::model::default_dir(&args.data_dir));
+    let model_dir = crate::model::resolve_dir(args.embedding_model_dir.as_deref(), &args.data_dir);
     let want = args.embedding_provider.as_str();
     // Loaded whenever present, whatever the default: namespaces created with it earlier (or on
     // other nodes) keep working.
@@ -388,8 +388,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         ("auto", Some(_)) | ("builtin-minilm", Some(_)) => loci_storage::minilm::PROVIDER.to_string(),
         ("auto", None) | ("hash", _) => {
             if want == "auto" {
+                let looked: Vec<String> = match &args.embedding_model_dir {
+                    Some(d) => vec![d.display().to_string()],
+                    None => crate::model::search_dirs(&args.data_dir).iter().map(|d| d.display().to_string()).collect(),
+                };
                 tracing::warn!(
-                    dir = %model_dir.display(),
+                    looked_in = %looked.join(", "),
                     "no embedding model found: new namespaces use the hashed n-gram fallback (keyword overlap, not meaning); run `loci model fetch`"
                 );
             }

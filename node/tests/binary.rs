@@ -671,4 +671,140 @@ fn seed_002_settings_by_loci_names() {
     let Proc { mut child, .. } = p;
     child.kill().unwrap();
     child.wait().unwrap();
+/// Wait (up to 60 s) for a process that must refuse to start; its stderr.
+fn expect_refusal(mut child: Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the node started although it should have refused");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    err
+}
+
+fn stop(mut p: Proc) {
+    let status = Command::new("kill").args(["-TERM", &p.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Seed 002: `POST /admin/encryption/rotate {"old_key", "new_key"}` with passphrases; a wrong
+/// old key changes nothing; after the rotation the node restarted with the new key reads
+/// everything, and the old key no longer starts it.
+#[test]
+fn master_key_rotation_with_old_key_then_restart_with_the_new_key() {
+    let (_guard, dir) = tmp();
+    let old = [("LOCI_ENCRYPTION_KEY", "current-passphrase")];
+    let p = spawn(&dir, &old);
+    let (s, v) =
+        post(&p.base, "/v1/memory/store", &json!({"agent_id": "vault", "content": "sealed under the old key"}));
+    assert_eq!(s, 200, "{v}");
+    let id = v["memory"]["id"].as_str().unwrap().to_string();
+    let (s, v) =
+        post(&p.base, "/admin/encryption/rotate", &json!({"old_key": "wrong-passphrase", "new_key": "new-passphrase"}));
+    assert_eq!((s, v["code"].as_str()), (403, Some("ENCRYPTION_KEY_MISMATCH")), "{v}");
+    stop(p);
+    // Nothing changed: the old key still opens it.
+    let p = spawn(&dir, &old);
+    let (s, v) = post(
+        &p.base,
+        "/admin/encryption/rotate",
+        &json!({"old_key": "current-passphrase", "new_key": "new-passphrase"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["rotated"], 1);
+    stop(p);
+    let p = spawn(&dir, &[("LOCI_ENCRYPTION_KEY", "new-passphrase")]);
+    let (s, v) = get(&p.base, &format!("/v1/memory/get/{id}?agent_id=vault"));
+    assert_eq!((s, v["content"].as_str()), (200, Some("sealed under the old key")));
+    let (s, v) = post(&p.base, "/v1/memory/recall", &json!({"agent_id": "vault", "query": "sealed old key"}));
+    assert_eq!(s, 200);
+    assert_eq!(v["memories"][0]["memory"]["id"], id.as_str());
+    stop(p);
+    let ready = dir.join("ready-old.json");
+    let child = serve_command(&dir.join("data"), &ready)
+        .args(["--gossip-addr", "127.0.0.1:0"])
+        .env("LOCI_ROOT_API_KEY", KEY)
+        .env("LOCI_ENCRYPTION_KEY", "current-passphrase")
+        .env("LOCI_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = expect_refusal(child);
+    assert!(err.contains("does not match"), "{err}");
+    assert!(!ready.exists());
+}
+
+/// A newcomer's path: `loci model fetch` with no destination, then a bare `loci serve` (other
+/// working directory, other data directory, no LOCI_EMBEDDING_MODEL_DIR) uses the model.
+#[test]
+fn serve_finds_the_model_where_fetch_puts_it_by_default() {
+    let model = std::env::var_os("LOCI_TEST_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/loci-models/all-MiniLM-L6-v2"));
+    assert!(
+        loci_storage::minilm::verify_dir(&model).is_ok(),
+        "all-MiniLM-L6-v2 is not in {} — `make test` fetches it (make model)",
+        model.display()
+    );
+    let (_guard, dir) = tmp();
+    let home = dir.join("home");
+    let where_fetch_puts_it = home.join(".local/share/loci/models/all-MiniLM-L6-v2");
+    std::fs::create_dir_all(&where_fetch_puts_it).unwrap();
+    // Stand-ins for the download (verified files, linked): fetch then finds them in place.
+    for (name, _) in loci_storage::minilm::MODEL_FILES {
+        std::os::unix::fs::symlink(model.join(name), where_fetch_puts_it.join(name)).unwrap();
+    }
+    let work = dir.join("elsewhere");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loci"))
+        .args(["model", "fetch"])
+        .current_dir(&work)
+        .env("HOME", &home)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("LOCI_EMBEDDING_MODEL_DIR")
+        .env_remove("LOCI_DATA_DIR")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains(&where_fetch_puts_it.display().to_string()), "fetch's default is elsewhere: {said}");
+    let ready = dir.join("ready.json");
+    let mut child = serve_command(&dir.join("some-other-data"), &ready)
+        .args(["--gossip-addr", "127.0.0.1:0"])
+        .current_dir(&work)
+        .env("HOME", &home)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("LOCI_EMBEDDING_MODEL_DIR")
+        .env_remove("LOCI_EMBEDDING_PROVIDER")
+        .env("LOCI_ROOT_API_KEY", KEY)
+        .env("LOCI_ENCRYPTION_KEY", ENC)
+        .env("LOCI_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = wait_ready(&ready);
+    let (s, v) = get(&base, "/health");
+    let (s2, ns) = post(&base, "/v1/namespaces", &json!({"name": "notes"}));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(v["embedder"], "builtin-minilm", "{v}");
+    assert_eq!(s2, 201);
+    assert_eq!(ns["dimension"], 384);
 }

@@ -189,6 +189,14 @@ pub struct MemoryPolicy {
     pub retention_seconds: Option<u64>,
     /// Loci: refuse stores beyond this many memories.
     pub max_memories: Option<u64>,
+    /// Loci: refuse a write that would bring a new `agent_id` into the namespace beyond this
+    /// many distinct agents (a tenant's `max_users`, docs/multi-tenancy.md).
+    #[serde(alias = "max_users")]
+    pub max_agents: Option<u64>,
+    /// Loci: refuse to start a session for an agent that already has this many sessions in
+    /// the namespace (a tenant's `max_conversations_per_user`).
+    #[serde(alias = "max_conversations_per_user")]
+    pub max_sessions_per_agent: Option<u64>,
     /// Loci: `off`, `flag` (tag suspicious content) or `block` (refuse it with 422).
     pub content_screening: String,
     /// Loci: replicas (the primary included) that must hold a write before it is acknowledged;
@@ -221,6 +229,8 @@ impl Default for MemoryPolicy {
             retention_days: None,
             retention_seconds: None,
             max_memories: None,
+            max_agents: None,
+            max_sessions_per_agent: None,
             content_screening: "off".into(),
             write_quorum: None,
         }
@@ -240,6 +250,9 @@ pub struct NamespaceEntry {
     /// The namespace's data key, only ever stored wrapped under the KEK.
     pub data_key: WrappedKey,
     pub metadata: Option<serde_json::Value>,
+    /// Free text given at creation (`description`), stored and returned as is.
+    #[serde(default)]
+    pub description: Option<String>,
     pub created_at: u64,
     /// Which nodes hold the namespace; routing always reads this, never a local guess.
     #[serde(default)]

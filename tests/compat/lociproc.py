@@ -55,7 +55,7 @@ def http_status(url: str, timeout: float = 2.0) -> int:
 class LociNode:
     """One `loci serve` process with its own data directory."""
 
-    def __init__(self, name: str, base_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None,
+    def __init__(self, name: str, base_dir: Path, env: dict[str, str | None] | None = None, args: list[str] | None = None,
                  gossip_port: int | None = None):
         self.name = name
         self.dir = base_dir / name
@@ -104,6 +104,8 @@ class LociNode:
         if model_dir:
             env["LOCI_EMBEDDING_MODEL_DIR"] = model_dir
         env.update(self.env_extra)
+        # An extra value of None unsets the variable (e.g. to test a Dakera alias name).
+        env = {k: v for k, v in env.items() if v is not None}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()

@@ -164,8 +164,16 @@ def test_413_quota_exceeded(root, raw, uid):
 # --------------------------------------------------------------------------- 422 / 501
 
 
-def test_422_unprocessable(root, uid):
-    expect(DakeraError, ErrorCode.UNPROCESSABLE_CONTENT, 422, lambda: root.create_namespace(f"nd-{uid}"))
+def test_422_unprocessable(root, raw, uid):
+    # A namespace whose content screening blocks injection-looking content refuses it with 422.
+    ns = f"nd-{uid}"
+    r = raw.put(f"{raw.base}/v1/namespaces/{ns}/memory_policy", json={"content_screening": "block"})
+    if r.status_code == 404:
+        root.store_memory(ns, "harmless first memory")
+        r = raw.put(f"{raw.base}/v1/namespaces/{ns}/memory_policy", json={"content_screening": "block"})
+    assert r.status_code == 200, r.text
+    expect(DakeraError, ErrorCode.UNPROCESSABLE_CONTENT, 422,
+           lambda: root.store_memory(ns, "x'; DROP TABLE users; --"))
 
 
 def test_501_feature_disabled(root, uid):

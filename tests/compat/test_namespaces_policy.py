@@ -3,7 +3,7 @@
 import pytest
 
 from dakera import ConfigureNamespaceResponse, MemoryPolicy, NamespaceInfo
-from dakera.exceptions import ConflictError, DakeraError, ErrorCode, NotFoundError, ValidationError
+from dakera.exceptions import ConflictError, ErrorCode, NotFoundError, ValidationError
 from dakera.models import DistanceMetric
 
 
@@ -62,11 +62,12 @@ def test_namespace_dimension_conflict(root, uid):
     root.delete_namespace(ns)
 
 
-def test_create_namespace_requires_dimension(root, uid):
-    with pytest.raises(DakeraError) as e:
-        root.create_namespace(f"nodim-{uid}")
-    assert e.value.status_code == 422
-    assert e.value.code == ErrorCode.UNPROCESSABLE_CONTENT
+def test_create_namespace_without_dimension_gets_the_node_default(root, uid):
+    # The seeds create namespaces by name alone (docs/compatibility.md, "Seeds"): the node's
+    # default embedder and dimension; no client relies on the former 422.
+    info = root.create_namespace(f"nodim-{uid}")
+    assert info.name == f"nodim-{uid}"
+    assert root.get_namespace(f"nodim-{uid}").dimensions == 384
 
 
 def test_create_namespace_bad_name(root):

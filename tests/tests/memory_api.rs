@@ -512,8 +512,9 @@ async fn namespaces_and_policies() {
     assert_eq!(v["created"], false);
     let (s, _) = c.put("/v1/namespaces/docs", &json!({"dimension": 16})).await;
     assert_eq!(s, 409);
+    // No dimension: the node's default embedder and dimension (the seeds create namespaces so).
     let (s, v) = c.post("/v1/namespaces", &json!({"name": "nodim"})).await;
-    assert_eq!(s, 422, "{v}");
+    assert_eq!((s, v["dimension"].as_u64()), (201, Some(384)), "{v}");
     let (s, _) = c.post("/v1/namespaces", &json!({"name": "Bad_Name", "dimension": 8})).await;
     assert_eq!(s, 400);
     // Memories in a data namespace with client vectors of its dimension.

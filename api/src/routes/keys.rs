@@ -60,8 +60,24 @@ fn check_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Resource-style scope names (`memory:read`, `conversations:write`, `tenant:admin`, as in
+/// docs/multi-tenancy.md) name Loci's levels: `…:read` is read, `…:write` is write,
+/// `tenant:admin` is admin. The resource part does not narrow anything: a key's namespaces do.
+fn resource_scope(s: &str) -> Option<Scope> {
+    let (resource, action) = s.split_once(':')?;
+    if !matches!(resource, "memory" | "users" | "conversations" | "tenant") {
+        return None;
+    }
+    match action {
+        "read" => Some(Scope::Read),
+        "write" => Some(Scope::Write),
+        "admin" if resource == "tenant" => Some(Scope::Admin),
+        _ => None,
+    }
+}
+
 fn parse_scope(s: &str) -> ApiResult<Scope> {
-    Scope::parse(s).ok_or_else(|| {
+    Scope::parse(s).or_else(|| resource_scope(s)).ok_or_else(|| {
         ApiError::bad_request(format!("unknown scope '{}': read, write, admin or super_admin", validate::printable(s)))
     })
 }
@@ -190,18 +206,37 @@ struct CreateKeyBody {
     scope: Option<String>,
     #[serde(default)]
     namespaces: Option<Vec<String>>,
+    /// One namespace (the Dakera security guide's form): the same as `namespaces: [it]`.
+    #[serde(default)]
+    namespace: Option<String>,
     expires_in_days: Option<u64>,
 }
 
-/// `POST /admin/keys {name, scope, namespaces?, expires_in_days?}`
+/// `POST /admin/keys {name, scope, namespaces?, namespace?, expires_in_days?}`
 pub async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<impl IntoResponse> {
-    let b: CreateKeyBody = strict(body, &["name", "scope", "namespaces", "expires_in_days"])?;
+    let b: CreateKeyBody = strict(body, &["name", "scope", "namespaces", "namespace", "expires_in_days"])?;
     let scope = parse_scope(b.scope.as_deref().unwrap_or("read"))?;
-    let grants = grants_from_namespaces(scope, b.namespaces)?;
+    let namespaces = match (b.namespaces, b.namespace) {
+        (list, None) => list,
+        (_, Some(one)) if canonical_namespace(&one) == "*" || one.is_empty() => {
+            return Err(ApiError::bad_request(
+                "namespace names one namespace; omit it (and namespaces) for a key on every namespace",
+            ));
+        }
+        (None, Some(one)) => Some(vec![one]),
+        (Some(mut list), Some(one)) => {
+            if list.iter().any(|n| n == "*") {
+                return Err(ApiError::bad_request("namespace and namespaces [\"*\"] contradict each other"));
+            }
+            list.insert(0, one);
+            Some(list)
+        }
+    };
+    let grants = grants_from_namespaces(scope, namespaces)?;
     let (entry, secret) = mint(&state, &p, b.name, scope, grants, expiry(b.expires_in_days)?).await?;
     let mut v = key_json(&state, &entry);
     v["key"] = json!(secret);
@@ -602,6 +637,8 @@ pub async fn ns_usage(
 #[derive(Deserialize)]
 struct RotateEncryptionBody {
     new_key: Option<String>,
+    /// When given, must be the current master key (else 403 and nothing changes).
+    old_key: Option<String>,
     namespace: Option<String>,
     #[allow(dead_code)]
     wait_secs: Option<u64>,
@@ -615,7 +652,7 @@ pub async fn rotate_encryption(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
     p.require_global(Scope::SuperAdmin)?;
-    let b: RotateEncryptionBody = strict(body, &["new_key", "namespace", "wait_secs"])?;
+    let b: RotateEncryptionBody = strict(body, &["new_key", "old_key", "namespace", "wait_secs"])?;
     if b.namespace.is_some() {
         return Err(ApiError::not_implemented(
             "per-namespace key rotation is not offered: rotate the master key (no namespace) to re-wrap every data key",
@@ -627,7 +664,17 @@ pub async fn rotate_encryption(
     };
     let secret =
         loci_storage::crypto::MasterSecret::parse(&secret_text).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let report = state.core.rotate_encryption(&secret).await?;
+    let old = match b.old_key {
+        Some(k) => Some(loci_storage::crypto::MasterSecret::parse(&k).map_err(|_| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "ENCRYPTION_KEY_MISMATCH",
+                "old_key is not the current master key; nothing was changed",
+            )
+        })?),
+        None => None,
+    };
+    let report = state.core.rotate_encryption(&secret, old).await?;
     let mut v = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
     v["action_required"] =
         json!("restart every node with the new LOCI_ENCRYPTION_KEY; the previous key no longer unlocks this cluster");

@@ -625,6 +625,9 @@ pub struct BatchForgetBody {
     namespace: Option<String>,
     #[serde(default)]
     filter: BatchFilter,
+    /// Ids at the top level (`{"agent_id", "memory_ids"}`), as the Dakera security guide sends
+    /// them; the same as `filter.memory_ids`.
+    memory_ids: Option<Vec<String>>,
 }
 
 pub async fn forget_batch(
@@ -633,7 +636,17 @@ pub async fn forget_batch(
     JsonBody(body): JsonBody<BatchForgetBody>,
 ) -> ApiResult<Json<Value>> {
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
-    let n = forget_filter(&state, &p, &t, body.filter.into_filter()?).await?;
+    let mut batch = body.filter;
+    if let Some(ids) = body.memory_ids.filter(|v| !v.is_empty()) {
+        if batch.memory_ids.as_ref().is_some_and(|v| !v.is_empty()) {
+            return Err(ApiError::bad_request("give memory_ids at the top level or in filter, not both"));
+        }
+        for id in &ids {
+            validate::memory_id(id)?;
+        }
+        batch.memory_ids = Some(ids);
+    }
+    let n = forget_filter(&state, &p, &t, batch.into_filter()?).await?;
     Ok(Json(serde_json::json!({ "deleted_count": n })))
 }
 

@@ -22,7 +22,12 @@ pub async fn list(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Jso
     let names: Vec<&str> = visible.iter().map(|e| e.name.as_str()).collect();
     let kinds: serde_json::Map<String, Value> =
         visible.iter().map(|e| (e.name.clone(), Value::from(e.kind.as_str()))).collect();
-    Ok(Json(serde_json::json!({ "namespaces": names, "kinds": kinds })))
+    // Names stay strings (the Rust client decodes them so); descriptions ride alongside.
+    let descriptions: serde_json::Map<String, Value> = visible
+        .iter()
+        .filter_map(|e| e.description.as_ref().map(|d| (e.name.clone(), Value::from(d.as_str()))))
+        .collect();
+    Ok(Json(serde_json::json!({ "namespaces": names, "kinds": kinds, "descriptions": descriptions })))
 }
 
 fn parse_distance(d: Option<&str>) -> ApiResult<Distance> {
@@ -35,6 +40,19 @@ fn parse_distance(d: Option<&str>) -> ApiResult<Distance> {
             ))
         }),
     }
+}
+
+const MAX_DESCRIPTION_BYTES: usize = 1024;
+
+fn check_description(d: &Option<String>) -> ApiResult<()> {
+    if let Some(d) = d {
+        if d.len() > MAX_DESCRIPTION_BYTES || d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(ApiError::bad_request(format!(
+                "description must be at most {MAX_DESCRIPTION_BYTES} bytes without control characters"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_dimension(d: Option<i64>) -> ApiResult<usize> {
@@ -61,10 +79,12 @@ pub struct CreateBody {
     index_type: Option<String>,
     metadata: Option<Value>,
     embedding: Option<EmbeddingSpecBody>,
+    /// Free text, stored and returned (GET and the list).
+    description: Option<String>,
 }
 
 fn created_json(e: &NamespaceEntry, created: bool) -> Value {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "namespace": e.name,
         "dimension": e.dimension,
         "distance": e.distance.as_str(),
@@ -72,7 +92,11 @@ fn created_json(e: &NamespaceEntry, created: bool) -> Value {
         "kind": e.kind.as_str(),
         "vector_count": 0,
         "index_type": "hnsw",
-    })
+    });
+    if let Some(d) = &e.description {
+        v["description"] = Value::from(d.as_str());
+    }
+    v
 }
 
 async fn create_common(
@@ -104,11 +128,13 @@ async fn create_common(
             };
             (Some(spec.provider), d)
         }
-        None => (None, Some(check_dimension(body.dimension)?)),
+        // Without a dimension: the node's default embedder at its dimension.
+        None => (None, body.dimension.map(|d| check_dimension(Some(d))).transpose()?),
     };
     if let Some(m) = &body.metadata {
         validate::metadata(m)?;
     }
+    check_description(&body.description)?;
     let (entry, created) = state
         .core
         .create_namespace(NamespaceSpec {
@@ -118,6 +144,7 @@ async fn create_common(
             distance,
             embedder: provider.clone(),
             metadata: body.metadata,
+            description: body.description,
         })
         .await?;
     if !created && body_distance_given && entry.distance != distance {
@@ -177,6 +204,72 @@ pub async fn put(
     Ok((status, Json(v)))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfigBody {
+    vector_index: Option<String>,
+    encryption: Option<bool>,
+    distance: Option<String>,
+    dimension: Option<i64>,
+}
+
+/// `POST /admin/namespaces {name, description?, config?: {vector_index?, encryption?, distance?,
+/// dimension?}}` (also under `/v1/admin`): create a namespace as an administrator (admin scope
+/// on the name). Every namespace is encrypted at rest with its own key, so `encryption: false`
+/// cannot be honoured and is refused rather than ignored.
+pub async fn admin_create(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<impl IntoResponse> {
+    let Value::Object(mut fields) = body else {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    };
+    let config = fields.remove("config");
+    let mut body: CreateBody = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    let name = body.name.clone().ok_or_else(|| ApiError::bad_request("name is required"))?;
+    let name = canonical_namespace(&name).to_string();
+    validate::namespace_name(&name)?;
+    p.require(&name, Scope::Admin)?;
+    if let Some(c) = config.filter(|c| !c.is_null()) {
+        let c: AdminConfigBody = serde_json::from_value(c).map_err(|e| {
+            ApiError::bad_request(format!(
+                "invalid config ({e}); known fields: vector_index, encryption, distance, dimension"
+            ))
+        })?;
+        if let Some(vi) = c.vector_index {
+            if !matches!(vi.as_str(), "hnsw" | "flat") {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported vector_index '{}': hnsw or flat",
+                    validate::printable(&vi)
+                )));
+            }
+            body.index_type.get_or_insert(vi);
+        }
+        if c.encryption == Some(false) {
+            return Err(ApiError::bad_request(
+                "encryption cannot be turned off: every Loci namespace is encrypted at rest (AES-256-GCM, its own data key)",
+            ));
+        }
+        if let Some(d) = c.distance {
+            if body.distance.as_deref().is_some_and(|b| b != d) {
+                return Err(ApiError::bad_request("config.distance and distance disagree"));
+            }
+            body.distance = Some(d);
+        }
+        if let Some(d) = c.dimension {
+            if body.dimension.is_some_and(|b| b != d) {
+                return Err(ApiError::bad_request("config.dimension and dimension disagree"));
+            }
+            body.dimension = Some(d);
+        }
+    }
+    let (status, mut v) = create_common(&state, &p, &name, body).await?;
+    v["encryption"] = serde_json::json!({"enabled": true, "algorithm": "AES-256-GCM"});
+    Ok((status, Json(v)))
+}
+
 fn visible_entry(state: &AppState, p: &crate::auth::Principal, ns: &str, need: Scope) -> ApiResult<NamespaceEntry> {
     let name = canonical_namespace(ns);
     validate::namespace_ref(name).map_err(|_| ApiError::namespace_not_found(&validate::printable(name)))?;
@@ -204,6 +297,7 @@ pub async fn get(State(state): State<AppState>, Auth(p): Auth, Path(ns): Path<St
         "embedding": {"provider": entry.embedder.provider, "dimension": entry.embedder.dimension},
         "reembed": entry.reembed.as_ref().map(crate::reembed::job_json),
         "metadata": entry.metadata,
+        "description": entry.description,
         "created_at": entry.created_at,
     })))
 }
@@ -253,6 +347,12 @@ pub async fn put_policy(
         if k == "consolidated_count" {
             continue;
         }
+        // The multi-tenant settings' names (docs/multi-tenancy.md) name Loci's fields.
+        let k = match k.as_str() {
+            "max_users" => "max_agents".to_string(),
+            "max_conversations_per_user" => "max_sessions_per_agent".to_string(),
+            _ => k,
+        };
         if !known.contains(&k) {
             return Err(ApiError::bad_request(format!("unknown memory policy field '{}'", validate::printable(&k))));
         }
@@ -265,6 +365,8 @@ pub async fn put_policy(
     }
     for (name, v) in [
         ("max_memories", policy.max_memories),
+        ("max_agents", policy.max_agents),
+        ("max_sessions_per_agent", policy.max_sessions_per_agent),
         ("retention_days", policy.retention_days),
         ("retention_seconds", policy.retention_seconds),
         ("write_quorum", policy.write_quorum.map(|q| q as u64)),

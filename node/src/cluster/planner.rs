@@ -249,6 +249,7 @@ mod tests {
             policy: MemoryPolicy::default(),
             data_key: WrappedKey { kek_version: 1, dek_version: 1, sealed: vec![] },
             metadata: None,
+            description: None,
             created_at: 0,
             placement: p,
             reembed: None,

@@ -87,6 +87,7 @@ impl Store {
                     }
                     Some(s) => read(DataResult::Session(self.session_info(&ns, s, now))),
                     None => {
+                        self.check_session_limits(&ns, ctx, &agent_id, now)?;
                         let s = Session {
                             id,
                             agent_id,
@@ -267,6 +268,19 @@ impl Store {
                 )));
             }
         }
+        if let Some(max) = ctx.max_agents {
+            let st = ns.state.read();
+            let known = known_agents(&st, now);
+            let incoming: HashSet<&str> =
+                items.iter().map(|i| i.agent_id.as_str()).filter(|a| !known.contains(*a)).collect();
+            if !incoming.is_empty() && known.len() as u64 + incoming.len() as u64 > max {
+                return Err(StorageError::QuotaExceeded(format!(
+                    "namespace '{}' holds {} agents; a new agent would exceed its max_agents of {max}",
+                    ctx.name,
+                    known.len()
+                )));
+            }
+        }
         let mut records = Vec::with_capacity(items.len());
         let mut mutations = Vec::with_capacity(items.len() + 1);
         let mut seen = HashSet::new();
@@ -379,5 +393,43 @@ impl Store {
         };
         let entry = self.commit_local(ns, ctx, vec![Mutation::PutMemory { record: rec.clone(), vector }])?;
         Ok((rec, entry))
+    }
+}
+
+/// The agents a namespace knows: those with a live memory or any session.
+fn known_agents(st: &super::NsState, now: u64) -> HashSet<&str> {
+    st.metas
+        .values()
+        .filter(|m| m.live(now))
+        .map(|m| m.agent_id.as_str())
+        .chain(st.sessions.values().map(|s| s.agent_id.as_str()))
+        .collect()
+}
+
+impl Store {
+    /// `max_agents` and `max_sessions_per_agent` for a new session of `agent_id` (under the
+    /// namespace's write lock, so concurrent starts cannot both pass).
+    fn check_session_limits(&self, ns: &Namespace, ctx: &NsContext, agent_id: &str, now: u64) -> Result<()> {
+        let st = ns.state.read();
+        if let Some(max) = ctx.max_agents {
+            let known = known_agents(&st, now);
+            if !known.contains(agent_id) && known.len() as u64 >= max {
+                return Err(StorageError::QuotaExceeded(format!(
+                    "namespace '{}' holds {} agents; a new agent would exceed its max_agents of {max}",
+                    ctx.name,
+                    known.len()
+                )));
+            }
+        }
+        if let Some(max) = ctx.max_sessions_per_agent {
+            let held = st.sessions.values().filter(|s| s.agent_id == agent_id).count() as u64;
+            if held >= max {
+                return Err(StorageError::QuotaExceeded(format!(
+                    "agent '{agent_id}' holds {held} sessions in namespace '{}'; its max_sessions_per_agent is {max}",
+                    ctx.name
+                )));
+            }
+        }
+        Ok(())
     }
 }

@@ -12,6 +12,8 @@ fn ctx(id: u64) -> NsContext {
         dimension: 32,
         embedder: Arc::new(HashEmbedder::new(32)),
         max_memories: None,
+        max_agents: None,
+        max_sessions_per_agent: None,
         metric: crate::vector::Metric::Cosine,
         epoch: 1,
         generation: 0,

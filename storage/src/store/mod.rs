@@ -69,6 +69,10 @@ pub struct NsContext {
     pub embedder: SharedEmbedder,
     /// Refuse stores that would take the namespace beyond this many memories.
     pub max_memories: Option<u64>,
+    /// Refuse writes that would bring the namespace beyond this many distinct agents.
+    pub max_agents: Option<u64>,
+    /// Refuse to start a session for an agent that already has this many.
+    pub max_sessions_per_agent: Option<u64>,
     pub metric: crate::vector::Metric,
     /// Placement epoch from the catalogue (replication entries carry it; older ones are fenced).
     pub epoch: u64,

@@ -12,6 +12,8 @@ fn ctx(epoch: u64) -> NsContext {
         dimension: 16,
         embedder: Arc::new(HashEmbedder::new(16)),
         max_memories: None,
+        max_agents: None,
+        max_sessions_per_agent: None,
         metric: crate::vector::Metric::Cosine,
         epoch,
         generation: 0,
