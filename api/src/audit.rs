@@ -3,7 +3,12 @@
 //! Every line carries `prev`, the SHA-256 (hex) of the previous line's bytes, and a sequence
 //! number; `loci audit verify FILE` recomputes the chain, so an edited, removed or reordered line
 //! is detected (only cutting lines off the end leaves an intact, shorter chain). Secrets never
-//! appear: keys are identified by id, and captured request bodies are redacted.
+//! appear: keys are identified by id and name, headers other than `User-Agent` are not recorded,
+//! and captured request and response bodies are redacted before they are truncated.
+//!
+//! Request records carry the fields of Dakera's example entry (seed 002): `timestamp`, `method`,
+//! `path`, `status`, `latency_ms`, `key_name`, `key_scope`, `namespace`, `agent_id`, `ip`,
+//! `user_agent`.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -26,8 +31,21 @@ use crate::state::AppState;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Field names whose values are replaced by "[redacted]" in captured bodies.
-const SECRET_FIELDS: &[&str] =
-    &["key", "new_key", "secret", "password", "api_key", "encryption_key", "token", "root_api_key"];
+const SECRET_FIELDS: &[&str] = &[
+    "key",
+    "new_key",
+    "old_key",
+    "current_key",
+    "secret",
+    "password",
+    "passphrase",
+    "api_key",
+    "encryption_key",
+    "token",
+    "root_api_key",
+    "cluster_secret",
+    "authorization",
+];
 
 #[derive(Clone, Debug)]
 pub struct AuditConfig {
@@ -36,9 +54,15 @@ pub struct AuditConfig {
     pub file: Option<PathBuf>,
     /// Request paths (prefixes) not logged.
     pub exclude_paths: Vec<String>,
-    /// Capture request bodies up to this many bytes (0 = never).
-    pub capture_body_bytes: usize,
+    /// Record request bodies (`LOCI_AUDIT_REQUEST_BODY` / `DAKERA_AUDIT_REQUEST_BODY`).
+    pub request_body: bool,
+    /// Record response bodies (`LOCI_AUDIT_RESPONSE_BODY` / `DAKERA_AUDIT_RESPONSE_BODY`).
+    pub response_body: bool,
+    /// Recorded bodies are cut to this many bytes (`LOCI_AUDIT_MAX_BODY_SIZE`).
+    pub max_body_size: usize,
 }
+
+pub const DEFAULT_MAX_BODY_SIZE: usize = 4096;
 
 impl Default for AuditConfig {
     fn default() -> Self {
@@ -46,7 +70,9 @@ impl Default for AuditConfig {
             enabled: false,
             file: None,
             exclude_paths: vec!["/health".into(), "/metrics".into()],
-            capture_body_bytes: 0,
+            request_body: false,
+            response_body: false,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
         }
     }
 }
@@ -103,12 +129,12 @@ impl AuditLog {
         self.config.exclude_paths.iter().any(|p| path == p || path.starts_with(&format!("{p}/")))
     }
 
-    /// Append one record (adds `ts`, `node`, `seq`, `prev`).
+    /// Append one record (adds `timestamp`, `node`, `seq`, `prev`).
     pub fn write(&self, mut record: Value) {
         let Some(chain) = &self.chain else { return };
         let mut c = chain.lock();
         c.seq += 1;
-        record["ts"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        record["timestamp"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         record["node"] = json!(self.node_id);
         record["seq"] = json!(c.seq);
         record["prev"] = json!(c.prev);
@@ -213,21 +239,138 @@ pub fn verify(path: &Path) -> std::io::Result<Verdict> {
     Ok(Verdict::Intact { lines: n })
 }
 
-fn redact(v: &mut Value) {
+/// Replace secret fields by name, and any occurrence of the request's own API key secret inside
+/// string values, by "[redacted]".
+fn redact(v: &mut Value, secrets: &[String]) {
     match v {
         Value::Object(m) => {
             for (k, val) in m.iter_mut() {
                 if SECRET_FIELDS.contains(&k.as_str()) {
                     *val = json!("[redacted]");
                 } else {
-                    redact(val);
+                    redact(val, secrets);
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(redact),
+        Value::Array(a) => a.iter_mut().for_each(|x| redact(x, secrets)),
+        Value::String(s) => {
+            for secret in secrets {
+                if s.contains(secret.as_str()) {
+                    *s = s.replace(secret.as_str(), "[redacted]");
+                }
+            }
+        }
         _ => {}
     }
 }
+
+/// A captured body: the redacted JSON when it fits in `max` bytes (compact form), else the first
+/// `max` bytes of that text as a string. Bodies that are not JSON are not recorded (they could
+/// hold a secret that redaction cannot find): only their size.
+struct Captured {
+    body: Value,
+    bytes: usize,
+    truncated: bool,
+}
+
+fn capture(bytes: &[u8], max: usize, secrets: &[String]) -> Option<Captured> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return None;
+    }
+    let Ok(mut v) = serde_json::from_slice::<Value>(bytes) else {
+        return Some(Captured { body: Value::Null, bytes: bytes.len(), truncated: false });
+    };
+    redact(&mut v, secrets);
+    let text = v.to_string();
+    if text.len() <= max {
+        return Some(Captured { body: v, bytes: bytes.len(), truncated: false });
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Some(Captured { body: Value::String(text[..cut].to_string()), bytes: bytes.len(), truncated: true })
+}
+
+fn put_capture(rec: &mut Value, prefix: &str, c: Option<Captured>) {
+    if let Some(c) = c {
+        rec[format!("{prefix}_body")] = c.body;
+        rec[format!("{prefix}_body_bytes")] = json!(c.bytes);
+        rec[format!("{prefix}_body_truncated")] = json!(c.truncated);
+    }
+}
+
+/// The API key secret a request presents (bearer, `X-API-Key` or `?api_key=`), to keep it out of
+/// captured bodies.
+fn presented_secrets(req: &Request) -> Vec<String> {
+    let h = req.headers();
+    let mut out = Vec::new();
+    if let Some(v) = h.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        let token = if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") { v[7..].trim() } else { v };
+        out.push(token.to_string());
+    }
+    if let Some(v) = h.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        out.push(v.trim().to_string());
+    }
+    if let Some(v) = query_param(req.uri().query(), "api_key") {
+        out.push(v);
+    }
+    // Very short strings would redact ordinary words; keys are at least 8 characters.
+    out.retain(|s| s.len() >= 8);
+    out
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(c: u8) -> Option<u8> {
+        (c as char).to_digit(16).map(|d| d as u8)
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h * 16 + l);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `agent_id` of a request: the `/v1/agents/{id}/…` path, the `agent_id` query parameter, or the
+/// body's top-level `agent_id`.
+fn path_or_query_agent(path: &str, query: Option<&str>) -> Option<String> {
+    let from_path = path.strip_prefix("/v1/agents/").and_then(|rest| rest.split('/').next()).filter(|s| !s.is_empty());
+    from_path.map(percent_decode).or_else(|| query_param(query, "agent_id"))
+}
+
+fn body_agent(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        agent_id: Option<Value>,
+    }
+    let p: Probe = serde_json::from_slice(bytes).ok()?;
+    p.agent_id.and_then(|v| v.as_str().map(str::to_string))
+}
+
+const MAX_USER_AGENT: usize = 512;
 
 /// Middleware: one audit record per request, plus per-key usage counters.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -237,57 +380,102 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let started = Instant::now();
     let audit = state.audit.clone();
     let logging = audit.enabled() && !audit.excluded(&path);
-    let mut body_capture = None;
-    let req = if logging && audit.config.capture_body_bytes > 0 {
-        let (parts, body) = req.into_parts();
-        let bytes = match axum::body::to_bytes(body, state.core.config.max_body_bytes).await {
+    if !logging {
+        let principal_slot = req.extensions().get::<Arc<Principal>>().cloned();
+        let resp = next.run(req).await;
+        let principal = principal_slot.or_else(|| resp.extensions().get::<Arc<Principal>>().cloned());
+        if let Some(p) = &principal {
+            state.usage.record(&p.key_id, &path, &p.granted(), resp.status().as_u16(), started.elapsed());
+        }
+        return resp;
+    }
+    let user_agent = req.headers().get(axum::http::header::USER_AGENT).map(|v| {
+        let s = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        let mut cut = s.len().min(MAX_USER_AGENT);
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s[..cut].to_string()
+    });
+    let secrets = presented_secrets(&req);
+    let mut agent_id = path_or_query_agent(&path, req.uri().query());
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, state.core.config.max_body_bytes).await {
+        Ok(b) => b,
+        // Too large (or unreadable): refuse as the handler would have, and record the refusal.
+        Err(_) => {
+            let resp = axum::response::IntoResponse::into_response(ApiError::payload_too_large(
+                "request body exceeds the configured limit (LOCI_MAX_BODY_SIZE)",
+            ));
+            let elapsed = started.elapsed();
+            audit.write(json!({
+                "type": "request",
+                "method": method,
+                "path": path,
+                "status": resp.status().as_u16(),
+                "latency_ms": elapsed.as_millis() as u64,
+                "latency_us": elapsed.as_micros() as u64,
+                "ip": ip,
+                "user_agent": user_agent,
+                "agent_id": agent_id,
+                "key_id": null, "key_name": null, "key_scope": null, "namespace": null, "namespaces": null,
+            }));
+            return resp;
+        }
+    };
+    if agent_id.is_none() && !bytes.is_empty() {
+        agent_id = body_agent(&bytes);
+    }
+    let req_capture =
+        if audit.config.request_body { capture(&bytes, audit.config.max_body_size, &secrets) } else { None };
+    let req = Request::from_parts(parts, Body::from(bytes));
+    let principal_slot = req.extensions().get::<Arc<Principal>>().cloned();
+    let mut resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let principal = principal_slot.or_else(|| resp.extensions().get::<Arc<Principal>>().cloned());
+    let mut resp_capture = None;
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if audit.config.response_body && is_json {
+        let (parts, body) = resp.into_parts();
+        let bytes = match axum::body::to_bytes(body, usize::MAX).await {
             Ok(b) => b,
-            // Too large (or unreadable): refuse as the handler would have.
-            Err(_) => {
-                return axum::response::IntoResponse::into_response(ApiError::payload_too_large(
-                    "request body exceeds the configured limit (LOCI_MAX_BODY_SIZE)",
-                ));
+            Err(e) => {
+                tracing::error!(error = %e, "could not read a response body for the audit log");
+                axum::body::Bytes::new()
             }
         };
-        let take = &bytes[..bytes.len().min(audit.config.capture_body_bytes)];
-        body_capture = Some(match serde_json::from_slice::<Value>(take) {
-            Ok(mut v) => {
-                redact(&mut v);
-                v
-            }
-            // Truncated or non-JSON bodies are not kept verbatim: they might hold a secret.
-            Err(_) => json!({"truncated": bytes.len() > take.len(), "bytes": bytes.len()}),
-        });
-        Request::from_parts(parts, Body::from(bytes))
-    } else {
-        req
-    };
-    let principal_slot = req.extensions().get::<std::sync::Arc<Principal>>().cloned();
-    let resp = next.run(req).await;
+        resp_capture = capture(&bytes, audit.config.max_body_size, &secrets);
+        resp = Response::from_parts(parts, Body::from(bytes));
+    }
     let elapsed = started.elapsed();
-    let status = resp.status().as_u16();
-    let principal = principal_slot.or_else(|| resp.extensions().get::<std::sync::Arc<Principal>>().cloned());
     if let Some(p) = &principal {
         state.usage.record(&p.key_id, &path, &p.granted(), status, elapsed);
     }
-    if logging {
-        let mut rec = json!({
-            "type": "request",
-            "method": method,
-            "path": path,
-            "status": status,
-            "latency_ms": (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-            "ip": ip,
-            "key_id": principal.as_ref().map(|p| p.key_id.clone()),
-            "scope": principal.as_ref().map(|p| p.scope.as_str()),
-            "namespaces": principal.as_ref().map(|p| p.touched()),
-            "request_id": resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()),
-        });
-        if let Some(b) = body_capture {
-            rec["body"] = b;
-        }
-        audit.write(rec);
-    }
+    let touched = principal.as_ref().map(|p| p.touched());
+    let mut rec = json!({
+        "type": "request",
+        "method": method,
+        "path": path,
+        "status": status,
+        "latency_ms": elapsed.as_millis() as u64,
+        "latency_us": elapsed.as_micros() as u64,
+        "ip": ip,
+        "user_agent": user_agent,
+        "agent_id": agent_id,
+        "key_id": principal.as_ref().map(|p| p.key_id.clone()),
+        "key_name": principal.as_ref().map(|p| p.name.clone()),
+        "key_scope": principal.as_ref().map(|p| p.scope.as_str()),
+        "namespace": touched.as_ref().and_then(|t| t.first().cloned()),
+        "namespaces": touched,
+        "request_id": resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()),
+    });
+    put_capture(&mut rec, "request", req_capture);
+    put_capture(&mut rec, "response", resp_capture);
+    audit.write(rec);
     resp
 }
 
@@ -330,7 +518,14 @@ mod tests {
     #[test]
     fn secrets_are_redacted() {
         let mut v = json!({"name": "k", "new_key": "s3cret", "nested": [{"key": "x", "ok": 1}]});
-        redact(&mut v);
+        redact(&mut v, &[]);
         assert_eq!(v, json!({"name": "k", "new_key": "[redacted]", "nested": [{"key": "[redacted]", "ok": 1}]}));
+        // The seed's rotation body (seed 002 line 94).
+        let mut v = json!({"old_key": "current-passphrase", "new_key": "new-passphrase"});
+        redact(&mut v, &[]);
+        assert_eq!(v, json!({"old_key": "[redacted]", "new_key": "[redacted]"}));
+        let mut v = json!({"content": "my key is dk_0123456789abcdef, keep it"});
+        redact(&mut v, &["dk_0123456789abcdef".to_string()]);
+        assert_eq!(v, json!({"content": "my key is [redacted], keep it"}));
     }
 }

@@ -18,11 +18,16 @@ pub struct ApiError {
     pub resource: Option<String>,
     /// Seconds, sent as `Retry-After` on 429/503.
     pub retry_after: Option<u64>,
+    /// The 429 shape of Dakera's security page: `error` is the label `rate_limited` and
+    /// `message` the text (`{"error":"rate_limited","message":"Too many requests. …"}`).
+    pub rate_limited: bool,
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
     code: &'a str,
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -40,6 +45,7 @@ impl ApiError {
             details: None,
             resource: None,
             retry_after: None,
+            rate_limited: false,
         }
     }
 
@@ -52,6 +58,7 @@ impl ApiError {
             details: None,
             resource: None,
             retry_after: None,
+            rate_limited: false,
         }
     }
     pub fn with_details(mut self, d: impl Into<String>) -> Self {
@@ -65,6 +72,20 @@ impl ApiError {
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self
+    }
+
+    /// 429 `RATE_LIMIT_EXCEEDED` with `Retry-After: secs`; `details` names the budget.
+    pub fn rate_limited(secs: u64, budget: impl Into<String>) -> Self {
+        let unit = if secs == 1 { "second" } else { "seconds" };
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMIT_EXCEEDED",
+            format!("Too many requests. Retry after {secs} {unit}."),
+        )
+        .with_details(budget)
+        .with_retry_after(secs);
+        e.rate_limited = true;
+        e
     }
 
     pub fn bad_request(msg: impl Into<String>) -> Self {
@@ -158,7 +179,8 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
-            error: &self.message,
+            error: if self.rate_limited { "rate_limited" } else { self.message.as_str() },
+            message: self.rate_limited.then_some(self.message.as_str()),
             code: &self.code,
             status: self.status.as_u16(),
             details: self.details.as_deref(),

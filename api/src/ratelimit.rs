@@ -296,10 +296,7 @@ pub fn set_headers(h: &mut HeaderMap, d: &Decision) {
 
 pub fn too_many(d: &Decision, what: &str) -> Response {
     let secs = d.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    let mut resp =
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED", format!("rate limit exceeded for {what}"))
-            .with_retry_after(secs)
-            .into_response();
+    let mut resp = ApiError::rate_limited(secs, format!("rate limit exceeded for {what}")).into_response();
     set_headers(resp.headers_mut(), d);
     resp
 }

@@ -10,7 +10,10 @@ pub const MAX_NAMESPACE_BYTES: usize = 128;
 pub const MAX_AGENT_ID_BYTES: usize = 256;
 pub const MAX_ID_BYTES: usize = 128;
 pub const MAX_TAGS: usize = 50;
-pub const MAX_TAG_BYTES: usize = 256;
+/// Characters (Unicode scalar values) per tag, as Dakera's field-limit table says.
+pub const MAX_TAG_CHARS: usize = 256;
+/// Nesting levels of any JSON request body (the body itself is level 1).
+pub const MAX_JSON_DEPTH: usize = 32;
 pub const MAX_METADATA_FIELDS: usize = 100;
 pub const MAX_METADATA_DEPTH: usize = 32;
 pub const MAX_METADATA_KEY_BYTES: usize = 256;
@@ -110,8 +113,8 @@ pub fn tags(tags: &[String]) -> ApiResult<()> {
         return Err(ApiError::bad_request(format!("at most {MAX_TAGS} tags are allowed, got {}", tags.len())));
     }
     for t in tags {
-        if t.is_empty() || t.len() > MAX_TAG_BYTES {
-            return Err(ApiError::bad_request(format!("each tag must be 1-{MAX_TAG_BYTES} bytes")));
+        if t.is_empty() || t.chars().count() > MAX_TAG_CHARS {
+            return Err(ApiError::bad_request(format!("each tag must be 1-{MAX_TAG_CHARS} characters")));
         }
         if t.chars().any(|c| c.is_control()) {
             return Err(ApiError::bad_request("tags must not contain control characters (NUL, CR, LF, ...)"));
@@ -267,6 +270,10 @@ mod tests {
         assert!(tags(&["ok".into()]).is_ok());
         assert!(tags(&["a\0".into()]).is_err());
         assert!(tags(&vec!["t".to_string(); 51]).is_err());
+        assert!(tags(&vec!["t".to_string(); 50]).is_ok());
+        // 256 characters are allowed even when they take more bytes.
+        assert!(tags(&["é".repeat(256)]).is_ok());
+        assert!(tags(&["é".repeat(257)]).is_err());
         assert!(importance(1.5).is_err());
         assert!(importance(f64::NAN).is_err());
         assert!(memory_type("dream").is_err());

@@ -47,7 +47,41 @@ where
     }
 }
 
+/// Nesting depth of a JSON text (objects and arrays; strings are skipped), stopping early once
+/// past `limit`.
+fn json_depth(bytes: &[u8], limit: usize) -> usize {
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+                if max > limit {
+                    return max;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 pub fn parse_json<T: DeserializeOwned>(slice: &[u8]) -> Result<T, ApiError> {
+    let limit = crate::validate::MAX_JSON_DEPTH;
+    if json_depth(slice, limit) > limit {
+        return Err(ApiError::bad_request(format!("JSON body is nested deeper than {limit} levels")));
+    }
     serde_json::from_slice(slice).map_err(|e| {
         let kind = match e.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed JSON",
@@ -219,6 +253,7 @@ pub fn parse_time_str(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn times() {
@@ -227,5 +262,15 @@ mod tests {
         assert_eq!(parse_time_str("2019-05-01"), Some(1_556_668_800));
         assert_eq!(parse_time_str("1684549260"), Some(1_684_549_260));
         assert_eq!(parse_time_str("yesterday"), None);
+    }
+
+    #[test]
+    fn depth_counts_containers_not_brackets_in_strings() {
+        assert_eq!(json_depth(br#"{"a": [1, {"b": "[[[{{{"}]}"#, 100), 3);
+        assert_eq!(json_depth(br#"{"a": "\"[["}"#, 100), 1);
+        let deep = "[".repeat(33) + &"]".repeat(33);
+        assert!(parse_json::<Value>(deep.as_bytes()).is_err());
+        let ok = "[".repeat(32) + &"]".repeat(32);
+        assert!(parse_json::<Value>(ok.as_bytes()).is_ok());
     }
 }

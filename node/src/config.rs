@@ -204,7 +204,7 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCI_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
-    /// Write the audit log (hash-chained JSON lines).
+    /// Write the audit log (hash-chained JSON lines; alias DAKERA_AUDIT_ENABLED).
     #[arg(long, env = "LOCI_AUDIT_ENABLED", default_value_t = false, action = clap::ArgAction::Set)]
     pub audit_enabled: bool,
 
@@ -212,27 +212,19 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCI_AUDIT_FILE")]
     pub audit_file: Option<PathBuf>,
 
-    /// Comma-separated path prefixes left out of the audit log.
+    /// Comma-separated path prefixes left out of the audit log (alias DAKERA_AUDIT_EXCLUDE_PATHS).
     #[arg(long, env = "LOCI_AUDIT_EXCLUDE_PATHS", default_value = "/health,/metrics")]
     pub audit_exclude_paths: String,
-
-    /// Capture request bodies in the audit log up to this many bytes (0 = off; secrets redacted).
-    #[arg(long, env = "LOCI_AUDIT_CAPTURE_BODY_BYTES", default_value_t = 0)]
-    pub audit_capture_body_bytes: usize,
 
     /// Security headers preset: default, permissive or strict (Content-Security-Policy).
     #[arg(long, env = "LOCI_SECURITY_PRESET", default_value = "default")]
     pub security_preset: String,
 
-    /// Content-Security-Policy overriding the preset (alias DAKERA_CSP_POLICY).
-    #[arg(long, env = "LOCI_CSP")]
-    pub csp: Option<String>,
-
-    /// Comma-separated origins allowed by CORS (none by default; `*` = any).
+    /// Comma-separated origins allowed by CORS (none by default; `*` = any; alias DAKERA_CORS_ORIGINS).
     #[arg(long, env = "LOCI_CORS_ORIGINS", default_value = "")]
     pub cors_origins: String,
 
-    /// Allow credentials in CORS requests (refused together with `*`).
+    /// Allow credentials in CORS requests (refused together with `*`; alias DAKERA_CORS_CREDENTIALS).
     #[arg(long, env = "LOCI_CORS_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
     pub cors_credentials: bool,
 
@@ -264,6 +256,42 @@ pub struct ServeArgs {
     /// Seconds between retention sweeps (namespace `retention_days`/`retention_seconds`).
     #[arg(long, env = "LOCI_SWEEP_INTERVAL_SECS", default_value_t = 10)]
     pub sweep_interval_secs: u64,
+
+    // ---- Security settings of Dakera's security page (seed 002): headers and audit bodies ----
+    /// Content-Security-Policy: a preset name (default, permissive, strict) or raw directives
+    /// replacing the preset's (aliases DAKERA_CSP_DIRECTIVES, LOCI_CSP, DAKERA_CSP_POLICY).
+    #[arg(long, alias = "csp", env = "LOCI_CSP_DIRECTIVES")]
+    pub csp_directives: Option<String>,
+
+    /// Send the Content-Security-Policy header (alias DAKERA_CSP_ENABLED; default: on, except
+    /// with the permissive preset).
+    #[arg(long, env = "LOCI_CSP_ENABLED", action = clap::ArgAction::Set)]
+    pub csp_enabled: Option<bool>,
+
+    /// Send Strict-Transport-Security (alias DAKERA_HSTS_ENABLED; default: on, except with the
+    /// permissive preset).
+    #[arg(long, env = "LOCI_HSTS_ENABLED", action = clap::ArgAction::Set)]
+    pub hsts_enabled: Option<bool>,
+
+    /// HSTS max-age in seconds (alias DAKERA_HSTS_MAX_AGE).
+    #[arg(long, env = "LOCI_HSTS_MAX_AGE", default_value_t = 31_536_000)]
+    pub hsts_max_age: u64,
+
+    /// X-Frame-Options: DENY, SAMEORIGIN or a custom value (alias DAKERA_FRAME_OPTIONS).
+    #[arg(long, env = "LOCI_FRAME_OPTIONS", default_value = "DENY")]
+    pub frame_options: String,
+
+    /// Record request bodies in the audit log, secrets redacted (alias DAKERA_AUDIT_REQUEST_BODY).
+    #[arg(long, env = "LOCI_AUDIT_REQUEST_BODY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub audit_request_body: bool,
+
+    /// Record JSON response bodies in the audit log, secrets redacted (alias DAKERA_AUDIT_RESPONSE_BODY).
+    #[arg(long, env = "LOCI_AUDIT_RESPONSE_BODY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub audit_response_body: bool,
+
+    /// Recorded bodies are truncated to this many bytes (alias DAKERA_AUDIT_MAX_BODY_SIZE).
+    #[arg(long, env = "LOCI_AUDIT_MAX_BODY_SIZE", default_value_t = 4096)]
+    pub audit_max_body_size: usize,
 }
 
 /// Dakera-era variable names accepted as aliases of Loci's.
@@ -280,14 +308,83 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("LOCI_RATE_LIMIT_BURST", "RATE_LIMIT_BURST"),
     ("LOCI_RATE_LIMIT_ENABLED", "DAKERA_RATE_LIMIT_ENABLED"),
     ("LOCI_REDIS_URL", "DAKERA_REDIS_URL"),
-    ("LOCI_CSP", "DAKERA_CSP_POLICY"),
     ("LOCI_JOIN", "DAKERA_CLUSTER_SEEDS"),
 ];
+
+// ---- Seed 002 (security page): aliases and the list of known environment variables ----
+
+/// Dakera names of the security settings (seed 002), and older Loci names.
+pub const SECURITY_ALIASES: &[(&str, &str)] = &[
+    ("LOCI_CSP_DIRECTIVES", "DAKERA_CSP_DIRECTIVES"),
+    ("LOCI_CSP_DIRECTIVES", "LOCI_CSP"),
+    ("LOCI_CSP_DIRECTIVES", "DAKERA_CSP_POLICY"),
+    ("LOCI_CSP_ENABLED", "DAKERA_CSP_ENABLED"),
+    ("LOCI_HSTS_ENABLED", "DAKERA_HSTS_ENABLED"),
+    ("LOCI_HSTS_MAX_AGE", "DAKERA_HSTS_MAX_AGE"),
+    ("LOCI_FRAME_OPTIONS", "DAKERA_FRAME_OPTIONS"),
+    ("LOCI_CORS_ORIGINS", "DAKERA_CORS_ORIGINS"),
+    ("LOCI_CORS_CREDENTIALS", "DAKERA_CORS_CREDENTIALS"),
+    ("LOCI_AUDIT_ENABLED", "DAKERA_AUDIT_ENABLED"),
+    ("LOCI_AUDIT_REQUEST_BODY", "DAKERA_AUDIT_REQUEST_BODY"),
+    ("LOCI_AUDIT_RESPONSE_BODY", "DAKERA_AUDIT_RESPONSE_BODY"),
+    ("LOCI_AUDIT_MAX_BODY_SIZE", "DAKERA_AUDIT_MAX_BODY_SIZE"),
+    ("LOCI_AUDIT_EXCLUDE_PATHS", "DAKERA_AUDIT_EXCLUDE_PATHS"),
+];
+
+/// Variables read outside clap's options: the log filter, and the operator CLI's fallback key.
+pub const OTHER_KNOWN_VARS: &[&str] = &["LOCI_LOG", "DAKERA_API_KEY"];
+
+/// Every alias pair, Loci's own list first.
+pub fn all_aliases() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    ENV_ALIASES.iter().chain(SECURITY_ALIASES.iter())
+}
+
+/// The one list of environment variables Loci reads: every option's variable (all commands),
+/// every alias, and [`OTHER_KNOWN_VARS`]. docs/configuration.md lists the same names (a test
+/// checks both ways).
+pub fn known_env_vars() -> std::collections::BTreeSet<String> {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, out: &mut std::collections::BTreeSet<String>) {
+        for a in cmd.get_arguments() {
+            if let Some(e) = a.get_env() {
+                out.insert(e.to_string_lossy().into_owned());
+            }
+        }
+        for s in cmd.get_subcommands() {
+            walk(s, out);
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(&Cli::command(), &mut out);
+    for (loci, alias) in all_aliases() {
+        out.insert(loci.to_string());
+        out.insert(alias.to_string());
+    }
+    out.extend(OTHER_KNOWN_VARS.iter().map(|s| s.to_string()));
+    out
+}
+
+/// The project's test harnesses' own variables (`LOCI_BIN`, `LOCI_TEST_*`, `LOCI_COMPAT_*`):
+/// not read by `loci`, and not warned about when a test passes them on to a node.
+pub fn is_harness_var(name: &str) -> bool {
+    name == "LOCI_BIN" || name.starts_with("LOCI_TEST_") || name.starts_with("LOCI_COMPAT_")
+}
+
+/// `DAKERA_*` and `LOCI_*` variables of this process that Loci does not read (sorted).
+pub fn unknown_env_vars() -> Vec<String> {
+    let known = known_env_vars();
+    let mut out: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| (k.starts_with("LOCI_") || k.starts_with("DAKERA_")) && !known.contains(k) && !is_harness_var(k))
+        .collect();
+    out.sort();
+    out
+}
 
 /// Fill `LOCI_*` variables from their aliases and from the config file before clap reads the
 /// environment, so precedence stays flags > env > file > defaults.
 pub fn prepare_environment(args: &[String]) -> anyhow::Result<()> {
-    for (loci, alias) in ENV_ALIASES {
+    for (loci, alias) in all_aliases() {
         if std::env::var_os(loci).is_none() {
             if let Some(v) = std::env::var_os(alias) {
                 // SAFETY-free: single-threaded at this point (called first thing in main).
@@ -351,5 +448,51 @@ fn set_env(k: &str, v: impl AsRef<std::ffi::OsStr>) {
     #[allow(unsafe_code)]
     unsafe {
         std::env::set_var(k, v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names in the "Environment variable" and "Alias" columns of the options table of
+    /// docs/configuration.md.
+    fn documented() -> std::collections::BTreeSet<String> {
+        let doc = include_str!("../../docs/configuration.md");
+        let mut out = std::collections::BTreeSet::new();
+        let mut in_options = false;
+        for line in doc.lines() {
+            if line.starts_with("## ") {
+                in_options = line == "## Options" || line == "## Operator commands";
+            }
+            if !in_options || !line.starts_with('|') {
+                continue;
+            }
+            let cols: Vec<&str> = line.split('|').collect();
+            for col in cols.iter().skip(2).take(2) {
+                for part in col.split('`') {
+                    let p = part.trim();
+                    let looks = (p.starts_with("LOCI_") || p.starts_with("DAKERA_") || p.starts_with("RATE_LIMIT_"))
+                        && p.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                    if looks {
+                        out.insert(p.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn docs_and_code_list_the_same_environment_variables() {
+        let known = known_env_vars();
+        let documented = documented();
+        let undocumented: Vec<_> = known.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&known).collect();
+        assert!(undocumented.is_empty(), "read but not in docs/configuration.md: {undocumented:?}");
+        assert!(unknown.is_empty(), "documented but not read: {unknown:?}");
+        for name in ["DAKERA_CORS_ORIGINS", "LOCI_CORS_ORIGINS", "DAKERA_AUDIT_MAX_BODY_SIZE", "DAKERA_FRAME_OPTIONS"] {
+            assert!(known.contains(name), "{name}");
+        }
     }
 }

@@ -132,6 +132,32 @@ async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
 
 /// Start a node and return once it serves requests.
 pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
+    for name in crate::config::unknown_env_vars() {
+        tracing::warn!(
+            "unknown environment variable {name} is ignored (not a Loci setting; see docs/configuration.md)"
+        );
+    }
+    // The HTTP security settings are checked before anything is created or opened.
+    let http_security = loci_api::security::HttpSecurity::from_settings(&loci_api::security::SecuritySettings {
+        preset: args.security_preset.clone(),
+        csp_enabled: args.csp_enabled,
+        csp_directives: args.csp_directives.clone(),
+        hsts_enabled: args.hsts_enabled,
+        hsts_max_age: args.hsts_max_age,
+        frame_options: args.frame_options.clone(),
+        cors_origins: args.cors_origins.clone(),
+        cors_credentials: args.cors_credentials,
+    })
+    .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    if http_security.preset == loci_api::security::Preset::Strict
+        && http_security.hsts.is_some()
+        && args.hsts_max_age < loci_api::security::DEFAULT_HSTS_MAX_AGE
+    {
+        tracing::warn!(
+            max_age = args.hsts_max_age,
+            "HSTS preload lists require a max-age of at least 31536000 seconds (LOCI_HSTS_MAX_AGE)"
+        );
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     {
@@ -210,21 +236,6 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     );
 
     // Options that can be wrong are checked before anything is initialised.
-    let http_security = loci_api::security::HttpSecurity {
-        preset: loci_api::security::Preset::parse(&args.security_preset).with_context(|| {
-            format!("LOCI_SECURITY_PRESET '{}' is not default, permissive or strict", args.security_preset)
-        })?,
-        csp_override: args.csp.clone(),
-        cors_origins: args
-            .cors_origins
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-        cors_credentials: args.cors_credentials,
-    };
-    http_security.validate().map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
     let standalone = args.join.is_empty() && args.bootstrap_expect <= 1;
     let cluster_secret = match &args.cluster_secret {
         Some(s) if s.len() >= 16 => s.clone(),
@@ -253,7 +264,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
                 .collect(),
-            capture_body_bytes: args.audit_capture_body_bytes,
+            request_body: args.audit_request_body,
+            response_body: args.audit_response_body,
+            max_body_size: args.audit_max_body_size,
         },
         node_id,
     )

@@ -305,7 +305,10 @@ fn created_key_secrets_never_reach_logs_and_audit_verify_detects_tampering() {
         .env("LOCI_LOG", "debug")
         .env("LOCI_AUDIT_ENABLED", "true")
         .env("LOCI_AUDIT_FILE", &audit_s)
-        .env("LOCI_AUDIT_CAPTURE_BODY_BYTES", "65536")
+        // Both bodies recorded: the minted and rotated secrets are in the responses.
+        .env("LOCI_AUDIT_REQUEST_BODY", "true")
+        .env("LOCI_AUDIT_RESPONSE_BODY", "true")
+        .env("LOCI_AUDIT_MAX_BODY_SIZE", "65536")
         .stdout(Stdio::null())
         // A file, not a pipe: debug logs would fill a pipe nobody reads until the end.
         .stderr(Stdio::from(std::fs::File::create(dir.join("stderr.log")).unwrap()))
@@ -535,11 +538,7 @@ fn cluster_certificates_from_the_cli_and_refused_peers_are_logged() {
     let certs = dir.path().join("certs");
     let node_certs = dir.path().join("node-1");
     let loci = env!("CARGO_BIN_EXE_loci");
-    let out = Command::new(loci)
-        .args(["cluster", "certs", "create-ca", "--certs-dir"])
-        .arg(&certs)
-        .output()
-        .unwrap();
+    let out = Command::new(loci).args(["cluster", "certs", "create-ca", "--certs-dir"]).arg(&certs).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = Command::new(loci)
         .args(["cluster", "certs", "create-node", "--host", "127.0.0.1,localhost", "--certs-dir"])
@@ -582,10 +581,174 @@ fn cluster_certificates_from_the_cli_and_refused_peers_are_logged() {
         let n = s.read(&mut buf).unwrap_or(0);
         assert!(n == 0 || buf[0] == 0x15, "a plaintext peer got an answer: {:?}", &buf[..n]);
     }
-    // The refusal is logged as the handshake fails, before the node is stopped.
-    std::thread::sleep(Duration::from_millis(300));
+    // The refusal is logged as the handshake fails (read while the node runs).
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut logged = false;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("refused a cluster connection") => {
+                logged = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(logged, "the refusal is not logged");
+}
+
+/// Headers of a GET without credentials.
+fn headers(base: &str, path: &str) -> reqwest::header::HeaderMap {
+    client().get(format!("{base}{path}")).send().unwrap().headers().clone()
+}
+
+fn header<'a>(m: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    m.get(name).map(|v| v.to_str().unwrap())
+}
+
+/// seed 002_beb034b3af00d10c.txt line 50: `DAKERA_CORS_ORIGINS=*` with
+/// `DAKERA_CORS_CREDENTIALS=true` (and the same through the `LOCI_` names) exits non-zero with a
+/// message naming both settings, before serving anything.
+#[test]
+fn cors_wildcard_with_credentials_refuses_to_start() {
+    for (origins, credentials) in
+        [("DAKERA_CORS_ORIGINS", "DAKERA_CORS_CREDENTIALS"), ("LOCI_CORS_ORIGINS", "LOCI_CORS_CREDENTIALS")]
+    {
+        let (_guard, dir) = tmp();
+        let ready = dir.join("ready.json");
+        let out = serve_command(&dir.join("data"), &ready)
+            .args(["--gossip-addr", "127.0.0.1:0"])
+            .env("LOCI_ROOT_API_KEY", KEY)
+            .env("LOCI_ENCRYPTION_KEY", ENC)
+            .env(origins, "*")
+            .env(credentials, "true")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{origins}=* with credentials started");
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("refusing to start"), "{err}");
+        assert!(err.contains("CORS_ORIGINS") && err.contains("CORS_CREDENTIALS"), "{err}");
+        assert!(!ready.exists(), "it must not have served");
+        assert!(!dir.join("data").exists(), "nothing is created before the settings are checked");
+    }
+}
+
+/// seed 002_beb034b3af00d10c.txt lines 44-45, 61-62, 69-70 and 182-186: the seed's `DAKERA_*`
+/// names are read by the real binary (headers and audit change accordingly), and an unknown
+/// `DAKERA_*` or `LOCI_*` variable is warned about by name, once, at start.
+#[test]
+fn seed_002_dakera_names_apply_and_unknown_names_are_warned() {
+    let (_guard, dir) = tmp();
+    let audit = dir.join("audit.log");
+    let audit_s = audit.to_str().unwrap().to_string();
+    let custom = "default-src 'none'; frame-ancestors 'none'; base-uri 'self'";
+    let p = spawn(
+        &dir,
+        &[
+            ("DAKERA_FRAME_OPTIONS", "SAMEORIGIN"),
+            ("DAKERA_HSTS_MAX_AGE", "600"),
+            ("DAKERA_CSP_ENABLED", "true"),
+            ("DAKERA_CSP_DIRECTIVES", custom),
+            ("DAKERA_CORS_ORIGINS", "https://app.example.com,https://dashboard.example.com"),
+            ("DAKERA_CORS_CREDENTIALS", "true"),
+            ("DAKERA_AUDIT_ENABLED", "true"),
+            ("LOCI_AUDIT_FILE", &audit_s),
+            ("DAKERA_AUDIT_REQUEST_BODY", "true"),
+            ("DAKERA_AUDIT_RESPONSE_BODY", "false"),
+            ("DAKERA_AUDIT_MAX_BODY_SIZE", "40"),
+            ("DAKERA_AUDIT_EXCLUDE_PATHS", "/health,/metrics"),
+            ("DAKERA_CORS_ORIGINZ", "typo"),
+            ("LOCI_NOT_A_SETTING", "1"),
+            ("LOCI_TEST_HARNESS_ONLY", "1"),
+        ],
+    );
+    let m = headers(&p.base, "/health");
+    assert_eq!(header(&m, "x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(header(&m, "strict-transport-security"), Some("max-age=600; includeSubDomains"));
+    assert_eq!(header(&m, "content-security-policy"), Some(custom));
+    assert_eq!(header(&m, "x-xss-protection"), Some("1; mode=block"));
+    let pre = client()
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/memory/recall", p.base))
+        .header("origin", "https://dashboard.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .unwrap();
+    assert_eq!(header(pre.headers(), "access-control-allow-origin"), Some("https://dashboard.example.com"));
+    assert_eq!(header(pre.headers(), "access-control-allow-credentials"), Some("true"));
+    let (s, _) = post(
+        &p.base,
+        "/v1/memory/store",
+        &json!({"agent_id": "bin", "content": "a body longer than forty bytes, cut"}),
+    );
+    assert_eq!(s, 200);
+    let Proc { mut child, .. } = p;
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     let logs = String::from_utf8_lossy(&out.stderr);
-    assert!(logs.contains("refused a cluster connection"), "the refusal is not logged: {logs}");
+    for name in ["DAKERA_CORS_ORIGINZ", "LOCI_NOT_A_SETTING"] {
+        let lines = logs.lines().filter(|l| l.contains(&format!("unknown environment variable {name} "))).count();
+        assert_eq!(lines, 1, "{name} warned once: {logs}");
+    }
+    for known in [
+        "DAKERA_CORS_ORIGINS ",
+        "DAKERA_AUDIT_MAX_BODY_SIZE ",
+        "LOCI_AUDIT_FILE ",
+        "LOCI_LOG ",
+        "LOCI_TEST_HARNESS_ONLY ",
+    ] {
+        assert!(!logs.contains(&format!("unknown environment variable {known}")), "{known} is known: {logs}");
+    }
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let recs: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(recs.iter().all(|r| r["path"] != "/health"), "excluded path recorded");
+    let store = recs.iter().find(|r| r["path"] == "/v1/memory/store").expect("the store is audited");
+    assert_eq!(store["request_body"].as_str().map(str::len), Some(40), "{store}");
+    assert_eq!(store["request_body_truncated"], true);
+    assert!(store.get("response_body").is_none());
+    assert_eq!(store["agent_id"], "bin");
+    let verify = Command::new(env!("CARGO_BIN_EXE_loci")).args(["audit", "verify"]).arg(&audit).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}
+
+/// seed 002_beb034b3af00d10c.txt lines 58, 69-70 and 74: the same settings under their `LOCI_`
+/// names: HSTS and CSP switched off, frame options custom, preset by name.
+#[test]
+fn seed_002_settings_by_loci_names() {
+    let (_guard, dir) = tmp();
+    let p = spawn(
+        &dir,
+        &[
+            ("LOCI_FRAME_OPTIONS", "ALLOW-FROM https://app.example.com"),
+            ("LOCI_HSTS_ENABLED", "false"),
+            ("LOCI_CSP_ENABLED", "false"),
+        ],
+    );
+    let m = headers(&p.base, "/health");
+    assert_eq!(header(&m, "x-frame-options"), Some("ALLOW-FROM https://app.example.com"));
+    assert_eq!(header(&m, "strict-transport-security"), None);
+    assert_eq!(header(&m, "content-security-policy"), None);
+    assert_eq!(header(&m, "referrer-policy"), Some("strict-origin-when-cross-origin"));
+    let Proc { mut child, .. } = p;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let p = spawn(&dir, &[("LOCI_CSP_DIRECTIVES", "strict")]);
+    let m = headers(&p.base, "/health");
+    assert_eq!(header(&m, "strict-transport-security"), Some("max-age=31536000; includeSubDomains; preload"));
+    assert!(header(&m, "content-security-policy").unwrap().contains("sandbox"));
+    let Proc { mut child, .. } = p;
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -42,9 +42,7 @@ pub fn serve_args(dir: &Path) -> ServeArgs {
         audit_enabled: false,
         audit_file: None,
         audit_exclude_paths: "/health,/metrics".into(),
-        audit_capture_body_bytes: 0,
         security_preset: "default".into(),
-        csp: None,
         cors_origins: String::new(),
         cors_credentials: false,
         sweep_interval_secs: 1,
@@ -59,6 +57,14 @@ pub fn serve_args(dir: &Path) -> ServeArgs {
         openai_embeddings_url: None,
         openai_embeddings_model: "test-model".into(),
         openai_embeddings_key: None,
+        csp_directives: None,
+        csp_enabled: None,
+        hsts_enabled: None,
+        hsts_max_age: 31_536_000,
+        frame_options: "DENY".into(),
+        audit_request_body: false,
+        audit_response_body: false,
+        audit_max_body_size: 4096,
     }
 }
 

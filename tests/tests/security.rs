@@ -590,7 +590,8 @@ async fn rate_limits_per_key_and_per_namespace() {
     let (s1, _) = o.post("/v1/memory/store", &json!({"agent_id": "limited", "content": "a"})).await;
     let (s2, v2) = o.post("/v1/memory/store", &json!({"agent_id": "limited", "content": "b"})).await;
     assert_eq!((s1, s2), (200, 429), "{v2}");
-    assert!(v2["error"].as_str().unwrap().contains("limited"));
+    assert_eq!(v2["error"], "rate_limited", "{v2}");
+    assert!(v2["details"].as_str().unwrap().contains("namespace 'limited'"), "{v2}");
 }
 
 #[tokio::test]
@@ -734,7 +735,8 @@ async fn audit_log_is_complete_chained_and_free_of_secrets() {
     let node = TestNode::start_with(move |a| {
         a.audit_enabled = true;
         a.audit_file = Some(ap);
-        a.audit_capture_body_bytes = 4096;
+        a.audit_request_body = true;
+        a.audit_max_body_size = 4096;
     })
     .await;
     let c = node.client.clone();
@@ -766,7 +768,7 @@ async fn audit_log_is_complete_chained_and_free_of_secrets() {
     assert_eq!(refused["namespaces"], json!(["other"]));
     assert!(refused["latency_ms"].is_number() && refused["ip"].is_string());
     let policy = lines.iter().find(|l| l["path"] == "/v1/namespaces/aud/memory_policy").unwrap();
-    assert_eq!(policy["body"]["dedup_on_store"], true, "bodies are captured");
+    assert_eq!(policy["request_body"]["dedup_on_store"], true, "bodies are captured");
     // No secret anywhere: created key, rotated key, root key, the new master passphrase.
     for s in [secret.as_str(), rotated_secret.as_str(), loci_tests::ROOT_KEY, "correct horse battery staple"] {
         assert!(!text.contains(s), "secret leaked into the audit log");

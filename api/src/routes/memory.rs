@@ -179,12 +179,7 @@ async fn ns_limit(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
-        ApiError::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMIT_EXCEEDED",
-            format!("rate limit exceeded for namespace '{}'", entry.name),
-        )
-        .with_retry_after(retry)
+        ApiError::rate_limited(retry, format!("rate limit exceeded for namespace '{}'", entry.name))
     })
 }
 
