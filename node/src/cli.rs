@@ -49,6 +49,44 @@ pub enum ClusterCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Certificates for mutual TLS between nodes (no node is contacted).
+    #[command(subcommand)]
+    Certs(CertsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertsCmd {
+    /// Create the cluster CA (`ca.crt`, and `ca.key` mode 0600: keep it off the nodes).
+    CreateCa {
+        #[arg(long, default_value = "certs")]
+        certs_dir: std::path::PathBuf,
+    },
+    /// Create a node certificate signed by the CA (`node.crt`, `node.key`, a copy of `ca.crt`)
+    /// into `--out-dir`, which becomes the node's `--cluster-certs-dir`.
+    CreateNode {
+        /// Where `ca.crt` and `ca.key` are.
+        #[arg(long, default_value = "certs")]
+        certs_dir: std::path::PathBuf,
+        #[arg(long)]
+        out_dir: std::path::PathBuf,
+        /// Host names or IPs of the node, put in the certificate as well (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        host: Vec<String>,
+    },
+}
+
+/// `loci cluster certs …`
+pub fn certs(cmd: &CertsCmd) -> anyhow::Result<String> {
+    match cmd {
+        CertsCmd::CreateCa { certs_dir } => {
+            let p = crate::tls::create_ca(certs_dir)?;
+            Ok(format!("created the cluster CA: {} (and ca.key, mode 0600)", p.display()))
+        }
+        CertsCmd::CreateNode { certs_dir, out_dir, host } => {
+            let p = crate::tls::create_node(certs_dir, out_dir, host)?;
+            Ok(format!("created {} (and node.key, mode 0600; ca.crt beside it)", p.display()))
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -198,6 +236,11 @@ fn s(v: &Value) -> String {
 }
 
 pub async fn cluster(conn: Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
+    if let ClusterCmd::Certs(cmd) = &cmd {
+        // Local files only: no node and no API key involved.
+        println!("{}", certs(cmd)?);
+        return Ok(());
+    }
     let c = Client::new(conn)?;
     match cmd {
         ClusterCmd::Status => {
@@ -319,6 +362,8 @@ pub async fn cluster(conn: Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
             let v = c.ok("POST", &format!("/v1/admin/cluster/nodes/{node}/undrain"), Some(json!({}))).await?;
             c.print(&v, |v| format!("node {} no longer draining\n", s(&v["node_id"])));
         }
+        // Answered above, before connecting.
+        ClusterCmd::Certs(_) => {}
         ClusterCmd::Rebalance { dry_run } => {
             let v = c.ok("POST", "/v1/admin/cluster/shards/rebalance", Some(json!({ "dry_run": dry_run }))).await?;
             c.print(&v, |v| {

@@ -92,9 +92,25 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCI_HTTP_ADDR", default_value = "127.0.0.1:3300")]
     pub http_addr: String,
 
-    /// gRPC listen address: public API and node-to-node traffic.
+    /// Public gRPC listen address (the API; no node-to-node service answers here).
     #[arg(long, env = "LOCI_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: String,
+
+    /// Cluster listen address: node-to-node traffic (Raft, forwarding, replication), never
+    /// the public API. Peers dial it at the advertised host.
+    #[arg(long, env = "LOCI_CLUSTER_ADDR", default_value = "127.0.0.1:50052")]
+    pub cluster_addr: String,
+
+    /// The address peers dial for this node's cluster listener, when it differs from the
+    /// advertised host and bound port (a port mapping or a proxy in front of the node).
+    #[arg(long, env = "LOCI_CLUSTER_ADVERTISE_ADDR")]
+    pub cluster_advertise_addr: Option<String>,
+
+    /// Directory with the cluster CA certificate and this node's certificate and key
+    /// (`ca.crt`, `node.crt`, `node.key`; `loci cluster certs`): node-to-node traffic uses
+    /// mutual TLS and the cluster secret is not sent. Unset: plaintext (development only).
+    #[arg(long, env = "LOCI_CLUSTER_CERTS_DIR")]
+    pub cluster_certs_dir: Option<PathBuf>,
 
     /// Gossip (SWIM, UDP) listen address.
     #[arg(long, env = "LOCI_GOSSIP_ADDR", default_value = "127.0.0.1:7946")]

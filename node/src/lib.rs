@@ -6,6 +6,7 @@ pub mod config;
 pub mod logging;
 pub mod model;
 pub mod server;
+pub mod tls;
 
 pub use config::ServeArgs;
 pub use server::{NodeHandle, start};

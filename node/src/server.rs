@@ -21,6 +21,8 @@ pub struct NodeHandle {
     pub node_id: u64,
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
+    /// Node-to-node listener (Raft, forwarding, replication).
+    pub cluster_addr: SocketAddr,
     pub gossip_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub core: Arc<Core>,
@@ -272,6 +274,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
 
     let http_listener = bind(&args.http_addr, "HTTP").await?;
     let grpc_listener = bind(&args.grpc_addr, "gRPC").await?;
+    let cluster_listener = bind(&args.cluster_addr, "cluster").await?;
+    let cluster_tls = match &args.cluster_certs_dir {
+        Some(dir) => Some(crate::tls::ClusterTls::load(dir).context("cannot load the cluster certificates")?),
+        None => None,
+    };
     let gossip_addr_req: std::net::SocketAddr = tokio::net::lookup_host(&args.gossip_addr)
         .await
         .with_context(|| format!("cannot resolve the gossip address {}", args.gossip_addr))?
@@ -282,6 +289,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         .with_context(|| format!("cannot bind the gossip address {}", args.gossip_addr))?;
     let http_addr = http_listener.local_addr()?;
     let grpc_addr = grpc_listener.local_addr()?;
+    let cluster_addr = cluster_listener.local_addr()?;
     let gossip_addr = gossip_transport.local_addr()?;
     let host = args.advertise_host.as_deref();
     // Gossip identities carry a socket address: resolve an advertised host name once, here, and
@@ -292,13 +300,18 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         .and_then(|mut a| a.next())
         .with_context(|| format!("cannot resolve the advertised host {}", host.unwrap_or("127.0.0.1")))?;
     let addr = NodeAddr {
-        rpc_addr: advertised(grpc_addr, host),
+        rpc_addr: args.cluster_advertise_addr.clone().unwrap_or_else(|| advertised(cluster_addr, host)),
         http_addr: advertised(http_addr, host),
         gossip_addr: gossip_adv.to_string(),
     };
 
     let opened = OpenedStore::open(&raft_dir).map_err(|e| anyhow::anyhow!("cannot open the catalogue: {e}"))?;
-    let pool = ChannelPool::default();
+    if cluster_tls.is_none() && !standalone {
+        tracing::warn!(
+            "node-to-node traffic is plaintext and carries the cluster secret: set --cluster-certs-dir (loci cluster certs) outside development"
+        );
+    }
+    let pool = ChannelPool::with_tls(cluster_tls.as_ref().map(crate::tls::ClusterTls::client_config));
     let catalogue = CatalogueNode::start(
         opened,
         node_id,
@@ -468,13 +481,38 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         tasks.spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
             if let Err(e) = tonic::transport::Server::builder()
-                .add_service(raft_svc)
-                .add_service(internal)
                 .add_service(public)
                 .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
                 .await
             {
                 tracing::error!(error = %e, "gRPC server failed");
+            }
+        });
+        // Node-to-node services listen apart from the public API: nothing that reaches the
+        // public port can even attempt them.
+        let token = cancel.clone();
+        let server_tls = match &cluster_tls {
+            Some(t) => Some(t.server_config()?),
+            None => None,
+        };
+        tasks.spawn(async move {
+            let router = tonic::transport::Server::builder().add_service(raft_svc).add_service(internal);
+            let served = match server_tls {
+                Some(cfg) => {
+                    router
+                        .serve_with_incoming_shutdown(
+                            crate::tls::accept(cluster_listener, cfg),
+                            token.cancelled_owned(),
+                        )
+                        .await
+                }
+                None => {
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(cluster_listener);
+                    router.serve_with_incoming_shutdown(incoming, token.cancelled_owned()).await
+                }
+            };
+            if let Err(e) = served {
+                tracing::error!(error = %e, "cluster gRPC server failed");
             }
         });
     }
@@ -611,12 +649,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         });
     }
 
-    tracing::info!(node_id, %http_addr, %grpc_addr, gossip_addr = %gossip_addr, data_dir = %args.data_dir.display(), ready = core.is_ready(), "loci node started");
+    tracing::info!(node_id, %http_addr, %grpc_addr, %cluster_addr, tls = cluster_tls.is_some(), gossip_addr = %gossip_addr, data_dir = %args.data_dir.display(), ready = core.is_ready(), "loci node started");
     if let Some(path) = &args.ready_file {
         let info = serde_json::json!({
             "node_id": node_id,
             "http_addr": http_addr.to_string(),
             "grpc_addr": grpc_addr.to_string(),
+            "cluster_addr": cluster_addr.to_string(),
             "gossip_addr": gossip_addr.to_string(),
             "pid": std::process::id(),
         });
@@ -628,6 +667,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         node_id,
         http_addr,
         grpc_addr,
+        cluster_addr,
         gossip_addr,
         data_dir: args.data_dir.clone(),
         core,

@@ -17,7 +17,7 @@ struct Proc {
 /// `loci serve` on free loopback HTTP and gRPC ports, writing its ready file to `ready`.
 fn serve_command(data: &Path, ready: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_loci"));
-    cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+    cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data)
         .arg("--ready-file")
@@ -527,6 +527,86 @@ fn spawn_with_gossip(dir: &Path, extra_env: &[(&str, &str)]) -> Proc {
     }
     let child = cmd.spawn().expect("spawn loci");
     Proc { child, base: wait_ready(&ready) }
+}
+
+/// Issue 14: `loci cluster certs` makes a CA and a node certificate; a node serving with them
+/// refuses (and logs) a peer that does not complete a TLS handshake with a certificate of the
+/// cluster CA.
+#[test]
+fn cluster_certificates_from_the_cli_and_refused_peers_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let node_certs = dir.path().join("node-1");
+    let loci = env!("CARGO_BIN_EXE_loci");
+    let out = Command::new(loci).args(["cluster", "certs", "create-ca", "--certs-dir"]).arg(&certs).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(loci)
+        .args(["cluster", "certs", "create-node", "--host", "127.0.0.1,localhost", "--certs-dir"])
+        .arg(&certs)
+        .arg("--out-dir")
+        .arg(&node_certs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["ca.crt", "node.crt", "node.key"] {
+        assert!(node_certs.join(f).exists(), "{f} missing");
+    }
+    // A second CA in the same place is refused (nothing is overwritten).
+    let again = Command::new(loci).args(["cluster", "certs", "create-ca", "--certs-dir"]).arg(&certs).output().unwrap();
+    assert!(!again.status.success());
+
+    let ready = dir.path().join("ready.json");
+    let mut child = serve_command(&dir.path().join("data"), &ready)
+        .args(["--gossip-addr", "127.0.0.1:0"])
+        .arg("--cluster-certs-dir")
+        .arg(&node_certs)
+        .env("LOCI_ROOT_API_KEY", KEY)
+        .env("LOCI_ENCRYPTION_KEY", ENC)
+        .env("LOCI_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(&ready);
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+    let cluster_addr = info["cluster_addr"].as_str().unwrap().to_string();
+    // A plaintext peer: an HTTP/2 preface instead of a TLS ClientHello.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&cluster_addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        // The node closes the connection (or answers a TLS alert), it never speaks HTTP/2.
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert!(n == 0 || buf[0] == 0x15, "a plaintext peer got an answer: {:?}", &buf[..n]);
+    }
+    // The refusal is logged as the handshake fails (read while the node runs).
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut logged = false;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("refused a cluster connection") => {
+                logged = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(logged, "the refusal is not logged");
 }
 
 /// Headers of a GET without credentials.

@@ -14,7 +14,7 @@ use openraft::raft::{
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::pb::Envelope;
@@ -33,6 +33,9 @@ pub struct ChannelPool {
     /// Current address of a node when it differs from the one Raft recorded (membership
     /// knows where a node was; gossip knows where it is).
     resolver: Arc<Mutex<Option<Resolver>>>,
+    /// Mutual TLS to peers (cluster CA + this node's certificate). With it, peers are
+    /// authenticated by certificate and the cluster token is never sent.
+    tls: Option<Arc<ClientTlsConfig>>,
 }
 
 pub type Resolver = Arc<dyn Fn(u64) -> Option<String> + Send + Sync>;
@@ -49,6 +52,16 @@ impl std::fmt::Display for Blocked {
 impl std::error::Error for Blocked {}
 
 impl ChannelPool {
+    /// A pool whose channels use mutual TLS (`None`: plaintext, authenticated by the token).
+    pub fn with_tls(tls: Option<ClientTlsConfig>) -> Self {
+        ChannelPool { tls: tls.map(Arc::new), ..Default::default() }
+    }
+
+    /// Whether peers are reached over mutual TLS (then no cluster token travels).
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     pub fn set_blocked(&self, addr: &str, blocked: bool) {
         let mut b = self.blocked.lock();
         if blocked {
@@ -75,8 +88,13 @@ impl ChannelPool {
         if let Some(c) = self.channels.lock().get(addr) {
             return Ok(c.clone());
         }
-        let uri = if addr.starts_with("http") { addr.to_string() } else { format!("http://{addr}") };
-        let ch = Endpoint::from_shared(uri)?
+        let host = addr.trim_start_matches("http://").trim_start_matches("https://");
+        let uri = if self.tls.is_some() { format!("https://{host}") } else { format!("http://{host}") };
+        let mut endpoint = Endpoint::from_shared(uri)?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(ClientTlsConfig::clone(tls))?;
+        }
+        let ch = endpoint
             .connect_timeout(Duration::from_millis(500))
             .timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
@@ -111,8 +129,10 @@ impl Network {
 
     fn request(&self, env: Envelope) -> Request<Envelope> {
         let mut req = Request::new(env);
-        if let Ok(v) = self.token.parse() {
-            req.metadata_mut().insert(CLUSTER_TOKEN_HEADER, v);
+        if !self.pool.uses_tls() {
+            if let Ok(v) = self.token.parse() {
+                req.metadata_mut().insert(CLUSTER_TOKEN_HEADER, v);
+            }
         }
         req
     }

@@ -85,6 +85,7 @@ class LociNode:
             "--data-dir", str(self.dir / "data"),
             "--http-addr", "127.0.0.1:0",
             "--grpc-addr", "127.0.0.1:0",
+            "--cluster-addr", "127.0.0.1:0",
             "--gossip-addr", gossip,
             "--ready-file", str(ready),
             *self.args_extra,

@@ -18,6 +18,9 @@ pub fn serve_args(dir: &Path) -> ServeArgs {
         data_dir: dir.to_path_buf(),
         http_addr: "127.0.0.1:0".into(),
         grpc_addr: "127.0.0.1:0".into(),
+        cluster_addr: "127.0.0.1:0".into(),
+        cluster_advertise_addr: None,
+        cluster_certs_dir: None,
         gossip_addr: "127.0.0.1:0".into(),
         advertise_host: None,
         node_id: None,
@@ -489,8 +492,8 @@ impl TestCluster {
                 let (a, b) = (self.handle(i), self.handle(j));
                 a.cluster.gossip.set_blocked(b.gossip_addr, cut);
                 b.cluster.gossip.set_blocked(a.gossip_addr, cut);
-                a.cluster.pool.set_blocked(&b.grpc_addr.to_string(), cut);
-                b.cluster.pool.set_blocked(&a.grpc_addr.to_string(), cut);
+                a.cluster.pool.set_blocked(&b.cluster_addr.to_string(), cut);
+                b.cluster.pool.set_blocked(&a.cluster_addr.to_string(), cut);
             }
         }
     }
@@ -522,8 +525,8 @@ impl TestCluster {
             let (a, b) = (self.handle(i), self.handle(j));
             a.cluster.gossip.set_blocked(b.gossip_addr, cut);
             b.cluster.gossip.set_blocked(a.gossip_addr, cut);
-            a.cluster.pool.set_blocked(&b.grpc_addr.to_string(), cut);
-            b.cluster.pool.set_blocked(&a.grpc_addr.to_string(), cut);
+            a.cluster.pool.set_blocked(&b.cluster_addr.to_string(), cut);
+            b.cluster.pool.set_blocked(&a.cluster_addr.to_string(), cut);
         }
     }
 }

@@ -35,8 +35,11 @@ impl Cluster {
         let client = Client::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
         let mut request = tonic::Request::new(req);
         request.set_timeout(timeout);
-        if let Ok(v) = self.token.parse() {
-            request.metadata_mut().insert(CLUSTER_TOKEN_HEADER, v);
+        // Over mutual TLS the certificate authenticates this node: the secret never travels.
+        if !self.pool.uses_tls() {
+            if let Ok(v) = self.token.parse() {
+                request.metadata_mut().insert(CLUSTER_TOKEN_HEADER, v);
+            }
         }
         match call(client, request).await {
             Ok(r) => Ok(r.into_inner()),
