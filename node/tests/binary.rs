@@ -751,6 +751,8 @@ fn seed_002_settings_by_loci_names() {
     let Proc { mut child, .. } = p;
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
 /// Wait (up to 60 s) for a process that must refuse to start; its stderr.
 fn expect_refusal(mut child: Child) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
