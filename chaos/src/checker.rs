@@ -195,7 +195,7 @@ mod tests {
     use crate::history::{FinalRead, RateWindow, Revocation, write_of};
 
     fn ev(tenant: usize, node: usize, start: Ms, end: Ms, status: Option<u16>, op: Op) -> Event {
-        Event { tenant, node, start, end, status, op }
+        Event { tenant, node, start, end, status, op, error: None }
     }
 
     fn seen(tenant: usize, k: u64) -> Seen {

@@ -37,6 +37,8 @@ pub struct Event {
     pub end: Ms,
     pub status: Option<u16>,
     pub op: Op,
+    /// The error message of a 5xx answer, for the report.
+    pub error: Option<String>,
 }
 
 impl Event {

@@ -68,7 +68,8 @@ impl Rig {
     }
 
     pub fn record(&self, tenant: usize, node: usize, a: &Answer, op: Op) {
-        self.events.lock().push(Event { tenant, node, start: a.start, end: a.end, status: a.status, op });
+        let error = a.status.filter(|s| *s >= 500).map(|_| a.body["error"].as_str().unwrap_or("").to_string());
+        self.events.lock().push(Event { tenant, node, start: a.start, end: a.end, status: a.status, op, error });
     }
 
     /// Whether a node answers `/health/ready` with 200.

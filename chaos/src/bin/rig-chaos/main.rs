@@ -27,6 +27,7 @@ use loci_chaos::checker::{check, tally};
 use loci_chaos::history::{FaultCounts, FinalRead, History, Op, RateWindow, Revocation, write_of};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
@@ -100,8 +101,12 @@ impl Fault {
     }
 }
 
+/// A tag of this run, so each run's tenants start with empty namespaces on a rig that keeps its
+/// volumes between runs.
+static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn ns(tenant: usize) -> String {
-    format!("rig-tenant-{tenant}")
+    format!("rig-{}-tenant-{tenant}", RUN.get().map(String::as_str).unwrap_or("0"))
 }
 
 fn root_key(env_file: &PathBuf) -> anyhow::Result<String> {
@@ -117,10 +122,8 @@ async fn mint(rig: &Rig, name: &str, scope: &str, namespaces: serde_json::Value)
     let body = json!({"name": name, "scope": scope, "namespaces": namespaces});
     for attempt in 0..30 {
         let a = rig.call(attempt % rig.nodes(), "POST", "/admin/keys", &rig.root, Some(&body)).await;
-        if a.ok() {
-            if let (Some(id), Some(key)) = (a.body["key_id"].as_str(), a.body["key"].as_str()) {
-                return Ok((id.to_string(), key.to_string()));
-            }
+        if let (true, Some(id), Some(key)) = (a.ok(), a.body["key_id"].as_str(), a.body["key"].as_str()) {
+            return Ok((id.to_string(), key.to_string()));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -273,6 +276,8 @@ async fn main() -> anyhow::Result<()> {
         bail!("--nodes must be at least 3");
     }
     let root = root_key(&args.env_file)?;
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let _ = RUN.set(format!("{run:x}"));
     let ports: Vec<u16> = (0..args.nodes as u16).map(|i| args.base_port + i).collect();
     let rig = Arc::new(Rig::new(ports, root, Duration::from_secs(10))?);
     let docker = Docker::new(&args.project, args.nodes, args.rig_script.clone());
@@ -292,7 +297,7 @@ async fn main() -> anyhow::Result<()> {
     for t in 0..args.tenants {
         keys.push(mint(&rig, &format!("tenant-{t}"), "write", json!([ns(t)])).await?.1);
     }
-    let (_, probe_key) = mint(&rig, "rate-probe", "read", json!(["rig-rate-probe"])).await?;
+    let (_, probe_key) = mint(&rig, "rate-probe", "read", json!([format!("{}-rate-probe", ns(0))])).await?;
     let mut rate_windows = vec![rate_window(&rig, &probe_key, "redis", 8, &args).await];
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -304,18 +309,20 @@ async fn main() -> anyhow::Result<()> {
     tasks.push(tokio::spawn(revoker(rig.clone(), args.tenants, args.seed, stop.clone(), revs.clone())));
 
     let mut rng = StdRng::seed_from_u64(args.seed);
+    // A deck holding each kind as often as its weight, shuffled and drawn in turn, so every
+    // kind comes up once per deck (about every 10 faults).
     let mut kinds = vec![
-        (Fault::Kill, 3),
-        (Fault::Pause, 3),
-        (Fault::Disconnect, 2),
+        (Fault::Kill, 2),
+        (Fault::Pause, 2),
+        (Fault::Disconnect, 1),
         (Fault::RedisDown, 1),
         (Fault::ClusterRestart, 1),
         (Fault::Replace, 1),
     ];
     if iptables {
-        kinds.extend([(Fault::Partition, 2), (Fault::OneWay, 2)]);
+        kinds.extend([(Fault::Partition, 1), (Fault::OneWay, 1)]);
     }
-    let total: u32 = kinds.iter().map(|k| k.1).sum();
+    let mut deck: Vec<Fault> = Vec::new();
     let mut faults = FaultCounts::new();
     let mut notes = Vec::new();
     let started = Instant::now();
@@ -327,19 +334,11 @@ async fn main() -> anyhow::Result<()> {
             notes.push(note);
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(2_000..5_000))).await;
-        let mut pick = rng.random_range(0..total);
-        let fault = kinds
-            .iter()
-            .find(|(_, w)| {
-                if pick < *w {
-                    true
-                } else {
-                    pick -= w;
-                    false
-                }
-            })
-            .map(|k| k.0)
-            .unwrap_or(Fault::Kill);
+        if deck.is_empty() {
+            deck = kinds.iter().flat_map(|(k, w)| std::iter::repeat_n(*k, *w)).collect();
+            deck.shuffle(&mut rng);
+        }
+        let Some(fault) = deck.pop() else { break };
         let victim = rng.random_range(0..args.nodes);
         let hold = Duration::from_millis(rng.random_range(3_000..15_000));
         log(format!("{} {} for {:.1}s", fault.name(), container(victim), hold.as_secs_f64()));
@@ -515,6 +514,15 @@ fn report(h: &History, violations: &[loci_chaos::checker::Violation], notes: &[S
             w.limited,
             w.other
         );
+    }
+    let mut errors: std::collections::BTreeMap<(u16, &str), u64> = std::collections::BTreeMap::new();
+    for e in &h.events {
+        if let (Some(s), Some(msg)) = (e.status, e.error.as_deref()) {
+            *errors.entry((s, msg)).or_default() += 1;
+        }
+    }
+    for ((s, msg), n) in errors {
+        println!("answered {s} {n} times: {}", msg.chars().take(200).collect::<String>());
     }
     for n in notes {
         println!("note: {n}");
