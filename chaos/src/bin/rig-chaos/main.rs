@@ -69,6 +69,10 @@ struct Args {
     /// No iptables partitions (only network disconnection).
     #[arg(long)]
     no_iptables: bool,
+    /// Fault kinds left out of the schedule, comma-separated: kill, pause, disconnect,
+    /// partition, one-way, redis, restart, replace.
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
     /// Write the recorded history here as JSON.
     #[arg(long, default_value = "/var/tmp/rig-chaos-history.json")]
     history_out: PathBuf,
@@ -87,6 +91,19 @@ enum Fault {
 }
 
 impl Fault {
+    fn key(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+            Fault::Disconnect => "disconnect",
+            Fault::Partition => "partition",
+            Fault::OneWay => "one-way",
+            Fault::RedisDown => "redis",
+            Fault::ClusterRestart => "restart",
+            Fault::Replace => "replace",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Fault::Kill => "kill -9",
@@ -321,6 +338,17 @@ async fn main() -> anyhow::Result<()> {
     ];
     if iptables {
         kinds.extend([(Fault::Partition, 1), (Fault::OneWay, 1)]);
+    }
+    for k in &args.skip {
+        if !kinds.iter().any(|(f, _)| f.key() == k) && !["partition", "one-way"].contains(&k.as_str()) {
+            bail!(
+                "--skip {k}: not a fault kind (kill, pause, disconnect, partition, one-way, redis, restart, replace)"
+            );
+        }
+    }
+    kinds.retain(|(f, _)| !args.skip.iter().any(|k| k == f.key()));
+    if kinds.is_empty() {
+        bail!("--skip leaves no fault kind");
     }
     let mut deck: Vec<Fault> = Vec::new();
     let mut faults = FaultCounts::new();
