@@ -474,16 +474,18 @@ async fn main() -> anyhow::Result<()> {
         let _ = t.await;
     }
     let ready = rig.wait_all_ready(Duration::from_secs(180)).await;
-    let unsettled = match settled(&rig, Duration::from_secs(180)).await {
+    let unsettled = match settled(&rig, Duration::from_secs(if ready { 180 } else { 30 })).await {
         Ok(()) if ready => None,
         Ok(()) => Some("not every node is ready".to_string()),
         Err(e) => Some(e),
     };
     log(format!("settled: {}", unsettled.as_deref().unwrap_or("healthy, no unhealthy replica")));
+    // Unanswered reads are retried, for at most 120 s over all of them (a broken cluster must
+    // not stretch the run by a minute per read).
     let mut final_reads = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
     for (t, key) in keys.iter().enumerate() {
         for node in 0..args.nodes {
-            let deadline = Instant::now() + Duration::from_secs(60);
             let mut rows = rig.read_all(node, &ns(t), key).await;
             while rows.is_none() && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(500)).await;
