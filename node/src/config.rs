@@ -38,6 +38,16 @@ pub enum Command {
         #[command(subcommand)]
         cmd: crate::cli::NsCmd,
     },
+    /// Probe a node's HTTP health endpoint (for container health checks: no shell or curl
+    /// needed). Exits 0 on a 2xx answer, 1 otherwise.
+    Health {
+        /// URL to GET (plain http).
+        #[arg(long, default_value = "http://127.0.0.1:3300/health/ready")]
+        url: String,
+        /// Connect and read timeout in seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// API key operations.
     Keys {
         #[command(flatten)]

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod config;
 pub mod logging;
 pub mod model;
+pub mod probe;
 pub mod server;
 pub mod tls;
 

@@ -48,6 +48,19 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Command::Health { url, timeout_secs } = &cli.command {
+        return match loci_node::probe::probe(url, std::time::Duration::from_secs(*timeout_secs)) {
+            Ok(code) if (200..300).contains(&code) => std::process::ExitCode::SUCCESS,
+            Ok(code) => {
+                eprintln!("{url}: {code}");
+                std::process::ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -58,7 +71,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
-            Command::Audit(_) | Command::Model(_) => Ok(()),
+            Command::Audit(_) | Command::Model(_) | Command::Health { .. } => Ok(()),
             Command::Cluster { conn, cmd } => loci_node::cli::cluster(conn, cmd).await,
             Command::Ns { conn, cmd } => loci_node::cli::ns(conn, cmd).await,
             Command::Keys { conn, cmd } => loci_node::cli::keys(conn, cmd).await,

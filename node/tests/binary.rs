@@ -128,6 +128,24 @@ fn kill_9_loses_no_acknowledged_write() {
 }
 
 #[test]
+fn health_probe_exits_zero_only_on_a_2xx() {
+    let (_guard, dir) = tmp();
+    let mut p = spawn(&dir, &[]);
+    let probe = |url: &str| Command::new(env!("CARGO_BIN_EXE_loci")).args(["health", "--url", url]).output().unwrap();
+    let ok = probe(&format!("{}/health/ready", p.base));
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // A non-public path without a key answers 401: the probe fails and says so.
+    let denied = probe(&format!("{}/v1/namespaces", p.base));
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("401"));
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    let gone = probe(&format!("{}/health/ready", p.base));
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("cannot connect"));
+}
+
+#[test]
 fn sigterm_shuts_down_gracefully() {
     let (_guard, dir) = tmp();
     let mut p = spawn(&dir, &[]);
