@@ -76,6 +76,7 @@ simulate:
 ## Images for the docker-compose rig, built from this machine's files (no registry): loci:dev from
 ## the debug binary, loci-redis:dev and loci-prometheus:dev from Debian's redis-server and prometheus.
 image: build
+	@./scripts/ensure-deps.sh rig
 	deploy/build-image.sh all $(LOCI)
 
 ## The rig (deploy/docker-compose.yml): NODES=3 or 5 nodes, Redis, Prometheus; loopback ports only.

