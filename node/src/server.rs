@@ -68,8 +68,8 @@ impl NodeHandle {
     }
 }
 
-/// Write a secret file readable only by the owner.
-fn write_secret(path: &Path, content: &str) -> anyhow::Result<()> {
+/// Write a secret file readable only by the owner (refuses to replace an existing file).
+pub(crate) fn write_secret(path: &Path, content: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

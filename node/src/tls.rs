@@ -41,19 +41,6 @@ fn read(dir: &Path, name: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
-    f.write_all(contents.as_bytes())?;
-    Ok(())
-}
-
 fn write_public(path: &Path, contents: &str) -> anyhow::Result<()> {
     if path.exists() {
         bail!("{} exists already; not overwriting it", path.display());
@@ -78,7 +65,7 @@ pub fn create_ca(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let key = KeyPair::generate()?;
     let cert = ca_params()?.self_signed(&key)?;
-    write_private(&dir.join(CA_KEY), &key.serialize_pem())?;
+    crate::server::write_secret(&dir.join(CA_KEY), &key.serialize_pem())?;
     write_public(&dir.join(CA_CERT), &cert.pem())?;
     Ok(dir.join(CA_CERT))
 }
@@ -103,7 +90,7 @@ pub fn create_node(ca_dir: &Path, out_dir: &Path, hosts: &[String]) -> anyhow::R
     let key = KeyPair::generate()?;
     let cert = p.signed_by(&key, &issuer)?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-    write_private(&out_dir.join(NODE_KEY), &key.serialize_pem())?;
+    crate::server::write_secret(&out_dir.join(NODE_KEY), &key.serialize_pem())?;
     write_public(&out_dir.join(NODE_CERT), &cert.pem())?;
     if out_dir.join(CA_CERT) != ca_dir.join(CA_CERT) && !out_dir.join(CA_CERT).exists() {
         write_public(&out_dir.join(CA_CERT), &ca_pem)?;
