@@ -247,11 +247,18 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         }
         None => bail!("joining or forming a cluster needs LOCI_CLUSTER_SECRET (the same on every node)"),
     };
+    // A seed whose name does not resolve yet (a peer container not started) is not fatal: it is
+    // looked up again until it does (see the seed task below).
     let mut seeds = Vec::new();
+    let mut unresolved_seeds = Vec::new();
     for s in &args.join {
-        let resolved =
-            tokio::net::lookup_host(s.trim()).await.with_context(|| format!("cannot resolve --join seed '{s}'"))?;
-        seeds.extend(resolved);
+        match tokio::net::lookup_host(s.trim()).await {
+            Ok(resolved) => seeds.extend(resolved),
+            Err(e) => {
+                tracing::warn!(seed = %s, error = %e, "a --join seed does not resolve yet; looking it up again every 2 s");
+                unresolved_seeds.push(s.trim().to_string());
+            }
+        }
     }
     let audit = loci_api::audit::AuditLog::open(
         loci_api::audit::AuditConfig {
@@ -454,6 +461,30 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     loci_api::metrics::handle();
 
     let cancel = CancellationToken::new();
+    if !unresolved_seeds.is_empty() {
+        // Knock on the seeds that did not resolve at start, while this node sees no one.
+        let g = gossip.clone();
+        let token = cancel.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if g.view().alive_count() > 1 {
+                    continue;
+                }
+                for s in &unresolved_seeds {
+                    if let Ok(addrs) = tokio::net::lookup_host(s.as_str()).await {
+                        for a in addrs {
+                            let _ = g.announce(a).await;
+                        }
+                    }
+                }
+            }
+        });
+    }
     let mut tasks = tokio::task::JoinSet::new();
     let app = loci_api::router(AppState {
         core: core.clone(),

@@ -908,3 +908,24 @@ fn serve_finds_the_model_where_fetch_puts_it_by_default() {
     assert_eq!(s2, 201);
     assert_eq!(ns["dimension"], 384);
 }
+
+/// A `--join` seed whose name does not resolve yet (a peer container not started) does not stop
+/// the node: it starts, serves `/health`, and says it will look the seed up again.
+#[test]
+fn an_unresolvable_join_seed_does_not_stop_the_node() {
+    let (_guard, dir) = tmp();
+    let p = spawn(
+        &dir,
+        &[
+            ("LOCI_JOIN", "loci-seed-that-does-not-exist.invalid:7946"),
+            ("LOCI_CLUSTER_SECRET", "a-test-cluster-secret"),
+        ],
+    );
+    let r = client().get(format!("{}/health", p.base)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let Proc { mut child, .. } = p;
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("does not resolve yet"), "no warning about the seed: {logs}");
+}

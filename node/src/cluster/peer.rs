@@ -43,12 +43,15 @@ impl Cluster {
         }
         match call(client, request).await {
             Ok(r) => Ok(r.into_inner()),
+            // The services answer every failure of their own inside the reply; a status is either
+            // the peer refusing the call itself (token, decoding, no such service) or the call
+            // not completing (connection reset, `h2 protocol error`, deadline): retryable.
             Err(s) => Err(match s.code() {
-                tonic::Code::Unavailable
-                | tonic::Code::DeadlineExceeded
-                | tonic::Code::Cancelled
-                | tonic::Code::Unknown => unreachable(s.message().to_string()),
-                _ => ClusterError::Refused { node, reason: s.message().to_string() },
+                tonic::Code::Unauthenticated
+                | tonic::Code::PermissionDenied
+                | tonic::Code::InvalidArgument
+                | tonic::Code::Unimplemented => ClusterError::Refused { node, reason: s.message().to_string() },
+                _ => unreachable(s.message().to_string()),
             }),
         }
     }
