@@ -54,7 +54,7 @@ pub struct EmbeddingSpecBody {
 #[derive(Deserialize)]
 pub struct CreateBody {
     #[serde(alias = "namespace")]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(alias = "dimensions")]
     dimension: Option<i64>,
     distance: Option<String>,
@@ -75,14 +75,8 @@ fn created_json(e: &NamespaceEntry, created: bool) -> Value {
     })
 }
 
-async fn create_common(
-    state: &AppState,
-    p: &crate::auth::Principal,
-    name: &str,
-    body: CreateBody,
-) -> ApiResult<(StatusCode, Value)> {
-    validate::namespace_name(name)?;
-    p.require(name, Scope::Write)?;
+/// What a create body asks for, validated: distance, embedding provider, dimension.
+pub(crate) fn create_spec(body: &CreateBody) -> ApiResult<(Distance, Option<String>, Option<usize>)> {
     if let Some(it) = body.index_type.as_deref() {
         if !matches!(it, "hnsw" | "flat") {
             return Err(ApiError::bad_request(format!(
@@ -92,8 +86,7 @@ async fn create_common(
         }
     }
     let distance = parse_distance(body.distance.as_deref())?;
-    let body_distance_given = body.distance.is_some();
-    let (provider, dimension) = match body.embedding {
+    let (provider, dimension) = match &body.embedding {
         Some(spec) => {
             let d = match (spec.dimension, body.dimension) {
                 (Some(a), Some(b)) if a != b => {
@@ -102,13 +95,26 @@ async fn create_common(
                 (None, None) => None,
                 (a, b) => Some(check_dimension(a.or(b))?),
             };
-            (Some(spec.provider), d)
+            (Some(spec.provider.clone()), d)
         }
         None => (None, Some(check_dimension(body.dimension)?)),
     };
     if let Some(m) = &body.metadata {
         validate::metadata(m)?;
     }
+    Ok((distance, provider, dimension))
+}
+
+async fn create_common(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    name: &str,
+    body: CreateBody,
+) -> ApiResult<(StatusCode, Value)> {
+    validate::namespace_name(name)?;
+    p.require(name, Scope::Write)?;
+    let (distance, provider, dimension) = create_spec(&body)?;
+    let body_distance_given = body.distance.is_some();
     let (entry, created) = state
         .core
         .create_namespace(NamespaceSpec {
@@ -240,11 +246,18 @@ pub async fn put_policy(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
     let entry = visible_entry(&state, &p, &ns, Scope::Admin)?;
+    let policy = merge_policy(&entry.policy, body)?;
+    let entry = state.core.set_policy(&entry.name, policy).await?;
+    Ok(Json(policy_json(&entry.policy)?))
+}
+
+/// A policy body merged over the stored policy, validated.
+pub(crate) fn merge_policy(current: &MemoryPolicy, body: Value) -> ApiResult<MemoryPolicy> {
     let Value::Object(fields) = body else {
         return Err(ApiError::bad_request("the memory policy must be a JSON object"));
     };
     // Start from the stored policy so a partial body changes only what it names.
-    let mut merged = serde_json::to_value(&entry.policy).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut merged = serde_json::to_value(current).map_err(|e| ApiError::internal(e.to_string()))?;
     let known: Vec<String> = match &merged {
         Value::Object(m) => m.keys().cloned().collect(),
         _ => Vec::new(),
@@ -273,8 +286,7 @@ pub async fn put_policy(
             return Err(ApiError::bad_request(format!("{name} must be at least 1 (omit it for no limit)")));
         }
     }
-    let entry = state.core.set_policy(&entry.name, policy).await?;
-    Ok(Json(policy_json(&entry.policy)?))
+    Ok(policy)
 }
 
 #[derive(Deserialize)]
