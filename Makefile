@@ -7,7 +7,7 @@ LOCI := $(CARGO_TARGET_DIR)/debug/loci
 # The built-in embedding model (all-MiniLM-L6-v2, ~90 MB), fetched once per machine and SHA-256 checked.
 MODEL_DIR ?= /var/tmp/loci-models/all-MiniLM-L6-v2
 
-.PHONY: run test test-compat test-compat-rust deps build model fmt lint bench loadgen chaos clean-data
+.PHONY: run test test-compat test-compat-rust deps build model fmt lint bench loadgen chaos fuzz clean-data
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -58,6 +58,13 @@ loadgen: deps
 CHAOS_ARGS ?= --seconds 120
 chaos: deps
 	cargo run -p loci-chaos -- $(CHAOS_ARGS)
+
+## Fuzzing: every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each, then a summary (exec/s,
+## corpus, result). Builds into its own target dir (sanitizer-coverage flags rebuild everything).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@./scripts/ensure-deps.sh fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGET_DIR=/var/tmp/loci-fuzz-target ./scripts/fuzz.sh $(FUZZ_TARGETS)
 
 clean-data:
 	rm -rf $(DATA_DIR)
