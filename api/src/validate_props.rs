@@ -53,6 +53,8 @@ fn text() -> impl Strategy<Value = String> {
         proptest::string::string_regex(&format!("[a-z0-9]{{120,135}}{chars}{{0,2}}")).expect("strategy"),
         proptest::string::string_regex(&format!("[A-Za-z0-9]{{250,260}}{chars}{{0,2}}")).expect("strategy"),
         proptest::string::string_regex("[\u{e9}a]{60,70}").expect("strategy"),
+        // Long names with multi-byte characters around the byte offsets messages cut at.
+        proptest::string::string_regex("a{29,33}[\u{e9}\u{4e16}]{40,50}").expect("strategy"),
         Just("dakera-curated".to_string()),
         any::<String>(),
     ]
