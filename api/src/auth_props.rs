@@ -60,7 +60,7 @@ fn reference(
     if !active || expires_at.is_some_and(|e| e <= now) {
         return Decision::Refused401;
     }
-    let ns = if ns.starts_with(AGENT_PREFIX) { &ns[AGENT_PREFIX.len()..] } else { ns };
+    let ns = ns.strip_prefix(AGENT_PREFIX).unwrap_or(ns);
     let held = match grants {
         None => Some(rank(key_scope)),
         Some(list) => list.iter().filter(|(p, _)| ref_pattern_matches(p, ns)).map(|(_, s)| rank(s)).max(),
