@@ -7,8 +7,8 @@ LOCI := $(CARGO_TARGET_DIR)/debug/loci
 # The built-in embedding model (all-MiniLM-L6-v2, ~90 MB), fetched once per machine and SHA-256 checked.
 MODEL_DIR ?= /var/tmp/loci-models/all-MiniLM-L6-v2
 
-.PHONY: run test test-compat test-compat-rust test-seeds deps build model fmt lint bench loadgen chaos simulate clean-data \
-	image rig-up rig-down rig-chaos rig-test
+.PHONY: run test test-compat test-compat-rust test-seeds deps build model fmt lint bench loadgen chaos simulate fuzz \
+	clean-data image rig-up rig-down rig-chaos rig-test
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -106,6 +106,13 @@ rig-test: image model
 	deploy/rig.sh up 3
 	status=0; $(CARGO_TARGET_DIR)/debug/rig-chaos $(RIG_TEST_ARGS) || status=$$?; \
 	  deploy/rig.sh down -v; exit $$status
+
+## Fuzzing: every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each, then a summary (exec/s,
+## corpus, result). Builds into its own target dir (sanitizer-coverage flags rebuild everything).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@./scripts/ensure-deps.sh fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGET_DIR=/var/tmp/loci-fuzz-target ./scripts/fuzz.sh $(FUZZ_TARGETS)
 
 clean-data:
 	rm -rf $(DATA_DIR)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Install the system packages Loci needs to build and test, when missing.
+# `ensure-deps.sh fuzz` (make fuzz) also installs cargo-fuzz.
 # As root: installs them with apt-get. Otherwise: prints exactly what to install and fails.
 set -euo pipefail
 
@@ -42,4 +43,9 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest"
   cargo install --locked cargo-nextest
+fi
+
+if [ "${1:-}" = "fuzz" ] && ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "installing cargo-fuzz"
+  cargo install --locked cargo-fuzz
 fi

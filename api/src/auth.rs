@@ -216,10 +216,15 @@ pub fn authenticate(state: &AppState, secret: &str) -> Result<Principal, ApiErro
     if !bool::from(k.secret_sha256.as_bytes().ct_eq(hex.as_bytes())) {
         return Err(ApiError::invalid_key());
     }
+    admit(k, now_secs())
+}
+
+/// A minted key found by its secret, at time `now`: refused when deactivated or expired.
+pub fn admit(k: &ApiKeyEntry, now: u64) -> Result<Principal, ApiError> {
     if !k.active {
         return Err(ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "INVALID_API_KEY", "API key has been revoked"));
     }
-    if k.expires_at.is_some_and(|e| e <= now_secs()) {
+    if k.expires_at.is_some_and(|e| e <= now) {
         return Err(ApiError::key_expired());
     }
     Ok(Principal::from_entry(k))

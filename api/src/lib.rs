@@ -10,9 +10,13 @@ pub mod pb {
     tonic::include_proto!("loci.v1");
 }
 pub mod auth;
+#[cfg(test)]
+mod auth_props;
 pub mod core;
 pub mod embedders;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod ratelimit;
 pub mod reembed;
@@ -22,6 +26,8 @@ pub mod security;
 pub mod state;
 pub mod usage;
 pub mod validate;
+#[cfg(test)]
+mod validate_props;
 pub mod wire;
 
 use axum::Router;

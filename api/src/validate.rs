@@ -48,7 +48,7 @@ pub fn namespace_name_for_agent(name: &str) -> ApiResult<()> {
     if name.len() > MAX_NAMESPACE_BYTES {
         return Err(ApiError::bad_request(format!(
             "namespace '{}…' is longer than {MAX_NAMESPACE_BYTES} bytes; pass a shorter agent_id or an explicit namespace",
-            printable(&name[..32.min(name.len())])
+            printable(&name.chars().take(32).collect::<String>())
         )));
     }
     agent_grammar(name, "namespace")
@@ -241,6 +241,19 @@ mod tests {
         }
         assert!(namespace_name_for_agent("Agent_1.x").is_ok());
         assert!(namespace_name_for_agent("_x").is_err());
+    }
+
+    /// Found by `make fuzz` (target `names`): the message of a too-long name cut it at byte 32,
+    /// which panicked when that byte fell inside a multi-byte character.
+    #[test]
+    fn a_long_non_ascii_name_is_refused_not_a_panic() {
+        let name = format!("{}{}", "a".repeat(31), "é".repeat(60));
+        let e = namespace_name_for_agent(&name).unwrap_err();
+        assert_eq!(e.status.as_u16(), 400);
+        assert!(e.message.starts_with(&format!("namespace '{}é…'", "a".repeat(31))), "{}", e.message);
+        // The crashing input as the fuzzer found it.
+        let found = "_da0kera$agent_\u{fffd}".to_string() + &"\u{fffd}".repeat(60) + "u\u{fffd}era~";
+        assert!(namespace_name_for_agent(&found).is_err());
     }
 
     #[test]

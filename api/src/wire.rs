@@ -42,8 +42,7 @@ where
                 ApiError::bad_request(format!("could not read the request body: {e}"))
             }
         })?;
-        let slice: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) { b"{}" } else { &bytes };
-        parse_json(slice).map(JsonBody)
+        parse_body(&bytes).map(JsonBody)
     }
 }
 
@@ -75,6 +74,12 @@ fn json_depth(bytes: &[u8], limit: usize) -> usize {
         }
     }
     max
+}
+
+/// A request body as [`JsonBody`] reads it: blank means `{}`, anything else must be JSON.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let slice: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) { b"{}" } else { bytes };
+    parse_json(slice)
 }
 
 pub fn parse_json<T: DeserializeOwned>(slice: &[u8]) -> Result<T, ApiError> {

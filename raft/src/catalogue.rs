@@ -556,7 +556,7 @@ impl Catalogue {
                 None => CommandResult::NotFound(name),
             },
             Command::SetReembed { name, job } => match self.namespaces.get_mut(&name) {
-                Some(ns) if job.target.generation == ns.embedder.generation + 1 => {
+                Some(ns) if ns.embedder.generation.checked_add(1) == Some(job.target.generation) => {
                     ns.reembed = Some(job);
                     CommandResult::Namespace { entry: ns.clone(), created: false }
                 }
@@ -564,7 +564,7 @@ impl Catalogue {
                 None => CommandResult::NotFound(name),
             },
             Command::SwitchEmbedder { name, target } => match self.namespaces.get_mut(&name) {
-                Some(ns) if target.generation == ns.embedder.generation + 1 => {
+                Some(ns) if ns.embedder.generation.checked_add(1) == Some(target.generation) => {
                     ns.dimension = target.dimension;
                     ns.embedder = target;
                     if let Some(job) = ns.reembed.as_mut() {
@@ -586,7 +586,7 @@ impl Catalogue {
             }
             Command::RotateEncryption { params, rewrapped } => {
                 match &self.encryption {
-                    Some(cur) if params.kek_version == cur.kek_version + 1 => {}
+                    Some(cur) if cur.kek_version.checked_add(1) == Some(params.kek_version) => {}
                     _ => return CommandResult::Rejected("stale encryption rotation".into()),
                 }
                 // All or nothing: every namespace must be covered.
@@ -676,6 +676,38 @@ mod tests {
             // Whatever a proposer sends, the catalogue decides.
             primary_since: 999,
         }
+    }
+
+    /// Found by review while writing the catalogue fuzz target: a generation or KEK version at
+    /// `u64::MAX` overflowed (a panic in a debug build, a wrapped comparison in release).
+    #[test]
+    fn version_counters_at_their_limit_are_refused_not_overflowed() {
+        let entry: NamespaceEntry = serde_json::from_value(serde_json::json!({
+            "id": 7, "name": "ns", "kind": "data", "dimension": 16, "distance": "cosine",
+            "embedder": {"provider": "hash", "dimension": 16, "generation": u64::MAX}, "policy": {},
+            "data_key": {"kek_version": u32::MAX, "dek_version": 1, "sealed": []},
+            "metadata": null, "created_at": 0,
+        }))
+        .expect("entry");
+        let mut c = Catalogue::default();
+        assert!(matches!(c.apply(Command::CreateNamespace { entry }), CommandResult::Namespace { .. }));
+        let target = EmbedderSpec { provider: "hash".into(), dimension: 32, generation: 0 };
+        let r = c.apply(Command::SwitchEmbedder { name: "ns".into(), target: target.clone() });
+        assert!(matches!(r, CommandResult::Rejected(_)), "{r:?}");
+        assert_eq!(c.namespaces["ns"].embedder.generation, u64::MAX);
+        let job = ReembedJob {
+            target,
+            state: "running".into(),
+            total: 1,
+            done: 0,
+            node: 1,
+            started_at: 0,
+            updated_at: 0,
+            finished_at: None,
+            error: None,
+        };
+        assert!(matches!(c.apply(Command::SetReembed { name: "ns".into(), job }), CommandResult::Rejected(_)));
+        assert!(c.namespaces["ns"].reembed.is_none());
     }
 
     #[test]

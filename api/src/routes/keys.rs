@@ -51,7 +51,7 @@ fn strict<T: serde::de::DeserializeOwned>(body: Value, allowed: &[&str]) -> ApiR
     parse_json(&serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?)
 }
 
-fn check_name(name: &str) -> ApiResult<()> {
+pub(crate) fn check_name(name: &str) -> ApiResult<()> {
     if name.trim().is_empty() || name.len() > MAX_NAME || name.chars().any(|c| c.is_control()) {
         return Err(ApiError::bad_request(format!(
             "key name must be 1-{MAX_NAME} characters without control characters"
@@ -199,6 +199,16 @@ fn expiry(days: Option<u64>) -> ApiResult<Option<u64>> {
     }
 }
 
+/// A key a create route's body asks for, validated (the caller's right to delegate it is checked
+/// when minting).
+#[derive(Debug)]
+pub struct KeyRequest {
+    pub name: String,
+    pub scope: Scope,
+    pub grants: Option<Vec<Grant>>,
+    pub expires_at: Option<u64>,
+}
+
 #[derive(Deserialize)]
 struct CreateKeyBody {
     name: String,
@@ -218,8 +228,19 @@ pub async fn create(
     Auth(p): Auth,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<impl IntoResponse> {
+    let r = create_request(body)?;
+    let (entry, secret) = mint(&state, &p, r.name, r.scope, r.grants, r.expires_at).await?;
+    let mut v = key_json(&state, &entry);
+    v["key"] = json!(secret);
+    v["warning"] = json!(WARNING);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// `POST /admin/keys`'s body.
+pub(crate) fn create_request(body: Value) -> ApiResult<KeyRequest> {
     let b: CreateKeyBody = strict(body, &["name", "scope", "namespaces", "namespace", "expires_in_days"])?;
     let scope = parse_scope(b.scope.as_deref().unwrap_or("read"))?;
+    // Seed 002's `"namespace": "tenant-a"`: one namespace, the same as `namespaces: [it]`.
     let namespaces = match (b.namespaces, b.namespace) {
         (list, None) => list,
         (_, Some(one)) if canonical_namespace(&one) == "*" || one.is_empty() => {
@@ -237,11 +258,9 @@ pub async fn create(
         }
     };
     let grants = grants_from_namespaces(scope, namespaces)?;
-    let (entry, secret) = mint(&state, &p, b.name, scope, grants, expiry(b.expires_in_days)?).await?;
-    let mut v = key_json(&state, &entry);
-    v["key"] = json!(secret);
-    v["warning"] = json!(WARNING);
-    Ok((StatusCode::CREATED, Json(v)))
+    let expires_at = expiry(b.expires_in_days)?;
+    check_name(&b.name)?;
+    Ok(KeyRequest { name: b.name, scope, grants, expires_at })
 }
 
 #[derive(Deserialize)]
@@ -265,6 +284,17 @@ pub async fn create_with_permissions(
     Auth(p): Auth,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<impl IntoResponse> {
+    let r = api_keys_request(body)?;
+    let (entry, secret) = mint(&state, &p, r.name, r.scope, r.grants, r.expires_at).await?;
+    let mut v = key_json(&state, &entry);
+    v["key"] = json!(secret);
+    v["label"] = json!(entry.name);
+    v["warning"] = json!(WARNING);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// `POST /v1/api-keys`'s body.
+pub(crate) fn api_keys_request(body: Value) -> ApiResult<KeyRequest> {
     let b: ApiKeysBody = strict(body, &["label", "name", "permissions", "expires_in_days", "expires_at"])?;
     if b.permissions.is_empty() || b.permissions.len() > MAX_GRANTS {
         return Err(ApiError::bad_request(format!("permissions must hold 1-{MAX_GRANTS} entries")));
@@ -293,12 +323,8 @@ pub async fn create_with_permissions(
         (Some(_), _) => return Err(ApiError::bad_request("expires_at must be in the future")),
         (None, d) => expiry(d)?,
     };
-    let (entry, secret) = mint(&state, &p, b.label, scope, Some(grants), expires_at).await?;
-    let mut v = key_json(&state, &entry);
-    v["key"] = json!(secret);
-    v["label"] = json!(entry.name);
-    v["warning"] = json!(WARNING);
-    Ok((StatusCode::CREATED, Json(v)))
+    check_name(&b.label)?;
+    Ok(KeyRequest { name: b.label, scope, grants: Some(grants), expires_at })
 }
 
 /// The key, if the caller may manage it (otherwise 404: existence is not revealed).
@@ -349,7 +375,7 @@ pub async fn get(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<St
 }
 
 #[derive(Deserialize)]
-struct UpdateBody {
+pub(crate) struct UpdateBody {
     name: Option<String>,
     /// Absent = unchanged; `null` = every namespace; a list = exactly those.
     #[serde(default, deserialize_with = "double_option")]
@@ -361,7 +387,7 @@ fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option
 }
 
 /// Every permission of `new` is already held by `old` (so an update never widens a key).
-fn narrows(old: &Option<Vec<Grant>>, new: &Option<Vec<Grant>>) -> bool {
+pub(crate) fn narrows(old: &Option<Vec<Grant>>, new: &Option<Vec<Grant>>) -> bool {
     match (old, new) {
         (None, _) => true,
         (Some(_), None) => false,
@@ -379,13 +405,30 @@ async fn update_key(state: &AppState, p: &Principal, id: &str, body: UpdateBody)
     if !k.usable_at(now_secs()) {
         return Err(ApiError::conflict("the key is not active"));
     }
+    let grants = updated_grants(&k, &body)?;
+    if let Some(g) = &grants {
+        p.can_delegate(k.scope, g)?;
+    }
+    match state.core.write_everywhere(Command::UpdateKey { key_id: k.key_id.clone(), name: body.name, grants }).await? {
+        CommandResult::Key { entry } => {
+            state.audit.event("key_updated", Some(p), json!({"updated_key_id": entry.key_id}));
+            Ok(key_json(state, &entry))
+        }
+        CommandResult::NotFound(_) => Err(ApiError::not_found("api_key", "API key not found")),
+        other => Err(ApiError::internal(format!("unexpected catalogue answer {other:?}"))),
+    }
+}
+
+/// An update body checked against the key it changes: the new name is valid, and the new grants
+/// (`None` = unchanged) keep each kept namespace's scope and never widen the key.
+pub(crate) fn updated_grants(k: &ApiKeyEntry, body: &UpdateBody) -> ApiResult<Option<Option<Vec<Grant>>>> {
     if body.name.is_none() && body.namespaces.is_none() {
         return Err(ApiError::bad_request("nothing to update: give name and/or namespaces"));
     }
     if let Some(n) = &body.name {
         check_name(n)?;
     }
-    let grants = match body.namespaces {
+    Ok(match body.namespaces.clone() {
         None => None,
         Some(ns) => {
             let mut g = grants_from_namespaces(k.scope, ns)?;
@@ -406,18 +449,14 @@ async fn update_key(state: &AppState, p: &Principal, id: &str, body: UpdateBody)
                     "a key's permissions can only be narrowed in place; a wider role needs a new key",
                 ));
             }
-            p.can_delegate(k.scope, &g)?;
             Some(g)
         }
-    };
-    match state.core.write_everywhere(Command::UpdateKey { key_id: k.key_id.clone(), name: body.name, grants }).await? {
-        CommandResult::Key { entry } => {
-            state.audit.event("key_updated", Some(p), json!({"updated_key_id": entry.key_id}));
-            Ok(key_json(state, &entry))
-        }
-        CommandResult::NotFound(_) => Err(ApiError::not_found("api_key", "API key not found")),
-        other => Err(ApiError::internal(format!("unexpected catalogue answer {other:?}"))),
-    }
+    })
+}
+
+/// `PATCH /admin/keys/{id}`'s body.
+pub(crate) fn update_body(body: Value) -> ApiResult<UpdateBody> {
+    strict(body, &["name", "namespaces"])
 }
 
 pub async fn update(
@@ -426,7 +465,7 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    let b: UpdateBody = strict(body, &["name", "namespaces"])?;
+    let b = update_body(body)?;
     Ok(Json(update_key(&state, &p, &id, b).await?))
 }
 
@@ -549,24 +588,32 @@ pub async fn ns_create(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<impl IntoResponse> {
     let ns = ns_path(&p, &ns)?;
+    let r = ns_key_request(&ns, body)?;
+    let (entry, secret) = mint(&state, &p, r.name, r.scope, r.grants, r.expires_at).await?;
+    let mut v = key_json(&state, &entry);
+    v["key"] = json!(secret);
+    v["namespace"] = json!(ns);
+    v["warning"] = json!(WARNING);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// `POST /v1/namespaces/{ns}/keys`'s body (`ns` already checked).
+pub(crate) fn ns_key_request(ns: &str, body: Value) -> ApiResult<KeyRequest> {
     let b: NsKeyBody = strict(body, &["name", "scope", "extra_namespaces", "expires_in_days"])?;
     let scope = parse_scope(b.scope.as_deref().unwrap_or("read"))?;
     if scope > Scope::Admin {
         return Err(ApiError::bad_request("namespace keys are read, write or admin"));
     }
-    let mut names = vec![ns.clone()];
+    let mut names = vec![ns.to_string()];
     let extra = b.extra_namespaces.unwrap_or_default();
     if extra.iter().any(|n| canonical_namespace(n) == "*") {
         return Err(ApiError::bad_request("a namespace key cannot be granted every namespace"));
     }
     names.extend(extra);
     let grants = grants_from_namespaces(scope, Some(names))?;
-    let (entry, secret) = mint(&state, &p, b.name, scope, grants, expiry(b.expires_in_days)?).await?;
-    let mut v = key_json(&state, &entry);
-    v["key"] = json!(secret);
-    v["namespace"] = json!(ns);
-    v["warning"] = json!(WARNING);
-    Ok((StatusCode::CREATED, Json(v)))
+    let expires_at = expiry(b.expires_in_days)?;
+    check_name(&b.name)?;
+    Ok(KeyRequest { name: b.name, scope, grants, expires_at })
 }
 
 pub async fn ns_list(State(state): State<AppState>, Auth(p): Auth, Path(ns): Path<String>) -> ApiResult<Json<Value>> {
@@ -609,7 +656,7 @@ pub async fn ns_update(
 ) -> ApiResult<Json<Value>> {
     let ns = ns_path(&p, &ns)?;
     ns_managed(&state, &p, &ns, &id)?;
-    let b: UpdateBody = strict(body, &["name", "namespaces"])?;
+    let b = update_body(body)?;
     Ok(Json(update_key(&state, &p, &id, b).await?))
 }
 

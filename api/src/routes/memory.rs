@@ -71,9 +71,14 @@ pub struct StoreItem {
 }
 
 /// Validate one store item into a domain value.
-fn new_memory(state: &AppState, item: StoreItem, agent_id: &str, batch_lang: Option<&str>) -> ApiResult<NewMemory> {
+pub(crate) fn new_memory(
+    max_content_bytes: usize,
+    item: StoreItem,
+    agent_id: &str,
+    batch_lang: Option<&str>,
+) -> ApiResult<NewMemory> {
     let content = item.content.ok_or_else(|| ApiError::bad_request("content is required"))?;
-    validate::content(&content, state.core.config.max_content_bytes)?;
+    validate::content(&content, max_content_bytes)?;
     let memory_type = match item.memory_type.as_deref() {
         Some(t) => validate::memory_type(t)?,
         None => MemoryType::Episodic,
@@ -183,7 +188,7 @@ async fn ns_limit(
     })
 }
 
-fn agent_of(t: &Target, agent_id: Option<&str>) -> String {
+pub(crate) fn agent_of(t: &Target, agent_id: Option<&str>) -> String {
     agent_id
         .map(canonical_namespace)
         .filter(|a| !a.is_empty())
@@ -200,7 +205,7 @@ pub async fn store(
     p.require(&t.namespace, Scope::Write)?;
     let agent = agent_of(&t, item.agent_id.as_deref());
     let warnings = unknown_warnings(&std::mem::take(&mut item.extra));
-    let mut new = new_memory(&state, item, &agent, None)?;
+    let mut new = new_memory(state.core.config.max_content_bytes, item, &agent, None)?;
     let entry = state.core.namespace_for_write(&t.namespace).await?;
     screen(&entry.policy, &mut new)?;
     ns_limit(&state, &entry, crate::ratelimit::NsClass::Store).await?;
@@ -226,12 +231,38 @@ pub async fn store(
 
 #[derive(Deserialize)]
 pub struct BatchStoreBody {
-    agent_id: Option<String>,
-    namespace: Option<String>,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) namespace: Option<String>,
     memories: Vec<StoreItem>,
     lang: Option<String>,
     #[serde(flatten)]
     extra: BTreeMap<String, Value>,
+}
+
+/// A batch store's items, validated (after the target and the key's scope were checked), and the
+/// warnings about unknown fields.
+pub(crate) fn batch_items(
+    max_content_bytes: usize,
+    t: &Target,
+    body: BatchStoreBody,
+) -> ApiResult<(Vec<NewMemory>, Vec<String>)> {
+    if body.memories.is_empty() || body.memories.len() > validate::MAX_BATCH {
+        return Err(ApiError::bad_request(format!("memories must hold 1-{} items", validate::MAX_BATCH)));
+    }
+    let agent = agent_of(t, body.agent_id.as_deref());
+    let mut warnings: Vec<String> = unknown_warnings(&body.extra).unwrap_or_default();
+    let mut items: Vec<NewMemory> = Vec::with_capacity(body.memories.len());
+    for (i, mut item) in body.memories.into_iter().enumerate() {
+        if let Some(w) = unknown_warnings(&std::mem::take(&mut item.extra)) {
+            warnings.extend(w.into_iter().map(|w| format!("memories[{i}]: {w}")));
+        }
+        item.agent_id = None;
+        items.push(new_memory(max_content_bytes, item, &agent, body.lang.as_deref()).map_err(|mut e| {
+            e.message = format!("memories[{i}]: {}", e.message);
+            e
+        })?);
+    }
+    Ok((items, warnings))
 }
 
 pub async fn store_batch(
@@ -241,22 +272,7 @@ pub async fn store_batch(
 ) -> ApiResult<Json<Value>> {
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
     p.require(&t.namespace, Scope::Write)?;
-    if body.memories.is_empty() || body.memories.len() > validate::MAX_BATCH {
-        return Err(ApiError::bad_request(format!("memories must hold 1-{} items", validate::MAX_BATCH)));
-    }
-    let agent = agent_of(&t, body.agent_id.as_deref());
-    let mut warnings: Vec<String> = unknown_warnings(&body.extra).unwrap_or_default();
-    let mut items: Vec<NewMemory> = Vec::with_capacity(body.memories.len());
-    for (i, mut item) in body.memories.into_iter().enumerate() {
-        if let Some(w) = unknown_warnings(&std::mem::take(&mut item.extra)) {
-            warnings.extend(w.into_iter().map(|w| format!("memories[{i}]: {w}")));
-        }
-        item.agent_id = None;
-        items.push(new_memory(&state, item, &agent, body.lang.as_deref()).map_err(|mut e| {
-            e.message = format!("memories[{i}]: {}", e.message);
-            e
-        })?);
-    }
+    let (mut items, warnings) = batch_items(state.core.config.max_content_bytes, &t, body)?;
     let entry = state.core.namespace_for_write(&t.namespace).await?;
     for item in items.iter_mut() {
         screen(&entry.policy, item)?;
@@ -360,7 +376,7 @@ pub async fn get(
 
 #[derive(Deserialize)]
 pub struct UpdateBody {
-    content: Option<String>,
+    pub(crate) content: Option<String>,
     metadata: Option<Value>,
     memory_type: Option<String>,
     lang: Option<String>,
@@ -369,8 +385,50 @@ pub struct UpdateBody {
     ttl_seconds: Option<i64>,
     expires_at: Option<i64>,
     embedding: Option<Vec<f32>>,
-    agent_id: Option<String>,
-    namespace: Option<String>,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) namespace: Option<String>,
+}
+
+/// An update body, validated into the patch it applies.
+pub(crate) fn update_patch(max_content_bytes: usize, body: UpdateBody) -> ApiResult<MemoryPatch> {
+    if let Some(c) = &body.content {
+        validate::content(c, max_content_bytes)?;
+    }
+    let memory_type = body.memory_type.as_deref().map(validate::memory_type).transpose()?;
+    let importance = body.importance.map(validate::importance).transpose()?;
+    if let Some(tags) = &body.tags {
+        validate::tags(tags)?;
+    }
+    let metadata = match body.metadata {
+        Some(Value::Null) | None => None,
+        Some(m) => {
+            validate::metadata(&m)?;
+            Some(m)
+        }
+    };
+    if let Some(l) = &body.lang {
+        validate::lang(l)?;
+    }
+    let now = now_secs();
+    let expires_at = match (body.expires_at, body.ttl_seconds) {
+        (Some(at), _) if at > now as i64 => Some(Some(at as u64)),
+        (Some(_), _) => return Err(ApiError::bad_request("expires_at must be in the future")),
+        (None, Some(ttl)) if ttl > 0 && (ttl as u64) <= validate::MAX_TTL_SECONDS => Some(Some(now + ttl as u64)),
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request("ttl_seconds must be between 1 and 100 years"));
+        }
+        (None, None) => None,
+    };
+    Ok(MemoryPatch {
+        content: body.content,
+        memory_type,
+        importance,
+        tags: body.tags,
+        metadata,
+        expires_at,
+        embedding: body.embedding,
+        lang: body.lang,
+    })
 }
 
 async fn update_in(
@@ -413,55 +471,32 @@ pub async fn update(
         q.namespace.as_deref().or(body.namespace.as_deref()),
         q.agent_id.as_deref().filter(|a| !a.is_empty()).or(body.agent_id.as_deref()),
     )?;
-    if let Some(c) = &body.content {
-        validate::content(c, state.core.config.max_content_bytes)?;
-    }
-    let memory_type = body.memory_type.as_deref().map(validate::memory_type).transpose()?;
-    let importance = body.importance.map(validate::importance).transpose()?;
-    if let Some(tags) = &body.tags {
-        validate::tags(tags)?;
-    }
-    let metadata = match body.metadata {
-        Some(Value::Null) | None => None,
-        Some(m) => {
-            validate::metadata(&m)?;
-            Some(m)
-        }
-    };
-    if let Some(l) = &body.lang {
-        validate::lang(l)?;
-    }
-    let now = now_secs();
-    let expires_at = match (body.expires_at, body.ttl_seconds) {
-        (Some(at), _) if at > now as i64 => Some(Some(at as u64)),
-        (Some(_), _) => return Err(ApiError::bad_request("expires_at must be in the future")),
-        (None, Some(ttl)) if ttl > 0 && (ttl as u64) <= validate::MAX_TTL_SECONDS => Some(Some(now + ttl as u64)),
-        (None, Some(_)) => {
-            return Err(ApiError::bad_request("ttl_seconds must be between 1 and 100 years"));
-        }
-        (None, None) => None,
-    };
-    let patch = MemoryPatch {
-        content: body.content,
-        memory_type,
-        importance,
-        tags: body.tags,
-        metadata,
-        expires_at,
-        embedding: body.embedding,
-        lang: body.lang,
-    };
+    let patch = update_patch(state.core.config.max_content_bytes, body)?;
     let m = update_in(&state, &p, &t, &id, patch).await?;
     Ok(Json(serde_json::to_value(MemoryOut::from(&m)).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
 #[derive(Deserialize)]
 pub struct ImportanceBody {
-    agent_id: Option<String>,
-    namespace: Option<String>,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) namespace: Option<String>,
     memory_id: Option<String>,
     memory_ids: Option<Vec<String>>,
     importance: f64,
+}
+
+/// The importance and the ids an importance body names, validated.
+pub(crate) fn importance_ids(body: ImportanceBody) -> ApiResult<(f64, Vec<String>)> {
+    let importance = validate::importance(body.importance)?;
+    let mut ids: Vec<String> = body.memory_ids.unwrap_or_default();
+    ids.extend(body.memory_id);
+    if ids.is_empty() {
+        return Err(ApiError::bad_request("memory_id or memory_ids is required"));
+    }
+    for id in &ids {
+        validate::memory_id(id)?;
+    }
+    Ok((importance, ids))
 }
 
 /// `POST /v1/memory/importance`: one id (`memory_id`) or several (`memory_ids`).
@@ -471,15 +506,9 @@ pub async fn set_importance(
     JsonBody(body): JsonBody<ImportanceBody>,
 ) -> ApiResult<Json<Value>> {
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
-    let importance = validate::importance(body.importance)?;
-    let mut ids: Vec<String> = body.memory_ids.unwrap_or_default();
-    ids.extend(body.memory_id);
-    if ids.is_empty() {
-        return Err(ApiError::bad_request("memory_id or memory_ids is required"));
-    }
+    let (importance, ids) = importance_ids(body)?;
     let mut updated = Vec::new();
     for id in &ids {
-        validate::memory_id(id)?;
         let m =
             update_in(&state, &p, &t, id, MemoryPatch { importance: Some(importance), ..Default::default() }).await?;
         updated.push(m.id);
@@ -515,8 +544,8 @@ pub async fn patch_importance(
 
 #[derive(Deserialize)]
 pub struct ForgetBody {
-    agent_id: Option<String>,
-    namespace: Option<String>,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) namespace: Option<String>,
     memory_ids: Option<Vec<String>>,
     tags: Option<Vec<String>>,
     session_id: Option<String>,
@@ -554,6 +583,12 @@ pub async fn forget(
     JsonBody(body): JsonBody<ForgetBody>,
 ) -> ApiResult<Json<Value>> {
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
+    let n = forget_filter(&state, &p, &t, forget_body_filter(body)?).await?;
+    Ok(Json(serde_json::json!({ "deleted_count": n })))
+}
+
+/// A forget body's filter (the target's agent filter is added later).
+pub(crate) fn forget_body_filter(body: ForgetBody) -> ApiResult<MemoryFilter> {
     let mut filter = MemoryFilter::default();
     if let Some(ids) = body.memory_ids.filter(|v| !v.is_empty()) {
         for id in &ids {
@@ -579,8 +614,7 @@ pub async fn forget(
         // strictly below: the filter's max is inclusive, so step just under.
         filter.max_importance = Some(b - f64::EPSILON);
     }
-    let n = forget_filter(&state, &p, &t, filter).await?;
-    Ok(Json(serde_json::json!({ "deleted_count": n })))
+    Ok(filter)
 }
 
 #[derive(Deserialize, Default)]
@@ -597,7 +631,7 @@ pub struct BatchFilter {
 }
 
 impl BatchFilter {
-    fn into_filter(self) -> ApiResult<MemoryFilter> {
+    pub(crate) fn into_filter(self) -> ApiResult<MemoryFilter> {
         let mut f = MemoryFilter::default();
         if let Some(t) = self.tags.filter(|t| !t.is_empty()) {
             validate::tags(&t)?;
@@ -621,13 +655,13 @@ impl BatchFilter {
 
 #[derive(Deserialize)]
 pub struct BatchForgetBody {
-    agent_id: Option<String>,
-    namespace: Option<String>,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) namespace: Option<String>,
     #[serde(default)]
-    filter: BatchFilter,
+    pub(crate) filter: BatchFilter,
     /// Ids at the top level (`{"agent_id", "memory_ids"}`), as the Dakera security guide sends
     /// them; the same as `filter.memory_ids`.
-    memory_ids: Option<Vec<String>>,
+    pub(crate) memory_ids: Option<Vec<String>>,
 }
 
 pub async fn forget_batch(
@@ -652,11 +686,11 @@ pub async fn forget_batch(
 
 #[derive(Deserialize)]
 pub struct BatchRecallBody {
-    agent_id: Option<String>,
-    namespace: Option<String>,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) namespace: Option<String>,
     #[serde(default)]
-    filter: BatchFilter,
-    limit: Option<i64>,
+    pub(crate) filter: BatchFilter,
+    pub(crate) limit: Option<i64>,
     #[serde(flatten)]
     extra: BTreeMap<String, Value>,
 }
@@ -752,14 +786,14 @@ pub struct RecallBody {
     extra: BTreeMap<String, Value>,
 }
 
-struct Prepared {
-    target: Target,
-    params: RecallParams,
-    warnings: Option<Vec<String>>,
-    sort: Option<SortBy>,
+pub(crate) struct Prepared {
+    pub(crate) target: Target,
+    pub(crate) params: RecallParams,
+    pub(crate) warnings: Option<Vec<String>>,
+    pub(crate) sort: Option<SortBy>,
 }
 
-fn prepare(body: RecallBody, default_top_k: i64, record_access: bool) -> ApiResult<Prepared> {
+pub(crate) fn prepare(body: RecallBody, default_top_k: i64, record_access: bool) -> ApiResult<Prepared> {
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
     let top_k = validate::top_k(body.top_k.unwrap_or(default_top_k))?;
     if body.rerank_candidates.is_some_and(|c| c < 1) {

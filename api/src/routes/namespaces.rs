@@ -72,7 +72,7 @@ pub struct EmbeddingSpecBody {
 #[derive(Deserialize)]
 pub struct CreateBody {
     #[serde(alias = "namespace")]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(alias = "dimensions")]
     dimension: Option<i64>,
     distance: Option<String>,
@@ -99,14 +99,8 @@ fn created_json(e: &NamespaceEntry, created: bool) -> Value {
     v
 }
 
-async fn create_common(
-    state: &AppState,
-    p: &crate::auth::Principal,
-    name: &str,
-    body: CreateBody,
-) -> ApiResult<(StatusCode, Value)> {
-    validate::namespace_name(name)?;
-    p.require(name, Scope::Write)?;
+/// What a create body asks for, validated: distance, embedding provider, dimension.
+pub(crate) fn create_spec(body: &CreateBody) -> ApiResult<(Distance, Option<String>, Option<usize>)> {
     if let Some(it) = body.index_type.as_deref() {
         if !matches!(it, "hnsw" | "flat") {
             return Err(ApiError::bad_request(format!(
@@ -116,8 +110,7 @@ async fn create_common(
         }
     }
     let distance = parse_distance(body.distance.as_deref())?;
-    let body_distance_given = body.distance.is_some();
-    let (provider, dimension) = match body.embedding {
+    let (provider, dimension) = match &body.embedding {
         Some(spec) => {
             let d = match (spec.dimension, body.dimension) {
                 (Some(a), Some(b)) if a != b => {
@@ -126,7 +119,7 @@ async fn create_common(
                 (None, None) => None,
                 (a, b) => Some(check_dimension(a.or(b))?),
             };
-            (Some(spec.provider), d)
+            (Some(spec.provider.clone()), d)
         }
         // Without a dimension: the node's default embedder at its dimension.
         None => (None, body.dimension.map(|d| check_dimension(Some(d))).transpose()?),
@@ -135,6 +128,19 @@ async fn create_common(
         validate::metadata(m)?;
     }
     check_description(&body.description)?;
+    Ok((distance, provider, dimension))
+}
+
+async fn create_common(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    name: &str,
+    body: CreateBody,
+) -> ApiResult<(StatusCode, Value)> {
+    validate::namespace_name(name)?;
+    p.require(name, Scope::Write)?;
+    let (distance, provider, dimension) = create_spec(&body)?;
+    let body_distance_given = body.distance.is_some();
     let (entry, created) = state
         .core
         .create_namespace(NamespaceSpec {
@@ -334,11 +340,18 @@ pub async fn put_policy(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
     let entry = visible_entry(&state, &p, &ns, Scope::Admin)?;
+    let policy = merge_policy(&entry.policy, body)?;
+    let entry = state.core.set_policy(&entry.name, policy).await?;
+    Ok(Json(policy_json(&entry.policy)?))
+}
+
+/// A policy body merged over the stored policy, validated.
+pub(crate) fn merge_policy(current: &MemoryPolicy, body: Value) -> ApiResult<MemoryPolicy> {
     let Value::Object(fields) = body else {
         return Err(ApiError::bad_request("the memory policy must be a JSON object"));
     };
     // Start from the stored policy so a partial body changes only what it names.
-    let mut merged = serde_json::to_value(&entry.policy).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut merged = serde_json::to_value(current).map_err(|e| ApiError::internal(e.to_string()))?;
     let known: Vec<String> = match &merged {
         Value::Object(m) => m.keys().cloned().collect(),
         _ => Vec::new(),
@@ -375,8 +388,7 @@ pub async fn put_policy(
             return Err(ApiError::bad_request(format!("{name} must be at least 1 (omit it for no limit)")));
         }
     }
-    let entry = state.core.set_policy(&entry.name, policy).await?;
-    Ok(Json(policy_json(&entry.policy)?))
+    Ok(policy)
 }
 
 #[derive(Deserialize)]

@@ -24,8 +24,8 @@ fn to_value<T: serde::Serialize>(v: &T) -> ApiResult<Value> {
 
 #[derive(Deserialize)]
 pub struct StartBody {
-    agent_id: Option<String>,
-    namespace: Option<String>,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) namespace: Option<String>,
     metadata: Option<Value>,
     idle_timeout_secs: Option<u64>,
     id: Option<String>,
@@ -38,25 +38,11 @@ pub async fn start(
 ) -> ApiResult<impl IntoResponse> {
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
     p.require(&t.namespace, Scope::Write)?;
-    if body.idle_timeout_secs.is_some_and(|s| s > MAX_IDLE_TIMEOUT_SECS) {
-        return Err(ApiError::bad_request(format!("idle_timeout_secs must be at most {MAX_IDLE_TIMEOUT_SECS}")));
-    }
-    let metadata = match body.metadata {
-        Some(Value::Null) | None => None,
-        Some(m) => {
-            validate::metadata(&m)?;
-            Some(m)
-        }
-    };
     let agent =
         body.agent_id.as_deref().map(canonical_namespace).filter(|a| !a.is_empty()).unwrap_or(&t.namespace).to_string();
-    let id = match body.id {
-        Some(id) => {
-            validate::client_id(&id, "session id")?;
-            id
-        }
-        None => loci_storage::store::new_session_id(),
-    };
+    let idle_timeout_secs = body.idle_timeout_secs;
+    let (metadata, id) = start_fields(body)?;
+    let id = id.unwrap_or_else(loci_storage::store::new_session_id);
     let entry = state.core.namespace_for_write(&t.namespace).await?;
     match state
         .core
@@ -70,12 +56,29 @@ pub async fn start(
             return Err(ApiError::internal(format!("unexpected catalogue answer {other:?}")));
         }
     }
-    let op =
-        DataOp::StartSession { id: Some(id), agent_id: agent, metadata, idle_timeout_secs: body.idle_timeout_secs };
+    let op = DataOp::StartSession { id: Some(id), agent_id: agent, metadata, idle_timeout_secs };
     let DataResult::Session(info) = state.core.exec(&entry, op).await? else {
         return Err(ApiError::internal("unexpected result"));
     };
     Ok((StatusCode::OK, Json(serde_json::json!({ "session": to_value(&SessionOut::from(&info))? }))))
+}
+
+/// A session start body's metadata and client-chosen id, validated.
+pub(crate) fn start_fields(body: StartBody) -> ApiResult<(Option<Value>, Option<String>)> {
+    if body.idle_timeout_secs.is_some_and(|s| s > MAX_IDLE_TIMEOUT_SECS) {
+        return Err(ApiError::bad_request(format!("idle_timeout_secs must be at most {MAX_IDLE_TIMEOUT_SECS}")));
+    }
+    let metadata = match body.metadata {
+        Some(Value::Null) | None => None,
+        Some(m) => {
+            validate::metadata(&m)?;
+            Some(m)
+        }
+    };
+    if let Some(id) = &body.id {
+        validate::client_id(id, "session id")?;
+    }
+    Ok((metadata, body.id))
 }
 
 /// The namespace holding a session, after checking the key may touch it at `need`.
