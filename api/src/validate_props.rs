@@ -8,7 +8,7 @@
 //! | agent_id | `[A-Za-z0-9][A-Za-z0-9_.-]*` | 1–256 bytes |
 //! | memory id | `[A-Za-z0-9][A-Za-z0-9_.:@-]*` | 1–128 bytes |
 //! | session id | `[A-Za-z0-9][A-Za-z0-9_.:@-]*` | 1–256 bytes |
-//! | tag | no control characters, not `dakera-curated` | 1–256 bytes, at most 50 |
+//! | tag | no control characters, not `dakera-curated` | 1–256 characters, at most 50 |
 //! | key name | not blank, no control characters | 1–128 bytes |
 
 use proptest::prelude::*;
@@ -37,7 +37,8 @@ fn ref_client_id(s: &str, max: usize) -> bool {
 }
 
 fn ref_tag(s: &str) -> bool {
-    (1..=256).contains(&s.len()) && !s.chars().any(char::is_control) && s != "dakera-curated"
+    // Seed 002's field limits: 256 characters per tag (not bytes).
+    (1..=256).contains(&s.chars().count()) && !s.chars().any(char::is_control) && s != "dakera-curated"
 }
 
 fn ref_key_name(s: &str) -> bool {

@@ -36,7 +36,9 @@ pub fn probe(url: &str, timeout: Duration) -> anyhow::Result<u16> {
                 stream.set_read_timeout(Some(timeout))?;
                 stream.set_write_timeout(Some(timeout))?;
                 let host = authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(&authority);
-                write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+                // One write: `write!` on a bare socket would send the request in pieces.
+                let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+                stream.write_all(request.as_bytes())?;
                 // The status line is all we need; read until it is complete.
                 let mut head = Vec::new();
                 let mut buf = [0u8; 512];
@@ -80,10 +82,18 @@ mod tests {
         let url = format!("http://{}/health/ready", listener.local_addr().expect("addr"));
         let handle = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().expect("accept");
-            let mut req = vec![0u8; 1024];
-            let n = s.read(&mut req).expect("read request");
+            // The request may arrive in pieces: read up to the end of its head.
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).expect("read request");
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+            }
             s.write_all(answer.as_bytes()).expect("write");
-            String::from_utf8_lossy(&req[..n]).into_owned()
+            String::from_utf8_lossy(&req).into_owned()
         });
         (url, handle)
     }
