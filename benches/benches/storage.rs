@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use loci_storage::crypto::{DataKey, SecretKey};
 use loci_storage::embed::HashEmbedder;
-use loci_storage::model::{DataOp, Fusion, MemoryFilter, MemoryType, NewMemory, RecallParams, Routing};
+use loci_storage::model::{DataOp, Fusion, MemoryFilter, NewMemory, RecallParams, Routing};
 use loci_storage::{NsContext, Store, StoreConfig};
 
 const DIM: usize = 384;
@@ -59,18 +59,7 @@ fn sentence(i: usize) -> String {
 }
 
 fn item(i: usize) -> NewMemory {
-    NewMemory {
-        id: None,
-        agent_id: "agent".into(),
-        content: sentence(i),
-        memory_type: MemoryType::default(),
-        importance: 0.5,
-        tags: vec![],
-        metadata: None,
-        session_id: None,
-        expires_at: None,
-        embedding: None,
-    }
+    NewMemory::text("agent", sentence(i))
 }
 
 fn fill(store: &Store, ctx: &NsContext, n: usize) {

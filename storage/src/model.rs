@@ -95,6 +95,25 @@ pub struct NewMemory {
     pub embedding: Option<Vec<f32>>,
 }
 
+impl NewMemory {
+    /// A plain text memory of `agent_id` with the defaults a store request without options
+    /// gets (episodic type, importance 0.5, no tags, metadata, session, expiry or vector).
+    pub fn text(agent_id: impl Into<String>, content: impl Into<String>) -> Self {
+        NewMemory {
+            id: None,
+            agent_id: agent_id.into(),
+            content: content.into(),
+            memory_type: MemoryType::default(),
+            importance: 0.5,
+            tags: Vec::new(),
+            metadata: None,
+            session_id: None,
+            expires_at: None,
+            embedding: None,
+        }
+    }
+}
+
 /// Fields of an update; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct MemoryPatch {

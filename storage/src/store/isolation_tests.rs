@@ -23,21 +23,7 @@ fn ctx(id: u64) -> NsContext {
 fn store_all(store: &Store, ctx: &NsContext, agent: &str, contents: &[String]) -> Vec<String> {
     let mut ids = Vec::new();
     for chunk in contents.chunks(500) {
-        let items = chunk
-            .iter()
-            .map(|c| NewMemory {
-                id: None,
-                agent_id: agent.into(),
-                content: c.clone(),
-                memory_type: MemoryType::default(),
-                importance: 0.5,
-                tags: vec![],
-                metadata: None,
-                session_id: None,
-                expires_at: None,
-                embedding: None,
-            })
-            .collect();
+        let items = chunk.iter().map(|c| NewMemory::text(agent, c.clone())).collect();
         match store.execute(ctx, DataOp::Store { items }).expect("store").result {
             DataResult::Stored(recs) => ids.extend(recs.into_iter().map(|r| r.id)),
             other => panic!("unexpected {other:?}"),

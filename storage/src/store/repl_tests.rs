@@ -21,20 +21,7 @@ fn ctx(epoch: u64) -> NsContext {
 }
 
 fn write(store: &Store, ctx: &NsContext, content: &str) -> Result<ReplEntry> {
-    let op = DataOp::Store {
-        items: vec![NewMemory {
-            id: None,
-            agent_id: "a".into(),
-            content: content.into(),
-            memory_type: MemoryType::default(),
-            importance: 0.5,
-            tags: vec![],
-            metadata: None,
-            session_id: None,
-            expires_at: None,
-            embedding: None,
-        }],
-    };
+    let op = DataOp::Store { items: vec![NewMemory::text("a", content)] };
     Ok(store.execute(ctx, op)?.replicate.expect("a write replicates"))
 }
 
