@@ -42,7 +42,7 @@ pub fn recall(body: &[u8], record_access: bool) -> ApiResult<(Target, RecallPara
 
 /// `PUT /v1/memory/update/{id}` (no query string).
 pub fn update(id: &str, body: &[u8]) -> ApiResult<(Target, MemoryPatch)> {
-    crate::validate::memory_id(id)?;
+    loci_service::validate::memory_id(id)?;
     let body: memory::UpdateBody = parse_body(body)?;
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
     Ok((t, memory::update_patch(MAX_CONTENT_BYTES, body)?))
@@ -81,8 +81,8 @@ pub fn recall_batch(body: &[u8]) -> ApiResult<(Target, MemoryFilter)> {
 pub fn namespace_create(body: &[u8]) -> ApiResult<(String, Distance, Option<String>, Option<usize>)> {
     let body: namespaces::CreateBody = parse_body(body)?;
     let name = body.name.clone().ok_or_else(|| crate::ApiError::bad_request("name is required"))?;
-    let name = crate::core::canonical_namespace(&name).to_string();
-    crate::validate::namespace_name(&name)?;
+    let name = loci_service::canonical_namespace(&name).to_string();
+    loci_service::validate::namespace_name(&name)?;
     let (distance, provider, dimension) = namespaces::create_spec(&body)?;
     Ok((name, distance, provider, dimension))
 }
@@ -109,8 +109,8 @@ pub fn key_create(route: u8, ns: &str, body: &[u8]) -> ApiResult<KeyRequest> {
         0 => keys::create_request(body),
         1 => keys::api_keys_request(body),
         _ => {
-            let ns = crate::core::canonical_namespace(ns);
-            crate::validate::namespace_ref(ns)?;
+            let ns = loci_service::canonical_namespace(ns);
+            loci_service::validate::namespace_ref(ns)?;
             keys::ns_key_request(ns, body)
         }
     }

@@ -1,45 +1,34 @@
-//! Loci's fronts: the REST router (axum) and, sharing its service layer and error type, the gRPC
-//! services (tonic). Authentication, validation and error mapping live here; the data they act
-//! on lives in `loci-storage` and the catalogue in `loci-raft`.
-
-pub mod audit;
-pub mod plane;
+//! Loci's fronts: the REST router (axum) and the public gRPC service (tonic). They are transport
+//! only: parse the request, authenticate it (the key's meaning is decided by
+//! `loci_service::access`), call the service (`loci_service::Core`), and map its error once
+//! ([`ApiError`]). Nothing below calls back up into this crate.
 
 /// Generated gRPC code (`proto/loci.proto`).
 pub mod pb {
     tonic::include_proto!("loci.v1");
 }
-pub mod auth;
-#[cfg(test)]
-mod auth_props;
-pub mod core;
-pub mod embedders;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod metrics;
-pub mod ratelimit;
-pub mod reembed;
-pub mod request_id;
+pub mod grpc;
+pub mod middleware;
 pub mod routes;
 pub mod security;
 pub mod state;
-pub mod usage;
-pub mod validate;
-#[cfg(test)]
-mod validate_props;
 pub mod wire;
+
+pub use middleware::{audit, auth, metrics, ratelimit, request_id};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware;
+use axum::middleware as layers;
 use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-pub use crate::core::{Core, CoreConfig};
 pub use error::{ApiError, ApiResult};
+pub use loci_service::{Core, CoreConfig};
 pub use state::AppState;
 
 use routes::{cluster, keys, memory, meta, namespaces, sessions};
@@ -123,11 +112,11 @@ pub fn router(state: AppState) -> Router {
             )
         })
         // Inner to outer: per-key rate limit, authentication, audit + usage, metrics, headers.
-        .layer(middleware::from_fn_with_state(state.clone(), ratelimit::layer))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::layer))
-        .layer(middleware::from_fn_with_state(state.clone(), audit::layer))
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(middleware::from_fn(request_id::layer))
+        .layer(layers::from_fn_with_state(state.clone(), ratelimit::layer))
+        .layer(layers::from_fn_with_state(state.clone(), auth::layer))
+        .layer(layers::from_fn_with_state(state.clone(), audit::layer))
+        .layer(layers::from_fn_with_state(state.clone(), metrics::track))
+        .layer(layers::from_fn(request_id::layer))
         .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static("x-loci-node"), node));
     for (name, value) in state.http.headers() {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));

@@ -1,10 +1,11 @@
 use std::sync::Arc;
 
-use crate::audit::AuditLog;
-use crate::core::Core;
-use crate::ratelimit::RateLimiter;
+use loci_service::Core;
+use loci_service::audit::AuditLog;
+use loci_service::ratelimit::RateLimiter;
+use loci_service::usage::Usage;
+
 use crate::security::HttpSecurity;
-use crate::usage::Usage;
 
 /// Shared by every handler (cheap to clone).
 #[derive(Clone)]

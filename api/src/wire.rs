@@ -83,7 +83,7 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(slice: &[u8]) -> Result<T, ApiError> {
-    let limit = crate::validate::MAX_JSON_DEPTH;
+    let limit = loci_service::validate::MAX_JSON_DEPTH;
     if json_depth(slice, limit) > limit {
         return Err(ApiError::bad_request(format!("JSON body is nested deeper than {limit} levels")));
     }

@@ -6,9 +6,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use loci_node::cluster::ClusterError;
-use loci_node::cluster::plane::CopyRequest;
-use loci_node::cluster::wire::{self, pb};
+use loci_service::cluster::ClusterError;
+use loci_service::cluster::plane::CopyRequest;
+use loci_service::cluster::wire::{self, pb};
 use loci_storage::model::{ApplyOutcome, DataOp, DataResult};
 use prost::Message;
 
@@ -17,7 +17,7 @@ fn error_round_trip(e: pb::ClusterError) {
     let again = ClusterError::from(pb::ClusterError::from(&domain));
     assert_eq!(format!("{again:?}"), format!("{domain:?}"));
     let _ = domain.is_retryable();
-    let _ = loci_api::ApiError::from(domain);
+    let _ = loci_service::ServiceError::from(domain);
 }
 
 fn cbor_round_trip<T: serde::Serialize + serde::de::DeserializeOwned>(b: &[u8]) {
@@ -72,16 +72,16 @@ fuzz_target!(|data: &[u8]| {
         }
         5 => {
             if let Ok(r) = pb::AdminRequest::decode(body) {
-                if let Ok(a) = loci_api::plane::ClusterAction::try_from(r) {
+                if let Ok(a) = loci_service::cluster::ClusterAction::try_from(r) {
                     let back =
-                        loci_api::plane::ClusterAction::try_from(pb::AdminRequest::from(&a)).expect("round trip");
+                        loci_service::cluster::ClusterAction::try_from(pb::AdminRequest::from(&a)).expect("round trip");
                     assert_eq!(format!("{back:?}"), format!("{a:?}"));
                 }
             }
         }
         6 => {
             if let Ok(i) = pb::NodeInfo::decode(body) {
-                let _ = pb::NodeInfo::from(loci_node::cluster::NodeInfo::from(i));
+                let _ = pb::NodeInfo::from(loci_service::cluster::NodeInfo::from(i));
             }
         }
         7 => {

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use loci_api::fuzzing;
-use loci_api::validate;
+use loci_service::validate;
 use loci_storage::model::MemoryFilter;
 
 fn check(f: &MemoryFilter) {
@@ -15,9 +15,9 @@ fn check(f: &MemoryFilter) {
     assert!(f.session_id.as_ref().is_none_or(|s| validate::client_id(s, "session_id").is_ok()));
     assert!(f.ids.as_ref().is_none_or(|ids| !ids.is_empty()));
     // The filter survives the trip to the primary (forwarded operations carry it as CBOR).
-    let bytes = loci_node::cluster::wire::to_cbor(f).expect("a filter encodes");
-    let back: MemoryFilter = loci_node::cluster::wire::from_cbor(&bytes).expect("a filter decodes");
-    assert_eq!(loci_node::cluster::wire::to_cbor(&back).expect("re-encodes"), bytes);
+    let bytes = loci_service::cluster::wire::to_cbor(f).expect("a filter encodes");
+    let back: MemoryFilter = loci_service::cluster::wire::from_cbor(&bytes).expect("a filter decodes");
+    assert_eq!(loci_service::cluster::wire::to_cbor(&back).expect("re-encodes"), bytes);
 }
 
 fuzz_target!(|data: &[u8]| {

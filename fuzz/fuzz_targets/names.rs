@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use loci_api::validate;
+use loci_service::validate;
 
 fuzz_target!(|data: &[u8]| {
     let s = String::from_utf8_lossy(data);

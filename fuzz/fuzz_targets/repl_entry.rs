@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use loci_node::cluster::wire::{self, pb};
+use loci_service::cluster::wire::{self, pb};
 use loci_storage::model::{Mutation, ReplEntry};
 use prost::Message;
 

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use loci_api::fuzzing;
-use loci_api::validate;
+use loci_service::validate;
 use loci_raft::catalogue::{ApiKeyEntry, Grant, Scope, pattern_contains};
 
 fn valid_pattern(p: &str) -> bool {

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use loci_api::fuzzing;
-use loci_api::validate;
+use loci_service::validate;
 use loci_raft::catalogue::MemoryPolicy;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use loci_api::fuzzing;
-use loci_api::validate;
+use loci_service::validate;
 
 fuzz_target!(|data: &[u8]| {
     for record_access in [true, false] {

@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use loci_api::fuzzing::{self, MAX_CONTENT_BYTES};
 use loci_api::routes::memory::Target;
-use loci_api::validate;
+use loci_service::validate;
 use loci_storage::model::NewMemory;
 
 fn check_target(t: &Target) {

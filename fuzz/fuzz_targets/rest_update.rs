@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use loci_api::fuzzing::{self, MAX_CONTENT_BYTES};
-use loci_api::validate;
+use loci_service::validate;
 
 fuzz_target!(|data: &[u8]| {
     match fuzzing::update("mem-1", data) {

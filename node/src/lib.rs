@@ -1,7 +1,6 @@
 //! The `loci` binary's library: configuration, node start-up/shut-down and the operator CLI.
 
 pub mod cli;
-pub mod cluster;
 pub mod config;
 pub mod logging;
 pub mod model;

@@ -33,12 +33,12 @@ fn main() -> std::process::ExitCode {
         };
     }
     if let Command::Audit(AuditCommand::Verify { file }) = &cli.command {
-        return match loci_api::audit::verify(file) {
-            Ok(loci_api::audit::Verdict::Intact { lines }) => {
+        return match loci_service::audit::verify(file) {
+            Ok(loci_service::audit::Verdict::Intact { lines }) => {
                 println!("intact: {lines} lines, hash chain verified");
                 std::process::ExitCode::SUCCESS
             }
-            Ok(loci_api::audit::Verdict::Broken { line, reason }) => {
+            Ok(loci_service::audit::Verdict::Broken { line, reason }) => {
                 println!("BROKEN at line {line}: {reason}");
                 std::process::ExitCode::FAILURE
             }

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use loci_api::{AppState, Core, CoreConfig};
+use loci_api::AppState;
 use loci_raft::catalogue::Command;
 use loci_raft::{CatalogueNode, ChannelPool, NodeAddr, OpenedStore, RaftService, RaftSettings};
+use loci_service::cluster::{Cluster, ClusterSettings, Local};
+use loci_service::contexts::{Contexts, Readiness};
+use loci_service::{Core, CoreConfig};
 use loci_storage::crypto::{MasterSecret, random_bytes};
 use loci_storage::{Store, StoreConfig};
 use tokio::net::TcpListener;
@@ -26,7 +29,7 @@ pub struct NodeHandle {
     pub gossip_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub core: Arc<Core>,
-    pub cluster: Arc<crate::cluster::Cluster>,
+    pub cluster: Arc<Cluster>,
     /// The REST router (benchmarks drive it in-process).
     pub router: axum::Router,
     cancel: CancellationToken,
@@ -260,8 +263,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             }
         }
     }
-    let audit = loci_api::audit::AuditLog::open(
-        loci_api::audit::AuditConfig {
+    let audit = loci_service::audit::AuditLog::open(
+        loci_service::audit::AuditConfig {
             enabled: args.audit_enabled,
             file: args.audit_file.clone(),
             exclude_paths: args
@@ -350,9 +353,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             g.view().members.get(&id).map(|m| m.identity.rpc_addr.clone()).filter(|a| !a.is_empty())
         }));
     }
-    let cluster = crate::cluster::Cluster::new(
+    // What the data plane acts on: this node's store, the namespace contexts (data keys under
+    // the keyring, embedders), and the readiness flag.
+    let contexts = Arc::new(Contexts::new(keyring.clone()));
+    let local = Local { store: store.clone(), contexts: contexts.clone(), ready: Arc::new(Readiness::default()) };
+    let cluster = Cluster::new(
         node_id,
-        crate::cluster::ClusterSettings {
+        ClusterSettings {
             replication_factor: args.replication_factor.max(1),
             voters: args.voters.max(1),
             failover_after: Duration::from_secs(args.failover_after_secs.max(1)),
@@ -364,13 +371,14 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         gossip.clone(),
         pool,
         cluster_secret,
+        local,
     );
 
     let limiter = {
         let c = cluster.clone();
         Arc::new(
-            loci_api::ratelimit::RateLimiter::new(
-                loci_api::ratelimit::RateLimitConfig {
+            loci_service::ratelimit::RateLimiter::new(
+                loci_service::ratelimit::RateLimitConfig {
                     enabled: args.rate_limit_enabled,
                     rps: args.rate_limit_rps,
                     burst: args.rate_limit_burst,
@@ -437,17 +445,16 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             ..Default::default()
         },
         catalogue.clone(),
-        store.clone(),
-        keyring.clone(),
+        cluster.clone(),
         &root_key,
         audit.clone(),
     ));
     if let Some(m) = minilm {
         tracing::info!(model = loci_storage::minilm::MODEL_NAME, dir = %m.dir.display(), "built-in embedding model loaded");
-        core.set_minilm(m);
+        contexts.set_minilm(m);
     }
     if let Some(url) = &args.openai_embeddings_url {
-        core.set_openai(loci_api::embedders::OpenAiConfig {
+        contexts.set_openai(loci_service::embedders::OpenAiConfig {
             url: url.clone(),
             model: args.openai_embeddings_model.clone(),
             api_key: args.openai_embeddings_key.clone(),
@@ -455,9 +462,6 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             retries: 2,
         });
     }
-    cluster.set_core(&core);
-    core.set_plane(Arc::new(crate::cluster::plane::Plane(cluster.clone())));
-    core.set_cluster(Arc::new(crate::cluster::admin::Admin(cluster.clone())));
     loci_api::metrics::handle();
 
     let cancel = CancellationToken::new();
@@ -490,19 +494,18 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         core: core.clone(),
         audit,
         limiter,
-        usage: Arc::new(loci_api::usage::Usage::default()),
+        usage: Arc::new(loci_service::usage::Usage::default()),
         http: Arc::new(http_security),
     });
 
     // gRPC: Raft transport, node-to-node services, and the public service.
     {
         let raft_svc = RaftService::new(catalogue.clone()).into_server();
-        let internal =
-            crate::cluster::wire::pb::internal_server::InternalServer::new(crate::cluster::service::InternalService {
-                cluster: cluster.clone(),
-            })
-            .max_decoding_message_size(256 * 1024 * 1024);
-        let public = loci_api::pb::loci_server::LociServer::new(crate::cluster::service::LociService {
+        let internal = loci_service::cluster::wire::pb::internal_server::InternalServer::new(
+            loci_service::cluster::server::InternalService { cluster: cluster.clone() },
+        )
+        .max_decoding_message_size(256 * 1024 * 1024);
+        let public = loci_api::pb::loci_server::LociServer::new(loci_api::grpc::LociService {
             router: app.clone(),
             node_id,
             version: core.config.version.clone(),
@@ -587,7 +590,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             random_bytes(&mut b);
             catalogue.write(Command::InitCluster { cluster_id: hex::encode(b) }).await?;
         }
-        core.set_keyring(keyring);
+        contexts.set_keyring(keyring);
         sweep_orphans(&catalogue, &store).await?;
         core.set_ready(true);
     } else {
@@ -599,7 +602,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         let catalogue2 = catalogue.clone();
         tasks.spawn(async move {
             c.clone().form(master, pending_params, token).await;
-            if c.core().is_some_and(|core| core.is_ready()) {
+            if c.is_ready() {
                 // Only once the local catalogue caught up with the leader's.
                 if let Some(leader) = c.catalogue.current_leader().await {
                     let idx = if leader == c.node_id {

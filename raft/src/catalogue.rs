@@ -2,7 +2,7 @@
 //! policies, API keys, placements, nodes). Every change is a [`Command`] applied in log order by
 //! [`Catalogue::apply`], which is deterministic and pure so it can be unit-tested and replayed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use loci_storage::crypto::{EncryptionParams, WrappedKey};
 use serde::{Deserialize, Serialize};
@@ -424,14 +424,40 @@ pub enum CommandResult {
     },
 }
 
+/// `sessions` as written before it was a set (`id → namespace`) or since (`id → [namespaces]`).
+fn sessions_compat<'de, D>(d: D) -> Result<BTreeMap<String, BTreeSet<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Holders {
+        One(String),
+        Set(BTreeSet<String>),
+    }
+    let m: BTreeMap<String, Holders> = BTreeMap::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(id, h)| {
+            let set = match h {
+                Holders::One(ns) => [ns].into(),
+                Holders::Set(s) => s,
+            };
+            (id, set)
+        })
+        .collect())
+}
+
 /// The replicated state. Serialised whole into snapshots (it is small).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Catalogue {
     pub cluster_id: Option<String>,
     pub encryption: Option<EncryptionParams>,
     pub namespaces: BTreeMap<String, NamespaceEntry>,
-    /// Session id → namespace name.
-    pub sessions: BTreeMap<String, String>,
+    /// Session id → the namespaces holding a session of that id. Ids are chosen per namespace:
+    /// the same id in two namespaces is two sessions, and one tenant's id never blocks
+    /// another's. (Catalogues written before this was a set hold one name per id.)
+    #[serde(default, deserialize_with = "sessions_compat")]
+    pub sessions: BTreeMap<String, BTreeSet<String>>,
     /// API keys by key id.
     pub keys: BTreeMap<String, ApiKeyEntry>,
     /// Secret digest → key id (derived from `keys`; rebuilt after a snapshot is loaded).
@@ -485,7 +511,10 @@ impl Catalogue {
             },
             Command::DeleteNamespace { name } => match self.namespaces.remove(&name) {
                 Some(entry) => {
-                    self.sessions.retain(|_, ns| ns != &name);
+                    self.sessions.retain(|_, holders| {
+                        holders.remove(&name);
+                        !holders.is_empty()
+                    });
                     CommandResult::NamespaceDeleted { entry }
                 }
                 None => CommandResult::NotFound(name),
@@ -607,15 +636,8 @@ impl Catalogue {
                 if !self.namespaces.contains_key(&namespace) {
                     return CommandResult::NotFound(namespace);
                 }
-                match self.sessions.get(&session_id) {
-                    Some(existing) if existing != &namespace => {
-                        CommandResult::Rejected(format!("session {session_id} belongs to another namespace"))
-                    }
-                    _ => {
-                        self.sessions.insert(session_id, namespace);
-                        CommandResult::Ok
-                    }
-                }
+                self.sessions.entry(session_id).or_default().insert(namespace);
+                CommandResult::Ok
             }
         }
     }
@@ -633,8 +655,9 @@ impl Catalogue {
         self.key_index.get(hash_hex).and_then(|id| self.keys.get(id))
     }
 
-    pub fn session_namespace(&self, session_id: &str) -> Option<&str> {
-        self.sessions.get(session_id).map(String::as_str)
+    /// The namespaces holding a session of this id.
+    pub fn session_namespaces(&self, session_id: &str) -> impl Iterator<Item = &str> {
+        self.sessions.get(session_id).into_iter().flatten().map(String::as_str)
     }
 }
 

@@ -506,7 +506,7 @@ impl TestCluster {
         let entry = core.namespace(ns)?;
         let op =
             DataOp::List { filter: MemoryFilter::default(), sort: SortBy::CreatedAtAsc, limit: usize::MAX, offset: 0 };
-        match core.exec_local(&entry, op).await.ok()?.result {
+        match core.cluster.local().execute(&entry, op).await.ok()?.result {
             DataResult::Memories { memories, .. } => {
                 let mut rows: Vec<(String, String)> = memories.into_iter().map(|m| (m.id, m.content)).collect();
                 rows.sort();

@@ -697,7 +697,7 @@ async fn re_embedding_reaches_every_replica_and_survives_failover() {
         for i in 0..3 {
             let core = &c.handle(i).core;
             let Some(entry) = core.namespace(ns) else { return false };
-            match core.exec_local(&entry, DataOp::Stats).await.map(|e| e.result) {
+            match core.cluster.local().execute(&entry, DataOp::Stats).await.map(|e| e.result) {
                 Ok(DataResult::Stats(s)) if s.vector_count == 30 && s.dimension == Some(32) => {}
                 _ => return false,
             }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use loci_node::cluster::wire::pb;
+use loci_service::cluster::wire::pb;
 use loci_tests::{CLUSTER_SECRET, TestCluster, TestNode, eventually};
 use parking_lot::Mutex;
 use serde_json::json;

@@ -774,12 +774,12 @@ async fn audit_log_is_complete_chained_and_free_of_secrets() {
         assert!(!text.contains(s), "secret leaked into the audit log");
     }
     assert_eq!(
-        loci_api::audit::verify(&audit_path).unwrap(),
-        loci_api::audit::Verdict::Intact { lines: lines.len() as u64 }
+        loci_service::audit::verify(&audit_path).unwrap(),
+        loci_service::audit::Verdict::Intact { lines: lines.len() as u64 }
     );
     // Tampering is detected.
     std::fs::write(&audit_path, text.replacen("\"status\":403", "\"status\":200", 1)).unwrap();
-    assert!(matches!(loci_api::audit::verify(&audit_path).unwrap(), loci_api::audit::Verdict::Broken { .. }));
+    assert!(matches!(loci_service::audit::verify(&audit_path).unwrap(), loci_service::audit::Verdict::Broken { .. }));
 }
 
 #[tokio::test]

@@ -257,8 +257,8 @@ async fn audit_record_has_the_seed_example_fields() {
     assert!(!text.contains(&secret), "the API key secret reached the audit log");
     assert!(!text.to_ascii_lowercase().contains("authorization"), "a header reached the audit log");
     assert_eq!(
-        loci_api::audit::verify(&audit).unwrap(),
-        loci_api::audit::Verdict::Intact { lines: lines.len() as u64 }
+        loci_service::audit::verify(&audit).unwrap(),
+        loci_service::audit::Verdict::Intact { lines: lines.len() as u64 }
     );
 }
 
@@ -306,7 +306,7 @@ async fn audit_bodies_follow_the_settings() {
     // secret (in the response) neither, since responses are not recorded.
     let text = std::fs::read_to_string(&audit).unwrap();
     assert!(!text.contains(&secret) && !text.contains(loci_tests::ROOT_KEY));
-    assert!(matches!(loci_api::audit::verify(&audit).unwrap(), loci_api::audit::Verdict::Intact { .. }));
+    assert!(matches!(loci_service::audit::verify(&audit).unwrap(), loci_service::audit::Verdict::Intact { .. }));
 
     // Response bodies on: recorded, secret fields redacted (the minted key's `key`), and cut to
     // the maximum like request bodies.

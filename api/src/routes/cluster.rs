@@ -6,14 +6,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::{Auth, Scope};
-use crate::error::{ApiError, ApiResult};
-use crate::plane::ClusterAction;
+use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::wire::{Json, JsonBody};
+use loci_service::cluster::ClusterAction;
 
 async fn run(state: &AppState, action: ClusterAction) -> ApiResult<Json<Value>> {
-    let c = state.core.cluster().ok_or_else(|| ApiError::not_implemented("this node runs without cluster services"))?;
-    Ok(Json(c.run(action).await?))
+    Ok(Json(state.core.cluster_action(action).await?))
 }
 
 pub async fn status(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
@@ -67,7 +66,7 @@ pub async fn remove(State(state): State<AppState>, Auth(p): Auth, Path(node): Pa
 }
 
 pub async fn placement(State(state): State<AppState>, Auth(p): Auth, Path(ns): Path<String>) -> ApiResult<Json<Value>> {
-    let ns = crate::core::canonical_namespace(&ns).to_string();
+    let ns = loci_service::canonical_namespace(&ns).to_string();
     p.require(&ns, Scope::Read)?;
     run(&state, ClusterAction::Placement { namespace: ns }).await
 }

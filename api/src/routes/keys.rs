@@ -18,14 +18,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Auth, Principal, pattern_contains, sha256_hex};
-use crate::core::canonical_namespace;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::validate;
 use crate::wire::{Json, JsonBody, parse_json};
+use loci_service::canonical_namespace;
+use loci_service::validate;
 
 const MAX_GRANTS: usize = 64;
-const MAX_NAME: usize = 128;
 const MAX_GRACE_SECS: u64 = 604_800;
 const WARNING: &str = "Store this key now: it is shown only once and cannot be recovered.";
 
@@ -52,12 +51,7 @@ fn strict<T: serde::de::DeserializeOwned>(body: Value, allowed: &[&str]) -> ApiR
 }
 
 pub(crate) fn check_name(name: &str) -> ApiResult<()> {
-    if name.trim().is_empty() || name.len() > MAX_NAME || name.chars().any(|c| c.is_control()) {
-        return Err(ApiError::bad_request(format!(
-            "key name must be 1-{MAX_NAME} characters without control characters"
-        )));
-    }
-    Ok(())
+    Ok(validate::key_name(name)?)
 }
 
 /// Resource-style scope names (`memory:read`, `conversations:write`, `tenant:admin`, as in

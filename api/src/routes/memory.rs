@@ -9,11 +9,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::{Auth, Scope};
-use crate::core::canonical_namespace;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::validate;
 use crate::wire::{Json, JsonBody, MemoryOut, ScoredOut, parse_time};
+use loci_service::canonical_namespace;
+use loci_service::validate;
 
 /// Which namespace a request addresses and whether `agent_id` additionally filters within it.
 ///

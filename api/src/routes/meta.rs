@@ -97,13 +97,13 @@ pub async fn capabilities(State(state): State<AppState>, Auth(p): Auth) -> ApiRe
         "auth": {"prefix_patterns": true, "sessions_by_agent": true, "key_update": true, "rotation_grace_max_secs": 604800, "max_grants": 64, "max_grant_len": 128},
         "naming": {
             "agent_id_pattern": "[A-Za-z0-9][A-Za-z0-9_.-]*",
-            "agent_id_max_bytes": crate::validate::MAX_AGENT_ID_BYTES,
+            "agent_id_max_bytes": loci_service::validate::MAX_AGENT_ID_BYTES,
             "session_id_pattern": "[A-Za-z0-9][A-Za-z0-9_.:@-]*",
-            "session_id_max_bytes": crate::validate::MAX_AGENT_ID_BYTES,
-            "agent_namespace_prefix": crate::core::AGENT_NAMESPACE_PREFIX,
-            "agent_namespace_max_bytes": crate::validate::MAX_NAMESPACE_BYTES,
+            "session_id_max_bytes": loci_service::validate::MAX_AGENT_ID_BYTES,
+            "agent_namespace_prefix": loci_service::AGENT_NAMESPACE_PREFIX,
+            "agent_namespace_max_bytes": loci_service::validate::MAX_NAMESPACE_BYTES,
             "namespace_pattern": "[a-z0-9]([a-z0-9-]*[a-z0-9])?",
-            "namespace_max_bytes": crate::validate::MAX_NAMESPACE_BYTES,
+            "namespace_max_bytes": loci_service::validate::MAX_NAMESPACE_BYTES,
             "reserved_prefixes": ["_dakera_"],
             "internal_namespaces": [],
             "internal_prefixes": []

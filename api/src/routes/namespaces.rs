@@ -9,11 +9,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::{Auth, Scope};
-use crate::core::{NamespaceSpec, canonical_namespace};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::validate;
 use crate::wire::{Json, JsonBody};
+use loci_service::core::{NamespaceSpec, canonical_namespace};
+use loci_service::validate;
 
 const MAX_DIMENSION: usize = 4096;
 
@@ -301,7 +301,7 @@ pub async fn get(State(state): State<AppState>, Auth(p): Auth, Path(ns): Path<St
         "session_count": stats.session_count,
         "estimated_storage_bytes": stats.estimated_storage_bytes,
         "embedding": {"provider": entry.embedder.provider, "dimension": entry.embedder.dimension},
-        "reembed": entry.reembed.as_ref().map(crate::reembed::job_json),
+        "reembed": entry.reembed.as_ref().map(loci_service::reembed::job_json),
         "metadata": entry.metadata,
         "description": entry.description,
         "created_at": entry.created_at,
@@ -420,7 +420,7 @@ pub async fn start_reembed(
     let job = state.core.start_reembed(entry, target).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({"namespace": canonical_namespace(&ns), "job": crate::reembed::job_json(&job)})),
+        Json(serde_json::json!({"namespace": canonical_namespace(&ns), "job": loci_service::reembed::job_json(&job)})),
     ))
 }
 
@@ -434,7 +434,7 @@ pub async fn get_reembed(
     Ok(Json(serde_json::json!({
         "namespace": entry.name,
         "embedding": {"provider": entry.embedder.provider, "dimension": entry.embedder.dimension, "generation": entry.embedder.generation},
-        "job": entry.reembed.as_ref().map(crate::reembed::job_json),
+        "job": entry.reembed.as_ref().map(loci_service::reembed::job_json),
     })))
 }
 

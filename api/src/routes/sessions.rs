@@ -9,12 +9,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::{Auth, Principal, Scope};
-use crate::core::canonical_namespace;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::memory::target;
 use crate::state::AppState;
-use crate::validate;
 use crate::wire::{Json, JsonBody, MemoryOut, SessionOut};
+use loci_service::canonical_namespace;
+use loci_service::validate;
 
 const MAX_IDLE_TIMEOUT_SECS: u64 = 2_592_000;
 
@@ -44,6 +44,17 @@ pub async fn start(
     let (metadata, id) = start_fields(body)?;
     let id = id.unwrap_or_else(loci_storage::store::new_session_id);
     let entry = state.core.namespace_for_write(&t.namespace).await?;
+    // Session ids are per namespace: another tenant's session of the same id neither blocks
+    // this one nor is revealed. Only a namespace this key can see that already holds the id is
+    // refused, so that the id keeps naming one session for this key.
+    let elsewhere =
+        state.core.catalogue.view.read().session_namespaces(&id).any(|ns| ns != entry.name && p.can_see(ns));
+    if elsewhere {
+        return Err(ApiError::conflict(format!(
+            "session {} already exists in another namespace this key can reach",
+            validate::printable(&id)
+        )));
+    }
     match state
         .core
         .catalogue
@@ -84,12 +95,27 @@ pub(crate) fn start_fields(body: StartBody) -> ApiResult<(Option<Value>, Option<
 /// The namespace holding a session, after checking the key may touch it at `need`.
 fn session_namespace(state: &AppState, p: &Principal, id: &str, need: Scope) -> ApiResult<Option<NamespaceEntry>> {
     validate::client_id(id, "session id").map_err(|_| ApiError::not_found("session", "session not found"))?;
-    let ns = state.core.catalogue.view.read().session_namespace(id).map(str::to_string);
-    let Some(ns) = ns else { return Ok(None) };
-    if !p.can_see(&ns) {
-        // Indistinguishable from a session that does not exist.
-        return Ok(None);
-    }
+    // Sessions of this id in namespaces the key cannot see are indistinguishable from none.
+    let visible: Vec<String> = state
+        .core
+        .catalogue
+        .view
+        .read()
+        .session_namespaces(id)
+        .filter(|ns| p.can_see(ns))
+        .map(str::to_string)
+        .collect();
+    let ns = match visible.as_slice() {
+        [] => return Ok(None),
+        [one] => one.clone(),
+        // Only when two keys with overlapping reach chose the same id in two namespaces.
+        _ => {
+            return Err(ApiError::conflict(format!(
+                "session {} exists in more than one namespace this key can reach",
+                validate::printable(id)
+            )));
+        }
+    };
     p.require(&ns, need)?;
     Ok(state.core.namespace(&ns))
 }
@@ -176,7 +202,7 @@ pub async fn list(State(state): State<AppState>, Auth(p): Auth, Query(q): Query<
     } else {
         // Every session the key can read, newest first.
         let names: std::collections::BTreeSet<String> =
-            state.core.catalogue.view.read().sessions.values().filter(|ns| p.can_see(ns)).cloned().collect();
+            state.core.catalogue.view.read().sessions.values().flatten().filter(|ns| p.can_see(ns)).cloned().collect();
         let mut all = Vec::new();
         for ns in names {
             if let Some(e) = state.core.namespace(&ns) {
@@ -378,7 +404,7 @@ pub async fn create_agent(
         Json(serde_json::json!({
             "agent_id": canonical_namespace(&body.agent_id),
             // The clients name an agent's namespace with the agent prefix.
-            "namespace": format!("{}{}", crate::core::AGENT_NAMESPACE_PREFIX, entry.name),
+            "namespace": format!("{}{}", loci_service::AGENT_NAMESPACE_PREFIX, entry.name),
             "created": !existed,
             "dimension": entry.dimension,
             "model": entry.embedder.provider,

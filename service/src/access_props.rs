@@ -15,7 +15,7 @@
 
 use proptest::prelude::*;
 
-use crate::auth::{ApiKeyEntry, Grant, Principal, Scope, admit};
+use crate::access::{ApiKeyEntry, Grant, Principal, Scope, admit};
 
 const AGENT_PREFIX: &str = "_dakera_agent_";
 
@@ -157,9 +157,9 @@ proptest! {
         need in scope_idx(),
     ) {
         let grants = if global {
-            crate::auth::Grants::All(parse(SCOPES[key_scope]))
+            crate::access::Grants::All(parse(SCOPES[key_scope]))
         } else {
-            crate::auth::Grants::List(vec![Grant { pattern: "*".into(), scope: parse(SCOPES[key_scope]) }])
+            crate::access::Grants::List(vec![Grant { pattern: "*".into(), scope: parse(SCOPES[key_scope]) }])
         };
         let p = Principal::new("k".into(), "k".into(), parse(SCOPES[key_scope]), grants, None, false);
         let want = global && rank(SCOPES[key_scope]) >= rank(SCOPES[need]);

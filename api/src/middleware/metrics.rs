@@ -42,9 +42,7 @@ pub fn render(state: &AppState) -> String {
         .set(if m.current_leader == Some(core.config.node_id) { 1.0 } else { 0.0 });
     metrics::gauge!("loci_namespaces", "node" => node.clone()).set(core.catalogue.view.read().namespaces.len() as f64);
     metrics::gauge!("loci_loaded_memories", "node" => node).set(core.store.loaded_memories() as f64);
-    if let Some(c) = core.cluster() {
-        c.export_metrics();
-    }
+    core.cluster.export_metrics();
     handle().run_upkeep();
     handle().render()
 }

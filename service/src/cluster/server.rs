@@ -1,13 +1,9 @@
-//! gRPC services of a node: the public `loci.v1.Loci` (REST calls over gRPC, answered by the
-//! same router) and the node-to-node `loci.internal.v1.Internal` (cluster token required;
-//! typed messages and errors, `proto/internal.proto`).
+//! The node-to-node gRPC service `loci.internal.v1.Internal` (cluster token required; typed
+//! messages and errors, `proto/internal.proto`): the peer-facing side of the data plane.
 
 use std::sync::Arc;
 
-use loci_api::pb::loci_server::Loci;
-use loci_api::pb::{HealthRequest, HealthResponse, InvokeRequest, InvokeResponse};
 use tonic::{Request, Response, Status};
-use tower::ServiceExt;
 
 use super::error::{ClusterError, ClusterResult};
 use super::plane::{CopyRequest, ForwardRequest, ReplicateRequest};
@@ -105,10 +101,7 @@ impl pb::internal_server::Internal for InternalService {
         use pb::erase_reply::Outcome;
         check(&self.cluster, &req)?;
         let ns_id = req.get_ref().ns_id;
-        let result = match self.cluster.core() {
-            Some(core) => core.erase_local(ns_id).await.map_err(ClusterError::from),
-            None => Err(ClusterError::Unavailable("node shutting down".into())),
-        };
+        let result = self.cluster.local.erase(ns_id).await.map_err(ClusterError::from);
         let outcome = match result {
             Ok(n) => Outcome::Memories(n),
             Err(e) => Outcome::Error(error(&e)),
@@ -145,7 +138,7 @@ impl pb::internal_server::Internal for InternalService {
     async fn admin(&self, req: Request<pb::AdminRequest>) -> Result<Response<pb::AdminReply>, Status> {
         use pb::admin_reply::Outcome;
         check(&self.cluster, &req)?;
-        let result = match loci_api::plane::ClusterAction::try_from(req.into_inner()) {
+        let result = match super::ClusterAction::try_from(req.into_inner()) {
             Ok(action) => self.cluster.clone().run_admin(action).await.map_err(ClusterError::from),
             Err(e) => Err(e),
         };
@@ -154,46 +147,5 @@ impl pb::internal_server::Internal for InternalService {
             Err(e) => Outcome::Error(error(&e)),
         };
         Ok(Response::new(pb::AdminReply { outcome: Some(outcome) }))
-    }
-}
-
-/// Public gRPC: a REST call over gRPC, dispatched to the REST router (same auth, validation,
-/// errors).
-pub struct LociService {
-    pub router: axum::Router,
-    pub node_id: u64,
-    pub version: String,
-}
-
-#[tonic::async_trait]
-impl Loci for LociService {
-    async fn invoke(&self, req: Request<InvokeRequest>) -> Result<Response<InvokeResponse>, Status> {
-        let r = req.into_inner();
-        let method = axum::http::Method::from_bytes(r.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| Status::invalid_argument("bad method"))?;
-        if !r.path.starts_with('/') {
-            return Err(Status::invalid_argument("path must start with /"));
-        }
-        let mut builder =
-            axum::http::Request::builder().method(method).uri(&r.path).header("content-type", "application/json");
-        if !r.api_key.is_empty() {
-            builder = builder.header("authorization", format!("Bearer {}", r.api_key));
-        }
-        let http_req =
-            builder.body(axum::body::Body::from(r.body)).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let resp = self.router.clone().oneshot(http_req).await.map_err(|e| Status::internal(e.to_string()))?;
-        let status = resp.status().as_u16() as u32;
-        let body = axum::body::to_bytes(resp.into_body(), 256 * 1024 * 1024)
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(InvokeResponse { status, body: body.to_vec(), node: self.node_id.to_string() }))
-    }
-
-    async fn health(&self, _req: Request<HealthRequest>) -> Result<Response<HealthResponse>, Status> {
-        Ok(Response::new(HealthResponse {
-            status: "healthy".into(),
-            version: self.version.clone(),
-            node_id: self.node_id,
-        }))
     }
 }

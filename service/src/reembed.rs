@@ -14,7 +14,7 @@ use loci_storage::model::{DataOp, DataResult, now_secs};
 use serde_json::{Value, json};
 
 use crate::core::Core;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 
 /// Memories read, embedded and staged per step.
 const PAGE: usize = 64;
@@ -40,14 +40,18 @@ pub fn job_json(job: &ReembedJob) -> Value {
 
 impl Core {
     /// Validate and start a re-embedding job; returns it as recorded in the catalogue.
-    pub async fn start_reembed(self: &Arc<Self>, entry: NamespaceEntry, target: EmbedderSpec) -> ApiResult<ReembedJob> {
+    pub async fn start_reembed(
+        self: &Arc<Self>,
+        entry: NamespaceEntry,
+        target: EmbedderSpec,
+    ) -> ServiceResult<ReembedJob> {
         if target.provider == "client" {
-            return Err(ApiError::bad_request(
+            return Err(ServiceError::bad_request(
                 "a `client` namespace gets its vectors from the client: re-embedding needs a server-side embedder",
             ));
         }
         if target.provider == entry.embedder.provider && target.dimension == entry.embedder.dimension {
-            return Err(ApiError::bad_request(format!(
+            return Err(ServiceError::bad_request(format!(
                 "'{}' already embeds with {} at {} dimensions",
                 entry.name, target.provider, target.dimension
             )));
@@ -57,7 +61,7 @@ impl Core {
         let now = now_secs();
         if let Some(job) = &entry.reembed {
             if job.state == "running" && now.saturating_sub(job.updated_at) < ABANDONED_AFTER_SECS {
-                return Err(ApiError::conflict(format!(
+                return Err(ServiceError::conflict(format!(
                     "a re-embedding job for '{}' is running ({} of {} done)",
                     entry.name, job.done, job.total
                 )));
@@ -101,16 +105,16 @@ impl Core {
         Ok(started)
     }
 
-    async fn record_job(&self, name: &str, job: ReembedJob) -> ApiResult<()> {
+    async fn record_job(&self, name: &str, job: ReembedJob) -> ServiceResult<()> {
         match self.catalogue.write(Command::SetReembed { name: name.to_string(), job }).await? {
             CommandResult::Namespace { .. } => Ok(()),
-            CommandResult::NotFound(n) => Err(ApiError::namespace_not_found(&n)),
-            CommandResult::Rejected(m) => Err(ApiError::conflict(m)),
-            other => Err(ApiError::internal(format!("unexpected catalogue answer {other:?}"))),
+            CommandResult::NotFound(n) => Err(ServiceError::namespace_not_found(&n)),
+            CommandResult::Rejected(m) => Err(ServiceError::conflict(m)),
+            other => Err(ServiceError::internal(format!("unexpected catalogue answer {other:?}"))),
         }
     }
 
-    async fn run_reembed(&self, name: &str, job: &mut ReembedJob) -> ApiResult<()> {
+    async fn run_reembed(&self, name: &str, job: &mut ReembedJob) -> ServiceResult<()> {
         let target = job.target.clone();
         let embedder = self.embedder(&target)?;
         let mut after: Option<String> = None;
@@ -120,7 +124,7 @@ impl Core {
             let page =
                 match self.exec_retrying(&entry, DataOp::ContentPage { after: after.clone(), limit: PAGE }).await? {
                     DataResult::ContentPage(p) => p,
-                    other => return Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+                    other => return Err(ServiceError::internal(format!("unexpected answer {other:?}"))),
                 };
             let Some(last) = page.last().map(|(id, _, _)| id.clone()) else { break };
             let read = page.len() as u64;
@@ -156,22 +160,22 @@ impl Core {
                 let _ = self.exec_retrying(&entry, DataOp::Stats).await;
                 Ok(())
             }
-            CommandResult::NotFound(n) => Err(ApiError::namespace_not_found(&n)),
-            CommandResult::Rejected(m) => Err(ApiError::conflict(m)),
-            other => Err(ApiError::internal(format!("unexpected catalogue answer {other:?}"))),
+            CommandResult::NotFound(n) => Err(ServiceError::namespace_not_found(&n)),
+            CommandResult::Rejected(m) => Err(ServiceError::conflict(m)),
+            other => Err(ServiceError::internal(format!("unexpected catalogue answer {other:?}"))),
         }
     }
 
-    fn current_for_job(&self, name: &str, target: &EmbedderSpec) -> ApiResult<NamespaceEntry> {
-        let entry = self.namespace(name).ok_or_else(|| ApiError::namespace_not_found(name))?;
+    fn current_for_job(&self, name: &str, target: &EmbedderSpec) -> ServiceResult<NamespaceEntry> {
+        let entry = self.namespace(name).ok_or_else(|| ServiceError::namespace_not_found(name))?;
         if entry.embedder.generation + 1 != target.generation {
-            return Err(ApiError::conflict("the namespace switched embedders meanwhile"));
+            return Err(ServiceError::conflict("the namespace switched embedders meanwhile"));
         }
         Ok(entry)
     }
 
     /// Transient refusals (a busy embedder, a failover, a placement change) are retried.
-    async fn exec_retrying(&self, entry: &NamespaceEntry, op: DataOp) -> ApiResult<DataResult> {
+    async fn exec_retrying(&self, entry: &NamespaceEntry, op: DataOp) -> ServiceResult<DataResult> {
         let mut attempt = 0u32;
         loop {
             match self.exec(entry, op.clone()).await {
@@ -189,7 +193,7 @@ impl Core {
         &self,
         embedder: &loci_storage::embed::SharedEmbedder,
         texts: Vec<String>,
-    ) -> ApiResult<Vec<Vec<f32>>> {
+    ) -> ServiceResult<Vec<Vec<f32>>> {
         let mut attempt = 0u32;
         loop {
             let e = embedder.clone();
@@ -199,10 +203,10 @@ impl Core {
                 e.embed(&refs)
             })
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+            .map_err(|e| ServiceError::internal(e.to_string()))?;
             match res {
                 Ok(v) if v.len() == texts.len() => return Ok(v),
-                Ok(_) => return Err(ApiError::internal("the embedder returned a wrong number of vectors")),
+                Ok(_) => return Err(ServiceError::internal("the embedder returned a wrong number of vectors")),
                 Err(loci_storage::StorageError::Overloaded(_)) if attempt < 100 => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;

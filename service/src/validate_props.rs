@@ -73,7 +73,7 @@ proptest! {
         prop_assert_eq!(validate::memory_id(&s).is_ok(), ref_client_id(&s, 128), "memory id {:?}", s);
         prop_assert_eq!(validate::client_id(&s, "session id").is_ok(), ref_client_id(&s, 256), "session id {:?}", s);
         prop_assert_eq!(validate::tags(std::slice::from_ref(&s)).is_ok(), ref_tag(&s), "tag {:?}", s);
-        prop_assert_eq!(crate::routes::keys::check_name(&s).is_ok(), ref_key_name(&s), "key name {:?}", s);
+        prop_assert_eq!(validate::key_name(&s).is_ok(), ref_key_name(&s), "key name {:?}", s);
     }
 
     #[test]

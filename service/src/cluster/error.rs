@@ -1,8 +1,8 @@
 //! The cluster layer's one error type. It crosses node boundaries as the `ClusterError` proto
 //! message (`proto/internal.proto`), so a caller decides on variants, never on strings, and it
-//! becomes an [`ApiError`] once, where the data plane answers the front.
+//! becomes an [`ServiceError`] once, where the data plane answers the front.
 
-use loci_api::ApiError;
+use crate::ServiceError;
 use loci_storage::StorageError;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -54,7 +54,7 @@ pub enum ClusterError {
 
     /// The operation's own error (validation, not found, quota…): the client gets it unchanged.
     #[error("{0}")]
-    Api(ApiError),
+    Api(ServiceError),
 
     #[error("internal: {0}")]
     Internal(String),
@@ -96,13 +96,13 @@ impl From<StorageError> for ClusterError {
                 ClusterError::NotOwner { namespace: String::new(), epoch, primary: None, catalogue_index: 0 }
             }
             // Mapped as the front maps it (validation 4xx, quota 413, storage failures 500).
-            other => ClusterError::Api(ApiError::from(other)),
+            other => ClusterError::Api(ServiceError::from(other)),
         }
     }
 }
 
-impl From<ApiError> for ClusterError {
-    fn from(e: ApiError) -> Self {
+impl From<ServiceError> for ClusterError {
+    fn from(e: ServiceError) -> Self {
         ClusterError::Api(e)
     }
 }
@@ -115,15 +115,15 @@ impl From<tokio::task::JoinError> for ClusterError {
 
 /// The one mapping to what clients see. `NotOwner` never reaches them: the data plane
 /// re-routes it, and what is left is a retryable 503 like every other placement change.
-impl From<ClusterError> for ApiError {
+impl From<ClusterError> for ServiceError {
     fn from(e: ClusterError) -> Self {
         match e {
             ClusterError::Api(e) => e,
-            ClusterError::UnknownNamespace(ns) => ApiError::namespace_not_found(&ns),
+            ClusterError::UnknownNamespace(ns) => ServiceError::namespace_not_found(&ns),
             e @ (ClusterError::Refused { .. } | ClusterError::NotAReplica(_) | ClusterError::Internal(_)) => {
-                ApiError::internal(e.to_string())
+                ServiceError::internal(e.to_string())
             }
-            e => ApiError::unavailable(e.to_string()).with_retry_after(1),
+            e => ServiceError::unavailable(e.to_string()).with_retry_after(1),
         }
     }
 }
@@ -136,20 +136,20 @@ mod tests {
     fn retryable_kinds_become_503_with_retry_after_and_others_keep_their_status() {
         let e = ClusterError::not_owner("a", 3, Some(2), 10);
         assert!(e.is_retryable());
-        let api = ApiError::from(e);
+        let api = ServiceError::from(e);
         assert_eq!(api.status.as_u16(), 503);
         assert_eq!(api.retry_after, Some(1));
 
         let q = ClusterError::QuorumNotReached { namespace: "a".into(), got: 1, needed: 2 };
         assert!(q.is_retryable());
-        assert!(ApiError::from(q).details.unwrap_or_default().contains("reached 1 of the 2"));
+        assert!(ServiceError::from(q).details.unwrap_or_default().contains("reached 1 of the 2"));
 
-        let invalid = ClusterError::Api(ApiError::bad_request("bad tag"));
+        let invalid = ClusterError::Api(ServiceError::bad_request("bad tag"));
         assert!(!invalid.is_retryable());
-        let api = ApiError::from(invalid);
+        let api = ServiceError::from(invalid);
         assert_eq!((api.status.as_u16(), api.code.as_ref()), (400, "INVALID_REQUEST"));
 
-        let missing = ApiError::from(ClusterError::UnknownNamespace("gone".into()));
+        let missing = ServiceError::from(ClusterError::UnknownNamespace("gone".into()));
         assert_eq!((missing.status.as_u16(), missing.code.as_ref()), (404, "NAMESPACE_NOT_FOUND"));
         assert!(!ClusterError::Internal("undecodable".into()).is_retryable());
     }

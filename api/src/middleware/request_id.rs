@@ -7,15 +7,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-tokio::task_local! {
-    /// The id of the request being served by this task.
-    pub static REQUEST_ID: String;
-}
-
-/// The current request id, if any.
-pub fn current() -> Option<String> {
-    REQUEST_ID.try_with(|id| id.clone()).ok()
-}
+pub use loci_service::request_id::{REQUEST_ID, current};
 
 fn generate() -> String {
     let mut b = [0u8; 8];

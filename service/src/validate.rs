@@ -4,7 +4,7 @@
 use loci_storage::model::MemoryType;
 use serde_json::Value;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 
 pub const MAX_NAMESPACE_BYTES: usize = 128;
 pub const MAX_AGENT_ID_BYTES: usize = 256;
@@ -26,7 +26,7 @@ fn is_alnum(c: char) -> bool {
 }
 
 /// Names of explicitly created namespaces: `[a-z0-9-]`, no leading or trailing hyphen, ≤ 128.
-pub fn namespace_name(name: &str) -> ApiResult<()> {
+pub fn namespace_name(name: &str) -> ServiceResult<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAMESPACE_BYTES
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -35,7 +35,7 @@ pub fn namespace_name(name: &str) -> ApiResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!(
+        Err(ServiceError::bad_request(format!(
             "invalid namespace name '{}': use 1-{MAX_NAMESPACE_BYTES} characters of [a-z0-9-], not starting or ending with '-'",
             printable(name)
         )))
@@ -44,9 +44,9 @@ pub fn namespace_name(name: &str) -> ApiResult<()> {
 
 /// Namespaces named after an agent accept the agent-id grammar (`[A-Za-z0-9][A-Za-z0-9_.-]*`),
 /// still within the namespace length limit.
-pub fn namespace_name_for_agent(name: &str) -> ApiResult<()> {
+pub fn namespace_name_for_agent(name: &str) -> ServiceResult<()> {
     if name.len() > MAX_NAMESPACE_BYTES {
-        return Err(ApiError::bad_request(format!(
+        return Err(ServiceError::bad_request(format!(
             "namespace '{}…' is longer than {MAX_NAMESPACE_BYTES} bytes; pass a shorter agent_id or an explicit namespace",
             printable(&name.chars().take(32).collect::<String>())
         )));
@@ -54,13 +54,13 @@ pub fn namespace_name_for_agent(name: &str) -> ApiResult<()> {
     agent_grammar(name, "namespace")
 }
 
-fn agent_grammar(s: &str, what: &str) -> ApiResult<()> {
+fn agent_grammar(s: &str, what: &str) -> ServiceResult<()> {
     let mut chars = s.chars();
     let ok = chars.next().is_some_and(is_alnum) && chars.all(|c| is_alnum(c) || matches!(c, '_' | '.' | '-'));
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!(
+        Err(ServiceError::bad_request(format!(
             "invalid {what} '{}': must start with a letter or digit and contain only [A-Za-z0-9_.-]",
             printable(s)
         )))
@@ -68,25 +68,25 @@ fn agent_grammar(s: &str, what: &str) -> ApiResult<()> {
 }
 
 /// Any name that may appear in a path: either grammar.
-pub fn namespace_ref(name: &str) -> ApiResult<()> {
+pub fn namespace_ref(name: &str) -> ServiceResult<()> {
     if name.is_empty() || name.len() > MAX_NAMESPACE_BYTES {
-        return Err(ApiError::bad_request(format!("invalid namespace name '{}'", printable(name))));
+        return Err(ServiceError::bad_request(format!("invalid namespace name '{}'", printable(name))));
     }
     agent_grammar(name, "namespace")
 }
 
-pub fn agent_id(id: &str) -> ApiResult<()> {
+pub fn agent_id(id: &str) -> ServiceResult<()> {
     if id.is_empty() {
-        return Err(ApiError::bad_request("agent_id must not be empty"));
+        return Err(ServiceError::bad_request("agent_id must not be empty"));
     }
     if id.len() > MAX_AGENT_ID_BYTES {
-        return Err(ApiError::bad_request(format!("agent_id is longer than {MAX_AGENT_ID_BYTES} bytes")));
+        return Err(ServiceError::bad_request(format!("agent_id is longer than {MAX_AGENT_ID_BYTES} bytes")));
     }
     agent_grammar(id, "agent_id")
 }
 
 /// Session and memory ids chosen by clients: letters, digits and `_ . : @ -`.
-pub fn client_id(id: &str, what: &str) -> ApiResult<()> {
+pub fn client_id(id: &str, what: &str) -> ServiceResult<()> {
     let mut chars = id.chars();
     let ok = id.len() <= MAX_AGENT_ID_BYTES
         && chars.next().is_some_and(is_alnum)
@@ -94,33 +94,33 @@ pub fn client_id(id: &str, what: &str) -> ApiResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!(
+        Err(ServiceError::bad_request(format!(
             "invalid {what} '{}': use up to {MAX_AGENT_ID_BYTES} characters of [A-Za-z0-9_.:@-], starting with a letter or digit",
             printable(id)
         )))
     }
 }
 
-pub fn memory_id(id: &str) -> ApiResult<()> {
+pub fn memory_id(id: &str) -> ServiceResult<()> {
     if id.len() > MAX_ID_BYTES {
-        return Err(ApiError::bad_request(format!("memory id is longer than {MAX_ID_BYTES} bytes")));
+        return Err(ServiceError::bad_request(format!("memory id is longer than {MAX_ID_BYTES} bytes")));
     }
     client_id(id, "memory id")
 }
 
-pub fn tags(tags: &[String]) -> ApiResult<()> {
+pub fn tags(tags: &[String]) -> ServiceResult<()> {
     if tags.len() > MAX_TAGS {
-        return Err(ApiError::bad_request(format!("at most {MAX_TAGS} tags are allowed, got {}", tags.len())));
+        return Err(ServiceError::bad_request(format!("at most {MAX_TAGS} tags are allowed, got {}", tags.len())));
     }
     for t in tags {
         if t.is_empty() || t.chars().count() > MAX_TAG_CHARS {
-            return Err(ApiError::bad_request(format!("each tag must be 1-{MAX_TAG_CHARS} characters")));
+            return Err(ServiceError::bad_request(format!("each tag must be 1-{MAX_TAG_CHARS} characters")));
         }
         if t.chars().any(|c| c.is_control()) {
-            return Err(ApiError::bad_request("tags must not contain control characters (NUL, CR, LF, ...)"));
+            return Err(ServiceError::bad_request("tags must not contain control characters (NUL, CR, LF, ...)"));
         }
         if t == "dakera-curated" {
-            return Err(ApiError::bad_request("the tag 'dakera-curated' is reserved"));
+            return Err(ServiceError::bad_request("the tag 'dakera-curated' is reserved"));
         }
     }
     Ok(())
@@ -136,15 +136,15 @@ fn depth(v: &Value) -> usize {
 
 /// Metadata: a JSON object, ≤ 100 top-level fields, nesting ≤ 32, keys without control
 /// characters, no reserved `_dakera_*` keys except `_dakera_content_date` and `_dakera_lang`.
-pub fn metadata(v: &Value) -> ApiResult<()> {
+pub fn metadata(v: &Value) -> ServiceResult<()> {
     let Value::Object(map) = v else {
-        return Err(ApiError::bad_request("metadata must be a JSON object"));
+        return Err(ServiceError::bad_request("metadata must be a JSON object"));
     };
     if map.len() > MAX_METADATA_FIELDS {
-        return Err(ApiError::bad_request(format!("metadata has more than {MAX_METADATA_FIELDS} fields")));
+        return Err(ServiceError::bad_request(format!("metadata has more than {MAX_METADATA_FIELDS} fields")));
     }
     if depth(v) > MAX_METADATA_DEPTH {
-        return Err(ApiError::bad_request(format!("metadata is nested deeper than {MAX_METADATA_DEPTH} levels")));
+        return Err(ServiceError::bad_request(format!("metadata is nested deeper than {MAX_METADATA_DEPTH} levels")));
     }
     fn keys_ok(v: &Value) -> bool {
         match v {
@@ -156,7 +156,7 @@ pub fn metadata(v: &Value) -> ApiResult<()> {
         }
     }
     if !keys_ok(v) {
-        return Err(ApiError::bad_request(format!(
+        return Err(ServiceError::bad_request(format!(
             "metadata keys must be 1-{MAX_METADATA_KEY_BYTES} bytes without control characters"
         )));
     }
@@ -165,34 +165,34 @@ pub fn metadata(v: &Value) -> ApiResult<()> {
         if k.starts_with("_dakera_")
             && !matches!(k.as_str(), "_dakera_content_date" | "_dakera_lang" | "_dakera_event_time")
         {
-            return Err(ApiError::bad_request(format!("metadata key '{k}' is reserved")));
+            return Err(ServiceError::bad_request(format!("metadata key '{k}' is reserved")));
         }
     }
     Ok(())
 }
 
-pub fn importance(i: f64) -> ApiResult<f64> {
+pub fn importance(i: f64) -> ServiceResult<f64> {
     if !i.is_finite() || !(0.0..=1.0).contains(&i) {
-        return Err(ApiError::bad_request(format!("importance must be between 0 and 1, got {i}")));
+        return Err(ServiceError::bad_request(format!("importance must be between 0 and 1, got {i}")));
     }
     Ok(i)
 }
 
-pub fn memory_type(s: &str) -> ApiResult<MemoryType> {
+pub fn memory_type(s: &str) -> ServiceResult<MemoryType> {
     MemoryType::parse(s).ok_or_else(|| {
-        ApiError::bad_request(format!(
+        ServiceError::bad_request(format!(
             "unknown memory_type '{}': expected episodic, semantic, procedural or working",
             printable(s)
         ))
     })
 }
 
-pub fn content(c: &str, max_bytes: usize) -> ApiResult<()> {
+pub fn content(c: &str, max_bytes: usize) -> ServiceResult<()> {
     if c.is_empty() {
-        return Err(ApiError::bad_request("content must not be empty"));
+        return Err(ServiceError::bad_request("content must not be empty"));
     }
     if c.len() > max_bytes {
-        return Err(ApiError::payload_too_large(format!(
+        return Err(ServiceError::payload_too_large(format!(
             "content is {} bytes; the limit is {max_bytes} bytes",
             c.len()
         )));
@@ -200,9 +200,9 @@ pub fn content(c: &str, max_bytes: usize) -> ApiResult<()> {
     Ok(())
 }
 
-pub fn top_k(k: i64) -> ApiResult<usize> {
+pub fn top_k(k: i64) -> ServiceResult<usize> {
     if k < 1 || k as usize > MAX_TOP_K {
-        return Err(ApiError::bad_request(format!("top_k must be between 1 and {MAX_TOP_K}, got {k}")));
+        return Err(ServiceError::bad_request(format!("top_k must be between 1 and {MAX_TOP_K}, got {k}")));
     }
     Ok(k as usize)
 }
@@ -210,7 +210,7 @@ pub fn top_k(k: i64) -> ApiResult<usize> {
 /// The ISO 639-1 language codes.
 const ISO_639_1: &str = "aa ab ae af ak am an ar as av ay az ba be bg bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu";
 
-pub fn lang(l: &str) -> ApiResult<()> {
+pub fn lang(l: &str) -> ServiceResult<()> {
     let known = |code: &str| code.len() == 2 && ISO_639_1.split(' ').any(|c| c == code);
     let ok = match l.split_once('-') {
         None => known(l),
@@ -219,7 +219,7 @@ pub fn lang(l: &str) -> ApiResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("unsupported lang '{}': use an ISO 639-1 code", printable(l))))
+        Err(ServiceError::bad_request(format!("unsupported lang '{}': use an ISO 639-1 code", printable(l))))
     }
 }
 
@@ -291,4 +291,17 @@ mod tests {
         assert!(importance(f64::NAN).is_err());
         assert!(memory_type("dream").is_err());
     }
+}
+
+/// Longest API key name (or label).
+pub const MAX_KEY_NAME: usize = 128;
+
+/// An API key's name: 1–128 characters, none of them control characters.
+pub fn key_name(name: &str) -> ServiceResult<()> {
+    if name.trim().is_empty() || name.len() > MAX_KEY_NAME || name.chars().any(|c| c.is_control()) {
+        return Err(ServiceError::bad_request(format!(
+            "key name must be 1-{MAX_KEY_NAME} characters without control characters"
+        )));
+    }
+    Ok(())
 }

@@ -11,15 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
-
-use crate::auth::Principal;
-use crate::error::ApiError;
-use crate::state::AppState;
 
 const GCRA_LUA: &str = r#"
 local key = KEYS[1]
@@ -274,53 +266,6 @@ impl RateLimiter {
     }
 }
 
-/// `RateLimit-*` (IETF draft) and the `X-RateLimit-*` headers the Dakera clients read.
-pub fn set_headers(h: &mut HeaderMap, d: &Decision) {
-    let reset_secs = d.reset_after.as_secs_f64().ceil() as u64;
-    let unix_reset = loci_storage::model::now_secs() + reset_secs;
-    let pairs = [
-        ("ratelimit-limit", d.limit.to_string()),
-        ("ratelimit-remaining", d.remaining.to_string()),
-        ("ratelimit-reset", reset_secs.to_string()),
-        ("x-ratelimit-limit", d.limit.to_string()),
-        ("x-ratelimit-remaining", d.remaining.to_string()),
-        ("x-ratelimit-reset", unix_reset.to_string()),
-        ("x-ratelimit-backend", d.backend.as_str().to_string()),
-    ];
-    for (k, v) in pairs {
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            h.insert(k, v);
-        }
-    }
-}
-
-pub fn too_many(d: &Decision, what: &str) -> Response {
-    let secs = d.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    let mut resp = ApiError::rate_limited(secs, format!("rate limit exceeded for {what}")).into_response();
-    set_headers(resp.headers_mut(), d);
-    resp
-}
-
-/// Middleware: the per-key budget (after authentication).
-pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !state.limiter.enabled() {
-        return next.run(req).await;
-    }
-    let Some(p) = req.extensions().get::<Arc<Principal>>().cloned() else {
-        return next.run(req).await;
-    };
-    let d = state.limiter.check(&format!("key:{}", p.key_id), state.limiter.key_limit()).await;
-    if !d.allowed {
-        return too_many(&d, "this API key");
-    }
-    let mut resp = next.run(req).await;
-    // A namespace budget's 429 carries that budget's headers: keep them.
-    if resp.status() != StatusCode::TOO_MANY_REQUESTS {
-        set_headers(resp.headers_mut(), &d);
-    }
-    resp
-}
-
 /// Which per-namespace budget a request draws on.
 #[derive(Clone, Copy, Debug)]
 pub enum NsClass {
@@ -328,27 +273,28 @@ pub enum NsClass {
     Recall,
 }
 
-/// Per-namespace limits from the namespace's memory policy (when `rate_limit_enabled`).
+/// Per-namespace limits from the namespace's memory policy (when `rate_limit_enabled`): the
+/// refusing decision and what it limited, or `None` when the request may go on.
 pub async fn check_namespace(
-    state: &AppState,
+    limiter: &RateLimiter,
     policy: &loci_raft::catalogue::MemoryPolicy,
     ns: &str,
     class: NsClass,
-) -> Result<(), Response> {
-    if !state.limiter.enabled() || !policy.rate_limit_enabled {
-        return Ok(());
+) -> Option<(Decision, String)> {
+    if !limiter.enabled() || !policy.rate_limit_enabled {
+        return None;
     }
     let per_minute = match class {
         NsClass::Store => policy.rate_limit_stores_per_minute,
         NsClass::Recall => policy.rate_limit_recalls_per_minute,
     };
-    let Some(pm) = per_minute else { return Ok(()) };
+    let pm = per_minute?;
     let class_name = match class {
         NsClass::Store => "store",
         NsClass::Recall => "recall",
     };
-    let d = state.limiter.check(&format!("ns:{ns}:{class_name}"), Limit::per_minute(pm as f64)).await;
-    if d.allowed { Ok(()) } else { Err(too_many(&d, &format!("{class_name}s in namespace '{ns}'"))) }
+    let d = limiter.check(&format!("ns:{ns}:{class_name}"), Limit::per_minute(pm as f64)).await;
+    (!d.allowed).then(|| (d, format!("{class_name}s in namespace '{ns}'")))
 }
 
 #[cfg(test)]

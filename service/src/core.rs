@@ -1,23 +1,23 @@
-//! The service layer shared by REST and gRPC: namespace resolution and creation through the
-//! catalogue, data keys, embedders, and execution of data operations.
+//! The service both fronts call: namespace resolution and creation through the catalogue,
+//! erasure, encryption rotation, retention, and every data operation (run by the data plane,
+//! [`Cluster`], wherever the namespace's placement says).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use loci_raft::CatalogueNode;
 use loci_raft::catalogue::{
     Command, CommandResult, Distance, EmbedderSpec, MemoryPolicy, NamespaceEntry, NamespaceKind,
 };
-use loci_storage::crypto::{DataKey, Keyring, random_bytes};
+use loci_storage::crypto::random_bytes;
 use loci_storage::embed::{HashEmbedder, SharedEmbedder};
 use loci_storage::model::{DataOp, DataResult, now_secs};
 use loci_storage::{NsContext, Store};
-use parking_lot::RwLock;
 use serde::Serialize;
 
-use crate::error::{ApiError, ApiResult};
+use crate::cluster::Cluster;
+use crate::contexts::{Contexts, Readiness};
+use crate::error::{ServiceError, ServiceResult};
 
 /// Names the published clients use for an agent's namespace: `_dakera_agent_{x}` means `x`.
 pub const AGENT_NAMESPACE_PREFIX: &str = "_dakera_agent_";
@@ -79,55 +79,49 @@ pub struct Core {
     pub config: CoreConfig,
     pub catalogue: Arc<CatalogueNode>,
     pub store: Arc<Store>,
-    keyring: RwLock<Keyring>,
-    data_keys: RwLock<HashMap<(u64, u32), DataKey>>,
-    embedders: RwLock<HashMap<(String, usize), SharedEmbedder>>,
+    /// Data keys and embedders (shared with the data plane).
+    pub contexts: Arc<Contexts>,
+    ready: Arc<Readiness>,
+    /// The data plane: routing, forwarding and replication of data operations.
+    pub cluster: Arc<Cluster>,
     pub root_key_digest: [u8; 32],
     pub started_at: Instant,
-    ready: AtomicBool,
     pub audit: Arc<crate::audit::AuditLog>,
     /// One encryption rotation at a time.
     rotation: tokio::sync::Mutex<()>,
-    plane: std::sync::OnceLock<Arc<dyn crate::plane::DataPlane>>,
-    cluster: std::sync::OnceLock<Arc<dyn crate::plane::ClusterAdmin>>,
-    minilm: std::sync::OnceLock<Arc<loci_storage::minilm::MiniLm>>,
-    openai: std::sync::OnceLock<crate::embedders::OpenAiConfig>,
 }
 
 impl Core {
+    /// The service of a node, over its data plane (which shares `store`, the contexts and the
+    /// readiness flag: see [`crate::cluster::Local`]).
     pub fn new(
         config: CoreConfig,
         catalogue: Arc<CatalogueNode>,
-        store: Arc<Store>,
-        keyring: Keyring,
+        cluster: Arc<Cluster>,
         root_key: &str,
         audit: Arc<crate::audit::AuditLog>,
     ) -> Self {
+        let local = cluster.local.clone();
         Core {
             config,
             catalogue,
-            store,
-            keyring: RwLock::new(keyring),
-            data_keys: RwLock::new(HashMap::new()),
-            embedders: RwLock::new(HashMap::new()),
-            root_key_digest: crate::auth::sha256(root_key),
+            store: local.store,
+            contexts: local.contexts,
+            ready: local.ready,
+            cluster,
+            root_key_digest: crate::access::sha256(root_key),
             started_at: Instant::now(),
-            ready: AtomicBool::new(false),
             audit,
             rotation: tokio::sync::Mutex::new(()),
-            plane: std::sync::OnceLock::new(),
-            cluster: std::sync::OnceLock::new(),
-            minilm: std::sync::OnceLock::new(),
-            openai: std::sync::OnceLock::new(),
         }
     }
 
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+        self.ready.set(ready);
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.get()
     }
 
     pub fn namespace(&self, name: &str) -> Option<NamespaceEntry> {
@@ -138,89 +132,18 @@ impl Core {
         self.catalogue.view.read().namespaces.values().cloned().collect()
     }
 
-    pub fn embedder(&self, spec: &EmbedderSpec) -> ApiResult<SharedEmbedder> {
-        let key = (spec.provider.clone(), spec.dimension);
-        if let Some(e) = self.embedders.read().get(&key) {
-            return Ok(e.clone());
-        }
-        let e: SharedEmbedder = match spec.provider.as_str() {
-            HashEmbedder::PROVIDER => Arc::new(HashEmbedder::new(spec.dimension)),
-            loci_storage::minilm::PROVIDER => {
-                let m = self.minilm.get().cloned().ok_or_else(|| {
-                    ApiError::unavailable("the built-in model is not loaded on this node (run `loci model fetch`)")
-                })?;
-                if spec.dimension != loci_storage::minilm::DIMENSION {
-                    return Err(ApiError::bad_request(format!(
-                        "builtin-minilm embeds in {} dimensions, not {}",
-                        loci_storage::minilm::DIMENSION,
-                        spec.dimension
-                    )));
-                }
-                m
-            }
-            "client" => Arc::new(crate::embedders::ClientVectors { dimension: spec.dimension }),
-            "openai-compatible" => {
-                let cfg = self.openai.get().cloned().ok_or_else(|| {
-                    ApiError::bad_request("no OpenAI-compatible endpoint is configured (LOCI_OPENAI_EMBEDDINGS_URL)")
-                })?;
-                Arc::new(crate::embedders::OpenAiCompatible::new(cfg, spec.dimension))
-            }
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown embedding provider '{}': builtin-minilm, hash, openai-compatible or client",
-                    crate::validate::printable(other)
-                )));
-            }
-        };
-        self.embedders.write().insert(key, e.clone());
-        Ok(e)
+    pub fn embedder(&self, spec: &EmbedderSpec) -> ServiceResult<SharedEmbedder> {
+        self.contexts.embedder(spec)
     }
 
-    fn data_key(&self, entry: &NamespaceEntry) -> ApiResult<DataKey> {
-        let k = (entry.id, entry.data_key.dek_version);
-        if let Some(dk) = self.data_keys.read().get(&k) {
-            return Ok(dk.clone());
-        }
-        let dk = self.keyring.read().unwrap(entry.id, &entry.data_key).map_err(|e| {
-            tracing::error!(namespace = %entry.name, error = %e, "cannot unwrap data key");
-            ApiError::internal("cannot unwrap the namespace data key")
-        })?;
-        self.data_keys.write().insert(k, dk.clone());
-        Ok(dk)
-    }
-
-    pub fn context(&self, entry: &NamespaceEntry) -> ApiResult<NsContext> {
-        Ok(NsContext {
-            id: entry.id,
-            name: entry.name.clone(),
-            key: self.data_key(entry)?,
-            dimension: entry.dimension,
-            // Reads, deletes and replicated writes need no embedder: a node missing this one
-            // (e.g. without the model files) still serves them and refuses only embedding.
-            embedder: self.embedder(&entry.embedder).unwrap_or_else(|e| {
-                Arc::new(crate::embedders::Unavailable {
-                    provider: entry.embedder.provider.clone(),
-                    dimension: entry.embedder.dimension,
-                    reason: e.message,
-                })
-            }),
-            max_memories: entry.policy.max_memories,
-            max_agents: entry.policy.max_agents,
-            max_sessions_per_agent: entry.policy.max_sessions_per_agent,
-            epoch: entry.placement.epoch,
-            generation: entry.embedder.generation,
-            metric: match entry.distance {
-                Distance::Cosine => loci_storage::vector::Metric::Cosine,
-                Distance::DotProduct => loci_storage::vector::Metric::Dot,
-                Distance::Euclidean => loci_storage::vector::Metric::Euclidean,
-            },
-        })
+    pub fn context(&self, entry: &NamespaceEntry) -> ServiceResult<NsContext> {
+        self.contexts.context(entry)
     }
 
     /// Which embedder a new namespace gets. Without a provider: the node default, unless the
     /// requested dimension differs from it — then the hashed n-gram embedder at that dimension
     /// (so clients that create e.g. 1024-dimension namespaces get server-side text embedding).
-    pub fn embedder_spec(&self, provider: Option<&str>, dimension: Option<usize>) -> ApiResult<EmbedderSpec> {
+    pub fn embedder_spec(&self, provider: Option<&str>, dimension: Option<usize>) -> ServiceResult<EmbedderSpec> {
         let default_dim = match self.config.default_embedder.as_str() {
             loci_storage::minilm::PROVIDER => loci_storage::minilm::DIMENSION,
             _ => self.config.default_dimension,
@@ -235,8 +158,8 @@ impl Core {
                 let fixed = (p == loci_storage::minilm::PROVIDER).then_some(loci_storage::minilm::DIMENSION);
                 let dim = match (fixed, d) {
                     (Some(f), Some(d)) if d != f => {
-                        return Err(ApiError::new(
-                            axum::http::StatusCode::BAD_REQUEST,
+                        return Err(ServiceError::new(
+                            crate::error::StatusCode::BAD_REQUEST,
                             "DIMENSION_MISMATCH",
                             format!("{p} embeds in {f} dimensions, not {d}"),
                         ));
@@ -244,7 +167,7 @@ impl Core {
                     (Some(f), _) => f,
                     (None, Some(d)) => d,
                     (None, None) if p == HashEmbedder::PROVIDER => default_dim,
-                    (None, None) => return Err(ApiError::bad_request(format!("provider {p} needs a dimension"))),
+                    (None, None) => return Err(ServiceError::bad_request(format!("provider {p} needs a dimension"))),
                 };
                 EmbedderSpec { provider: p.to_string(), dimension: dim, generation: 0 }
             }
@@ -259,21 +182,12 @@ impl Core {
         Ok(spec)
     }
 
-    /// Install the built-in model (node start-up).
-    pub fn set_minilm(&self, m: Arc<loci_storage::minilm::MiniLm>) {
-        let _ = self.minilm.set(m);
-    }
-
     pub fn has_minilm(&self) -> bool {
-        self.minilm.get().is_some()
-    }
-
-    pub fn set_openai(&self, c: crate::embedders::OpenAiConfig) {
-        let _ = self.openai.set(c);
+        self.contexts.has_minilm()
     }
 
     /// Create a namespace (idempotent by name: an existing one is returned with `created=false`).
-    pub async fn create_namespace(&self, spec: NamespaceSpec) -> ApiResult<(NamespaceEntry, bool)> {
+    pub async fn create_namespace(&self, spec: NamespaceSpec) -> ServiceResult<(NamespaceEntry, bool)> {
         if let Some(existing) = self.namespace(&spec.name) {
             return Ok((existing, false));
         }
@@ -285,7 +199,7 @@ impl Core {
             random_bytes(&mut b);
             // Random, never reused ids; the top bits stay clear so `id + 1` bounds a key range.
             let id = u64::from_be_bytes(b) >> 2 | 1;
-            let data_key = self.keyring.read().new_wrapped_dek(id, 1);
+            let data_key = self.contexts.keyring().new_wrapped_dek(id, 1);
             let entry = NamespaceEntry {
                 id,
                 name: spec.name.clone(),
@@ -299,17 +213,7 @@ impl Core {
                 description: spec.description.clone(),
                 created_at: now_secs(),
                 reembed: None,
-                placement: match self.plane.get() {
-                    Some(p) => p.initial_placement(id),
-                    None => loci_raft::catalogue::Placement {
-                        epoch: 1,
-                        replicas: vec![self.config.node_id],
-                        states: [(self.config.node_id, loci_raft::catalogue::ReplicaState::Active)].into(),
-                        rf: 1,
-                        leaving: Default::default(),
-                        primary_since: 0,
-                    },
-                },
+                placement: self.cluster.initial_placement(id),
             };
             match self.catalogue.write(Command::CreateNamespace { entry }).await? {
                 CommandResult::Namespace { entry, created } => {
@@ -324,15 +228,15 @@ impl Core {
                 }
                 CommandResult::Rejected(_) => continue,
                 other => {
-                    return Err(ApiError::internal(format!("unexpected catalogue answer {other:?}")));
+                    return Err(ServiceError::internal(format!("unexpected catalogue answer {other:?}")));
                 }
             }
         }
-        Err(ApiError::internal("could not allocate a namespace id"))
+        Err(ServiceError::internal("could not allocate a namespace id"))
     }
 
     /// The namespace a write goes to, created (as an agent namespace) if it does not exist yet.
-    pub async fn namespace_for_write(&self, name: &str) -> ApiResult<NamespaceEntry> {
+    pub async fn namespace_for_write(&self, name: &str) -> ServiceResult<NamespaceEntry> {
         if let Some(e) = self.namespace(name) {
             return Ok(e);
         }
@@ -352,80 +256,44 @@ impl Core {
     }
 
     /// Run a data operation on the namespace wherever its placement says (the data plane routes,
-    /// forwards and replicates); without a data plane, locally.
-    pub async fn exec(&self, entry: &NamespaceEntry, op: DataOp) -> ApiResult<DataResult> {
-        match self.plane.get() {
-            Some(p) => p.execute(entry.clone(), op).await,
-            None => Ok(self.exec_local(entry, op).await?.result),
-        }
+    /// forwards and replicates).
+    pub async fn exec(&self, entry: &NamespaceEntry, op: DataOp) -> ServiceResult<DataResult> {
+        Ok(self.cluster.clone().execute(entry.clone(), op).await?)
     }
 
-    /// Run a data operation on this node's copy (on a blocking thread: storage does I/O and crypto).
-    pub async fn exec_local(&self, entry: &NamespaceEntry, op: DataOp) -> ApiResult<loci_storage::model::Executed> {
-        let ctx = self.context(entry)?;
-        let store = self.store.clone();
-        let res = tokio::task::spawn_blocking(move || store.execute(&ctx, op))
-            .await
-            .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?;
-        Ok(res?)
-    }
-
-    /// Replace the key-encryption key (a node that joined learns the cluster's parameters late).
-    pub fn set_keyring(&self, k: Keyring) {
-        *self.keyring.write() = k;
-        self.data_keys.write().clear();
-    }
-
-    pub fn set_cluster(&self, c: Arc<dyn crate::plane::ClusterAdmin>) {
-        let _ = self.cluster.set(c);
-    }
-
-    pub fn cluster(&self) -> Option<&Arc<dyn crate::plane::ClusterAdmin>> {
-        self.cluster.get()
+    /// Run an operator action on the cluster (REST `/v1/admin/cluster/*`, `loci cluster …`).
+    pub async fn cluster_action(&self, action: crate::cluster::ClusterAction) -> ServiceResult<serde_json::Value> {
+        self.cluster.clone().run_admin(action).await
     }
 
     /// A catalogue change in force on every alive node when this returns.
-    pub async fn write_everywhere(&self, cmd: loci_raft::Command) -> ApiResult<CommandResult> {
+    pub async fn write_everywhere(&self, cmd: loci_raft::Command) -> ServiceResult<CommandResult> {
         let (res, index) = self.catalogue.write_indexed(cmd).await?;
-        if let Some(p) = self.plane.get() {
-            p.await_applied_everywhere(index).await;
-        }
+        self.cluster.await_applied_everywhere(index).await;
         Ok(res)
     }
 
-    /// Install the data plane (once, at start-up).
-    pub fn set_plane(&self, plane: Arc<dyn crate::plane::DataPlane>) {
-        let _ = self.plane.set(plane);
-    }
-
-    pub fn plane(&self) -> Option<&Arc<dyn crate::plane::DataPlane>> {
-        self.plane.get()
-    }
-
-    pub async fn set_policy(&self, name: &str, policy: MemoryPolicy) -> ApiResult<NamespaceEntry> {
+    pub async fn set_policy(&self, name: &str, policy: MemoryPolicy) -> ServiceResult<NamespaceEntry> {
         match self.catalogue.write(Command::SetPolicy { name: name.to_string(), policy }).await? {
             CommandResult::Namespace { entry, .. } => Ok(entry),
-            CommandResult::NotFound(n) => Err(ApiError::namespace_not_found(&n)),
-            other => Err(ApiError::internal(format!("unexpected catalogue answer {other:?}"))),
+            CommandResult::NotFound(n) => Err(ServiceError::namespace_not_found(&n)),
+            other => Err(ServiceError::internal(format!("unexpected catalogue answer {other:?}"))),
         }
     }
 
     /// Erase a namespace: destroy its data key in the catalogue first (every copy of its data
     /// becomes unreadable at once), then delete and compact its rows and index entries, then
     /// purge the catalogue history that held the wrapped key.
-    pub async fn delete_namespace(&self, name: &str) -> ApiResult<DeletionReceipt> {
+    pub async fn delete_namespace(&self, name: &str) -> ServiceResult<DeletionReceipt> {
         let entry = match self.catalogue.write(Command::DeleteNamespace { name: name.to_string() }).await? {
             CommandResult::NamespaceDeleted { entry } => entry,
-            CommandResult::NotFound(n) => return Err(ApiError::namespace_not_found(&n)),
+            CommandResult::NotFound(n) => return Err(ServiceError::namespace_not_found(&n)),
             other => {
-                return Err(ApiError::internal(format!("unexpected catalogue answer {other:?}")));
+                return Err(ServiceError::internal(format!("unexpected catalogue answer {other:?}")));
             }
         };
-        self.data_keys.write().retain(|(id, _), _| *id != entry.id);
-        let count = match self.plane.get() {
-            Some(p) => p.erase(entry.clone()).await?,
-            None => self.erase_local(entry.id).await?,
-        };
+        self.contexts.forget(entry.id);
+        let count = self.cluster.clone().erase(entry.clone()).await?;
         let purged = match self.catalogue.purge_history().await {
             Ok(()) => true,
             Err(e) => {
@@ -449,17 +317,6 @@ impl Core {
     }
 }
 
-impl Core {
-    /// Drop a namespace's rows and index entries on this node.
-    pub async fn erase_local(&self, ns_id: u64) -> ApiResult<u64> {
-        self.data_keys.write().retain(|(id, _), _| *id != ns_id);
-        let store = self.store.clone();
-        Ok(tokio::task::spawn_blocking(move || store.drop_namespace(ns_id))
-            .await
-            .map_err(|e| ApiError::internal(format!("worker failed: {e}")))??)
-    }
-}
-
 /// What an encryption rotation did.
 #[derive(Clone, Debug, Serialize)]
 pub struct RotationReport {
@@ -480,7 +337,7 @@ impl Core {
         &self,
         new_secret: &loci_storage::crypto::MasterSecret,
         old_secret: Option<loci_storage::crypto::MasterSecret>,
-    ) -> ApiResult<RotationReport> {
+    ) -> ServiceResult<RotationReport> {
         let _one = self.rotation.lock().await;
         if let Some(old) = old_secret {
             // Checked under the rotation lock: no other rotation can change the key meanwhile.
@@ -490,18 +347,18 @@ impl Core {
                 .read()
                 .encryption
                 .clone()
-                .ok_or_else(|| ApiError::internal("encryption parameters missing"))?;
+                .ok_or_else(|| ServiceError::internal("encryption parameters missing"))?;
             let matches = tokio::task::spawn_blocking(move || old.unlock(&params).is_ok())
                 .await
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+                .map_err(|e| ServiceError::internal(e.to_string()))?;
             if !matches {
                 self.audit.event(
                     "encryption_rotation_refused",
                     None,
                     serde_json::json!({"reason": "old_key mismatch"}),
                 );
-                return Err(ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
+                return Err(ServiceError::new(
+                    crate::error::StatusCode::FORBIDDEN,
                     "ENCRYPTION_KEY_MISMATCH",
                     "old_key is not the current master key; nothing was changed",
                 ));
@@ -510,25 +367,26 @@ impl Core {
         for _ in 0..5 {
             let (current, namespaces) = {
                 let cat = self.catalogue.view.read();
-                let cur = cat.encryption.clone().ok_or_else(|| ApiError::internal("encryption parameters missing"))?;
+                let cur =
+                    cat.encryption.clone().ok_or_else(|| ServiceError::internal("encryption parameters missing"))?;
                 (cur, cat.namespaces.values().cloned().collect::<Vec<_>>())
             };
             let (new_ring, params) =
-                new_secret.establish_next(current.kek_version).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                new_secret.establish_next(current.kek_version).map_err(|e| ServiceError::bad_request(e.to_string()))?;
             let mut rewrapped = Vec::with_capacity(namespaces.len());
             {
-                let old_ring = self.keyring.read();
+                let old_ring = self.contexts.keyring();
                 for ns in &namespaces {
                     let dk = old_ring
                         .unwrap(ns.id, &ns.data_key)
-                        .map_err(|e| ApiError::internal(format!("unwrap {}: {e}", ns.name)))?;
+                        .map_err(|e| ServiceError::internal(format!("unwrap {}: {e}", ns.name)))?;
                     let raw = loci_storage::crypto::SecretKey::from_bytes(*dk.raw().as_bytes());
                     rewrapped.push((ns.name.clone(), new_ring.wrap(ns.id, ns.data_key.dek_version, &raw)));
                 }
             }
             match self.catalogue.write(Command::RotateEncryption { params, rewrapped }).await? {
                 CommandResult::Ok => {
-                    *self.keyring.write() = new_ring;
+                    self.contexts.set_keyring(new_ring);
                     if let Err(e) = self.catalogue.purge_history().await {
                         tracing::warn!(error = %e, "could not purge catalogue history after rotation");
                     }
@@ -552,19 +410,19 @@ impl Core {
                     tracing::info!(reason = %m, "encryption rotation raced a catalogue change; retrying");
                     continue;
                 }
-                other => return Err(ApiError::internal(format!("unexpected catalogue answer {other:?}"))),
+                other => return Err(ServiceError::internal(format!("unexpected catalogue answer {other:?}"))),
             }
         }
-        Err(ApiError::unavailable("the catalogue kept changing during the rotation; retry"))
+        Err(ServiceError::unavailable("the catalogue kept changing during the rotation; retry"))
     }
 
     /// Delete memories older than each namespace's `retention_days`.
-    pub async fn sweep_retention(&self) -> ApiResult<u64> {
+    pub async fn sweep_retention(&self) -> ServiceResult<u64> {
         let now = now_secs();
         let mut total = 0;
         for entry in self.namespaces() {
             // The primary sweeps; the deletion replicates to the other replicas.
-            if self.plane.get().is_some() && entry.placement.primary() != Some(self.config.node_id) {
+            if entry.placement.primary() != Some(self.config.node_id) {
                 continue;
             }
             let by_days = entry.policy.retention_days.map(|d| d.saturating_mul(86_400));

@@ -4,26 +4,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use loci_api::plane::{ClusterAction, ClusterAdmin};
-use loci_api::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use loci_raft::catalogue::{Command, ReplicaState};
 use loci_storage::model::{DataOp, DataResult};
 use serde_json::{Value, json};
 
 use super::error::ClusterError;
-use super::{Cluster, NodeInfo, planner};
+use super::{Cluster, ClusterAction, NodeInfo, planner};
 
-pub struct Admin(pub Arc<Cluster>);
-
-impl ClusterAdmin for Admin {
-    fn run(&self, action: ClusterAction) -> BoxFuture<'static, ApiResult<Value>> {
-        let c = self.0.clone();
-        Box::pin(async move { c.run_admin(action).await })
-    }
-
-    fn export_metrics(&self) {
-        let c = &self.0;
+impl Cluster {
+    /// Refresh the cluster gauges (called when `/metrics` is scraped).
+    pub fn export_metrics(&self) {
+        let c = self;
         let node = c.node_id.to_string();
         let view = c.gossip.view();
         let alive = view.alive_count();
@@ -47,7 +39,7 @@ impl ClusterAdmin for Admin {
         }
         // Replication lag of followers of the namespaces this node leads: a histogram and the
         // maximum (bounded cardinality, no per-namespace labels).
-        let core = c.core();
+        let local = &c.local;
         let mut max_lag = 0u64;
         let mut primaries = 0;
         for ns in c.catalogue.view.read().namespaces.values() {
@@ -55,16 +47,16 @@ impl ClusterAdmin for Admin {
                 continue;
             }
             primaries += 1;
-            let Some(core) = &core else { break };
-            if !core.store.is_loaded(ns.id) {
+            if !local.store.is_loaded(ns.id) {
                 continue;
             }
-            let Ok(ctx) = core.context(ns) else { continue };
-            let Ok(p) = core.store.progress(&ctx) else { continue };
+            let Ok(ctx) = local.context(ns) else { continue };
+            let Ok(p) = local.store.progress(&ctx) else { continue };
             for f in ns.placement.replicas.iter().filter(|f| **f != c.node_id) {
                 // A link busy sending is skipped (its value is being updated), as is one not
                 // yet established (no handshake since this node became primary).
-                let Some(acked) = c.links.lock().get(&(ns.id, *f)).and_then(|l| l.try_lock().ok().map(|a| *a)) else {
+                let Some(acked) = c.repl.links.lock().get(&(ns.id, *f)).and_then(|l| l.try_lock().ok().map(|a| *a))
+                else {
                     continue;
                 };
                 let lag = p.applied_seq.saturating_sub(acked);
@@ -81,15 +73,15 @@ impl Cluster {
     /// Every member's own report (unreachable ones are reported as such).
     /// Vector counts per namespace (asked of each namespace's primary, 16 at a time; a
     /// namespace that does not answer within 2 s counts 0).
-    async fn vector_counts(&self) -> BTreeMap<String, (u64, u64)> {
+    async fn vector_counts(self: &Arc<Self>) -> BTreeMap<String, (u64, u64)> {
         use futures::StreamExt;
-        let Some(core) = self.core() else { return BTreeMap::new() };
         let namespaces: Vec<_> = self.catalogue.view.read().namespaces.values().cloned().collect();
         futures::stream::iter(namespaces)
             .map(|ns| {
-                let core = core.clone();
+                let c = self.clone();
                 async move {
-                    let stats = tokio::time::timeout(Duration::from_secs(2), core.exec(&ns, DataOp::Stats)).await;
+                    let stats =
+                        tokio::time::timeout(Duration::from_secs(2), c.execute(ns.clone(), DataOp::Stats)).await;
                     match stats {
                         Ok(Ok(DataResult::Stats(s))) => (ns.name, (s.vector_count, s.estimated_storage_bytes)),
                         _ => (ns.name, (0, 0)),
@@ -116,21 +108,21 @@ impl Cluster {
         out
     }
 
-    async fn on_leader(self: Arc<Self>, action: ClusterAction) -> ApiResult<Value> {
+    async fn on_leader(self: Arc<Self>, action: ClusterAction) -> ServiceResult<Value> {
         match self.catalogue.current_leader().await {
             Some(l) if l == self.node_id => Box::pin(self.run_admin(action)).await,
             Some(l) => match self.admin_on(l, &action, Duration::from_secs(60)).await {
                 Ok(v) => Ok(v),
                 Err(e @ (ClusterError::Unreachable { .. } | ClusterError::Refused { .. })) => {
-                    Err(ApiError::unavailable(format!("cannot reach the catalogue leader: {e}")))
+                    Err(ServiceError::unavailable(format!("cannot reach the catalogue leader: {e}")))
                 }
                 Err(e) => Err(e.into()),
             },
-            None => Err(ApiError::unavailable("the catalogue has no leader")),
+            None => Err(ServiceError::unavailable("the catalogue has no leader")),
         }
     }
 
-    pub async fn run_admin(self: Arc<Self>, action: ClusterAction) -> ApiResult<Value> {
+    pub async fn run_admin(self: Arc<Self>, action: ClusterAction) -> ServiceResult<Value> {
         let now = loci_storage::model::now_secs();
         let action_kind =
             if matches!(action, ClusterAction::Retire { .. }) { ActionKind::Retire } else { ActionKind::Other };
@@ -335,7 +327,7 @@ impl Cluster {
             ClusterAction::Drain { node } | ClusterAction::Undrain { node } => {
                 let draining = matches!(action, ClusterAction::Drain { .. });
                 if !self.members().contains(&node) {
-                    return Err(ApiError::not_found("node", format!("node {node} is not a member")));
+                    return Err(ServiceError::not_found("node", format!("node {node} is not a member")));
                 }
                 self.catalogue.write(Command::SetDraining { node, draining }).await?;
                 let remaining = self
@@ -356,33 +348,33 @@ impl Cluster {
                 }
                 let membership = self.catalogue.raft.metrics().borrow().membership_config.membership().clone();
                 if !membership.nodes().any(|(id, _)| *id == node) {
-                    return Err(ApiError::not_found("node", format!("node {node} is not a member")));
+                    return Err(ServiceError::not_found("node", format!("node {node} is not a member")));
                 }
                 if !retiring && self.is_alive(node) {
-                    return Err(ApiError::conflict(format!(
+                    return Err(ServiceError::conflict(format!(
                         "node {node} is alive and would rejoin at once: run `loci cluster leave` on it, or stop it first"
                     )));
                 }
                 if retiring {
                     // Gossip still sees it for a moment: do not re-add it meanwhile.
-                    self.retired.lock().insert(node);
+                    self.membership.retired.lock().insert(node);
                 }
                 if membership.voter_ids().any(|v| v == node) {
                     self.catalogue
                         .raft
                         .change_membership(openraft::ChangeMembers::RemoveVoters([node].into()), false)
                         .await
-                        .map_err(|e| ApiError::conflict(e.to_string()))?;
+                        .map_err(|e| ServiceError::conflict(e.to_string()))?;
                 }
                 self.catalogue
                     .raft
                     .change_membership(openraft::ChangeMembers::RemoveNodes([node].into()), false)
                     .await
-                    .map_err(|e| ApiError::conflict(e.to_string()))?;
+                    .map_err(|e| ServiceError::conflict(e.to_string()))?;
                 Ok(json!({"removed": node.to_string()}))
             }
             ClusterAction::Placement { namespace } => {
-                let e = self.entry(&namespace).ok_or_else(|| ApiError::namespace_not_found(&namespace))?;
+                let e = self.entry(&namespace).ok_or_else(|| ServiceError::namespace_not_found(&namespace))?;
                 let p = &e.placement;
                 Ok(json!({
                     "namespace": e.name,
@@ -396,7 +388,7 @@ impl Cluster {
                 Ok(ids) => {
                     Ok(json!({"initialized": true, "members": ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()}))
                 }
-                Err(e) => Err(ApiError::conflict(e)),
+                Err(e) => Err(ServiceError::conflict(e)),
             },
             ClusterAction::Join { seed } => {
                 let addr: std::net::SocketAddr =
@@ -404,8 +396,8 @@ impl Cluster {
                         .await
                         .ok()
                         .and_then(|mut a| a.next())
-                        .ok_or_else(|| ApiError::bad_request(format!("cannot resolve seed '{seed}'")))?;
-                self.gossip.announce(addr).await.map_err(|e| ApiError::internal(e.to_string()))?;
+                        .ok_or_else(|| ServiceError::bad_request(format!("cannot resolve seed '{seed}'")))?;
+                self.gossip.announce(addr).await.map_err(|e| ServiceError::internal(e.to_string()))?;
                 Ok(json!({"announced_to": addr.to_string()}))
             }
             ClusterAction::Leave => {

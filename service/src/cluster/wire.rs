@@ -3,8 +3,8 @@
 //! mutations, a data operation and its result) are CBOR: compact binary, vectors as 32-bit
 //! floats, and self-describing, so free-form metadata round-trips unchanged.
 
-use loci_api::ApiError;
-use loci_api::plane::ClusterAction;
+use crate::ServiceError;
+use crate::cluster::ClusterAction;
 use loci_storage::model::{ApplyOutcome, NsProgress, ReplEntry};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -30,8 +30,8 @@ pub fn from_cbor<T: DeserializeOwned>(b: &[u8]) -> ClusterResult<T> {
 
 // ------------------------------------------------------------------------------ errors
 
-impl From<&ApiError> for pb::ApiError {
-    fn from(e: &ApiError) -> Self {
+impl From<&ServiceError> for pb::ApiError {
+    fn from(e: &ServiceError) -> Self {
         pb::ApiError {
             status: u32::from(e.status.as_u16()),
             code: e.code.to_string(),
@@ -43,10 +43,10 @@ impl From<&ApiError> for pb::ApiError {
     }
 }
 
-impl From<pb::ApiError> for ApiError {
+impl From<pb::ApiError> for ServiceError {
     fn from(e: pb::ApiError) -> Self {
         let status = u16::try_from(e.status).unwrap_or(500);
-        let mut api = ApiError::from_wire(status, e.code, e.message);
+        let mut api = ServiceError::from_wire(status, e.code, e.message);
         api.details = e.details;
         api.retry_after = e.retry_after;
         api.resource = e.resource;
@@ -326,7 +326,7 @@ mod tests {
             assert_eq!(format!("{back:?}"), format!("{e:?}"));
             assert_eq!(back.is_retryable(), e.is_retryable());
         }
-        let api = ClusterError::Api(ApiError::bad_request("bad tag").with_details("tag 3").with_resource("memory"));
+        let api = ClusterError::Api(ServiceError::bad_request("bad tag").with_details("tag 3").with_resource("memory"));
         match ClusterError::from(pb::ClusterError::from(&api)) {
             ClusterError::Api(a) => {
                 assert_eq!(

@@ -1,26 +1,20 @@
-//! Authentication and authorisation.
+//! Access decisions: who a presented secret is ([`authenticate`]) and what that caller may do
+//! ([`Principal`]).
 //!
-//! Keys arrive as `X-API-Key` (takes precedence) or `Authorization: Bearer`. The auth middleware
-//! resolves the secret against the local catalogue replica (SHA-256, constant-time compare for
-//! the root key, digest lookup for minted keys) into a [`Principal`] stored in the request; every
-//! handler then asks it for the scope it needs on the namespace it touches. A namespace the key
-//! holds no permission on answers 403 without revealing whether it exists.
+//! A secret resolves against the local catalogue replica (SHA-256, constant-time compare for the
+//! root key, digest lookup for minted keys) into a [`Principal`]; every service call then asks it
+//! for the scope it needs on the namespace it touches. A namespace the key holds no permission
+//! on answers 403 without revealing whether it exists. How the secret arrives (headers, gRPC
+//! metadata) is the fronts' business.
 
-use std::sync::Arc;
-
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 pub use loci_raft::catalogue::{ApiKeyEntry, Grant, Scope, pattern_contains, pattern_matches};
 use loci_storage::model::now_secs;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::core::canonical_namespace;
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::core::{Core, canonical_namespace};
+use crate::error::ServiceError;
 
 /// Which namespaces a key may touch, and with what scope.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,12 +84,12 @@ impl Principal {
     }
 
     /// Refuse unless the key holds `need` on `ns`.
-    pub fn require(&self, ns: &str, need: Scope) -> Result<(), ApiError> {
+    pub fn require(&self, ns: &str, need: Scope) -> Result<(), ServiceError> {
         let ns = canonical_namespace(ns);
         let res = match self.scope_on(ns) {
-            None => Err(ApiError::namespace_forbidden(ns)),
+            None => Err(ServiceError::namespace_forbidden(ns)),
             Some(s) if s >= need => Ok(()),
-            Some(_) => Err(ApiError::insufficient_scope(need.as_str())),
+            Some(_) => Err(ServiceError::insufficient_scope(need.as_str())),
         };
         let mut t = self.touched.lock();
         if !t.iter().any(|(x, _)| x == ns) && t.len() < 16 {
@@ -105,35 +99,35 @@ impl Principal {
     }
 
     /// Node-wide operations (no namespace): needs the scope on every namespace.
-    pub fn require_global(&self, need: Scope) -> Result<(), ApiError> {
+    pub fn require_global(&self, need: Scope) -> Result<(), ServiceError> {
         match &self.grants {
             Grants::All(s) if *s >= need => Ok(()),
-            _ => Err(ApiError::insufficient_scope(need.as_str())),
+            _ => Err(ServiceError::insufficient_scope(need.as_str())),
         }
     }
 
     /// May this key mint or manage a key with these permissions? Minting needs `admin` where the
     /// new key reaches, never yields more scope than the caller holds there, and a global key can
     /// only come from a global key.
-    pub fn can_delegate(&self, scope: Scope, grants: &Option<Vec<Grant>>) -> Result<(), ApiError> {
+    pub fn can_delegate(&self, scope: Scope, grants: &Option<Vec<Grant>>) -> Result<(), ServiceError> {
         match (&self.grants, grants) {
             (Grants::All(mine), _) => {
                 if *mine < Scope::Admin {
-                    return Err(ApiError::insufficient_scope("admin"));
+                    return Err(ServiceError::insufficient_scope("admin"));
                 }
                 let wanted =
                     grants.as_ref().map_or(scope, |g| g.iter().map(|g| g.scope).max().unwrap_or(scope).max(scope));
                 if wanted > *mine {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::FORBIDDEN,
+                    return Err(ServiceError::new(
+                        crate::error::StatusCode::FORBIDDEN,
                         "INSUFFICIENT_SCOPE",
                         format!("cannot grant '{}' with a '{}' key", wanted.as_str(), mine.as_str()),
                     ));
                 }
                 Ok(())
             }
-            (Grants::List(_), None) => Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
+            (Grants::List(_), None) => Err(ServiceError::new(
+                crate::error::StatusCode::FORBIDDEN,
                 "INSUFFICIENT_SCOPE",
                 "a namespace-restricted key cannot create or manage keys for every namespace",
             )),
@@ -143,8 +137,8 @@ impl Principal {
                         m.scope >= Scope::Admin && m.scope >= w.scope && pattern_contains(&m.pattern, &w.pattern)
                     });
                     if !ok {
-                        return Err(ApiError::new(
-                            axum::http::StatusCode::FORBIDDEN,
+                        return Err(ServiceError::new(
+                            crate::error::StatusCode::FORBIDDEN,
                             "NAMESPACE_ACCESS_DENIED",
                             format!(
                                 "cannot grant '{}' on '{}': outside this key's own admin permissions",
@@ -155,7 +149,7 @@ impl Principal {
                     }
                 }
                 if scope == Scope::SuperAdmin {
-                    return Err(ApiError::insufficient_scope("super_admin"));
+                    return Err(ServiceError::insufficient_scope("super_admin"));
                 }
                 Ok(())
             }
@@ -182,98 +176,37 @@ pub fn sha256_hex(s: &str) -> String {
     hex::encode(sha256(s))
 }
 
-/// The secret presented by the request, if any.
-pub fn presented_key(parts: &axum::http::HeaderMap) -> Option<String> {
-    if let Some(v) = parts.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if !v.is_empty() {
-            return Some(v.to_string());
-        }
-    }
-    let auth = parts.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, rest) = auth.split_once(' ')?;
-    if scheme.eq_ignore_ascii_case("bearer") {
-        let k = rest.trim();
-        if !k.is_empty() {
-            return Some(k.to_string());
-        }
-    }
-    None
-}
-
 /// Resolve a secret to a principal.
-pub fn authenticate(state: &AppState, secret: &str) -> Result<Principal, ApiError> {
+pub fn authenticate(core: &Core, secret: &str) -> Result<Principal, ServiceError> {
     let digest = sha256(secret);
-    if bool::from(digest.ct_eq(&state.core.root_key_digest)) {
+    if bool::from(digest.ct_eq(&core.root_key_digest)) {
         return Ok(Principal::root());
     }
     let hex = hex::encode(digest);
-    let cat = state.core.catalogue.view.read();
+    let cat = core.catalogue.view.read();
     let Some(k) = cat.key_by_secret_hash(&hex) else {
-        return Err(ApiError::invalid_key());
+        return Err(ServiceError::invalid_key());
     };
     // The index is keyed by the digest; compare the stored digest in constant time anyway.
     if !bool::from(k.secret_sha256.as_bytes().ct_eq(hex.as_bytes())) {
-        return Err(ApiError::invalid_key());
+        return Err(ServiceError::invalid_key());
     }
     admit(k, now_secs())
 }
 
 /// A minted key found by its secret, at time `now`: refused when deactivated or expired.
-pub fn admit(k: &ApiKeyEntry, now: u64) -> Result<Principal, ApiError> {
+pub fn admit(k: &ApiKeyEntry, now: u64) -> Result<Principal, ServiceError> {
     if !k.active {
-        return Err(ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "INVALID_API_KEY", "API key has been revoked"));
+        return Err(ServiceError::new(
+            crate::error::StatusCode::UNAUTHORIZED,
+            "INVALID_API_KEY",
+            "API key has been revoked",
+        ));
     }
     if k.expires_at.is_some_and(|e| e <= now) {
-        return Err(ApiError::key_expired());
+        return Err(ServiceError::key_expired());
     }
     Ok(Principal::from_entry(k))
-}
-
-/// Routes anyone may call.
-pub fn is_public(path: &str) -> bool {
-    path == "/health" || path.starts_with("/health/") || path == "/metrics"
-}
-
-/// Middleware: authenticate every non-public request before it reaches a handler.
-pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    if is_public(req.uri().path()) {
-        return next.run(req).await;
-    }
-    let principal = match presented_key(req.headers()) {
-        None => Err(ApiError::unauthenticated("an API key is required (Authorization: Bearer <key> or X-API-Key)")),
-        Some(secret) => authenticate(&state, &secret),
-    };
-    match principal {
-        Ok(p) => {
-            let p = Arc::new(p);
-            req.extensions_mut().insert(p.clone());
-            let mut resp = next.run(req).await;
-            // Outer layers (audit, usage) read the principal from the response.
-            resp.extensions_mut().insert(p);
-            resp
-        }
-        Err(e) => {
-            state.audit.auth_failure(req.method().as_str(), req.uri().path(), &e);
-            e.into_response()
-        }
-    }
-}
-
-/// Extractor for handlers: the principal the middleware authenticated.
-pub struct Auth(pub Arc<Principal>);
-
-impl FromRequestParts<AppState> for Auth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Arc<Principal>>()
-            .cloned()
-            .map(Auth)
-            .ok_or_else(|| ApiError::unauthenticated("an API key is required"))
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use loci_api::plane::ClusterAction;
+use crate::cluster::ClusterAction;
 use loci_storage::model::{ApplyOutcome, DataResult, NsProgress, ReplEntry};
 use tonic::transport::Channel;
 

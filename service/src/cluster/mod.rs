@@ -1,0 +1,225 @@
+//! The cluster layer of a node: gossip membership feeding the Raft catalogue, namespace
+//! placement, forwarding and replication (the data plane), and the reconciler that keeps
+//! membership and placements as they should be.
+
+pub mod action;
+pub mod admin;
+mod copy;
+pub mod error;
+mod formation;
+mod info;
+pub mod peer;
+pub mod plane;
+pub mod planner;
+mod reconciler;
+mod replicate;
+mod routing;
+pub mod server;
+mod sync;
+mod takeover;
+pub mod wire;
+
+pub use action::ClusterAction;
+pub use error::{ClusterError, ClusterResult};
+pub use info::NodeInfo;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use loci_gossip::Gossip;
+use loci_raft::catalogue::NamespaceEntry;
+use loci_raft::{CatalogueNode, ChannelPool, NodeAddr};
+use loci_storage::Store;
+use parking_lot::Mutex;
+
+use crate::contexts::{Contexts, Readiness};
+use crate::error::ServiceResult;
+
+pub const CLUSTER_TOKEN_HEADER: &str = "x-loci-cluster-token";
+
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub replication_factor: usize,
+    pub voters: usize,
+    pub failover_after: Duration,
+    pub dead_node_grace: Duration,
+    pub bootstrap_expect: usize,
+    /// No seeds and no bootstrap quorum: this node forms a cluster of one by itself.
+    pub standalone: bool,
+}
+
+/// What the data plane acts on below itself: the node's store, the namespace contexts (data
+/// keys, embedders) and whether the node serves data. Given at construction; the data plane
+/// never calls back up into the service.
+#[derive(Clone)]
+pub struct Local {
+    pub store: Arc<Store>,
+    pub contexts: Arc<Contexts>,
+    pub ready: Arc<Readiness>,
+}
+
+impl Local {
+    pub fn context(&self, entry: &NamespaceEntry) -> ServiceResult<loci_storage::NsContext> {
+        self.contexts.context(entry)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.get()
+    }
+
+    /// Run an operation on this node's copy only: no routing, no replication (what one replica
+    /// holds, for diagnostics and tests).
+    pub async fn execute(
+        &self,
+        entry: &NamespaceEntry,
+        op: loci_storage::model::DataOp,
+    ) -> ServiceResult<loci_storage::model::Executed> {
+        let ctx = self.context(entry)?;
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.execute(&ctx, op))
+            .await
+            .map_err(|e| crate::ServiceError::internal(format!("worker failed: {e}")))??)
+    }
+
+    /// Drop a namespace's rows and index entries on this node.
+    pub async fn erase(&self, ns_id: u64) -> ServiceResult<u64> {
+        self.contexts.forget(ns_id);
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.drop_namespace(ns_id))
+            .await
+            .map_err(|e| crate::ServiceError::internal(format!("worker failed: {e}")))??)
+    }
+}
+
+/// The data plane's per-namespace replication state on this node.
+#[derive(Default)]
+pub(crate) struct ReplicationState {
+    /// Per (namespace, follower): the highest sequence the follower acknowledged; the async
+    /// mutex also orders sends to one follower.
+    pub links: Mutex<HashMap<(u64, u64), Arc<tokio::sync::Mutex<u64>>>>,
+    /// Full copies in flight (namespace id, target node).
+    pub copies: Mutex<HashSet<(u64, u64)>>,
+    /// Per namespace id: the placement epoch this node last took over as primary in, and the
+    /// lock that serialises taking over.
+    pub taken_over: Mutex<HashMap<u64, u64>>,
+    pub takeover_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per (namespace id, follower): the log floor last sent (followers truncate below it).
+    pub floors: Mutex<HashMap<(u64, u64), u64>>,
+    /// Namespaces stored here that this node does not replicate, as of the last sweep.
+    pub orphan_candidates: Mutex<BTreeSet<u64>>,
+}
+
+/// What the reconciler remembers about members between ticks.
+#[derive(Default)]
+pub(crate) struct MembershipState {
+    /// Members that left (`loci cluster leave`), kept out until gossip stops seeing them.
+    pub retired: Mutex<BTreeSet<u64>>,
+    /// When the local node first saw each member alive (promotion needs some stability).
+    pub alive_since: Mutex<HashMap<u64, Instant>>,
+}
+
+pub struct Cluster {
+    pub node_id: u64,
+    pub settings: ClusterSettings,
+    pub catalogue: Arc<CatalogueNode>,
+    pub gossip: Gossip,
+    pub pool: ChannelPool,
+    token: String,
+    /// This node's copies of the namespaces it replicates.
+    pub(crate) local: Local,
+    /// Replication state of the namespaces this node is primary or replica of.
+    pub(crate) repl: ReplicationState,
+    /// What the reconciler remembers about members between ticks.
+    pub(crate) membership: MembershipState,
+    pub started: Instant,
+}
+
+impl Cluster {
+    pub fn new(
+        node_id: u64,
+        settings: ClusterSettings,
+        catalogue: Arc<CatalogueNode>,
+        gossip: Gossip,
+        pool: ChannelPool,
+        token: String,
+        local: Local,
+    ) -> Arc<Self> {
+        Arc::new(Cluster {
+            node_id,
+            settings,
+            catalogue,
+            gossip,
+            pool,
+            token,
+            local,
+            repl: ReplicationState::default(),
+            membership: MembershipState::default(),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.local.is_ready()
+    }
+
+    /// This node's store, contexts and readiness.
+    pub fn local(&self) -> &Local {
+        &self.local
+    }
+
+    pub fn token_ok(&self, given: &str) -> bool {
+        self.catalogue.token_matches(given)
+    }
+
+    /// How peers are reached: the catalogue's member list, then gossip.
+    pub fn node_addr(&self, node: u64) -> Option<NodeAddr> {
+        // Gossip carries the address a node has now (it may have restarted elsewhere); the
+        // catalogue's member list is the fallback.
+        let view = self.gossip.view();
+        if let Some(m) = view.members.get(&node).filter(|m| !m.identity.rpc_addr.is_empty()) {
+            return Some(NodeAddr {
+                rpc_addr: m.identity.rpc_addr.clone(),
+                http_addr: m.identity.http_addr.clone(),
+                gossip_addr: m.identity.gossip_addr.to_string(),
+            });
+        }
+        self.catalogue.raft.metrics().borrow().membership_config.membership().get_node(&node).cloned()
+    }
+
+    /// Catalogue members (voters and learners).
+    pub fn members(&self) -> BTreeSet<u64> {
+        self.catalogue.raft.metrics().borrow().membership_config.membership().nodes().map(|(id, _)| *id).collect()
+    }
+
+    /// Catalogue members that gossip reports alive (this node always counts itself).
+    pub fn alive_members(&self) -> BTreeSet<u64> {
+        let view = self.gossip.view();
+        self.members().into_iter().filter(|n| *n == self.node_id || view.is_alive(*n)).collect()
+    }
+
+    pub fn is_alive(&self, node: u64) -> bool {
+        node == self.node_id || self.gossip.view().is_alive(node)
+    }
+
+    /// The latest catalogue entry of a namespace.
+    pub fn entry(&self, name: &str) -> Option<NamespaceEntry> {
+        self.catalogue.view.read().namespaces.get(name).cloned()
+    }
+
+    pub(crate) fn link(&self, ns: u64, node: u64) -> Arc<tokio::sync::Mutex<u64>> {
+        self.repl.links.lock().entry((ns, node)).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(0))).clone()
+    }
+}
+
+/// The inputs of the placement planner, taken at one moment.
+pub(crate) struct PlanInputs {
+    pub namespaces: Vec<NamespaceEntry>,
+    pub draining: BTreeSet<u64>,
+    pub members: BTreeSet<u64>,
+    pub alive: BTreeSet<u64>,
+    pub view: Arc<loci_gossip::MembershipView>,
+    /// Replicas per node across all namespaces.
+    pub load: std::collections::BTreeMap<u64, usize>,
+    pub busy: BTreeSet<u64>,
+}

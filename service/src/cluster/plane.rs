@@ -1,0 +1,82 @@
+//! The data plane: every namespace operation runs on the namespace's primary. Other nodes
+//! forward (one hop, epoch-checked); the primary applies a write locally under the next sequence
+//! number, sends the entry to the other replicas in parallel and answers once a write quorum
+//! (the primary included) has it. Followers apply strictly in order and catch up from the
+//! primary's log, or by a full copy while `Syncing`.
+//!
+//! This module holds the data plane's messages and bounds; the protocol is in `routing.rs`,
+//! `replicate.rs`, `takeover.rs`, `copy.rs` and the background worker `sync.rs`.
+
+use std::time::Duration;
+
+use loci_storage::model::{DataOp, NsProgress, ReplEntry};
+
+use super::error::{ClusterError, ClusterResult};
+use super::wire::pb;
+
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const COPY_CHUNK_BYTES: usize = 2 * 1024 * 1024;
+/// Replication-log entries kept per namespace for follower catch-up.
+pub const LOG_KEEP: u64 = 50_000;
+/// How long a request waits for the catalogue to catch up with a placement it was told of.
+pub(crate) const CATALOGUE_WAIT: Duration = Duration::from_secs(3);
+
+/// A data operation forwarded to the namespace's primary.
+pub struct ForwardRequest {
+    /// The request id of the original request (one trace across the hop).
+    pub request_id: Option<String>,
+    pub namespace: String,
+    pub epoch: u64,
+    pub catalogue_index: u64,
+    pub op: DataOp,
+}
+
+/// Replication-log entries for a follower.
+pub struct ReplicateRequest {
+    pub namespace: String,
+    pub catalogue_index: u64,
+    /// The placement epoch the sender is primary in (followers fence older senders).
+    pub sender_epoch: u64,
+    /// The sender's `(seq, epoch)` just before the first entry (divergence check).
+    pub prev: Option<(u64, u64)>,
+    /// Every replica has applied entries below this sequence: followers drop them from their
+    /// logs (0: nothing to drop).
+    pub floor: u64,
+    pub entries: Vec<ReplEntry>,
+}
+
+/// One step of a full namespace copy.
+pub enum CopyRequest {
+    Begin { namespace: String, catalogue_index: u64 },
+    Rows { rows: Vec<(String, Vec<u8>, Vec<u8>)> },
+    Finish { namespace: String, progress: NsProgress },
+}
+
+impl CopyRequest {
+    pub fn into_pb(self) -> pb::CopyRequest {
+        use pb::copy_request::Step;
+        let step = match self {
+            CopyRequest::Begin { namespace, catalogue_index } => {
+                Step::Begin(pb::CopyBegin { namespace, catalogue_index })
+            }
+            CopyRequest::Rows { rows } => Step::Rows(pb::CopyRows {
+                rows: rows.into_iter().map(|(cf, key, value)| pb::CopyRow { cf, key, value }).collect(),
+            }),
+            CopyRequest::Finish { namespace, progress } => {
+                Step::Finish(pb::CopyFinish { namespace, progress: Some(progress.into()) })
+            }
+        };
+        pb::CopyRequest { step: Some(step) }
+    }
+
+    pub fn from_pb(r: pb::CopyRequest) -> ClusterResult<Self> {
+        use pb::copy_request::Step;
+        Ok(match r.step.ok_or_else(|| ClusterError::Internal("a copy step without a kind".into()))? {
+            Step::Begin(b) => CopyRequest::Begin { namespace: b.namespace, catalogue_index: b.catalogue_index },
+            Step::Rows(r) => CopyRequest::Rows { rows: r.rows.into_iter().map(|r| (r.cf, r.key, r.value)).collect() },
+            Step::Finish(f) => {
+                CopyRequest::Finish { namespace: f.namespace, progress: f.progress.map(Into::into).unwrap_or_default() }
+            }
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! The primary's background worker: bring Syncing replicas in, keep the replication log
+//! bounded, and delete the rows of namespaces this node no longer replicates.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use loci_raft::catalogue::{NamespaceEntry, ReplicaState};
+
+use super::Cluster;
+use super::plane::*;
+
+impl Cluster {
+    /// On the primary: copy Syncing replicas in full, catch them up, then mark them Active.
+    pub async fn sync_loop(self: Arc<Self>, token: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(300));
+        let mut truncate_tick = 0u64;
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let local = &self.local;
+            if !local.is_ready() {
+                continue;
+            }
+            let namespaces: Vec<NamespaceEntry> = self.catalogue.view.read().namespaces.values().cloned().collect();
+            // A primary takes over as soon as it is made one, not only on its first request
+            // (namespaces not in memory wait for their first request: start-up stays lazy).
+            for ns in &namespaces {
+                let copying = ns.placement.states.values().any(|s| *s == ReplicaState::Syncing);
+                if ns.placement.primary() == Some(self.node_id)
+                    && !self.is_taken_over(ns)
+                    && (copying || local.store.is_loaded(ns.id))
+                {
+                    let lock = self.repl.takeover_locks.lock().entry(ns.id).or_default().clone();
+                    if lock.try_lock().is_ok() {
+                        let c = self.clone();
+                        let ns = ns.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = c.ensure_taken_over(&ns).await {
+                                tracing::debug!(namespace = %ns.name, error = %e, "taking over as primary");
+                            }
+                        });
+                    }
+                }
+            }
+            for ns in &namespaces {
+                if ns.placement.primary() != Some(self.node_id) || !self.is_taken_over(ns) {
+                    continue;
+                }
+                for (node, state) in &ns.placement.states {
+                    if *state == ReplicaState::Syncing && *node != self.node_id && self.is_alive(*node) {
+                        self.schedule_copy(ns, *node, "it is a new replica");
+                    }
+                }
+            }
+            // Anti-entropy: followers that missed entries (down, partitioned, slow) catch up even
+            // when no new write arrives for their namespace.
+            for ns in &namespaces {
+                if ns.placement.primary() != Some(self.node_id)
+                    || !self.is_taken_over(ns)
+                    || !local.store.is_loaded(ns.id)
+                {
+                    continue;
+                }
+                let Ok(ctx) = local.context(ns) else { continue };
+                let Ok(progress) = local.store.progress(&ctx) else { continue };
+                for f in ns.placement.replicas.iter().copied().filter(|f| *f != self.node_id) {
+                    if ns.placement.state(f) != Some(ReplicaState::Active) || !self.is_alive(f) {
+                        continue;
+                    }
+                    let link = self.link(ns.id, f);
+                    let behind = link.try_lock().map(|acked| *acked < progress.applied_seq).unwrap_or(false);
+                    if behind {
+                        let c = self.clone();
+                        let ns = ns.clone();
+                        let seq = progress.applied_seq;
+                        tokio::spawn(async move { c.replicate_to(&ns, f, seq).await });
+                    }
+                }
+            }
+            truncate_tick += 1;
+            if truncate_tick % 10 == 0 {
+                self.truncate_logs(&namespaces).await;
+            }
+            if truncate_tick % 20 == 0 {
+                self.sweep_former_replicas(&namespaces).await;
+            }
+        }
+    }
+
+    /// Log retention. A primary keeps what its slowest follower still needs (at most
+    /// `LOG_KEEP` entries) and tells followers the floor; so a forgotten memory's content
+    /// leaves every log once every replica has applied the deletion.
+    pub(crate) async fn truncate_logs(self: &Arc<Self>, namespaces: &[NamespaceEntry]) {
+        let local = &self.local;
+        // Only namespaces in memory: the others have not changed since they were unloaded, and
+        // reading their progress would load them all.
+        for ns in
+            namespaces.iter().filter(|n| n.placement.replicas.contains(&self.node_id) && local.store.is_loaded(n.id))
+        {
+            let Ok(ctx) = local.context(ns) else { continue };
+            let Ok(progress) = local.store.progress(&ctx) else { continue };
+            let mut floor = progress.applied_seq.saturating_sub(LOG_KEEP);
+            if ns.placement.primary() == Some(self.node_id) && self.is_taken_over(ns) {
+                let mut min_acked = Some(progress.applied_seq);
+                for f in ns.placement.writable().filter(|f| *f != self.node_id) {
+                    let acked = self.link(ns.id, f).try_lock().map(|a| *a).unwrap_or(0);
+                    min_acked = min_acked.map(|m| m.min(acked));
+                }
+                floor = floor.max(min_acked.unwrap_or(0));
+                self.repl.floors.lock().insert((ns.id, self.node_id), floor);
+                // Followers learn the floor with the next entry; idle namespaces get it here.
+                for f in ns.placement.writable().filter(|f| *f != self.node_id) {
+                    let sent = self.repl.floors.lock().get(&(ns.id, f)).copied().unwrap_or(0);
+                    if floor > sent && self.is_alive(f) {
+                        let req = ReplicateRequest {
+                            namespace: ns.name.clone(),
+                            catalogue_index: self.catalogue.view.applied_index(),
+                            sender_epoch: ns.placement.epoch,
+                            prev: None,
+                            floor,
+                            entries: Vec::new(),
+                        };
+                        if self.replicate_on(f, req, RPC_TIMEOUT).await.is_ok() {
+                            self.repl.floors.lock().insert((ns.id, f), floor);
+                        }
+                    }
+                }
+            }
+            if floor > 0 {
+                let store = local.store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.truncate_repl(&ctx, floor)).await;
+            }
+        }
+    }
+
+    /// Rows of namespaces this node no longer replicates (it was moved off, or it was down
+    /// while the namespace was erased) are deleted once that has held for two sweeps in a row.
+    pub(crate) async fn sweep_former_replicas(&self, namespaces: &[NamespaceEntry]) {
+        let local = &self.local;
+        if self.catalogue.current_leader().await.is_none() {
+            return;
+        }
+        let mine: std::collections::HashSet<u64> = namespaces
+            .iter()
+            .filter(|n| n.placement.replicas.contains(&self.node_id) || n.placement.leaving.contains(&self.node_id))
+            .map(|n| n.id)
+            .collect();
+        let store = local.store.clone();
+        let Ok(Ok(stored)) = tokio::task::spawn_blocking(move || store.stored_namespace_ids()).await else { return };
+        let copying: BTreeSet<u64> = self.repl.copies.lock().iter().map(|(ns, _)| *ns).collect();
+        let candidates: BTreeSet<u64> =
+            stored.into_iter().filter(|id| !mine.contains(id) && !copying.contains(id)).collect();
+        let confirmed: Vec<u64> = {
+            let mut prev = self.repl.orphan_candidates.lock();
+            let c = candidates.intersection(&prev).copied().collect();
+            *prev = candidates;
+            c
+        };
+        for id in confirmed {
+            let store = local.store.clone();
+            if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || store.drop_namespace(id)).await {
+                tracing::info!(ns_id = id, rows = n, "deleted the rows of a namespace this node no longer replicates");
+                self.repl.links.lock().retain(|(ns, _), _| *ns != id);
+                self.repl.taken_over.lock().remove(&id);
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Loci's service layer, below both fronts (REST and gRPC are transport: they parse, call the
+//! service, and map its error once).
+//!
+//! - [`Core`]: namespaces (creation through the catalogue, erasure, policies), encryption
+//!   rotation, retention, re-embedding jobs, and the entry point of every data operation.
+//! - [`access`]: who a secret is and what it may do; [`audit`] and [`ratelimit`]: the hash-chained
+//!   audit log and the GCRA limiter shared through Redis; [`usage`]: per-key counters.
+//! - [`cluster`]: the data plane (placement, forwarding to primaries, replication, failover, the
+//!   reconciler) and the node-to-node gRPC service, acting on this node's store through
+//!   [`cluster::Local`], given at construction: nothing here calls back up.
+//! - [`contexts`]: data keys and embedders, shared by [`Core`] and the data plane.
+//!
+//! Calls go one way: fronts → [`Core`] → [`cluster::Cluster`] → (storage, catalogue, gossip).
+
+pub mod access;
+#[cfg(test)]
+mod access_props;
+pub mod audit;
+pub mod cluster;
+pub mod contexts;
+pub mod core;
+pub mod embedders;
+pub mod error;
+pub mod ratelimit;
+pub mod reembed;
+pub mod request_id;
+pub mod usage;
+pub mod validate;
+#[cfg(test)]
+mod validate_props;
+
+pub use crate::core::{AGENT_NAMESPACE_PREFIX, Core, CoreConfig, DeletionReceipt, NamespaceSpec, canonical_namespace};
+pub use error::{ServiceError, ServiceResult, StatusCode};
