@@ -666,6 +666,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn session_ids_are_per_namespace_and_old_snapshots_still_load() {
+        // A snapshot written when a session id named one namespace.
+        let mut v = serde_json::to_value(Catalogue::default()).unwrap();
+        v["sessions"] = serde_json::json!({"s1": "a"});
+        let old: Catalogue = serde_json::from_value(v).unwrap();
+        assert_eq!(old.session_namespaces("s1").collect::<Vec<_>>(), vec!["a"]);
+        let mut c = Catalogue::default();
+        for ns in ["a", "b"] {
+            let entry: NamespaceEntry = serde_json::from_value(serde_json::json!({
+                "id": if ns == "a" { 1 } else { 3 }, "name": ns, "kind": "data", "dimension": 16,
+                "distance": "cosine", "embedder": {"provider": "hash", "dimension": 16, "generation": 0},
+                "policy": {}, "data_key": {"kek_version": 1, "dek_version": 1, "sealed": []},
+                "metadata": null, "created_at": 0,
+            }))
+            .expect("entry");
+            assert!(matches!(c.apply(Command::CreateNamespace { entry }), CommandResult::Namespace { .. }));
+        }
+        for ns in ["a", "b"] {
+            let r = c.apply(Command::RegisterSession { session_id: "s1".into(), namespace: ns.into() });
+            assert_eq!(r, CommandResult::Ok, "the same id in another namespace is another session");
+        }
+        assert_eq!(c.session_namespaces("s1").collect::<Vec<_>>(), vec!["a", "b"]);
+        let round: Catalogue = serde_json::from_slice(&serde_json::to_vec(&c).unwrap()).unwrap();
+        assert_eq!(round.sessions, c.sessions);
+        c.apply(Command::DeleteNamespace { name: "a".into() });
+        assert_eq!(c.session_namespaces("s1").collect::<Vec<_>>(), vec!["b"]);
+        c.apply(Command::DeleteNamespace { name: "b".into() });
+        assert!(c.sessions.is_empty());
+    }
+
+    #[test]
     fn rendezvous_is_deterministic_and_moves_little_when_a_node_joins() {
         let three = [1, 2, 3];
         let four = [1, 2, 3, 4];

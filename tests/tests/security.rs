@@ -819,3 +819,64 @@ async fn a_key_cannot_lock_out_its_owner_or_learn_foreign_namespaces() {
         assert_eq!(root.put("/v1/namespaces/secret-tenant/memory_policy", &bad).await.0, 400, "{bad}");
     }
 }
+
+/// Session ids are chosen per namespace: one tenant's client-chosen id neither blocks another's,
+/// nor tells it that the id exists, nor lets it read or end the other's session.
+#[tokio::test]
+async fn session_ids_are_per_tenant_and_never_cross() {
+    let node = TestNode::start().await;
+    let root = node.client.clone();
+    let (_, ka) =
+        create_key(&root, "/admin/keys", &json!({"name": "a", "scope": "write", "namespaces": ["tenant-a"]})).await;
+    let (_, kb) =
+        create_key(&root, "/admin/keys", &json!({"name": "b", "scope": "write", "namespaces": ["tenant-b"]})).await;
+    let (a, b) = (as_key(&root, &ka), as_key(&root, &kb));
+    let start = |ns: &str, owner: &str| json!({"agent_id": ns, "id": "shared-session-1", "metadata": {"owner": owner}});
+    let (s, v) = a.post("/v1/sessions/start", &start("tenant-a", "a")).await;
+    assert_eq!(s, 200, "{v}");
+    a.post(
+        "/v1/memory/store",
+        &json!({"agent_id": "tenant-a", "content": "a's private session note", "session_id": "shared-session-1"}),
+    )
+    .await;
+
+    // Before tenant b uses the id, asking for it answers exactly as for an id nobody holds.
+    let (s1, v1) = b.get("/v1/sessions/shared-session-1").await;
+    let (s2, v2) = b.get("/v1/sessions/no-such-session").await;
+    assert_eq!((s1, s2), (404, 404));
+    assert_eq!(v1["code"], v2["code"]);
+    assert!(!v1.to_string().contains("tenant-a") && !v1.to_string().contains("owner"));
+
+    // Tenant b claims the same id in its own namespace: no conflict, and it gets its own session.
+    let (s, v) = b.post("/v1/sessions/start", &start("tenant-b", "b")).await;
+    assert_eq!(s, 200, "the id of another tenant's session must not block this one: {v}");
+    let (s, v) = b.get("/v1/sessions/shared-session-1").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["agent_id"], "tenant-b");
+    assert_eq!(v["metadata"]["owner"], "b");
+    assert_eq!(v["memory_count"], 0, "b's session must not count a's memories: {v}");
+    let (s, v) = b.get("/v1/sessions/shared-session-1/memories").await;
+    assert_eq!(s, 200);
+    assert!(!v.to_string().contains("a's private session note"), "{v}");
+
+    // b ends its session; a's is untouched and still its own.
+    let (s, _) = b.post("/v1/sessions/shared-session-1/end", &json!({"summary": "b done"})).await;
+    assert_eq!(s, 200);
+    let (s, v) = a.get("/v1/sessions/shared-session-1").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["agent_id"], "tenant-a");
+    assert_eq!(v["metadata"]["owner"], "a");
+    assert!(v.get("ended_at").is_none(), "b's end must not end a's session: {v}");
+    assert_eq!(v["memory_count"], 1);
+
+    // Starting the same id again in one namespace is idempotent: a's existing session, unchanged.
+    let (s, v) = a.post("/v1/sessions/start", &start("tenant-a", "a again")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["session"]["metadata"]["owner"], "a");
+    // Listings stay per tenant.
+    let (_, v) = b.get("/v1/sessions").await;
+    assert!(!v.to_string().contains("\"owner\":\"a\""), "{v}");
+    // An admin reaching both namespaces is told the id is ambiguous rather than shown either.
+    let (s, v) = root.get("/v1/sessions/shared-session-1").await;
+    assert_eq!(s, 409, "{v}");
+}
