@@ -406,6 +406,24 @@ pub enum Command {
     },
 }
 
+/// The most a command of an ordinary kind may take encoded (namespace, policy, key and session
+/// changes: a namespace entry with its bounded metadata is a few KiB).
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// An encryption rotation carries every namespace's re-wrapped key in one command (all or
+/// nothing): ~150 bytes a namespace, so this allows ~100,000 namespaces. The Raft transport
+/// takes entries up to its decode limit (64 MiB) one at a time.
+pub const MAX_ROTATION_COMMAND_BYTES: usize = 16 * 1024 * 1024;
+
+impl Command {
+    /// The bound [`crate::CatalogueNode::write`] holds this command's encoding to.
+    pub fn max_encoded_bytes(&self) -> usize {
+        match self {
+            Command::RotateEncryption { .. } => MAX_ROTATION_COMMAND_BYTES,
+            _ => MAX_COMMAND_BYTES,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum CommandResult {
     Ok,

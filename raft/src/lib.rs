@@ -70,6 +70,21 @@ pub enum CatalogueError {
     Write(String),
     #[error("raft stopped: {0}")]
     Fatal(String),
+    /// Refused before it was proposed: the command's encoding exceeds the bound of its kind.
+    #[error("the catalogue change is {bytes} bytes encoded; at most {max} are allowed")]
+    TooLarge { bytes: usize, max: usize },
+}
+
+/// Every entry is replicated to every node, held in every log and snapshot, and must fit one
+/// AppendEntries: an oversized command is refused before anything is proposed (on the node
+/// that was asked, and again on the leader a write is forwarded to).
+fn check_size(command: &Command) -> Result<(), CatalogueError> {
+    let bytes = serde_json::to_vec(command).map(|b| b.len()).unwrap_or(usize::MAX);
+    let max = command.max_encoded_bytes();
+    if bytes > max {
+        return Err(CatalogueError::TooLarge { bytes, max });
+    }
+    Ok(())
 }
 
 /// Timing knobs (defaults suit loopback and small LANs on 2 cores).
@@ -218,6 +233,7 @@ impl CatalogueNode {
 
     /// Propose on this node (must be the leader).
     pub async fn write_local(&self, command: Command) -> Result<WriteOutcome, CatalogueError> {
+        check_size(&command)?;
         match self.raft.client_write(command).await {
             Ok(resp) => Ok(WriteOutcome { result: resp.data, log_index: resp.log_id.index }),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
@@ -235,6 +251,7 @@ impl CatalogueNode {
 
     /// [`Self::write`], also returning the log index of the change.
     pub async fn write_indexed(&self, command: Command) -> Result<(CommandResult, u64), CatalogueError> {
+        check_size(&command)?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let mut last_err = CatalogueError::NoLeader;
         while tokio::time::Instant::now() < deadline {

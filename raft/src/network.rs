@@ -210,6 +210,29 @@ impl PeerConnection {
 #[derive(Debug)]
 struct StatusError(Status);
 
+#[cfg(test)]
+mod tests {
+    use super::split_by_bytes;
+
+    #[test]
+    fn batches_split_by_bytes_keep_order_and_never_drop_an_entry() {
+        assert_eq!(split_by_bytes(&[], 10), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(split_by_bytes(&[3, 3, 3], 10), vec![0..3]);
+        assert_eq!(split_by_bytes(&[6, 6, 6], 10), vec![0..1, 1..2, 2..3]);
+        assert_eq!(split_by_bytes(&[4, 4, 4, 4, 4], 10), vec![0..2, 2..4, 4..5]);
+        // An entry over the bound alone is a run of one (the command bound keeps it decodable).
+        assert_eq!(split_by_bytes(&[2, 30, 2, 2], 10), vec![0..1, 1..2, 2..4]);
+        for sizes in [vec![1; 100], vec![9, 1, 9, 1, 9], vec![11, 11]] {
+            let runs = split_by_bytes(&sizes, 10);
+            let flat: Vec<usize> = runs.iter().flat_map(|r| r.clone()).collect();
+            assert_eq!(flat, (0..sizes.len()).collect::<Vec<_>>());
+            for r in &runs {
+                assert!(r.len() == 1 || sizes[r.clone()].iter().sum::<usize>() <= 10);
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for StatusError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}: {}", self.0.code(), self.0.message())
@@ -224,13 +247,63 @@ enum Method {
     Snapshot,
 }
 
+/// Target size of one AppendEntries message. A batch openraft hands over that encodes larger is
+/// sent as several consecutive messages (each a valid AppendEntries for its prefix), so no
+/// batch of entries, however large each is up to the command bound, ever exceeds the peer's
+/// decode limit and is resent forever.
+pub const MAX_APPEND_BYTES: usize = 8 * 1024 * 1024;
+
+/// Consecutive runs of entries (by their encoded sizes) each within `max` bytes; an entry larger
+/// than `max` on its own is a run of one.
+pub fn split_by_bytes(sizes: &[usize], max: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut acc) = (0, 0usize);
+    for (i, s) in sizes.iter().enumerate() {
+        if i > start && acc + s > max {
+            out.push(start..i);
+            start = i;
+            acc = 0;
+        }
+        acc += s;
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
 impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.call(Method::Append, &rpc, option.hard_ttl()).await
+        let sizes: Vec<usize> =
+            rpc.entries.iter().map(|e| serde_json::to_vec(e).map(|b| b.len()).unwrap_or(usize::MAX)).collect();
+        if sizes.iter().sum::<usize>() <= MAX_APPEND_BYTES || rpc.entries.len() < 2 {
+            return self.call(Method::Append, &rpc, option.hard_ttl()).await;
+        }
+        let runs = split_by_bytes(&sizes, MAX_APPEND_BYTES);
+        metrics::counter!("loci_raft_append_splits_total").increment(1);
+        let AppendEntriesRequest { vote, prev_log_id, leader_commit, entries } = rpc;
+        let mut prev = prev_log_id;
+        let mut entries = entries.into_iter();
+        for run in runs {
+            let part: Vec<_> = entries.by_ref().take(run.len()).collect();
+            let last = part.last().map(|e| e.log_id);
+            let req = AppendEntriesRequest::<TypeConfig> {
+                vote,
+                prev_log_id: prev,
+                // The follower may commit only what it holds after this part.
+                leader_commit: std::cmp::min(leader_commit, last),
+                entries: part,
+            };
+            match self.call(Method::Append, &req, option.hard_ttl()).await? {
+                AppendEntriesResponse::Success => prev = last,
+                other => return Ok(other),
+            }
+        }
+        Ok(AppendEntriesResponse::Success)
     }
 
     async fn install_snapshot(

@@ -190,6 +190,7 @@ impl From<loci_raft::CatalogueError> for ServiceError {
             loci_raft::CatalogueError::NoLeader => {
                 ServiceError::unavailable("the catalogue has no leader (cluster forming or without quorum)")
             }
+            e @ loci_raft::CatalogueError::TooLarge { .. } => ServiceError::payload_too_large(e.to_string()),
             other => {
                 tracing::error!(error = %other, "catalogue error");
                 ServiceError::unavailable(format!("catalogue write failed: {other}"))

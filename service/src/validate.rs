@@ -17,6 +17,14 @@ pub const MAX_JSON_DEPTH: usize = 32;
 pub const MAX_METADATA_FIELDS: usize = 100;
 pub const MAX_METADATA_DEPTH: usize = 32;
 pub const MAX_METADATA_KEY_BYTES: usize = 256;
+/// A memory's metadata, encoded as compact JSON (it is stored, indexed for filters and carried
+/// in every replication-log entry of the memory).
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// A namespace's metadata, encoded as compact JSON: it lives in the Raft catalogue, replicated
+/// to every node and held in every snapshot.
+pub const MAX_NAMESPACE_METADATA_BYTES: usize = 8 * 1024;
+/// Any string field of a memory policy (decay names, screening mode).
+pub const MAX_POLICY_STRING_BYTES: usize = 64;
 pub const MAX_TOP_K: usize = 10_000;
 pub const MAX_BATCH: usize = 1_000;
 pub const MAX_TTL_SECONDS: u64 = 100 * 365 * 86_400;
@@ -137,6 +145,15 @@ fn depth(v: &Value) -> usize {
 /// Metadata: a JSON object, ≤ 100 top-level fields, nesting ≤ 32, keys without control
 /// characters, no reserved `_dakera_*` keys except `_dakera_content_date` and `_dakera_lang`.
 pub fn metadata(v: &Value) -> ServiceResult<()> {
+    metadata_within(v, MAX_METADATA_BYTES)
+}
+
+/// A namespace's metadata: the rules of [`metadata`], within [`MAX_NAMESPACE_METADATA_BYTES`].
+pub fn namespace_metadata(v: &Value) -> ServiceResult<()> {
+    metadata_within(v, MAX_NAMESPACE_METADATA_BYTES)
+}
+
+fn metadata_within(v: &Value, max_bytes: usize) -> ServiceResult<()> {
     let Value::Object(map) = v else {
         return Err(ServiceError::bad_request("metadata must be a JSON object"));
     };
@@ -158,6 +175,12 @@ pub fn metadata(v: &Value) -> ServiceResult<()> {
     if !keys_ok(v) {
         return Err(ServiceError::bad_request(format!(
             "metadata keys must be 1-{MAX_METADATA_KEY_BYTES} bytes without control characters"
+        )));
+    }
+    let bytes = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+    if bytes > max_bytes {
+        return Err(ServiceError::payload_too_large(format!(
+            "metadata is {bytes} bytes encoded; at most {max_bytes} are allowed"
         )));
     }
     for k in map.keys() {

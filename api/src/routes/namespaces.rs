@@ -125,7 +125,7 @@ pub(crate) fn create_spec(body: &CreateBody) -> ApiResult<(Distance, Option<Stri
         None => (None, body.dimension.map(|d| check_dimension(Some(d))).transpose()?),
     };
     if let Some(m) = &body.metadata {
-        validate::metadata(m)?;
+        validate::namespace_metadata(m)?;
     }
     check_description(&body.description)?;
     Ok((distance, provider, dimension))
@@ -375,6 +375,17 @@ pub(crate) fn merge_policy(current: &MemoryPolicy, body: Value) -> ApiResult<Mem
         serde_json::from_value(merged).map_err(|e| ApiError::bad_request(format!("invalid memory policy: {e}")))?;
     if !matches!(policy.content_screening.as_str(), "off" | "flag" | "block") {
         return Err(ApiError::bad_request("content_screening must be off, flag or block"));
+    }
+    // Every string of a policy is a short name; the policy is a catalogue entry on every node.
+    if let Value::Object(m) = serde_json::to_value(&policy).map_err(|e| ApiError::internal(e.to_string()))? {
+        for (k, v) in m {
+            if v.as_str().is_some_and(|s| s.len() > validate::MAX_POLICY_STRING_BYTES) {
+                return Err(ApiError::bad_request(format!(
+                    "{k} must be at most {} bytes",
+                    validate::MAX_POLICY_STRING_BYTES
+                )));
+            }
+        }
     }
     for (name, v) in [
         ("max_memories", policy.max_memories),
