@@ -15,6 +15,8 @@ pub const MAX_TAG_CHARS: usize = 256;
 /// Nesting levels of any JSON request body (the body itself is level 1).
 pub const MAX_JSON_DEPTH: usize = 32;
 pub const MAX_METADATA_FIELDS: usize = 100;
+/// Memory ids one request may name (importance updates; as many as a batch store holds).
+pub const MAX_BATCH_IDS: usize = 1000;
 pub const MAX_METADATA_DEPTH: usize = 32;
 pub const MAX_METADATA_KEY_BYTES: usize = 256;
 /// A memory's metadata, encoded as compact JSON (it is stored, indexed for filters and carried

@@ -274,6 +274,13 @@ pub enum DataOp {
         id: String,
         patch: MemoryPatch,
     },
+    /// Set the importance of several memories in one write (all or nothing: an id that is not
+    /// a live memory, or not `agent`'s when given, fails it with nothing changed).
+    SetImportance {
+        ids: Vec<String>,
+        importance: f64,
+        agent: Option<String>,
+    },
     Forget {
         filter: MemoryFilter,
     },
@@ -332,6 +339,7 @@ impl DataOp {
             self,
             DataOp::Store { .. }
                 | DataOp::Update { .. }
+                | DataOp::SetImportance { .. }
                 | DataOp::Forget { .. }
                 | DataOp::StartSession { .. }
                 | DataOp::EndSession { .. }

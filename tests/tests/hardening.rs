@@ -77,3 +77,57 @@ async fn oversized_catalogue_entries_are_refused_and_raft_keeps_committing() {
         assert_eq!(s, 401, "node {i} still accepts a revoked key");
     }
 }
+
+/// `POST /v1/memory/importance` names memories by id: the list is capped, de-duplicated and
+/// applied as one write, all or nothing.
+#[tokio::test]
+async fn importance_updates_are_capped_deduplicated_and_all_or_nothing() {
+    let node = loci_tests::TestNode::start().await;
+    let root = node.client.clone();
+    let ns = "imp-tenant";
+    let a = root.store(ns, "first memory").await;
+    let b = root.store(ns, "second memory").await;
+    let importance_of = |id: String| {
+        let root = root.clone();
+        async move { root.get(&format!("/v1/memory/get/{id}?agent_id={ns}")).await.1["importance"].as_f64() }
+    };
+    let before = (importance_of(a.clone()).await, importance_of(b.clone()).await);
+
+    // More ids than a batch may hold: refused before any work.
+    let many: Vec<String> = (0..1001).map(|i| format!("m{i}")).collect();
+    let (s, v) =
+        root.post("/v1/memory/importance", &json!({"agent_id": ns, "memory_ids": many, "importance": 0.9})).await;
+    assert_eq!(s, 400, "{v}");
+    // One existing and one missing id: nothing changes.
+    let (s, _) = root
+        .post("/v1/memory/importance", &json!({"agent_id": ns, "memory_ids": [a, "no-such-memory"], "importance": 0.9}))
+        .await;
+    assert_eq!(s, 404);
+    assert_eq!((importance_of(a.clone()).await, importance_of(b.clone()).await), before);
+    // The same id 500 times is one update of one memory.
+    let dup: Vec<&str> = std::iter::repeat_n(a.as_str(), 500).collect();
+    let (s, v) =
+        root.post("/v1/memory/importance", &json!({"agent_id": ns, "memory_ids": dup, "importance": 0.8})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["updated_count"], 1);
+    assert_eq!(v["memory_ids"], json!([a]));
+    // Two ids in one request: both change.
+    let (s, v) =
+        root.post("/v1/memory/importance", &json!({"agent_id": ns, "memory_ids": [a, b], "importance": 0.3})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["updated_count"], 2);
+    assert_eq!((importance_of(a.clone()).await, importance_of(b.clone()).await), (Some(0.3), Some(0.3)));
+    // Another agent's memory in the same namespace is not this agent's to change.
+    let (s, v) = root
+        .post("/v1/memory/store", &json!({"namespace": ns, "agent_id": "other-agent", "content": "not yours"}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let other = v["memory"]["id"].as_str().unwrap().to_string();
+    let (s, _) = root
+        .post(
+            "/v1/memory/importance",
+            &json!({"namespace": ns, "agent_id": "some-agent", "memory_ids": [other], "importance": 0.99}),
+        )
+        .await;
+    assert_eq!(s, 404);
+}

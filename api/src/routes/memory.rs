@@ -493,9 +493,19 @@ pub(crate) fn importance_ids(body: ImportanceBody) -> ApiResult<(f64, Vec<String
     if ids.is_empty() {
         return Err(ApiError::bad_request("memory_id or memory_ids is required"));
     }
+    if ids.len() > validate::MAX_BATCH_IDS {
+        return Err(ApiError::bad_request(format!(
+            "at most {} memory ids per request, not {}",
+            validate::MAX_BATCH_IDS,
+            ids.len()
+        )));
+    }
     for id in &ids {
         validate::memory_id(id)?;
     }
+    // Each id once, in the order given.
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
     Ok((importance, ids))
 }
 
@@ -507,12 +517,17 @@ pub async fn set_importance(
 ) -> ApiResult<Json<Value>> {
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
     let (importance, ids) = importance_ids(body)?;
-    let mut updated = Vec::new();
-    for id in &ids {
-        let m =
-            update_in(&state, &p, &t, id, MemoryPatch { importance: Some(importance), ..Default::default() }).await?;
-        updated.push(m.id);
-    }
+    p.require(&t.namespace, Scope::Write)?;
+    let entry = state
+        .core
+        .namespace(&t.namespace)
+        .ok_or_else(|| ApiError::not_found("memory", format!("memory {} not found", ids[0])))?;
+    // One write for every id (one log entry, one fsync, replicated once), all or nothing.
+    let op = DataOp::SetImportance { ids: ids.clone(), importance, agent: t.agent_filter.clone() };
+    let DataResult::Memories { memories, .. } = state.core.exec(&entry, op).await? else {
+        return Err(ApiError::internal("unexpected result"));
+    };
+    let updated: Vec<String> = memories.into_iter().map(|m| m.id).collect();
     Ok(Json(serde_json::json!({
         "memory_id": updated[0],
         "memory_ids": updated,

@@ -61,6 +61,29 @@ impl Store {
                 let (rec, entry) = self.update(&ns, ctx, &id, patch, now)?;
                 Ok(Executed { result: DataResult::Memory(rec), replicate: Some(entry) })
             }
+            DataOp::SetImportance { ids, importance, agent } => {
+                let _w = ns.write_lock()?;
+                let mut mutations = Vec::with_capacity(ids.len());
+                let mut records = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    let mut rec = self.get_live(&ns, id, now)?;
+                    if agent.as_ref().is_some_and(|a| a != &rec.agent_id) {
+                        return Err(StorageError::NotFound(format!("memory {id}")));
+                    }
+                    rec.importance = importance;
+                    rec.updated_at = now;
+                    rec.version += 1;
+                    let vector = self.read_vector(ctx, id)?;
+                    records.push(rec.clone());
+                    mutations.push(Mutation::PutMemory { record: rec, vector });
+                }
+                if mutations.is_empty() {
+                    return read(DataResult::Memories { memories: records, total: 0 });
+                }
+                let entry = self.commit_local(&ns, ctx, mutations)?;
+                let total = records.len() as u64;
+                Ok(Executed { result: DataResult::Memories { memories: records, total }, replicate: Some(entry) })
+            }
             DataOp::Forget { filter } => {
                 let _w = ns.write_lock()?;
                 let ids = self.select(&ns, &filter, now);
