@@ -131,3 +131,56 @@ async fn importance_updates_are_capped_deduplicated_and_all_or_nothing() {
         .await;
     assert_eq!(s, 404);
 }
+
+/// A leaked tenant-admin key cannot rotate itself away nor revoke or change its sibling admin
+/// keys; it still manages the keys strictly below it, and the owner's wider key manages it.
+#[tokio::test]
+async fn a_tenant_admin_cannot_lock_out_its_owner_or_siblings() {
+    let node = loci_tests::TestNode::start().await;
+    let root = node.client.clone();
+    let admin = json!({"name": "acme admin", "scope": "admin", "namespaces": ["acme-*"]});
+    let (a1_id, a1) = create_key(&root, "/admin/keys", &admin).await;
+    let (a2_id, a2) = create_key(&root, "/admin/keys", &admin).await;
+    let (owner_id, owner) = create_key(
+        &root,
+        "/admin/keys",
+        &json!({"name": "owner", "scope": "admin", "namespaces": ["acme-*", "acme2-*"]}),
+    )
+    .await;
+    let leaked = root.with_key(Some(&a1));
+    // On itself and on its sibling: rotate (zero grace), deactivate, delete, rename, re-scope.
+    for target in [&a1_id, &a2_id, &owner_id] {
+        for (m, path, body) in [
+            (reqwest::Method::POST, format!("/admin/keys/{target}/rotate"), json!({"grace_secs": 0})),
+            (reqwest::Method::POST, format!("/admin/keys/{target}/deactivate"), json!({})),
+            (reqwest::Method::DELETE, format!("/admin/keys/{target}"), json!({})),
+            (reqwest::Method::PATCH, format!("/admin/keys/{target}"), json!({"name": "taken over"})),
+            (reqwest::Method::DELETE, format!("/v1/namespaces/acme-x/keys/{target}"), json!({})),
+        ] {
+            let (s, v) = leaked.request(m.clone(), &path, Some(&body)).await;
+            assert!(s == 403 || s == 404, "{m} {path} → {s} {v}");
+        }
+    }
+    // Every one of them still works, unchanged.
+    for (id, secret) in [(&a1_id, &a1), (&a2_id, &a2), (&owner_id, &owner)] {
+        let (s, v) = root.with_key(Some(secret)).get("/v1/auth/whoami").await;
+        assert_eq!(s, 200, "key {id} was locked out: {v}");
+        let (_, k) = root.get(&format!("/admin/keys/{id}")).await;
+        assert_ne!(k["name"], "taken over");
+    }
+    // Keys strictly below it are still its to manage.
+    let (w_id, _) =
+        create_key(&leaked, "/admin/keys", &json!({"name": "writer", "scope": "write", "namespaces": ["acme-x"]}))
+            .await;
+    let (s, v) = leaked.post(&format!("/admin/keys/{w_id}/rotate"), &json!({"grace_secs": 0})).await;
+    assert_eq!(s, 200, "{v}");
+    let new_w = v["key_id"].as_str().unwrap().to_string();
+    let (s, _) = leaked.post(&format!("/admin/keys/{new_w}/deactivate"), &json!({})).await;
+    assert_eq!(s, 200);
+    // The owner's wider key (and the root key) manage the tenant admins.
+    let (s, v) = root.with_key(Some(&owner)).post(&format!("/admin/keys/{a1_id}/deactivate"), &json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(root.with_key(Some(&a1)).get("/v1/auth/whoami").await.0, 401);
+    let (s, _) = root.post(&format!("/admin/keys/{a2_id}/rotate"), &json!({"grace_secs": 60})).await;
+    assert_eq!(s, 200);
+}

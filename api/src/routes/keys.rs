@@ -326,8 +326,13 @@ fn managed(state: &AppState, p: &Principal, key_id: &str) -> ApiResult<ApiKeyEnt
     managed_as(state, p, key_id, true)
 }
 
-/// A key may look at itself (`readonly`), never rotate, revoke or change itself: a leaked key
-/// must not be able to lock its owner out.
+/// Who manages whom. A key may look at itself (`readonly`). It changes (rotates, deactivates,
+/// deletes, renames, re-scopes) only keys strictly below it: never itself, and never a key that
+/// could in turn manage it (the same or a wider reach, e.g. a sibling tenant admin of the same
+/// prefix). So a leaked tenant-admin key cannot rotate itself away with zero grace nor revoke its
+/// siblings: the owner, holding a wider key (or the root key), stays in control. A global
+/// `super_admin` key is the operator's ("key management", seed 002) and manages every other key
+/// but itself; the root key, which no key can change, is above it.
 fn managed_as(state: &AppState, p: &Principal, key_id: &str, readonly: bool) -> ApiResult<ApiKeyEntry> {
     let not_found = || ApiError::not_found("api_key", format!("API key {} not found", validate::printable(key_id)));
     let k = state.core.catalogue.view.read().keys.get(key_id).cloned().ok_or_else(not_found)?;
@@ -335,7 +340,27 @@ fn managed_as(state: &AppState, p: &Principal, key_id: &str, readonly: bool) -> 
         return Ok(k);
     }
     p.can_delegate(k.scope, &k.grants).map_err(|_| not_found())?;
+    if !readonly && !p.is_root && manages_back(&k, p) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "INSUFFICIENT_SCOPE",
+            "a key cannot change itself or a key with the same or a wider reach; a wider key (or the root key) can",
+        ));
+    }
     Ok(k)
+}
+
+/// Could key `k` manage a key with `p`'s scope and grants (is `k` at least `p`'s peer)?
+fn manages_back(k: &ApiKeyEntry, p: &Principal) -> bool {
+    let mine = match &p.grants {
+        crate::auth::Grants::All(_) => None,
+        crate::auth::Grants::List(list) => Some(list.clone()),
+    };
+    if k.key_id == p.key_id {
+        return true;
+    }
+    let operator = matches!(p.grants, crate::auth::Grants::All(Scope::SuperAdmin));
+    !operator && Principal::from_entry(k).can_delegate(p.scope, &mine).is_ok()
 }
 
 fn manageable_keys(state: &AppState, p: &Principal) -> Vec<ApiKeyEntry> {
