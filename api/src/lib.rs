@@ -33,6 +33,11 @@ pub use state::AppState;
 
 use routes::{cluster, keys, memory, meta, namespaces, sessions};
 
+/// `GET /metrics` alone, without a key: for `--metrics-addr`, a listener on a private interface.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(meta::metrics_page)).with_state(state)
+}
+
 /// Every REST route of a node.
 pub fn router(state: AppState) -> Router {
     let node = HeaderValue::from_str(&state.core.config.node_id.to_string()).unwrap_or(HeaderValue::from_static("0"));

@@ -15,4 +15,6 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     pub usage: Arc<Usage>,
     pub http: Arc<HttpSecurity>,
+    /// `/metrics` needs a key with `read` on every namespace (`--metrics-auth`).
+    pub metrics_auth: bool,
 }

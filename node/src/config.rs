@@ -106,6 +106,16 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCI_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: String,
 
+    /// `/metrics` on the public port needs an API key holding `read` on every namespace (an
+    /// operator's key; Prometheus sends it as a bearer token).
+    #[arg(long, env = "LOCI_METRICS_AUTH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub metrics_auth: bool,
+
+    /// Also serve `/metrics`, without a key, on this address (a private interface for the
+    /// scraper), e.g. `10.0.0.5:9300`.
+    #[arg(long, env = "LOCI_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+
     /// Cluster listen address: node-to-node traffic (Raft, forwarding, replication), never
     /// the public API. Peers dial it at the advertised host.
     #[arg(long, env = "LOCI_CLUSTER_ADDR", default_value = "127.0.0.1:50052")]

@@ -490,13 +490,26 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         });
     }
     let mut tasks = tokio::task::JoinSet::new();
-    let app = loci_api::router(AppState {
+    let state = AppState {
         core: core.clone(),
         audit,
         limiter,
         usage: Arc::new(loci_service::usage::Usage::default()),
         http: Arc::new(http_security),
-    });
+        metrics_auth: args.metrics_auth,
+    };
+    let app = loci_api::router(state.clone());
+    if let Some(addr) = &args.metrics_addr {
+        let listener = bind(addr, "metrics").await?;
+        tracing::info!(addr = %listener.local_addr()?, "serving /metrics without a key on the metrics listener");
+        let token = cancel.clone();
+        let metrics_app = loci_api::metrics_router(state);
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics_app).with_graceful_shutdown(token.cancelled_owned()).await {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        });
+    }
 
     // gRPC: Raft transport, node-to-node services, and the public service.
     {

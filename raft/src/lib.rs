@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub mod catalogue;
+pub mod guard;
 pub mod network;
 pub mod store;
 
@@ -87,6 +88,23 @@ fn check_size(command: &Command) -> Result<(), CatalogueError> {
     Ok(())
 }
 
+/// Why a node-to-node call was refused before it was served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenRefusal {
+    BadToken,
+    /// Too many bad tokens from this address lately: refused without comparing.
+    Throttled,
+}
+
+impl From<TokenRefusal> for tonic::Status {
+    fn from(r: TokenRefusal) -> Self {
+        match r {
+            TokenRefusal::BadToken => tonic::Status::unauthenticated("bad cluster token"),
+            TokenRefusal::Throttled => tonic::Status::resource_exhausted("too many bad cluster tokens; retry later"),
+        }
+    }
+}
+
 /// Timing knobs (defaults suit loopback and small LANs on 2 cores).
 #[derive(Clone, Debug)]
 pub struct RaftSettings {
@@ -146,6 +164,8 @@ pub struct CatalogueNode {
     db: Arc<rocksdb::DB>,
     network: Network,
     token_digest: [u8; 32],
+    /// Failed token checks per peer address (every node-to-node service checks through it).
+    guard: guard::TokenGuard,
 }
 
 fn digest(s: &str) -> [u8; 32] {
@@ -185,12 +205,34 @@ impl CatalogueNode {
             db: opened.db,
             network,
             token_digest: digest(&cluster_token),
+            guard: guard::TokenGuard::default(),
         }))
     }
 
     /// Whether a node-to-node request is from a member: over mutual TLS the connection was
     /// authenticated by its certificate (and no token is sent); in plaintext the token must
     /// match, compared in constant time.
+    /// Admit a node-to-node call from `peer` presenting `given`: the token compared in constant
+    /// time, an address that keeps failing refused without comparing for a while (logged and
+    /// counted in `loci_cluster_token_refused_total`).
+    pub fn admit_peer(&self, peer: Option<std::net::SocketAddr>, given: &str) -> Result<(), TokenRefusal> {
+        let ip = peer.map(|a| a.ip());
+        match self.guard.check(ip, std::time::Instant::now(), || self.token_matches(given)) {
+            guard::Verdict::Admitted => Ok(()),
+            guard::Verdict::Refused { failures, blocked_now } => {
+                metrics::counter!("loci_cluster_token_refused_total", "reason" => "bad_token").increment(1);
+                if failures == 1 || blocked_now {
+                    tracing::warn!(peer = ?ip, failures, blocked = blocked_now, "node-to-node call with a bad cluster token");
+                }
+                Err(TokenRefusal::BadToken)
+            }
+            guard::Verdict::Throttled => {
+                metrics::counter!("loci_cluster_token_refused_total", "reason" => "throttled").increment(1);
+                Err(TokenRefusal::Throttled)
+            }
+        }
+    }
+
     pub fn token_matches(&self, given: &str) -> bool {
         if self.network.pool().uses_tls() {
             return true;

@@ -340,7 +340,7 @@ impl RaftService {
 
 fn check_token(node: &crate::CatalogueNode, req: &Request<Envelope>) -> Result<(), Status> {
     let given = req.metadata().get(CLUSTER_TOKEN_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if node.token_matches(given) { Ok(()) } else { Err(Status::unauthenticated("bad cluster token")) }
+    Ok(node.admit_peer(req.remote_addr(), given)?)
 }
 
 fn reply<T: Serialize>(v: &T) -> Result<Response<Envelope>, Status> {

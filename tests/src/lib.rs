@@ -18,6 +18,8 @@ pub fn serve_args(dir: &Path) -> ServeArgs {
         data_dir: dir.to_path_buf(),
         http_addr: "127.0.0.1:0".into(),
         grpc_addr: "127.0.0.1:0".into(),
+        metrics_auth: false,
+        metrics_addr: None,
         cluster_addr: "127.0.0.1:0".into(),
         cluster_advertise_addr: None,
         cluster_certs_dir: None,

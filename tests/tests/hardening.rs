@@ -184,3 +184,79 @@ async fn a_tenant_admin_cannot_lock_out_its_owner_or_siblings() {
     let (s, _) = root.post(&format!("/admin/keys/{a2_id}/rotate"), &json!({"grace_secs": 60})).await;
     assert_eq!(s, 200);
 }
+
+/// Guessing the cluster secret on the node-to-node port: each wrong token is refused, and after
+/// five an address is refused without any comparison (even with the right token) for a minute,
+/// while the cluster's own traffic goes on.
+#[tokio::test]
+async fn bad_cluster_tokens_are_throttled_and_the_cluster_keeps_working() {
+    use loci_service::cluster::wire::pb;
+    let c = TestCluster::start(3).await;
+    c.wait_ready(Duration::from_secs(60)).await;
+    let target = c.handle(0).cluster_addr.to_string();
+    let call = |token: &'static str| {
+        let target = target.clone();
+        async move {
+            // From 127.0.0.2: another host, as far as the node can tell.
+            let ch = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+                .expect("endpoint")
+                .local_address(Some(std::net::IpAddr::from([127, 0, 0, 2])))
+                .connect()
+                .await
+                .expect("connect");
+            let mut client = pb::internal_client::InternalClient::new(ch);
+            let mut req = tonic::Request::new(pb::NodeInfoRequest {});
+            req.metadata_mut().insert("x-loci-cluster-token", token.parse().expect("ascii"));
+            client.node_info(req).await.map(|_| ()).map_err(|s| s.code())
+        }
+    };
+    assert_eq!(call(loci_tests::CLUSTER_SECRET).await, Ok(()), "the right token is answered");
+    for _ in 0..5 {
+        assert_eq!(call("guess-0000000000000000").await, Err(tonic::Code::Unauthenticated));
+    }
+    // Blocked: refused without comparing, the right secret included.
+    assert_eq!(call("guess-0000000000000001").await, Err(tonic::Code::ResourceExhausted));
+    assert_eq!(call(loci_tests::CLUSTER_SECRET).await, Err(tonic::Code::ResourceExhausted));
+    // The members (on 127.0.0.1) are not affected: a store through node 1 is served.
+    let (s, v) =
+        c.client(1).post_retrying("/v1/memory/store", &json!({"agent_id": "tok", "content": "still up"})).await;
+    assert_eq!(s, 200, "{v}");
+    let text = reqwest::get(format!("http://{}/metrics", c.handle(0).http_addr)).await.unwrap().text().await.unwrap();
+    assert!(text.contains("loci_cluster_token_refused_total"), "refusals are not counted");
+}
+
+/// `--metrics-auth`: the cluster-wide page needs an operator's key on the public port; the
+/// `--metrics-addr` listener serves it without one (a private interface for the scraper).
+#[tokio::test]
+async fn metrics_can_require_an_operator_key_or_move_to_its_own_listener() {
+    let port = loci_tests::free_port();
+    let node = loci_tests::TestNode::start_with(move |a| {
+        a.metrics_auth = true;
+        a.metrics_addr = Some(format!("127.0.0.1:{port}"));
+    })
+    .await;
+    let root = node.client.clone();
+    root.store("metrics-tenant", "something").await;
+    let anonymous = root.with_key(None);
+    let (s, _) = anonymous.get("/metrics").await;
+    assert_eq!(s, 401, "the page is open without a key");
+    let (_, tenant) = create_key(
+        &root,
+        "/admin/keys",
+        &json!({"name": "tenant", "scope": "admin", "namespaces": ["metrics-tenant"]}),
+    )
+    .await;
+    let (s, v) = root.with_key(Some(&tenant)).get("/metrics").await;
+    assert_eq!(s, 403, "a tenant's key reads cluster-wide counts: {v}");
+    let (_, operator) = create_key(&root, "/admin/keys", &json!({"name": "scraper", "scope": "read"})).await;
+    let page =
+        reqwest::Client::new().get(format!("{}/metrics", root.base)).bearer_auth(&operator).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("loci_http_requests_total"));
+    // The private listener: no key needed, and nothing but /metrics there.
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("loci_http_requests_total"));
+    let other = reqwest::get(format!("http://127.0.0.1:{port}/v1/namespaces")).await.unwrap();
+    assert_eq!(other.status(), 404);
+}

@@ -34,14 +34,14 @@ pub fn presented_key(parts: &axum::http::HeaderMap) -> Option<String> {
     None
 }
 
-/// Routes anyone may call.
-pub fn is_public(path: &str) -> bool {
-    path == "/health" || path.starts_with("/health/") || path == "/metrics"
+/// Routes anyone may call (`/metrics` unless `--metrics-auth`).
+pub fn is_public(path: &str, metrics_auth: bool) -> bool {
+    path == "/health" || path.starts_with("/health/") || (path == "/metrics" && !metrics_auth)
 }
 
 /// Middleware: authenticate every non-public request before it reaches a handler.
 pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    if is_public(req.uri().path()) {
+    if is_public(req.uri().path(), state.metrics_auth) {
         return next.run(req).await;
     }
     let principal = match presented_key(req.headers()) {

@@ -130,7 +130,22 @@ pub async fn whoami(Auth(p): Auth) -> ApiResult<Json<Value>> {
     })))
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<std::sync::Arc<crate::auth::Principal>>>,
+) -> Response {
+    if state.metrics_auth {
+        // The auth layer has authenticated the request; the page is cluster-wide.
+        let allowed = principal.is_some_and(|p| p.require_global(loci_raft::catalogue::Scope::Read).is_ok());
+        if !allowed {
+            return crate::error::ApiError::insufficient_scope("read on every namespace").into_response();
+        }
+    }
+    metrics_page(State(state)).await
+}
+
+/// `/metrics` without a key (the `--metrics-addr` listener).
+pub async fn metrics_page(State(state): State<AppState>) -> Response {
     let body = crate::metrics::render(&state);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

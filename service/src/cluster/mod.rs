@@ -168,10 +168,6 @@ impl Cluster {
         &self.local
     }
 
-    pub fn token_ok(&self, given: &str) -> bool {
-        self.catalogue.token_matches(given)
-    }
-
     /// How peers are reached: the catalogue's member list, then gossip.
     pub fn node_addr(&self, node: u64) -> Option<NodeAddr> {
         // Gossip carries the address a node has now (it may have restarted elsewhere); the

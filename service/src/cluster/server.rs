@@ -16,7 +16,7 @@ pub struct InternalService {
 
 fn check<T>(c: &Cluster, req: &Request<T>) -> Result<(), Status> {
     let given = req.metadata().get(CLUSTER_TOKEN_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if c.token_ok(given) { Ok(()) } else { Err(Status::unauthenticated("bad cluster token")) }
+    Ok(c.catalogue.admit_peer(req.remote_addr(), given)?)
 }
 
 fn error(e: &ClusterError) -> pb::ClusterError {
