@@ -743,6 +743,11 @@ async fn sweep_orphans(catalogue: &Arc<CatalogueNode>, store: &Arc<Store>) -> an
     .await??;
     if !orphans.is_empty() {
         tracing::warn!(count = orphans.len(), "deleted rows of namespaces erased before a crash");
+        // This node missed those erasures' purges: its Raft log may still hold their wrapped
+        // keys until it snapshots past them and purges.
+        if let Err(e) = catalogue.purge_history().await {
+            tracing::warn!(error = %e, "could not purge the catalogue history after the orphan sweep");
+        }
     }
     Ok(())
 }

@@ -58,6 +58,16 @@ impl Contexts {
         self.keyring.read()
     }
 
+    /// Keep cached data keys only of these namespaces (the others were erased).
+    pub fn retain(&self, live: &std::collections::HashSet<u64>) {
+        self.data_keys.write().retain(|(id, _), _| live.contains(id));
+    }
+
+    /// Whether an unwrapped data key of this namespace is held in memory here.
+    pub fn holds_key(&self, ns_id: u64) -> bool {
+        self.data_keys.read().keys().any(|(id, _)| *id == ns_id)
+    }
+
     /// Forget the cached data keys of a namespace (it was erased).
     pub fn forget(&self, ns_id: u64) {
         self.data_keys.write().retain(|(id, _), _| *id != ns_id);

@@ -285,7 +285,8 @@ impl Core {
     /// becomes unreadable at once), then delete and compact its rows and index entries, then
     /// purge the catalogue history that held the wrapped key.
     pub async fn delete_namespace(&self, name: &str) -> ServiceResult<DeletionReceipt> {
-        let entry = match self.catalogue.write(Command::DeleteNamespace { name: name.to_string() }).await? {
+        let (res, index) = self.catalogue.write_indexed(Command::DeleteNamespace { name: name.to_string() }).await?;
+        let entry = match res {
             CommandResult::NamespaceDeleted { entry } => entry,
             CommandResult::NotFound(n) => return Err(ServiceError::namespace_not_found(&n)),
             other => {
@@ -294,13 +295,8 @@ impl Core {
         };
         self.contexts.forget(entry.id);
         let count = self.cluster.clone().erase(entry.clone()).await?;
-        let purged = match self.catalogue.purge_history().await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not purge catalogue history after erasure");
-                false
-            }
-        };
+        // Every node's Raft log held the wrapped key: each snapshots past the deletion and purges.
+        let purged = self.cluster.clone().purge_history_everywhere(index).await;
         self.audit.event(
             "namespace_erased",
             None,

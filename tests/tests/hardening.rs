@@ -260,3 +260,41 @@ async fn metrics_can_require_an_operator_key_or_move_to_its_own_listener() {
     let other = reqwest::get(format!("http://127.0.0.1:{port}/v1/namespaces")).await.unwrap();
     assert_eq!(other.status(), 404);
 }
+
+/// Erasing a namespace in a three-node cluster leaves its wrapped data key in no node's Raft
+/// files and its unwrapped key in no node's memory.
+#[tokio::test]
+async fn erasure_leaves_no_key_material_on_any_node() {
+    let c = TestCluster::start_with(3, |a| a.replication_factor = 3).await;
+    c.wait_ready(Duration::from_secs(60)).await;
+    let root = c.client(0).clone();
+    let ns = "erase-everywhere";
+    for i in 0..5 {
+        let (s, v) =
+            root.post_retrying("/v1/memory/store", &json!({"agent_id": ns, "content": format!("fact {i}")})).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    // Every replica serves (and so unwraps the key) once it has the data.
+    let (ns_id, wrapped) = {
+        let cat = c.handle(0).core.catalogue.view.read();
+        let e = &cat.namespaces[ns];
+        (e.id, serde_json::to_string(&e.data_key.sealed).unwrap())
+    };
+    let everywhere = eventually(Duration::from_secs(20), || async {
+        (0..3).all(|i| !loci_tests::files_containing(&c.node(i).path().join("raft"), wrapped.as_bytes()).is_empty())
+    })
+    .await;
+    assert!(everywhere, "the wrapped key should be in every node's Raft files before the erasure");
+    let (s, receipt) = c.client(1).delete(&format!("/v1/namespaces/{ns}")).await;
+    assert_eq!(s, 200, "{receipt}");
+    assert_eq!(receipt["catalogue_history_purged"], true, "{receipt}");
+    for i in 0..3 {
+        let hits = loci_tests::files_containing(&c.node(i).path().join("raft"), wrapped.as_bytes());
+        assert!(hits.is_empty(), "node {i} still holds the wrapped key in {hits:?}");
+        assert!(!c.handle(i).core.contexts.holds_key(ns_id), "node {i} still holds the unwrapped key in memory");
+    }
+    // The cluster goes on: another namespace is written and read through every node.
+    let (s, v) =
+        c.client(2).post_retrying("/v1/memory/store", &json!({"agent_id": "after-erase", "content": "ok"})).await;
+    assert_eq!(s, 200, "{v}");
+}

@@ -35,4 +35,10 @@ pub enum ClusterAction {
     },
     /// Leave the cluster gracefully: removed from the catalogue, then gossip leave.
     Leave,
+    /// Once this node has applied catalogue index `index`, snapshot its catalogue, purge the
+    /// Raft log below it and compact (an erasure: no earlier entry, and so no wrapped key of
+    /// the erased namespace, stays in this node's Raft files).
+    PurgeHistory {
+        index: u64,
+    },
 }

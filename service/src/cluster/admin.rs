@@ -400,6 +400,16 @@ impl Cluster {
                 self.gossip.announce(addr).await.map_err(|e| ServiceError::internal(e.to_string()))?;
                 Ok(json!({"announced_to": addr.to_string()}))
             }
+            ClusterAction::PurgeHistory { index } => {
+                if !self.catalogue.view.wait_applied(index, Duration::from_secs(10)).await {
+                    return Err(ServiceError::unavailable(format!(
+                        "this node has not applied catalogue index {index} yet"
+                    )));
+                }
+                self.catalogue.purge_history().await?;
+                self.local.contexts.retain(&self.catalogue.view.read().namespaces.values().map(|n| n.id).collect());
+                Ok(json!({"node": self.node_id, "purged_through": index}))
+            }
             ClusterAction::Leave => {
                 // Move data off first, then leave the catalogue and gossip.
                 self.catalogue.write(Command::SetDraining { node: self.node_id, draining: true }).await?;

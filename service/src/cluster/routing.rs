@@ -240,4 +240,28 @@ impl Cluster {
         self.repl.links.lock().retain(|(ns, _), _| *ns != entry.id);
         Ok(count)
     }
+
+    /// After an erasure committed at catalogue index `index`: every alive member (this one
+    /// included) snapshots its catalogue past it, purges its Raft log and compacts, so no
+    /// node's Raft files keep the wrapped key. True when every alive member did; a member down
+    /// now purges when it starts again and finds the namespace's rows orphaned.
+    pub async fn purge_history_everywhere(self: Arc<Self>, index: u64) -> bool {
+        let action = super::ClusterAction::PurgeHistory { index };
+        let calls = self.alive_members().into_iter().map(|n| {
+            let c = self.clone();
+            let action = action.clone();
+            async move {
+                let r = if n == c.node_id {
+                    c.clone().run_admin(action).await.map(|_| ()).map_err(|e| e.to_string())
+                } else {
+                    c.admin_on(n, &action, Duration::from_secs(30)).await.map(|_| ()).map_err(|e| e.to_string())
+                };
+                if let Err(e) = &r {
+                    tracing::warn!(node = n, error = %e, "could not purge the catalogue history after an erasure");
+                }
+                r.is_ok()
+            }
+        });
+        futures::future::join_all(calls).await.into_iter().all(|ok| ok)
+    }
 }

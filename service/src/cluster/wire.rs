@@ -220,6 +220,7 @@ impl From<&ClusterAction> for pb::AdminRequest {
             ClusterAction::Init => A::Init(e),
             ClusterAction::Join { seed } => A::Join(seed.clone()),
             ClusterAction::Leave => A::Leave(e),
+            ClusterAction::PurgeHistory { index } => A::PurgeHistory(*index),
         };
         pb::AdminRequest { action: Some(action) }
     }
@@ -243,6 +244,7 @@ impl TryFrom<pb::AdminRequest> for ClusterAction {
             A::Init(_) => ClusterAction::Init,
             A::Join(seed) => ClusterAction::Join { seed },
             A::Leave(_) => ClusterAction::Leave,
+            A::PurgeHistory(index) => ClusterAction::PurgeHistory { index },
         })
     }
 }
@@ -371,6 +373,7 @@ mod tests {
             ClusterAction::Placement { namespace: "x".into() },
             ClusterAction::Join { seed: "127.0.0.1:7946".into() },
             ClusterAction::Leave,
+            ClusterAction::PurgeHistory { index: 42 },
         ] {
             let back = ClusterAction::try_from(pb::AdminRequest::from(&a)).unwrap();
             assert_eq!(format!("{back:?}"), format!("{a:?}"));
