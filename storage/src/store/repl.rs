@@ -13,6 +13,9 @@ use crate::crypto::RecordKind;
 use crate::error::{Result, StorageError};
 use crate::model::*;
 
+/// How many bytes of replication-log entries (decrypted) one batch carries at most: the
+/// entry that crosses it ends the batch.
+pub const MAX_REPL_BATCH_BYTES: usize = 8 * 1024 * 1024;
 impl Store {
     /// Apply `mutations` as the namespace's next sequence number (caller holds the write lock).
     pub(super) fn commit_local(&self, ns: &Namespace, ctx: &NsContext, mutations: Vec<Mutation>) -> Result<ReplEntry> {
@@ -221,8 +224,22 @@ impl Store {
     }
 
     /// Log entries with `seq >= from`, at most `limit` (empty if they were truncated away).
+    /// Log entries from `from` on: at most `limit`, and no more once [`MAX_REPL_BATCH_BYTES`]
+    /// of them are read (at least one): a batch for a lagging follower or a new primary stays
+    /// bounded in memory and on the wire, however large single entries are.
     pub fn repl_entries(&self, ctx: &NsContext, from: u64, limit: usize) -> Result<Vec<ReplEntry>> {
+        self.repl_entries_within(ctx, from, limit, MAX_REPL_BATCH_BYTES)
+    }
+
+    pub fn repl_entries_within(
+        &self,
+        ctx: &NsContext,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<ReplEntry>> {
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         let mut ro = ReadOptions::default();
         ro.set_iterate_range(repl_key(ctx.id, from)..repl_key(ctx.id, u64::MAX));
         for item in self.db.iterator_cf_opt(self.cf(CF_REPL), ro, rocksdb::IteratorMode::Start) {
@@ -230,7 +247,8 @@ impl Store {
             let seq = u64::from_be_bytes(k[8..16].try_into().map_err(|_| StorageError::Encoding("repl key".into()))?);
             let pt = ctx.key.open(RecordKind::Replication, &seq.to_be_bytes(), &v)?;
             out.push(serde_json::from_slice(&pt)?);
-            if out.len() >= limit {
+            bytes += pt.len();
+            if out.len() >= limit || bytes >= max_bytes {
                 break;
             }
         }
