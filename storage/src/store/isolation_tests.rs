@@ -106,3 +106,43 @@ fn recall_scores_of_a_namespace_ignore_other_namespaces() {
     let after = answers(&store, &a);
     assert_eq!(after, alone, "A's scores moved when B was deleted");
 }
+
+/// A recall or a list page stops at `max_answer_bytes` of content (the memory crossing it is
+/// the last), and only what it returns is recorded as accessed.
+#[test]
+fn answers_are_bounded_by_content_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig { sync_writes: false, max_answer_bytes: 50_000, ..StoreConfig::default() };
+    let store = Store::open(dir.path(), config).expect("open");
+    let c = ctx(5);
+    let items: Vec<NewMemory> =
+        (0..30).map(|i| NewMemory::text("a", &format!("apple {i} {}", "lorem ".repeat(1_666)))).collect();
+    store.execute(&c, DataOp::Store { items }).expect("store");
+    let recall = |query: &str| {
+        DataOp::Recall(RecallParams {
+            query: query.into(),
+            query_embedding: None,
+            top_k: 30,
+            filter: MemoryFilter::default(),
+            routing: Routing::Bm25,
+            fusion: Fusion::default(),
+            vector_weight: None,
+            min_score: None,
+            importance_weighted: false,
+            record_access: true,
+        })
+    };
+    for q in ["*", "apple"] {
+        match store.execute(&c, recall(q)).expect("recall").result {
+            DataResult::Recalled(hits) => assert_eq!(hits.len(), 5, "query {q}: 4 × 10 KB < 50 KB ≤ 5 × 10 KB"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let list = DataOp::List { filter: MemoryFilter::default(), sort: SortBy::CreatedAtAsc, limit: 30, offset: 0 };
+    match store.execute(&c, list).expect("list").result {
+        DataResult::Memories { memories, total } => {
+            assert_eq!((memories.len(), total), (5, 30), "the page is cut, the total still counts all");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -51,11 +51,20 @@ pub struct StoreConfig {
     pub ann_threshold: usize,
     /// Block cache shared by every column family.
     pub block_cache_bytes: usize,
+    /// Content bytes one answer (recall, list, batch recall) carries at most: the memory that
+    /// crosses the bound is the last one (so `top_k` 10,000 of 100 KB memories cannot make a
+    /// gigabyte answer, nor a gigabyte of decryption on the primary).
+    pub max_answer_bytes: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { sync_writes: true, ann_threshold: 10_000, block_cache_bytes: 128 * 1024 * 1024 }
+        StoreConfig {
+            sync_writes: true,
+            ann_threshold: 10_000,
+            block_cache_bytes: 128 * 1024 * 1024,
+            max_answer_bytes: 16 * 1024 * 1024,
+        }
     }
 }
 

@@ -42,8 +42,13 @@ impl Store {
         rows.sort_by(|a, b| list_order(sort, a, b));
         let total = rows.len() as u64;
         let mut page = Vec::new();
+        let mut bytes = 0usize;
         for (id, _) in rows.into_iter().skip(offset).take(limit) {
+            if bytes >= self.config.max_answer_bytes {
+                break;
+            }
             if let Some(r) = self.full_record(ns, &id)? {
+                bytes += r.content.len();
                 page.push(r);
             }
         }
@@ -112,15 +117,21 @@ impl Store {
 
     /// The ranked hits as memories (recording an access on each, for recall).
     fn answer(&self, ns: &Namespace, scored: Vec<Ranked>, record_access: bool, now: u64) -> Result<Vec<ScoredMemory>> {
-        if record_access {
-            let ids: Vec<String> = scored.iter().map(|s| s.id.clone()).collect();
-            self.touch(ns, &ids, now);
-        }
         let mut out = Vec::with_capacity(scored.len());
+        let mut bytes = 0usize;
         for Ranked { id, score, relevance, vector_score, text_score } in scored {
+            if bytes >= self.config.max_answer_bytes {
+                break;
+            }
             if let Some(memory) = self.full_record(ns, &id)? {
+                bytes += memory.content.len();
                 out.push(ScoredMemory { memory, score, relevance, vector_score, text_score });
             }
+        }
+        if record_access {
+            // Only what the answer carries counts as accessed.
+            let ids: Vec<String> = out.iter().map(|s| s.memory.id.clone()).collect();
+            self.touch(ns, &ids, now);
         }
         Ok(out)
     }
