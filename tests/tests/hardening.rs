@@ -298,3 +298,41 @@ async fn erasure_leaves_no_key_material_on_any_node() {
         c.client(2).post_retrying("/v1/memory/store", &json!({"agent_id": "after-erase", "content": "ok"})).await;
     assert_eq!(s, 200, "{v}");
 }
+
+/// Listings without a namespace visit at most 1000 namespaces, however many the key reads, and
+/// say so; per namespace, nothing is cut.
+#[tokio::test]
+async fn agentless_listings_visit_a_bounded_number_of_namespaces() {
+    let node = loci_tests::TestNode::start().await;
+    let root = node.client.clone();
+    root.store("aaa-first", "listed").await;
+    let (s, _) = root.post("/v1/sessions/start", &json!({"agent_id": "aaa-first"})).await;
+    assert_eq!(s, 200);
+    for i in 0..1001 {
+        let (s, v) = root.post("/v1/namespaces", &json!({"name": format!("fan-{i:04}"), "dimension": 8})).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/agents", root.base))
+        .bearer_auth(&root_key(&node))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers().get("x-loci-namespaces-truncated").map(|v| v.to_str().unwrap()), Some("true"));
+    let agents: serde_json::Value = resp.json().await.unwrap();
+    assert!(agents.as_array().unwrap().iter().any(|a| a["agent_id"] == "aaa-first"), "{agents}");
+    // A key reading a few namespaces is not truncated.
+    let (_, k) =
+        create_key(&root, "/admin/keys", &json!({"name": "few", "scope": "read", "namespaces": ["aaa-first"]})).await;
+    let resp = reqwest::Client::new().get(format!("{}/v1/agents", root.base)).bearer_auth(&k).send().await.unwrap();
+    assert!(resp.headers().get("x-loci-namespaces-truncated").is_none());
+    let (s, v) = root.with_key(Some(&k)).get("/v1/sessions").await;
+    assert_eq!(s, 200);
+    assert_eq!(v["total"], 1, "{v}");
+    assert!(v.get("namespaces_truncated").is_none());
+}
+
+fn root_key(node: &loci_tests::TestNode) -> String {
+    node.client.key.clone().expect("root key")
+}

@@ -17,6 +17,9 @@ use loci_service::canonical_namespace;
 use loci_service::validate;
 
 const MAX_IDLE_TIMEOUT_SECS: u64 = 2_592_000;
+/// Namespaces one listing without a namespace (`GET /v1/agents`, `GET /v1/sessions`) visits at
+/// most: the work of one request stays bounded however many namespaces a key reads.
+pub const MAX_FANOUT_NAMESPACES: usize = 1000;
 
 fn to_value<T: serde::Serialize>(v: &T) -> ApiResult<Value> {
     serde_json::to_value(v).map_err(|e| ApiError::internal(e.to_string()))
@@ -192,6 +195,7 @@ pub async fn list(State(state): State<AppState>, Auth(p): Auth, Query(q): Query<
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let offset = q.offset.unwrap_or(0);
     let active_only = q.active_only.unwrap_or(false);
+    let mut truncated = false;
     let (sessions, total) = if q.agent_id.is_some() || q.namespace.is_some() {
         let t = target(q.namespace.as_deref(), q.agent_id.as_deref())?;
         p.require(&t.namespace, Scope::Read)?;
@@ -200,21 +204,31 @@ pub async fn list(State(state): State<AppState>, Auth(p): Auth, Query(q): Query<
             Some(e) => list_sessions_in(&state, &e, t.agent_filter, active_only, limit, offset).await?,
         }
     } else {
-        // Every session the key can read, newest first.
+        // Every session the key can read, newest first: from each namespace only its newest
+        // `offset + limit` (enough for the page), from at most MAX_FANOUT_NAMESPACES namespaces.
         let names: std::collections::BTreeSet<String> =
             state.core.catalogue.view.read().sessions.values().flatten().filter(|ns| p.can_see(ns)).cloned().collect();
+        truncated = names.len() > MAX_FANOUT_NAMESPACES;
+        let want = offset.saturating_add(limit);
         let mut all = Vec::new();
-        for ns in names {
+        let mut total = 0;
+        for ns in names.into_iter().take(MAX_FANOUT_NAMESPACES) {
             if let Some(e) = state.core.namespace(&ns) {
-                all.extend(list_sessions_in(&state, &e, None, active_only, usize::MAX, 0).await?.0);
+                let (page, n) = list_sessions_in(&state, &e, None, active_only, want, 0).await?;
+                total += n;
+                all.extend(page);
             }
         }
         all.sort_by(|a, b| b.session.started_at.cmp(&a.session.started_at));
-        let total = all.len() as u64;
         (all.into_iter().skip(offset).take(limit).collect(), total)
     };
     let out: Vec<SessionOut> = sessions.iter().map(SessionOut::from).collect();
-    Ok(Json(serde_json::json!({ "sessions": to_value(&out)?, "total": total })))
+    let mut body = serde_json::json!({ "sessions": to_value(&out)?, "total": total });
+    if truncated {
+        // Ask per namespace (`namespace` or `agent_id`) for the rest.
+        body["namespaces_truncated"] = Value::from(true);
+    }
+    Ok(Json(body))
 }
 
 #[derive(Deserialize)]
@@ -291,17 +305,35 @@ pub async fn memories(
 // ---------------------------------------------------------------- agents
 
 /// `GET /v1/agents`: every agent in the namespaces the key can read (a bare array).
-pub async fn list_agents(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+/// `GET /v1/agents`: the agents of the namespaces the key reads, from at most
+/// [`MAX_FANOUT_NAMESPACES`] of them (by name; `x-loci-namespaces-truncated: true` when there are
+/// more), eight at a time.
+pub async fn list_agents(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<impl IntoResponse> {
+    use futures::StreamExt;
+    let mut readable: Vec<NamespaceEntry> =
+        state.core.namespaces().into_iter().filter(|e| p.allows(&e.name, Scope::Read)).collect();
+    readable.sort_by(|a, b| a.name.cmp(&b.name));
+    let truncated = readable.len() > MAX_FANOUT_NAMESPACES;
+    readable.truncate(MAX_FANOUT_NAMESPACES);
+    let answers: Vec<ApiResult<DataResult>> = futures::stream::iter(readable)
+        .map(|entry| {
+            let core = state.core.clone();
+            async move { Ok(core.exec(&entry, DataOp::ListAgents).await?) }
+        })
+        .buffered(8)
+        .collect()
+        .await;
     let mut out: Vec<AgentSummary> = Vec::new();
-    for entry in state.core.namespaces() {
-        if !p.allows(&entry.name, Scope::Read) {
-            continue;
-        }
-        if let DataResult::Agents(list) = state.core.exec(&entry, DataOp::ListAgents).await? {
+    for a in answers {
+        if let DataResult::Agents(list) = a? {
             out.extend(list);
         }
     }
-    Ok(Json(to_value(&out)?))
+    let mut headers = axum::http::HeaderMap::new();
+    if truncated {
+        headers.insert("x-loci-namespaces-truncated", axum::http::HeaderValue::from_static("true"));
+    }
+    Ok((headers, Json(to_value(&out)?)))
 }
 
 fn agent_namespace(p: &Principal, agent: &str) -> ApiResult<String> {
