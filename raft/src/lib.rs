@@ -233,6 +233,25 @@ impl CatalogueNode {
         }
     }
 
+    /// Whether this node's catalogue is known to be current within `bound`: a voter group of one;
+    /// a leader a majority of whose voters acknowledged it within `bound`; a follower that
+    /// accepted an AppendEntries (heartbeats included) within `bound`. A node cut off from the
+    /// group stops being fresh `bound` after its last contact, so it can refuse what a later
+    /// catalogue change (a key revocation) might forbid.
+    pub fn is_fresh(&self, bound: Duration) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        let voters: std::collections::BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+        if voters.len() <= 1 {
+            return true;
+        }
+        if m.current_leader == Some(self.id) {
+            let acked = self.network.contact.acked_within(bound);
+            let confirming = 1 + voters.iter().filter(|v| **v != self.id && acked.contains(v)).count();
+            return confirming * 2 > voters.len();
+        }
+        self.network.contact.accepted_within(bound)
+    }
+
     pub fn token_matches(&self, given: &str) -> bool {
         if self.network.pool().uses_tls() {
             return true;

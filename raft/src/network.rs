@@ -116,11 +116,40 @@ fn decode<T: DeserializeOwned>(e: &Envelope) -> Result<T, serde_json::Error> {
 pub struct Network {
     pool: ChannelPool,
     token: Arc<String>,
+    /// Contact with the rest of the group: when each peer last acknowledged an AppendEntries
+    /// from this node (as leader), and when this node last accepted one (as follower).
+    pub(crate) contact: Arc<Contact>,
+}
+
+/// When this node last had the catalogue group's confirmation that its catalogue is current.
+#[derive(Default)]
+pub struct Contact {
+    acked_by: parking_lot::Mutex<std::collections::HashMap<NodeId, std::time::Instant>>,
+    accepted: parking_lot::Mutex<Option<std::time::Instant>>,
+}
+
+impl Contact {
+    pub fn acked_by(&self, peer: NodeId) {
+        self.acked_by.lock().insert(peer, std::time::Instant::now());
+    }
+
+    pub fn accepted(&self) {
+        *self.accepted.lock() = Some(std::time::Instant::now());
+    }
+
+    /// Peers that acknowledged within `bound`.
+    pub fn acked_within(&self, bound: Duration) -> std::collections::BTreeSet<NodeId> {
+        self.acked_by.lock().iter().filter(|(_, t)| t.elapsed() < bound).map(|(n, _)| *n).collect()
+    }
+
+    pub fn accepted_within(&self, bound: Duration) -> bool {
+        self.accepted.lock().is_some_and(|t| t.elapsed() < bound)
+    }
 }
 
 impl Network {
     pub fn new(pool: ChannelPool, token: String) -> Self {
-        Network { pool, token: Arc::new(token) }
+        Network { pool, token: Arc::new(token), contact: Arc::new(Contact::default()) }
     }
 
     pub fn pool(&self) -> &ChannelPool {
@@ -281,7 +310,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let sizes: Vec<usize> =
             rpc.entries.iter().map(|e| serde_json::to_vec(e).map(|b| b.len()).unwrap_or(usize::MAX)).collect();
         if sizes.iter().sum::<usize>() <= MAX_APPEND_BYTES || rpc.entries.len() < 2 {
-            return self.call(Method::Append, &rpc, option.hard_ttl()).await;
+            let r: AppendEntriesResponse<NodeId> = self.call(Method::Append, &rpc, option.hard_ttl()).await?;
+            if matches!(r, AppendEntriesResponse::Success) {
+                self.net.contact.acked_by(self.target);
+            }
+            return Ok(r);
         }
         let runs = split_by_bytes(&sizes, MAX_APPEND_BYTES);
         metrics::counter!("loci_raft_append_splits_total").increment(1);
@@ -303,6 +336,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 other => return Ok(other),
             }
         }
+        self.net.contact.acked_by(self.target);
         Ok(AppendEntriesResponse::Success)
     }
 
@@ -356,7 +390,11 @@ impl RaftTransport for RaftService {
     async fn append_entries(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         check_token(&self.node, &req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = parse(&req)?;
-        reply(&self.node.raft.append_entries(rpc).await)
+        let res = self.node.raft.append_entries(rpc).await;
+        if matches!(res, Ok(AppendEntriesResponse::Success)) {
+            self.node.network.contact.accepted();
+        }
+        reply(&res)
     }
 
     async fn vote(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {

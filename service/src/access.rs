@@ -40,6 +40,9 @@ pub struct Principal {
 
 pub const ROOT_KEY_ID: &str = "root";
 
+/// How long after its last contact with the catalogue group a node still takes minted keys.
+pub const CATALOGUE_FRESHNESS: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Principal {
     pub fn new(
         key_id: String,
@@ -191,7 +194,17 @@ pub fn authenticate(core: &Core, secret: &str) -> Result<Principal, ServiceError
     if !bool::from(k.secret_sha256.as_bytes().ct_eq(hex.as_bytes())) {
         return Err(ServiceError::invalid_key());
     }
-    admit(k, now_secs())
+    let principal = admit(k, now_secs())?;
+    drop(cat);
+    // A node cut off from the catalogue group may not know of a revocation: it stops taking
+    // minted keys `CATALOGUE_FRESHNESS` after its last contact (the root key, configured and
+    // never revoked, still works for the operator).
+    if !core.catalogue.is_fresh(CATALOGUE_FRESHNESS) {
+        return Err(ServiceError::unavailable(
+            "this node has lost contact with the catalogue leader and cannot check keys; retry on another node",
+        ));
+    }
+    Ok(principal)
 }
 
 /// A minted key found by its secret, at time `now`: refused when deactivated or expired.

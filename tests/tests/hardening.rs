@@ -336,3 +336,46 @@ async fn agentless_listings_visit_a_bounded_number_of_namespaces() {
 fn root_key(node: &loci_tests::TestNode) -> String {
     node.client.key.clone().expect("root key")
 }
+
+/// A node cut off from the catalogue group cannot learn of a revocation: it stops taking minted
+/// keys once it has not heard from the group for the freshness bound, so a key revoked meanwhile
+/// is never accepted there; healed, it refuses the revoked key as every node does.
+#[tokio::test]
+async fn a_cut_off_node_never_accepts_a_key_revoked_while_it_was_away() {
+    let c = TestCluster::start(3).await;
+    c.wait_ready(Duration::from_secs(60)).await;
+    let root = c.client(0).clone();
+    let (id, secret) = create_key(&root, "/admin/keys", &json!({"name": "victim", "scope": "read"})).await;
+    let (_, other) = create_key(&root, "/admin/keys", &json!({"name": "bystander", "scope": "read"})).await;
+    for i in 0..3 {
+        assert_eq!(c.client(i).with_key(Some(&secret)).get("/v1/namespaces").await.0, 200);
+    }
+    // Which node is cut off: one that is not the catalogue leader.
+    let leader = c.handle(0).core.catalogue.raft.metrics().borrow().current_leader.expect("leader");
+    let cut = (0..3).find(|i| c.node_id(*i) != leader).expect("a follower");
+    let rest: Vec<usize> = (0..3).filter(|i| *i != cut).collect();
+    c.partition(cut, true);
+    let stale = eventually(Duration::from_secs(20), || async {
+        c.client(cut).with_key(Some(&secret)).get("/v1/namespaces").await.0 == 503
+    })
+    .await;
+    assert!(stale, "the cut-off node kept taking minted keys");
+    let (s, _) = c.client(rest[0]).delete(&format!("/admin/keys/{id}")).await;
+    assert!(s == 200 || s == 204);
+    // The revoked key is never accepted on the cut-off node; the majority refuses it too and
+    // keeps serving other keys.
+    assert_eq!(c.client(cut).with_key(Some(&secret)).get("/v1/namespaces").await.0, 503);
+    for i in &rest {
+        assert_eq!(c.client(*i).with_key(Some(&secret)).get("/v1/namespaces").await.0, 401);
+        assert_eq!(c.client(*i).with_key(Some(&other)).get("/v1/namespaces").await.0, 200);
+    }
+    // The operator's root key still reads the cut-off node.
+    assert_eq!(c.client(cut).get("/v1/namespaces").await.0, 200);
+    c.partition(cut, false);
+    let healed = eventually(Duration::from_secs(30), || async {
+        c.client(cut).with_key(Some(&other)).get("/v1/namespaces").await.0 == 200
+    })
+    .await;
+    assert!(healed, "the healed node does not take keys again");
+    assert_eq!(c.client(cut).with_key(Some(&secret)).get("/v1/namespaces").await.0, 401);
+}
