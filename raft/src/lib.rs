@@ -239,15 +239,21 @@ impl CatalogueNode {
     /// group stops being fresh `bound` after its last contact, so it can refuse what a later
     /// catalogue change (a key revocation) might forbid.
     pub fn is_fresh(&self, bound: Duration) -> bool {
-        let m = self.raft.metrics().borrow().clone();
-        let voters: std::collections::BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
-        if voters.len() <= 1 {
+        // On every request with a minted key: read the metrics in place, clone nothing but an Arc.
+        let (membership, leader) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.membership_config.clone(), m.current_leader)
+        };
+        let voters = membership.membership().voter_ids().count();
+        if voters <= 1 {
             return true;
         }
-        if m.current_leader == Some(self.id) {
+        if leader == Some(self.id) {
             let acked = self.network.contact.acked_within(bound);
-            let confirming = 1 + voters.iter().filter(|v| **v != self.id && acked.contains(v)).count();
-            return confirming * 2 > voters.len();
+            let confirming =
+                1 + membership.membership().voter_ids().filter(|v| *v != self.id && acked.contains(v)).count();
+            return confirming * 2 > voters;
         }
         self.network.contact.accepted_within(bound)
     }

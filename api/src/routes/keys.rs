@@ -50,10 +50,6 @@ fn strict<T: serde::de::DeserializeOwned>(body: Value, allowed: &[&str]) -> ApiR
     parse_json(&serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?)
 }
 
-pub(crate) fn check_name(name: &str) -> ApiResult<()> {
-    Ok(validate::key_name(name)?)
-}
-
 /// Resource-style scope names (`memory:read`, `conversations:write`, `tenant:admin`, as in
 /// docs/multi-tenancy.md) name Loci's levels: `…:read` is read, `…:write` is write,
 /// `tenant:admin` is admin. The resource part does not narrow anything: a key's namespaces do.
@@ -151,7 +147,7 @@ async fn mint(
     grants: Option<Vec<Grant>>,
     expires_at: Option<u64>,
 ) -> ApiResult<(ApiKeyEntry, String)> {
-    check_name(&name)?;
+    validate::key_name(&name)?;
     p.can_delegate(scope, &grants)?;
     for _ in 0..3 {
         let secret = new_secret();
@@ -253,7 +249,7 @@ pub(crate) fn create_request(body: Value) -> ApiResult<KeyRequest> {
     };
     let grants = grants_from_namespaces(scope, namespaces)?;
     let expires_at = expiry(b.expires_in_days)?;
-    check_name(&b.name)?;
+    validate::key_name(&b.name)?;
     Ok(KeyRequest { name: b.name, scope, grants, expires_at })
 }
 
@@ -317,7 +313,7 @@ pub(crate) fn api_keys_request(body: Value) -> ApiResult<KeyRequest> {
         (Some(_), _) => return Err(ApiError::bad_request("expires_at must be in the future")),
         (None, d) => expiry(d)?,
     };
-    check_name(&b.label)?;
+    validate::key_name(&b.label)?;
     Ok(KeyRequest { name: b.label, scope, grants: Some(grants), expires_at })
 }
 
@@ -445,7 +441,7 @@ pub(crate) fn updated_grants(k: &ApiKeyEntry, body: &UpdateBody) -> ApiResult<Op
         return Err(ApiError::bad_request("nothing to update: give name and/or namespaces"));
     }
     if let Some(n) = &body.name {
-        check_name(n)?;
+        validate::key_name(n)?;
     }
     Ok(match body.namespaces.clone() {
         None => None,
@@ -631,7 +627,7 @@ pub(crate) fn ns_key_request(ns: &str, body: Value) -> ApiResult<KeyRequest> {
     names.extend(extra);
     let grants = grants_from_namespaces(scope, Some(names))?;
     let expires_at = expiry(b.expires_in_days)?;
-    check_name(&b.name)?;
+    validate::key_name(&b.name)?;
     Ok(KeyRequest { name: b.name, scope, grants, expires_at })
 }
 
