@@ -636,7 +636,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         });
     }
     tasks.spawn(cluster.clone().reconcile_loop(cancel.clone()));
-    tasks.spawn(cluster.clone().sync_loop(cancel.clone()));
+    for worker in cluster.background_workers(&cancel) {
+        tasks.spawn(worker);
+    }
     {
         let g = gossip.clone();
         let token = cancel.clone();

@@ -724,3 +724,66 @@ async fn re_embedding_reaches_every_replica_and_survives_failover() {
     .await;
     assert!(recalled, "vector recall after failover failed");
 }
+
+/// A follower that was down long enough to be marked `dead` and comes back stays `dead`
+/// (counted, fenced and asked by a take-over: it may hold acknowledged writes) while the primary
+/// repairs it by a full copy, then becomes `active` in place: it is never made `syncing`,
+/// which would drop it from the replica count (the replication engine's `legacy_resync`).
+#[tokio::test]
+async fn a_replica_back_from_the_dead_is_repaired_in_place_and_never_uncounted() {
+    let mut c = TestCluster::start(3).await;
+    let ns = "back-from-the-dead";
+    let (s, v) = c.client(0).post_retrying("/v1/memory/store", &json!({"agent_id": ns, "content": "before"})).await;
+    assert_eq!(s, 200, "{v}");
+    let primary = placement_of(&c, 0, ns).primary().expect("a primary");
+    let p_idx = c.index_of(primary).expect("primary index");
+    let victim = (0..3).find(|i| *i != p_idx).expect("a follower");
+    let victim_id = c.node_id(victim);
+    c.crash(victim).await;
+    let dead = eventually(Duration::from_secs(30), || {
+        let p = placement_of(&c, p_idx, ns);
+        async move { p.state(victim_id) == Some(loci_raft::catalogue::ReplicaState::Dead) }
+    })
+    .await;
+    assert!(dead, "the crashed follower was not marked dead: {:?}", placement_of(&c, p_idx, ns));
+    // Writes go on with the two live replicas (quorum 2 of 3: the dead one still counts).
+    let mut acked = vec!["before".to_string()];
+    for k in 0..20 {
+        let content = format!("while dead {k}");
+        let (s, v) =
+            c.client(p_idx).post_retrying("/v1/memory/store", &json!({"agent_id": ns, "content": content})).await;
+        assert_eq!(s, 200, "{v}");
+        acked.push(content);
+    }
+    c.restart(victim).await;
+    // Watch the placement until the replica is active again; it must never be syncing, and
+    // the replica count the quorum is computed from never drops below 3.
+    let mut seen = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut active = false;
+    while tokio::time::Instant::now() < deadline {
+        let p = placement_of(&c, p_idx, ns);
+        let state = p.state(victim_id);
+        seen.insert(format!("{state:?}"));
+        assert_ne!(state, Some(loci_raft::catalogue::ReplicaState::Syncing), "made syncing: {p:?}");
+        assert!(p.replicas.contains(&victim_id), "dropped from the placement: {p:?}");
+        if state == Some(loci_raft::catalogue::ReplicaState::Active) {
+            active = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(active, "the returning replica never became active again (states seen: {seen:?})");
+    // It holds every acknowledged write, read from its own store.
+    let holds_all = eventually(Duration::from_secs(20), || {
+        let acked = acked.clone();
+        let c = &c;
+        async move {
+            let rows = c.local_content(victim, ns).await.unwrap_or_default();
+            let have: BTreeSet<String> = rows.into_iter().map(|(_, content)| content).collect();
+            acked.iter().all(|a| have.contains(a))
+        }
+    })
+    .await;
+    assert!(holds_all, "the repaired replica lacks acknowledged writes: {:?}", c.local_content(victim, ns).await);
+}

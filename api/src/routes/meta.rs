@@ -40,7 +40,10 @@ pub async fn live(State(state): State<AppState>) -> Response {
 /// 200 once the node has a catalogue leader and serves requests; 503 + Retry-After before.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let leader = state.core.catalogue.raft.metrics().borrow().current_leader;
-    if state.core.is_ready() && leader.is_some() {
+    // Fresh: heard from the catalogue group recently enough to take minted keys (a node that
+    // is not would answer them 503, so it is not ready either).
+    let fresh = state.core.catalogue.is_fresh(loci_service::access::CATALOGUE_FRESHNESS);
+    if state.core.is_ready() && leader.is_some() && fresh {
         Json(serde_json::json!({
             "ready": true,
             "version": state.core.config.version,
@@ -52,7 +55,13 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         }))
         .into_response()
     } else {
-        let reason = if leader.is_none() { "the catalogue has no leader yet" } else { "starting" };
+        let reason = if leader.is_none() {
+            "the catalogue has no leader yet"
+        } else if !fresh {
+            "the catalogue has not heard from its group within 10 s"
+        } else {
+            "starting"
+        };
         let mut resp = (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"ready": false, "starting": true, "reason": reason})),

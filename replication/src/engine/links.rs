@@ -1,5 +1,5 @@
 //! The primary's link to each follower (`replicate_to`, `schedule_copy`, `copy_to` and the
-//! anti-entropy pass of `sync_loop` in `node/src/cluster/plane.rs`).
+//! anti-entropy worker in `service/src/cluster/`).
 //!
 //! One exchange at a time per follower, so entries reach it in order and pending writes are
 //! batched: a handshake (`Progress`) on first contact in each primary term, then `Replicate`

@@ -306,7 +306,9 @@ impl Cluster {
                 let load = &inputs.load;
                 let mut moves = Vec::new();
                 for ns in &inputs.namespaces {
-                    if let planner::Decision::Set(p) = self.plan(&inputs, ns) {
+                    if let planner::Decision::Set(p) | planner::Decision::Remove { placement: p, .. } =
+                        self.plan(&inputs, ns)
+                    {
                         for (n, s) in &p.states {
                             if *s == ReplicaState::Syncing && ns.placement.state(*n) != Some(ReplicaState::Syncing) {
                                 moves.push(json!({"shard_id": ns.name, "namespace": ns.name, "to_node": n.to_string(),

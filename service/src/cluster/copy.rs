@@ -11,24 +11,29 @@ use super::error::{ClusterError, ClusterResult};
 use super::plane::*;
 
 impl Cluster {
-    /// Full copy to a new or repaired replica, catch-up, then (if it was Syncing) Active.
+    /// Full copy to a new or repaired replica, catch-up, then (if it was Syncing or Dead) Active.
     pub(crate) async fn copy_to(self: &Arc<Self>, ns: &NamespaceEntry, node: u64) -> ClusterResult<()> {
-        let local = &self.local;
         let started = std::time::Instant::now();
         let (progress, total) = self.push_copy(ns, node).await?;
-        // Catch up with writes made during the copy, then become Active.
-        let latest = {
-            let store = local.store.clone();
-            let ctx = local.context(ns)?;
-            tokio::task::spawn_blocking(move || store.progress(&ctx)).await??
-        };
-        if latest.applied_seq > progress.applied_seq && !self.replicate_to(ns, node, latest.applied_seq).await {
-            return Err(ClusterError::Unavailable("catch-up after the copy failed".into()));
-        }
         let Some(current) = self.entry(&ns.name) else { return Ok(()) };
-        if current.placement.state(node) != Some(ReplicaState::Syncing) {
+        let Some(state) = current.placement.state(node) else { return Ok(()) };
+        if state == ReplicaState::Active {
+            // A repair: catch up with the writes made during the copy; it counted throughout.
+            let latest = self.local_progress(ns).await?;
+            if latest.applied_seq > progress.applied_seq && !self.replicate_to(ns, node, latest.applied_seq).await {
+                return Err(ClusterError::Unavailable("catch-up after the copy failed".into()));
+            }
             tracing::info!(namespace = %ns.name, node, rows = total, elapsed_ms = started.elapsed().as_millis() as u64, "replica repaired by a full copy");
             return Ok(());
+        }
+        // A new replica (Syncing) or one back after being Dead: from here on every write needs
+        // its acknowledgement too, so once the catalogue counts it as Active, it holds every
+        // acknowledged write (the writes acknowledged while it catches up would otherwise be
+        // on fewer than a quorum of the grown set).
+        let _promoting = Promoting::start(self, ns.id, node);
+        let latest = self.local_progress(ns).await?;
+        if latest.applied_seq > progress.applied_seq && !self.replicate_to(ns, node, latest.applied_seq).await {
+            return Err(ClusterError::Unavailable("catch-up after the copy failed".into()));
         }
         let mut np = current.placement.clone();
         np.epoch += 1;
@@ -42,8 +47,20 @@ impl Cluster {
             })
             .await
             .map_err(crate::ServiceError::from)?;
+        // Writes keep needing it until this node's catalogue counts it as Active.
+        let (name, epoch) = (ns.name.clone(), current.placement.epoch);
+        self.catalogue
+            .view
+            .wait_until(CATALOGUE_WAIT, |c| c.namespaces.get(&name).is_none_or(|e| e.placement.epoch > epoch))
+            .await;
         tracing::info!(namespace = %ns.name, node, rows = total, elapsed_ms = started.elapsed().as_millis() as u64, result = ?matches!(res, loci_raft::CommandResult::Namespace { .. }), "replica synced");
         Ok(())
+    }
+
+    async fn local_progress(&self, ns: &NamespaceEntry) -> ClusterResult<NsProgress> {
+        let store = self.local.store.clone();
+        let ctx = self.local.context(ns)?;
+        Ok(tokio::task::spawn_blocking(move || store.progress(&ctx)).await??)
     }
 
     /// Send this node's copy of a namespace (rows and log, one consistent snapshot) to `node`,
@@ -57,7 +74,8 @@ impl Cluster {
         let (progress, rows) = tokio::task::spawn_blocking(move || store.export_namespace(id)).await??;
         let idx = self.catalogue.view.applied_index();
         let to = Duration::from_secs(60);
-        let begin = CopyRequest::Begin { namespace: ns.name.clone(), catalogue_index: idx };
+        let sender_epoch = self.entry(&ns.name).map_or(ns.placement.epoch, |e| e.placement.epoch);
+        let begin = CopyRequest::Begin { namespace: ns.name.clone(), catalogue_index: idx, sender_epoch };
         self.copy_step(node, begin, to).await?;
         let total = rows.len();
         let mut chunk = Vec::new();
@@ -94,16 +112,42 @@ impl Cluster {
         let local = &self.local;
         let store = local.store.clone();
         match req {
-            CopyRequest::Begin { namespace, catalogue_index } => {
+            CopyRequest::Begin { namespace, catalogue_index, sender_epoch } => {
                 let _ = self.catalogue.view.wait_applied(catalogue_index, CATALOGUE_WAIT).await;
                 let entry = self.entry(&namespace).ok_or(ClusterError::UnknownNamespace(namespace))?;
-                Ok(tokio::task::spawn_blocking(move || store.import_begin(entry.id)).await??)
+                Ok(tokio::task::spawn_blocking(move || store.import_begin(entry.id, sender_epoch)).await??)
             }
             CopyRequest::Rows { rows } => Ok(tokio::task::spawn_blocking(move || store.import_rows(&rows)).await??),
             CopyRequest::Finish { namespace, progress } => {
                 let entry = self.entry(&namespace).ok_or(ClusterError::UnknownNamespace(namespace))?;
-                Ok(tokio::task::spawn_blocking(move || store.import_finish(entry.id, progress)).await??)
+                let id = entry.id;
+                tokio::task::spawn_blocking(move || store.import_finish(id, progress)).await??;
+                // A copy replaced this node's rows: a term it served as primary is over (its
+                // links and pending handshakes describe rows that are gone).
+                self.repl.taken_over.lock().remove(&id);
+                self.repl.links.lock().retain(|(ns, _), _| *ns != id);
+                Ok(())
             }
         }
+    }
+}
+
+/// A replica being proposed `Active` (`ReplicationState::promoting`) for as long as it lives:
+/// also when the proposal fails or the task is cancelled.
+struct Promoting<'a> {
+    cluster: &'a Cluster,
+    key: (u64, u64),
+}
+
+impl<'a> Promoting<'a> {
+    fn start(cluster: &'a Cluster, ns_id: u64, node: u64) -> Self {
+        cluster.repl.promoting.lock().insert((ns_id, node));
+        Promoting { cluster, key: (ns_id, node) }
+    }
+}
+
+impl Drop for Promoting<'_> {
+    fn drop(&mut self) {
+        self.cluster.repl.promoting.lock().remove(&self.key);
     }
 }

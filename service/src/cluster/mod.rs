@@ -14,6 +14,7 @@ pub mod planner;
 mod reconciler;
 mod replicate;
 mod routing;
+mod rules;
 pub mod server;
 mod sync;
 mod takeover;
@@ -108,6 +109,9 @@ pub(crate) struct ReplicationState {
     pub floors: Mutex<HashMap<(u64, u64), u64>>,
     /// Namespaces stored here that this node does not replicate, as of the last sweep.
     pub orphan_candidates: Mutex<BTreeSet<u64>>,
+    /// (namespace id, follower): a Syncing replica this primary is proposing `Active`; from
+    /// the proposal on, every write needs its acknowledgement too.
+    pub promoting: Mutex<BTreeSet<(u64, u64)>>,
 }
 
 /// What the reconciler remembers about members between ticks.

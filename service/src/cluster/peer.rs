@@ -103,6 +103,26 @@ impl Cluster {
         progress_reply(reply)
     }
 
+    /// A namespace's progress on `node`, and whether `node` serves as its primary (took over
+    /// in the current placement).
+    pub async fn serving_progress_on(
+        &self,
+        node: u64,
+        namespace: &str,
+        timeout: Duration,
+    ) -> ClusterResult<(NsProgress, bool)> {
+        let msg = pb::ProgressRequest { namespace: namespace.to_string() };
+        let reply = self.rpc(node, timeout, msg, |mut c, r| async move { c.progress(r).await }).await?;
+        match reply.outcome {
+            Some(pb::progress_reply::Outcome::Progress(p)) => {
+                let serving = p.serving;
+                Ok((p.into(), serving))
+            }
+            Some(pb::progress_reply::Outcome::Error(e)) => Err(e.into()),
+            None => Err(wire::empty_reply()),
+        }
+    }
+
     /// Fence `node`'s replica at `epoch`; answers its progress.
     pub async fn fence_on(&self, node: u64, req: pb::FenceRequest, timeout: Duration) -> ClusterResult<NsProgress> {
         let reply = self.rpc(node, timeout, req, |mut c, r| async move { c.fence(r).await }).await?;
@@ -210,12 +230,27 @@ where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = Option<T>> + Send + 'static,
 {
-    let mut answers = Vec::new();
-    if nodes.is_empty() || (need == 0 && gather == Gather::Quorum) {
+    if need == 0 && gather == Gather::Quorum {
         // Still make every call (the caller ships to everyone), answer at once.
         for n in nodes {
             tokio::spawn(f(*n));
         }
+        return Vec::new();
+    }
+    gather_until(nodes, bound, f, |answers: &[(u64, T)]| gather == Gather::Quorum && answers.len() >= need).await
+}
+
+/// Call `f` on every node in `nodes` at once (each in its own task) and gather the answers
+/// (`Some`) until `done` holds for them, every call finished, or `bound` passed.
+pub async fn gather_until<T, F, Fut, D>(nodes: &[u64], bound: Duration, f: F, done: D) -> Vec<(u64, T)>
+where
+    T: Send + 'static,
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Option<T>> + Send + 'static,
+    D: Fn(&[(u64, T)]) -> bool,
+{
+    let mut answers = Vec::new();
+    if nodes.is_empty() {
         return answers;
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel(nodes.len());
@@ -229,11 +264,14 @@ where
         });
     }
     drop(tx);
+    if done(&answers) {
+        return answers;
+    }
     let _ = tokio::time::timeout(bound, async {
         while let Some((n, answer)) = rx.recv().await {
             if let Some(a) = answer {
                 answers.push((n, a));
-                if gather == Gather::Quorum && answers.len() >= need {
+                if done(&answers) {
                     break;
                 }
             }
@@ -243,11 +281,53 @@ where
     answers
 }
 
+/// Whether a write is acknowledged: `need` followers that count (`Active`) hold it, and so
+/// does every replica being promoted to `Active` (from the proposal on it must hold every
+/// acknowledged write, or it would count without them; the engine's fix of
+/// `Faults::legacy_promotion`). `answers` are (follower, whether it counts).
+pub fn write_acknowledged(answers: &[(u64, bool)], need: usize, promoting: &[u64]) -> bool {
+    answers.iter().filter(|(_, counts)| *counts).count() >= need
+        && promoting.iter().all(|p| answers.iter().any(|(n, _)| n == p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_write_needs_the_replica_being_promoted_besides_its_quorum() {
+        // Quorum 2 of 3: one counting follower besides the primary.
+        assert!(write_acknowledged(&[(2, true)], 1, &[]));
+        assert!(!write_acknowledged(&[], 1, &[]));
+        // Node 4 (Syncing) is being promoted: node 2's acknowledgement is not enough.
+        assert!(!write_acknowledged(&[(2, true)], 1, &[4]));
+        assert!(!write_acknowledged(&[(4, false)], 1, &[4]), "and node 4 alone is not a quorum");
+        assert!(write_acknowledged(&[(4, false), (2, true)], 1, &[4]));
+        // With no follower needed, nothing is waited for unless a promotion is under way.
+        assert!(write_acknowledged(&[], 0, &[]));
+        assert!(!write_acknowledged(&[], 0, &[4]));
+    }
+
+    #[tokio::test]
+    async fn gathering_stops_as_soon_as_its_condition_holds() {
+        let answers = gather_until(
+            &[1, 2, 3],
+            Duration::from_secs(5),
+            |n| async move {
+                if n == 3 {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                Some(n == 2)
+            },
+            |a: &[(u64, bool)]| write_acknowledged(a, 1, &[1]),
+        )
+        .await;
+        let mut nodes: Vec<u64> = answers.iter().map(|(n, _)| *n).collect();
+        nodes.sort_unstable();
+        assert_eq!(nodes, vec![1, 2], "node 3 (slow) was not waited for");
+    }
 
     #[tokio::test]
     async fn a_quorum_returns_early_and_the_other_calls_still_finish() {

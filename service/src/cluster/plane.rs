@@ -47,17 +47,28 @@ pub struct ReplicateRequest {
 
 /// One step of a full namespace copy.
 pub enum CopyRequest {
-    Begin { namespace: String, catalogue_index: u64 },
-    Rows { rows: Vec<(String, Vec<u8>, Vec<u8>)> },
-    Finish { namespace: String, progress: NsProgress },
+    /// `sender_epoch`: the placement epoch the sender copies under (a replica fenced past it
+    /// refuses the copy).
+    Begin {
+        namespace: String,
+        catalogue_index: u64,
+        sender_epoch: u64,
+    },
+    Rows {
+        rows: Vec<(String, Vec<u8>, Vec<u8>)>,
+    },
+    Finish {
+        namespace: String,
+        progress: NsProgress,
+    },
 }
 
 impl CopyRequest {
     pub fn into_pb(self) -> pb::CopyRequest {
         use pb::copy_request::Step;
         let step = match self {
-            CopyRequest::Begin { namespace, catalogue_index } => {
-                Step::Begin(pb::CopyBegin { namespace, catalogue_index })
+            CopyRequest::Begin { namespace, catalogue_index, sender_epoch } => {
+                Step::Begin(pb::CopyBegin { namespace, catalogue_index, sender_epoch })
             }
             CopyRequest::Rows { rows } => Step::Rows(pb::CopyRows {
                 rows: rows.into_iter().map(|(cf, key, value)| pb::CopyRow { cf, key, value }).collect(),
@@ -72,7 +83,11 @@ impl CopyRequest {
     pub fn from_pb(r: pb::CopyRequest) -> ClusterResult<Self> {
         use pb::copy_request::Step;
         Ok(match r.step.ok_or_else(|| ClusterError::Internal("a copy step without a kind".into()))? {
-            Step::Begin(b) => CopyRequest::Begin { namespace: b.namespace, catalogue_index: b.catalogue_index },
+            Step::Begin(b) => CopyRequest::Begin {
+                namespace: b.namespace,
+                catalogue_index: b.catalogue_index,
+                sender_epoch: b.sender_epoch,
+            },
             Step::Rows(r) => CopyRequest::Rows { rows: r.rows.into_iter().map(|r| (r.cf, r.key, r.value)).collect() },
             Step::Finish(f) => {
                 CopyRequest::Finish { namespace: f.namespace, progress: f.progress.map(Into::into).unwrap_or_default() }

@@ -23,6 +23,9 @@ pub struct View<'a> {
     pub load: &'a BTreeMap<u64, usize>,
     /// Nodes already receiving a copy (one move per node at a time).
     pub busy: &'a BTreeSet<u64>,
+    /// Plan as if no replica may leave now (a `Remove` the reconciler found unsafe: the
+    /// rules after it still apply, e.g. adding a replica).
+    pub hold_removals: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -33,6 +36,11 @@ pub enum Decision {
     Set(Placement),
     /// The primary is gone: choose among these (caught-up first) by their applied sequence.
     Failover { candidates: Vec<u64> },
+    /// Commit this placement, which drops `victim`, once the primary serves and every other
+    /// remaining `Active` replica caught up with it: a write acknowledged by the primary and
+    /// the victim alone would otherwise survive on the primary only (the engine's fix of
+    /// `Faults::legacy_removal`; the reconciler checks it).
+    Remove { placement: Placement, victim: u64 },
 }
 
 fn bumped(p: &Placement) -> Placement {
@@ -93,31 +101,37 @@ pub fn plan(entry: &NamespaceEntry, v: &View) -> Decision {
         return if candidates.is_empty() { Decision::Keep } else { Decision::Failover { candidates } };
     }
 
-    // 2. Replicas down too long become Dead (the primary stops sending to them).
+    // 2. Replicas down too long become Dead (the primary stops sending to them; they still
+    //    count, as they may hold acknowledged writes). A Syncing one never held an
+    //    acknowledged write: it leaves the placement instead (made Dead, it would count, and its
+    //    empty answer could complete a take-over; the engine's `Faults::legacy_dead_marking`).
+    //    Rule 6 adds another.
     for n in &p.replicas {
         if *n != primary && p.state(*n) != Some(ReplicaState::Dead) && down_long(*n, v.failover_after) {
             let mut np = bumped(p);
-            np.states.insert(*n, ReplicaState::Dead);
+            if p.state(*n) == Some(ReplicaState::Syncing) {
+                np.replicas.retain(|x| x != n);
+                np.states.remove(n);
+                np.leaving.clear();
+            } else {
+                np.states.insert(*n, ReplicaState::Dead);
+            }
             return Decision::Set(np);
         }
     }
 
-    // 3. A Dead replica that is alive again is re-synced by a full copy (it may have diverged).
-    for n in &p.replicas {
-        if p.state(*n) == Some(ReplicaState::Dead) && v.alive.contains(n) && !v.busy.contains(n) {
-            let mut np = bumped(p);
-            np.states.insert(*n, ReplicaState::Syncing);
-            return Decision::Set(np);
-        }
-    }
+    // 3. A Dead replica that is alive again stays Dead (it still counts, is fenced and asked
+    //    by a take-over: it may hold acknowledged writes) while the primary repairs it by a
+    //    full copy and then makes it Active (`repair_pass`, `copy_to`). Making it Syncing, as
+    //    the node once did, dropped it from the count (the engine's `Faults::legacy_resync`).
 
     // 4. Drop replicas that are dead past the grace period or on removed nodes.
     for n in &p.replicas {
-        if *n != primary && p.state(*n) == Some(ReplicaState::Dead) && down_long(*n, v.dead_grace) {
+        if *n != primary && p.state(*n) == Some(ReplicaState::Dead) && down_long(*n, v.dead_grace) && !v.hold_removals {
             let mut np = bumped(p);
             np.replicas.retain(|x| x != n);
             np.states.remove(n);
-            return Decision::Set(np);
+            return Decision::Remove { placement: np, victim: *n };
         }
     }
 
@@ -145,7 +159,10 @@ pub fn plan(entry: &NamespaceEntry, v: &View) -> Decision {
         .iter()
         .copied()
         .filter(|n| {
-            matches!(p.state(*n), Some(ReplicaState::Active | ReplicaState::Syncing)) && !v.draining.contains(n)
+            // A Dead replica that is alive again is being repaired by the primary (rule 3).
+            let back = p.state(*n) == Some(ReplicaState::Dead) && v.alive.contains(n);
+            (matches!(p.state(*n), Some(ReplicaState::Active | ReplicaState::Syncing)) || back)
+                && !v.draining.contains(n)
         })
         .collect();
     let target_rf = p.rf.min(eligible.len().max(1));
@@ -168,7 +185,8 @@ pub fn plan(entry: &NamespaceEntry, v: &View) -> Decision {
     //    never the primary.
     let active: Vec<u64> = p.replicas.iter().copied().filter(|n| p.state(*n) == Some(ReplicaState::Active)).collect();
     let active_ok = active.iter().filter(|n| !v.draining.contains(n)).count();
-    if syncing == 0 && (active.len() > p.rf || (active_ok >= target_rf && active.len() > active_ok)) {
+    if !v.hold_removals && syncing == 0 && (active.len() > p.rf || (active_ok >= target_rf && active.len() > active_ok))
+    {
         let victim =
             active.iter().copied().filter(|n| *n != primary).max_by_key(|n| {
                 (p.leaving.contains(n), v.draining.contains(n), v.load.get(n).copied().unwrap_or(0), *n)
@@ -178,7 +196,7 @@ pub fn plan(entry: &NamespaceEntry, v: &View) -> Decision {
             np.replicas.retain(|x| *x != victim);
             np.states.remove(&victim);
             np.leaving.remove(&victim);
-            return Decision::Set(np);
+            return Decision::Remove { placement: np, victim };
         }
     }
     if syncing == 0 && !p.leaving.is_empty() && active.len() <= p.rf {
@@ -216,6 +234,23 @@ pub fn plan(entry: &NamespaceEntry, v: &View) -> Decision {
         }
     }
     Decision::Keep
+}
+
+/// Whether a replica may leave: the primary serves (took over, so it holds every acknowledged
+/// write) and every other remaining `Active` replica applied at least what the primary holds.
+/// `progress` answers for each replica asked (None: no answer, which refuses).
+pub fn removal_is_safe(
+    p: &Placement,
+    victim: u64,
+    primary: Option<(u64, bool)>,
+    progress: &dyn Fn(u64) -> Option<u64>,
+) -> bool {
+    let Some((primary_seq, true)) = primary else { return false };
+    p.replicas
+        .iter()
+        .copied()
+        .filter(|n| *n != victim && Some(*n) != p.primary() && p.state(*n) == Some(ReplicaState::Active))
+        .all(|n| progress(n).is_some_and(|seq| seq >= primary_seq))
 }
 
 /// The placement after choosing `new_primary` (the old one stays, Dead if it is down).
@@ -263,6 +298,7 @@ mod tests {
         down: BTreeMap<u64, Duration>,
         load: BTreeMap<u64, usize>,
         busy: BTreeSet<u64>,
+        hold: bool,
     }
 
     impl Env {
@@ -274,6 +310,7 @@ mod tests {
                 down: members.iter().filter(|m| !alive.contains(m)).map(|m| (*m, Duration::from_secs(60))).collect(),
                 load: BTreeMap::new(),
                 busy: BTreeSet::new(),
+                hold: false,
             }
         }
         fn plan(&self, p: Placement) -> Decision {
@@ -289,6 +326,7 @@ mod tests {
                     dead_grace: Duration::from_secs(300),
                     load: &self.load,
                     busy: &self.busy,
+                    hold_removals: self.hold,
                 },
             )
         }
@@ -332,18 +370,61 @@ mod tests {
         env.down.insert(3, Duration::from_secs(301));
         let mut synced = p2.clone();
         synced.states.insert(4, ReplicaState::Active);
-        let Decision::Set(p3) = env.plan(synced) else { panic!() };
+        let Decision::Remove { placement: p3, victim: 3 } = env.plan(synced) else { panic!() };
         assert!(!p3.replicas.contains(&3));
         assert_eq!(p3.replicas.len(), 3);
     }
 
     #[test]
-    fn a_returning_dead_replica_is_resynced() {
+    fn a_syncing_replica_down_too_long_leaves_the_placement_instead_of_counting_dead() {
+        let env = Env::new(&[1, 2, 3], &[1, 2, 3, 4]);
+        let mut p = active(&[1, 2, 3]);
+        p.replicas.push(4);
+        p.states.insert(4, ReplicaState::Syncing);
+        p.rf = 3;
+        let Decision::Set(np) = env.plan(p) else { panic!("a change") };
+        assert!(!np.replicas.contains(&4) && np.state(4).is_none(), "{np:?}");
+        assert_eq!(np.replicas, vec![1, 2, 3]);
+        assert_eq!(np.epoch, 2);
+    }
+
+    #[test]
+    fn a_replica_leaves_only_once_the_others_hold_what_the_serving_primary_holds() {
+        let p = active(&[1, 2, 3, 4]);
+        let at = |seqs: [(u64, u64); 3]| move |n: u64| seqs.iter().find(|(m, _)| *m == n).map(|(_, s)| *s);
+        // The primary (1) serves at 10; 2 and 3 remain after 4 leaves.
+        assert!(removal_is_safe(&p, 4, Some((10, true)), &at([(2, 10), (3, 12), (4, 0)])));
+        assert!(!removal_is_safe(&p, 4, Some((10, true)), &at([(2, 9), (3, 10), (4, 10)])), "2 lags");
+        assert!(!removal_is_safe(&p, 4, Some((10, false)), &at([(2, 10), (3, 10), (4, 10)])), "not serving");
+        assert!(!removal_is_safe(&p, 4, None, &at([(2, 10), (3, 10), (4, 10)])), "primary unheard");
+        assert!(!removal_is_safe(&p, 4, Some((10, true)), &at([(2, 10), (4, 10), (4, 10)])), "3 unheard");
+        // Dead and Syncing replicas are not asked.
+        let mut q = p.clone();
+        q.states.insert(3, ReplicaState::Dead);
+        assert!(removal_is_safe(&q, 4, Some((10, true)), &at([(2, 10), (4, 1), (4, 1)])));
+    }
+
+    #[test]
+    fn a_held_removal_lets_the_later_rules_apply() {
+        // Node 3 is dead past the grace period; 4 is a spare.
+        let mut env = Env::new(&[1, 2, 4], &[1, 2, 3, 4]);
+        env.down.insert(3, Duration::from_secs(301));
+        let mut p = active(&[1, 2, 3]);
+        p.states.insert(3, ReplicaState::Dead);
+        assert!(matches!(env.plan(p.clone()), Decision::Remove { victim: 3, .. }));
+        env.hold = true;
+        let Decision::Set(np) = env.plan(p) else { panic!("the spare is added instead") };
+        assert_eq!(np.state(4), Some(ReplicaState::Syncing));
+        assert!(np.replicas.contains(&3), "the dead replica stays until it may leave");
+    }
+
+    #[test]
+    fn a_returning_dead_replica_stays_counted_until_the_primary_repaired_it() {
         let env = Env::new(&[1, 2, 3], &[1, 2, 3]);
         let mut p = active(&[1, 2, 3]);
         p.states.insert(3, ReplicaState::Dead);
-        let Decision::Set(np) = env.plan(p) else { panic!() };
-        assert_eq!(np.state(3), Some(ReplicaState::Syncing));
+        // No placement change: the primary copies it and then makes it Active itself.
+        assert_eq!(env.plan(p), Decision::Keep);
     }
 
     #[test]
@@ -356,7 +437,7 @@ mod tests {
         assert_eq!(p.state(4), Some(ReplicaState::Syncing));
         let mut p = p;
         p.states.insert(4, ReplicaState::Active);
-        let Decision::Set(p) = env.plan(p) else { panic!() };
+        let Decision::Remove { placement: p, victim: 1 } = env.plan(p) else { panic!() };
         assert!(!p.replicas.contains(&1), "the draining node's replica goes once the new one is active");
     }
 
@@ -370,7 +451,8 @@ mod tests {
         // Once the copy is active, exactly the replaced replica is removed (no oscillation).
         let mut done = p.clone();
         done.states.insert(4, ReplicaState::Active);
-        let Decision::Set(after) = env.plan(done) else { panic!() };
+        let Decision::Remove { placement: after, victim } = env.plan(done) else { panic!() };
+        assert_eq!(victim, from);
         assert!(!after.replicas.contains(&from) && after.replicas.contains(&4));
         assert!(after.leaving.is_empty());
         env.busy.insert(4);

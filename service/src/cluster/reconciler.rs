@@ -176,6 +176,10 @@ impl Cluster {
 
     /// The planner's decision for one namespace (the reconciler and the rebalance dry run).
     pub(crate) fn plan(&self, inputs: &PlanInputs, ns: &NamespaceEntry) -> planner::Decision {
+        self.plan_holding(inputs, ns, false)
+    }
+
+    fn plan_holding(&self, inputs: &PlanInputs, ns: &NamespaceEntry, hold_removals: bool) -> planner::Decision {
         let down = |n: u64| if n == self.node_id { None } else { self.down_for(&inputs.view, n) };
         let view = planner::View {
             alive: &inputs.alive,
@@ -186,6 +190,7 @@ impl Cluster {
             dead_grace: self.settings.dead_node_grace,
             load: &inputs.load,
             busy: &inputs.busy,
+            hold_removals,
         };
         planner::plan(ns, &view)
     }
@@ -193,17 +198,31 @@ impl Cluster {
     pub(crate) async fn reconcile_placements(&self) -> Result<(), String> {
         let mut inputs = self.plan_inputs();
         for ns in std::mem::take(&mut inputs.namespaces) {
-            let decision = self.plan(&inputs, &ns);
+            let mut decision = self.plan(&inputs, &ns);
+            if let planner::Decision::Remove { victim, .. } = &decision {
+                if !self.removal_is_safe(&ns, *victim).await {
+                    tracing::debug!(namespace = %ns.name, victim, "a replica waits to leave until the others caught up");
+                    decision = self.plan_holding(&inputs, &ns, true);
+                }
+            }
             let new = match decision {
                 planner::Decision::Keep => continue,
-                planner::Decision::Set(p) => p,
+                planner::Decision::Set(p) | planner::Decision::Remove { placement: p, .. } => p,
                 planner::Decision::Failover { candidates } => {
                     let old = ns.placement.primary().unwrap_or(0);
                     let old_down = !inputs.alive.contains(&old);
                     let mut best: Option<(u64, u64)> = None;
                     // A graceful hand-off (draining) needs the candidate caught up with the primary.
-                    let primary_seq =
-                        if old_down { None } else { self.progress_of(old, &ns.name).await.map(|p| p.applied_seq) };
+                    let primary_seq = if old_down {
+                        None
+                    } else {
+                        match self.progress_of(old, &ns.name).await {
+                            Some(p) => Some(p.applied_seq),
+                            // An alive primary that does not answer: no hand-off to a replica
+                            // that may lag it (the engine's fix of rule 5).
+                            None => continue,
+                        }
+                    };
                     for c in candidates {
                         if let Some(p) = self.progress_of(c, &ns.name).await {
                             if primary_seq.is_some_and(|s| p.applied_seq < s) {
@@ -257,6 +276,30 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// `planner::removal_is_safe` with the answers of the primary and the remaining replicas.
+    async fn removal_is_safe(&self, ns: &NamespaceEntry, victim: u64) -> bool {
+        let p = &ns.placement;
+        let Some(primary) = p.primary() else { return false };
+        let serving = if primary == self.node_id {
+            let serving = self.is_serving(&ns.name);
+            self.progress_of(primary, &ns.name).await.map(|pr| (pr.applied_seq, serving))
+        } else {
+            self.serving_progress_on(primary, &ns.name, Duration::from_secs(2))
+                .await
+                .ok()
+                .map(|(pr, serving)| (pr.applied_seq, serving))
+        };
+        let mut seqs = std::collections::BTreeMap::new();
+        for n in p.replicas.iter().copied() {
+            if n != victim && n != primary && p.state(n) == Some(loci_raft::catalogue::ReplicaState::Active) {
+                if let Some(pr) = self.progress_of(n, &ns.name).await {
+                    seqs.insert(n, pr.applied_seq);
+                }
+            }
+        }
+        planner::removal_is_safe(p, victim, serving, &|n| seqs.get(&n).copied())
     }
 
     pub(crate) async fn progress_of(&self, node: u64, ns: &str) -> Option<loci_storage::model::NsProgress> {

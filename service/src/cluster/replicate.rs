@@ -10,31 +10,41 @@ use loci_storage::model::{ApplyOutcome, NsProgress, ReplEntry};
 
 use super::Cluster;
 use super::error::{ClusterError, ClusterResult};
-use super::peer::{Gather, quorum_call};
+use super::peer::{gather_until, write_acknowledged};
 use super::plane::*;
 use super::wire::pb;
 
 impl Cluster {
     /// Send an entry to every writable follower; Ok once the write quorum holds it. Every
-    /// follower gets it (calls outlive the quorum); only Active followers count towards it.
+    /// follower gets it (calls outlive the quorum); only Active followers count towards it, and
+    /// a replica being promoted to Active must hold it too (`peer::write_acknowledged`).
     pub(crate) async fn replicate(self: &Arc<Self>, entry: &NamespaceEntry, repl: ReplEntry) -> ClusterResult<()> {
         let p = &entry.placement;
         let (_, quorum) = Self::quorum(entry);
         let followers: Vec<u64> = p.writable().filter(|n| *n != self.node_id).collect();
+        let promoting: Vec<u64> = {
+            let set = self.repl.promoting.lock();
+            followers.iter().copied().filter(|f| set.contains(&(entry.id, *f))).collect()
+        };
         let need = quorum.saturating_sub(1);
         let seq = repl.seq;
         // Bounded: a follower busy with a long repair must not hold the write indefinitely.
-        let acks = quorum_call(&followers, need, 2 * RPC_TIMEOUT, Gather::Quorum, |f| {
-            let c = self.clone();
-            let e = entry.clone();
-            let counts = e.placement.state(f) == Some(ReplicaState::Active);
-            async move { (c.replicate_to(&e, f, seq).await && counts).then_some(()) }
-        })
+        let acks = gather_until(
+            &followers,
+            2 * RPC_TIMEOUT,
+            |f| {
+                let c = self.clone();
+                let e = entry.clone();
+                let counts = e.placement.state(f) == Some(ReplicaState::Active);
+                async move { c.replicate_to(&e, f, seq).await.then_some(counts) }
+            },
+            |answers: &[(u64, bool)]| write_acknowledged(answers, need, &promoting),
+        )
         .await;
-        if acks.len() < need {
+        if !write_acknowledged(&acks, need, &promoting) {
             return Err(ClusterError::QuorumNotReached {
                 namespace: entry.name.clone(),
-                got: acks.len() + 1,
+                got: acks.iter().filter(|(_, counts)| *counts).count() + 1,
                 needed: quorum,
             });
         }
@@ -52,8 +62,11 @@ impl Cluster {
         let Ok(ctx) = local.context(entry) else { return false };
         let link = self.link(entry.id, follower);
         let mut acked = link.lock().await;
+        // Only a primary still in its term counts an acknowledgement (a copy over this node
+        // may have ended it while this call waited for the link).
+        let in_term = || self.entry(&entry.name).is_some_and(|e| self.is_serving_entry(&e));
         if *acked >= seq {
-            return true;
+            return in_term();
         }
         if *acked == 0 {
             // Handshake: where the follower is, and whether its log agrees with ours there.
@@ -67,15 +80,16 @@ impl Cluster {
                 })
                 .await;
                 let Ok(Ok((mine_applied, mine_epoch))) = mine else { return false };
-                if p.applied_seq > mine_applied || mine_epoch.is_some_and(|e| e != p.epoch) {
+                if let Some(why) = super::rules::handshake_needs_copy(p.applied_seq, p.epoch, mine_applied, mine_epoch)
+                {
                     drop(acked);
-                    self.schedule_copy(entry, follower, "its log diverges from the primary's");
+                    self.schedule_copy(entry, follower, why);
                     return false;
                 }
             }
             *acked = p.applied_seq;
             if *acked >= seq {
-                return true;
+                return in_term();
             }
         }
         let mut waited_for_catalogue = false;
@@ -101,7 +115,9 @@ impl Cluster {
                 _ => None,
             };
             let entries: Vec<ReplEntry> = entries.collect();
-            if entries.first().is_none_or(|e| e.seq != from) {
+            // Without the entry before `from` the follower's divergence check has nothing to
+            // compare with: a full copy instead (the engine's `send_batch`).
+            if entries.first().is_none_or(|e| e.seq != from) || (prev.is_none() && from > 1) {
                 drop(acked);
                 self.schedule_copy(entry, follower, "the replication log no longer holds what it needs");
                 return false;
@@ -147,7 +163,7 @@ impl Cluster {
                 }
             }
             if *acked >= seq {
-                return true;
+                return in_term();
             }
         }
         false
@@ -235,16 +251,5 @@ impl Cluster {
         })
         .await??;
         Ok(out)
-    }
-}
-
-/// Write quorum from the namespace policy (`write_quorum`), if set.
-pub(crate) trait WriteQuorum {
-    fn policy_write_quorum(&self) -> Option<usize>;
-}
-
-impl WriteQuorum for NamespaceEntry {
-    fn policy_write_quorum(&self) -> Option<usize> {
-        self.policy.write_quorum
     }
 }

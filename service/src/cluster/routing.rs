@@ -10,7 +10,6 @@ use loci_storage::model::{DataOp, DataResult};
 
 use super::error::{ClusterError, ClusterResult};
 use super::plane::*;
-use super::replicate::WriteQuorum;
 use super::{Cluster, planner};
 
 impl Cluster {
@@ -152,9 +151,17 @@ impl Cluster {
         }
         let ctx = local.context(&current)?;
         let store = local.store.clone();
-        let executed = tokio::task::spawn_blocking(move || store.execute(&ctx, op))
-            .await?
-            .map_err(|e| self.owner_hint(&current, e.into()))?;
+        let executed = tokio::task::spawn_blocking(move || {
+            // A read on a replica fenced past this placement would be a deposed term's view
+            // (writes are refused by the same check when they commit).
+            let fence = store.fence_epoch(&ctx)?;
+            if !write && fence > ctx.epoch {
+                return Err(loci_storage::StorageError::Fenced(fence));
+            }
+            store.execute(&ctx, op)
+        })
+        .await?
+        .map_err(|e| self.owner_hint(&current, e.into()))?;
         if write {
             if let Some(repl) = executed.replicate {
                 self.replicate(&current, repl).await?;
@@ -163,16 +170,16 @@ impl Cluster {
         Ok(executed.result)
     }
 
-    /// The replica count and write quorum of a namespace. Replicas still receiving their
-    /// first copy (`Syncing`) never held an acknowledged write and do not count, so a namespace
-    /// keeps taking writes while it grows onto new nodes; a `Dead` replica still counts (its
-    /// writes are not lost, only unreachable). The quorum is the policy's `write_quorum`, else a
-    /// majority.
+    /// The replica count and write quorum of a namespace (`rules::quorum`, the engine's
+    /// `Placement::quorum`). Replicas still receiving their first copy (`Syncing`) never held
+    /// an acknowledged write and do not count, so a namespace keeps taking writes while it
+    /// grows onto new nodes; a `Dead` replica still counts (its writes are not lost, only
+    /// unreachable); while a move holds more than `rf` replicas, all of them count (capped at
+    /// `rf`, a write quorum and a take-over set could miss each other). The quorum is the
+    /// policy's `write_quorum`, else a majority.
     pub(crate) fn quorum(entry: &NamespaceEntry) -> (usize, usize) {
-        let p = &entry.placement;
-        let holders = p.replicas.iter().filter(|n| p.state(**n) != Some(ReplicaState::Syncing)).count();
-        let rf = p.rf.min(holders).max(1);
-        (rf, entry.policy_write_quorum().unwrap_or(rf / 2 + 1).clamp(1, rf))
+        let q = super::rules::quorum(entry);
+        (q.n, q.q)
     }
 
     /// A write needs `quorum - 1` in-sync (Active) followers besides the primary; with fewer it

@@ -85,7 +85,12 @@ impl pb::internal_server::Internal for InternalService {
 
     async fn progress(&self, req: Request<pb::ProgressRequest>) -> Result<Response<pb::ProgressReply>, Status> {
         check(&self.cluster, &req)?;
-        Ok(progress(self.cluster.serve_progress(&req.get_ref().namespace).await))
+        let namespace = &req.get_ref().namespace;
+        let mut reply = progress(self.cluster.serve_progress(namespace).await);
+        if let Some(pb::progress_reply::Outcome::Progress(p)) = &mut reply.get_mut().outcome {
+            p.serving = self.cluster.is_serving(namespace);
+        }
+        Ok(reply)
     }
 
     async fn copy(&self, req: Request<pb::CopyRequest>) -> Result<Response<pb::Done>, Status> {

@@ -1,5 +1,5 @@
-//! The primary's background worker: bring Syncing replicas in, keep the replication log
-//! bounded, and delete the rows of namespaces this node no longer replicates.
+//! The data plane's background workers: take-over, repairs and fills by full copies,
+//! anti-entropy, log retention, the sweep of former replicas and of erased namespaces' keys.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,88 +10,132 @@ use loci_raft::catalogue::{NamespaceEntry, ReplicaState};
 use super::Cluster;
 use super::plane::*;
 
+/// One worker pass.
+type PassFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Period of the take-over, repair and anti-entropy passes.
+const SYNC_EVERY: Duration = Duration::from_millis(300);
+/// Period of log truncation and of dropping erased namespaces' keys.
+const TRUNCATE_EVERY: Duration = Duration::from_secs(3);
+/// Period of the sweep of former replicas (a namespace's rows go after two sweeps in a row).
+const SWEEP_EVERY: Duration = Duration::from_secs(6);
+
 impl Cluster {
-    /// On the primary: copy Syncing replicas in full, catch them up, then mark them Active.
-    pub async fn sync_loop(self: Arc<Self>, token: tokio_util::sync::CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_millis(300));
-        let mut truncate_tick = 0u64;
-        loop {
-            tokio::select! {
-                _ = token.cancelled() => return,
-                _ = tick.tick() => {}
+    /// The data plane's background workers, one per loop, each on its own period: a slow
+    /// pass of one (a long truncation, a sweep waiting on the catalogue leader) never delays
+    /// another. Spawned by the node; each returns when `token` is cancelled.
+    pub fn background_workers(
+        self: &Arc<Self>,
+        token: &tokio_util::sync::CancellationToken,
+    ) -> Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        let worker = |period: Duration, pass: fn(Arc<Cluster>) -> PassFuture| {
+            let (c, token) = (self.clone(), token.clone());
+            Box::pin(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    if c.local.is_ready() {
+                        pass(c.clone()).await;
+                    }
+                }
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        };
+        vec![
+            worker(SYNC_EVERY, |c| Box::pin(async move { c.take_over_pass() })),
+            worker(SYNC_EVERY, |c| Box::pin(async move { c.repair_pass() })),
+            worker(SYNC_EVERY, |c| Box::pin(async move { c.anti_entropy_pass() })),
+            worker(TRUNCATE_EVERY, |c| Box::pin(async move { c.truncate_logs(&c.namespaces()).await })),
+            worker(SWEEP_EVERY, |c| Box::pin(async move { c.sweep_former_replicas(&c.namespaces()).await })),
+            worker(TRUNCATE_EVERY, |c| {
+                Box::pin(async move {
+                    // Unwrapped data keys of erased namespaces leave memory within ~3 s, also on
+                    // a replica that missed the erasure and deletes the rows in the sweep.
+                    let live = c.namespaces().iter().map(|n| n.id).collect();
+                    c.local.contexts.retain(&live);
+                })
+            }),
+        ]
+    }
+
+    fn namespaces(&self) -> Vec<NamespaceEntry> {
+        self.catalogue.view.read().namespaces.values().cloned().collect()
+    }
+
+    /// A primary takes over as soon as it is made one, not only on its first request
+    /// (namespaces not in memory wait for their first request, so start-up stays lazy, unless
+    /// a replica waits for a copy from it).
+    fn take_over_pass(self: &Arc<Self>) {
+        let local = &self.local;
+        for ns in &self.namespaces() {
+            let copying = ns.placement.states.iter().any(|(n, s)| {
+                *s == ReplicaState::Syncing || (*s == ReplicaState::Dead && *n != self.node_id && self.is_alive(*n))
+            });
+            if ns.placement.primary() == Some(self.node_id)
+                && !self.is_taken_over(ns)
+                && (copying || local.store.is_loaded(ns.id))
+            {
+                let lock = self.repl.takeover_locks.lock().entry(ns.id).or_default().clone();
+                if lock.try_lock().is_ok() {
+                    let c = self.clone();
+                    let ns = ns.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = c.ensure_taken_over(&ns).await {
+                            tracing::debug!(namespace = %ns.name, error = %e, "taking over as primary");
+                        }
+                    });
+                }
             }
-            let local = &self.local;
-            if !local.is_ready() {
+        }
+    }
+
+    /// On a serving primary: fill Syncing replicas and repair replicas back after being Dead,
+    /// by full copies (`copy_to` then makes them Active).
+    fn repair_pass(self: &Arc<Self>) {
+        for ns in &self.namespaces() {
+            if ns.placement.primary() != Some(self.node_id) || !self.is_taken_over(ns) {
                 continue;
             }
-            let namespaces: Vec<NamespaceEntry> = self.catalogue.view.read().namespaces.values().cloned().collect();
-            // A primary takes over as soon as it is made one, not only on its first request
-            // (namespaces not in memory wait for their first request: start-up stays lazy).
-            for ns in &namespaces {
-                let copying = ns.placement.states.values().any(|s| *s == ReplicaState::Syncing);
-                if ns.placement.primary() == Some(self.node_id)
-                    && !self.is_taken_over(ns)
-                    && (copying || local.store.is_loaded(ns.id))
-                {
-                    let lock = self.repl.takeover_locks.lock().entry(ns.id).or_default().clone();
-                    if lock.try_lock().is_ok() {
-                        let c = self.clone();
-                        let ns = ns.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = c.ensure_taken_over(&ns).await {
-                                tracing::debug!(namespace = %ns.name, error = %e, "taking over as primary");
-                            }
-                        });
-                    }
-                }
-            }
-            for ns in &namespaces {
-                if ns.placement.primary() != Some(self.node_id) || !self.is_taken_over(ns) {
+            for (node, state) in &ns.placement.states {
+                if *node == self.node_id || !self.is_alive(*node) {
                     continue;
                 }
-                for (node, state) in &ns.placement.states {
-                    if *state == ReplicaState::Syncing && *node != self.node_id && self.is_alive(*node) {
-                        self.schedule_copy(ns, *node, "it is a new replica");
-                    }
+                match state {
+                    ReplicaState::Syncing => self.schedule_copy(ns, *node, "it is a new replica"),
+                    // Back after being Dead: it may have diverged; it counts throughout.
+                    ReplicaState::Dead => self.schedule_copy(ns, *node, "it is back after being dead"),
+                    ReplicaState::Active => {}
                 }
             }
-            // Anti-entropy: followers that missed entries (down, partitioned, slow) catch up even
-            // when no new write arrives for their namespace.
-            for ns in &namespaces {
-                if ns.placement.primary() != Some(self.node_id)
-                    || !self.is_taken_over(ns)
-                    || !local.store.is_loaded(ns.id)
-                {
+        }
+    }
+
+    /// Anti-entropy: followers that missed entries (down, partitioned, slow) catch up even
+    /// when no new write arrives for their namespace.
+    fn anti_entropy_pass(self: &Arc<Self>) {
+        let local = &self.local;
+        for ns in &self.namespaces() {
+            if ns.placement.primary() != Some(self.node_id) || !self.is_taken_over(ns) || !local.store.is_loaded(ns.id)
+            {
+                continue;
+            }
+            let Ok(ctx) = local.context(ns) else { continue };
+            let Ok(progress) = local.store.progress(&ctx) else { continue };
+            for f in ns.placement.replicas.iter().copied().filter(|f| *f != self.node_id) {
+                if ns.placement.state(f) != Some(ReplicaState::Active) || !self.is_alive(f) {
                     continue;
                 }
-                let Ok(ctx) = local.context(ns) else { continue };
-                let Ok(progress) = local.store.progress(&ctx) else { continue };
-                for f in ns.placement.replicas.iter().copied().filter(|f| *f != self.node_id) {
-                    if ns.placement.state(f) != Some(ReplicaState::Active) || !self.is_alive(f) {
-                        continue;
-                    }
-                    let link = self.link(ns.id, f);
-                    let behind = link.try_lock().map(|acked| *acked < progress.applied_seq).unwrap_or(false);
-                    if behind {
-                        let c = self.clone();
-                        let ns = ns.clone();
-                        let seq = progress.applied_seq;
-                        tokio::spawn(async move { c.replicate_to(&ns, f, seq).await });
-                    }
+                let link = self.link(ns.id, f);
+                let behind = link.try_lock().map(|acked| *acked < progress.applied_seq).unwrap_or(false);
+                if behind {
+                    let c = self.clone();
+                    let ns = ns.clone();
+                    let seq = progress.applied_seq;
+                    tokio::spawn(async move { c.replicate_to(&ns, f, seq).await });
                 }
-            }
-            truncate_tick += 1;
-            if truncate_tick % 10 == 0 {
-                self.truncate_logs(&namespaces).await;
-            }
-            if truncate_tick % 20 == 0 {
-                self.sweep_former_replicas(&namespaces).await;
-            }
-            if truncate_tick % 10 == 0 {
-                // Unwrapped data keys of erased namespaces leave memory within ~3 s, also on a
-                // replica that missed the erasure and deletes the rows in the sweep above.
-                let live = namespaces.iter().map(|n| n.id).collect();
-                local.contexts.retain(&live);
             }
         }
     }

@@ -22,6 +22,15 @@ impl Cluster {
         self.repl.taken_over.lock().get(&entry.id).is_some_and(|e| *e >= since)
     }
 
+    /// Whether this node serves as the primary of `namespace` in its current placement.
+    pub(crate) fn is_serving(&self, namespace: &str) -> bool {
+        self.entry(namespace).is_some_and(|e| self.is_serving_entry(&e))
+    }
+
+    pub(crate) fn is_serving_entry(&self, e: &NamespaceEntry) -> bool {
+        e.placement.primary() == Some(self.node_id) && self.is_taken_over(e)
+    }
+
     /// Before serving as the primary of a placement epoch: fence the other replicas at that
     /// epoch (so a deposed primary can no longer reach a write quorum) and collect their
     /// progress. Enough of them must answer that every acknowledged write is known to one of
@@ -48,10 +57,19 @@ impl Cluster {
         let local = &self.local;
         let ctx = local.context(&entry)?;
         let p = &entry.placement;
-        let (rf, quorum) = Self::quorum(&entry);
-        // Replicas (other than this one) whose answers are needed: rf - quorum + 1 replicas
+        // A replica fenced by a newer epoch than this node's catalogue shows was taken over by
+        // another primary: it neither takes over nor serves until its catalogue catches up.
+        let fence = {
+            let store = local.store.clone();
+            let c2 = ctx.clone();
+            tokio::task::spawn_blocking(move || store.fence_epoch(&c2)).await??
+        };
+        if fence > p.epoch {
+            return Err(self.owner_hint(&entry, loci_storage::StorageError::Fenced(fence).into()));
+        }
+        // Replicas (other than this one) whose answers are needed: n - q + 1 replicas
         // intersect every write quorum; never more than a majority (quorum 1 trades that away).
-        let need = (rf - quorum + 1).min(rf / 2 + 1).saturating_sub(1);
+        let need = super::rules::quorum(&entry).takeover_need().saturating_sub(1);
         let others: Vec<u64> = p
             .replicas
             .iter()

@@ -146,7 +146,7 @@ pub fn from_done(d: pb::Done) -> ClusterResult<()> {
 
 impl From<NsProgress> for pb::Progress {
     fn from(p: NsProgress) -> Self {
-        pb::Progress { applied_seq: p.applied_seq, epoch: p.epoch }
+        pb::Progress { applied_seq: p.applied_seq, epoch: p.epoch, serving: false }
     }
 }
 

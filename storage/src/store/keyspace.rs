@@ -10,7 +10,12 @@ pub const CF_VEC: &str = "vec";
 pub const CF_IDX: &str = "idx";
 pub const CF_REPL: &str = "repl";
 pub const CF_NSMETA: &str = "nsmeta";
-pub(super) const ALL_CFS: [&str; 5] = [CF_MEM, CF_VEC, CF_IDX, CF_REPL, CF_NSMETA];
+/// Rows of a full copy being received, kept apart from the replica's own rows until the copy
+/// is complete (`stage_key`).
+pub const CF_STAGE: &str = "stage";
+pub(super) const ALL_CFS: [&str; 6] = [CF_MEM, CF_VEC, CF_IDX, CF_REPL, CF_NSMETA, CF_STAGE];
+/// The column families a full copy carries, with their tag in a staged row's key.
+pub(super) const COPY_CFS: [(&str, u8); 4] = [(CF_MEM, 0), (CF_VEC, 1), (CF_IDX, 2), (CF_REPL, 3)];
 
 pub(super) const KIND_MEMORY: u8 = b'm';
 pub(super) const KIND_SESSION: u8 = b's';
@@ -60,6 +65,26 @@ pub(super) fn fence_key(ns: u64) -> Vec<u8> {
     let mut k = prefix(ns).to_vec();
     k.push(b'f');
     k
+}
+
+/// The copy being received for a namespace (nsmeta): `StagedCopy`.
+pub(super) fn stage_meta_key(ns: u64) -> Vec<u8> {
+    let mut k = prefix(ns).to_vec();
+    k.push(b'c');
+    k
+}
+
+/// A staged row: the namespace prefix, the tag of its column family, the rest of its key.
+pub(super) fn stage_key(tag: u8, key: &[u8]) -> Option<Vec<u8>> {
+    let (ns, rest) = (key.get(..8)?, key.get(8..)?);
+    Some([ns, &[tag], rest].concat())
+}
+
+/// The column family and key a staged row goes back to.
+pub(super) fn unstage_key(staged: &[u8]) -> Option<(&'static str, Vec<u8>)> {
+    let (ns, tag, rest) = (staged.get(..8)?, *staged.get(8)?, staged.get(9..)?);
+    let cf = COPY_CFS.iter().find(|(_, t)| *t == tag)?.0;
+    Some((cf, [ns, rest].concat()))
 }
 
 pub(super) fn repl_key(ns: u64, seq: u64) -> Vec<u8> {

@@ -192,7 +192,7 @@ impl Store {
         });
         let db = DB::open_cf_descriptors(&db_opts, dir.join("rocksdb"), cfs)?;
         let text = TextIndex::open(&dir.join("text"))?;
-        Ok(Store {
+        let store = Store {
             db: Arc::new(db),
             text: Arc::new(text),
             config,
@@ -200,7 +200,9 @@ impl Store {
             load_lock: Mutex::new(()),
             dropped: RwLock::new(HashSet::new()),
             path: dir.to_path_buf(),
-        })
+        };
+        store.recover_staged_copies()?;
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {

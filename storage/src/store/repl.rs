@@ -202,10 +202,19 @@ impl Store {
 
     /// A new primary fences this replica at `epoch`: from now on only senders of that epoch or
     /// newer are accepted, and this node's own writes as an older primary are refused.
+    ///
+    /// A `Fence` older than this replica's fence is refused (`Fenced` with the newer epoch):
+    /// answering it would let a take-over at a stale epoch (a deposed primary whose catalogue
+    /// lags) count this replica and pull a deposed term's writes back (the engine's rule;
+    /// answering any fence is `Faults::legacy_stale_fence`).
     pub fn fence(&self, ctx: &NsContext, epoch: u64) -> Result<NsProgress> {
         let ns = self.namespace(ctx)?;
         let _w = ns.write_lock()?;
-        let fence = ns.state.read().epoch.max(epoch);
+        let current = ns.state.read().epoch;
+        if epoch < current {
+            return Err(StorageError::Fenced(current));
+        }
+        let fence = current.max(epoch);
         // Durable before it is reported: a restart must not forget whom this replica refuses.
         let mut b = WriteBatch::default();
         b.put_cf(self.cf(CF_NSMETA), fence_key(ctx.id), fence.to_be_bytes());
@@ -213,6 +222,11 @@ impl Store {
         let mut st = ns.state.write();
         st.epoch = fence;
         Ok(NsProgress { applied_seq: st.applied_seq, epoch: st.last_epoch })
+    }
+
+    /// The epoch this replica is fenced at (0: never fenced).
+    pub fn fence_epoch(&self, ctx: &NsContext) -> Result<u64> {
+        Ok(self.namespace(ctx)?.state.read().epoch)
     }
 
     /// The replication progress of a namespace on this node: the last applied sequence number

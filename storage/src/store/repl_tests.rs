@@ -81,7 +81,7 @@ fn fencing_and_divergence_are_detected_and_a_copy_repairs() {
 
     // A full copy (rows and log) repairs the follower; it then follows the new primary.
     let (progress, rows) = new_primary.export_namespace(7).expect("export");
-    follower.import_begin(7).expect("begin");
+    follower.import_begin(7, 2).expect("begin");
     follower.import_rows(&rows).expect("rows");
     follower.import_finish(7, progress).expect("finish");
     assert_eq!(contents(&follower, &e2), vec!["one", "two", "three"]);
@@ -200,4 +200,84 @@ fn log_batches_are_bounded_by_bytes_and_always_make_progress() {
         seen.extend(b.iter().map(|e| e.seq));
     }
     assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_fence_older_than_the_replicas_own_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let e1 = ctx(1);
+    write(&store, &e1, "one").expect("write");
+    assert_eq!(store.fence(&e1, 5).expect("fence"), NsProgress { applied_seq: 1, epoch: 1 });
+    // A take-over at epoch 3 (a deposed primary whose catalogue lags) learns nothing.
+    assert!(matches!(store.fence(&e1, 3), Err(StorageError::Fenced(5))));
+    assert_eq!(store.fence_epoch(&e1).expect("fence epoch"), 5, "the refusal did not lower the fence");
+    // The same epoch again, or a newer one, is answered.
+    assert_eq!(store.fence(&e1, 5).expect("fence").applied_seq, 1);
+    store.fence(&e1, 6).expect("fence");
+    drop(store);
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("reopen");
+    assert_eq!(store.fence_epoch(&e1).expect("fence epoch"), 6, "the fence survives a restart");
+    assert!(matches!(store.fence(&e1, 5), Err(StorageError::Fenced(6))));
+}
+
+#[test]
+fn a_copy_is_installed_only_when_complete_and_never_over_a_newer_fence() {
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let primary = Store::open(dirs[0].path(), StoreConfig::default()).expect("open");
+    let e2 = ctx(2);
+    for c in ["one", "two", "three"] {
+        write(&primary, &e2, c).expect("write");
+    }
+    let (progress, rows) = primary.export_namespace(7).expect("export");
+    let replica_dir = dirs[1].path();
+    {
+        let replica = Store::open(replica_dir, StoreConfig::default()).expect("open");
+        let first = primary.repl_entries(&e2, 1, 1).expect("log");
+        replica.apply_replicated(&e2, Some(2), None, &first).expect("apply");
+        replica.fence(&e2, 2).expect("fence");
+        // A copy that begins and is then lost: the replica keeps what it held.
+        replica.import_begin(7, 2).expect("begin");
+        replica.import_rows(&rows[..rows.len() / 2]).expect("rows");
+        assert_eq!(contents(&replica, &e2), vec!["one"], "nothing staged is visible");
+        assert_eq!(replica.progress(&e2).expect("progress").applied_seq, 1);
+        replica.shutdown().expect("shutdown");
+    }
+    // After a restart the unfinished copy is gone and the replica is as it was.
+    let replica = Store::open(replica_dir, StoreConfig::default()).expect("reopen");
+    assert_eq!(contents(&replica, &e2), vec!["one"]);
+    assert!(replica.import_rows(&rows).is_err(), "rows of a copy that did not begin are refused");
+    assert!(replica.import_finish(7, progress).is_err(), "so is its end");
+    assert_eq!(contents(&replica, &e2), vec!["one"]);
+
+    // A sender older than the fence is refused at once.
+    replica.fence(&e2, 4).expect("fence");
+    assert!(matches!(replica.import_begin(7, 3), Err(StorageError::Fenced(4))));
+    // A copy accepted at epoch 4 is aborted when the replica is fenced past it meanwhile.
+    replica.import_begin(7, 4).expect("begin");
+    replica.import_rows(&rows).expect("rows");
+    replica.fence(&e2, 5).expect("fence");
+    assert!(matches!(replica.import_finish(7, progress), Err(StorageError::Fenced(5))));
+    assert_eq!(contents(&replica, &e2), vec!["one"], "an aborted copy changes nothing");
+
+    // A copy accepted while the replica still applies entries is aborted too.
+    replica.import_begin(7, 5).expect("begin");
+    replica.import_rows(&rows).expect("rows");
+    let second = primary.repl_entries(&e2, 2, 1).expect("log");
+    let e5 = ctx(5);
+    assert_eq!(
+        replica.apply_replicated(&e5, Some(5), Some((1, 2)), &second).expect("apply"),
+        ApplyOutcome::Applied { seq: 2 }
+    );
+    assert!(replica.import_finish(7, progress).is_err());
+    assert_eq!(contents(&replica, &e5), vec!["one", "two"]);
+
+    // A complete copy is installed; the fence survives it.
+    replica.import_begin(7, 5).expect("begin");
+    replica.import_rows(&rows).expect("rows");
+    replica.import_finish(7, progress).expect("finish");
+    assert_eq!(contents(&replica, &e5), vec!["one", "two", "three"]);
+    assert_eq!(replica.progress(&e5).expect("progress"), progress);
+    assert_eq!(replica.fence_epoch(&e5).expect("fence"), 5, "the fence survived the install");
+    assert!(matches!(replica.fence(&e2, 4), Err(StorageError::Fenced(5))));
 }
