@@ -120,6 +120,6 @@ pub fn key_create(route: u8, ns: &str, body: &[u8]) -> ApiResult<KeyRequest> {
 /// unchanged, `Some(None)` = every namespace).
 pub fn key_update(old: &ApiKeyEntry, body: &[u8]) -> ApiResult<Option<Option<Vec<Grant>>>> {
     let body: Value = parse_body(body)?;
-    let b = keys::update_body(body)?;
-    keys::updated_grants(old, &b)
+    let u = keys::update_body(body)?;
+    Ok(loci_service::keys::updated_grants(old, &u)?)
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`Core`]: namespaces (creation through the catalogue, erasure, policies), encryption
 //!   rotation, retention, re-embedding jobs, and the entry point of every data operation.
+//! - [`keys`]: API-key management (minting, who manages which key, updates, revocation,
+//!   rotation), as typed calls on [`Core::keys`].
 //! - [`access`]: who a secret is and what it may do; [`audit`] and [`ratelimit`]: the hash-chained
 //!   audit log and the GCRA limiter shared through Redis; [`usage`]: per-key counters.
 //! - [`cluster`]: the data plane (placement, forwarding to primaries, replication, failover, the
@@ -21,6 +23,7 @@ pub mod contexts;
 pub mod core;
 pub mod embedders;
 pub mod error;
+pub mod keys;
 pub mod ratelimit;
 pub mod reembed;
 pub mod request_id;
