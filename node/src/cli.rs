@@ -19,6 +19,10 @@ pub struct Conn {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// CA certificate (PEM) to verify a node whose public listeners use TLS (`--tls-cert`);
+    /// implies `https://` for an address given without a scheme. An `https://` address needs it.
+    #[arg(long, env = "LOCI_TLS_CA", global = true)]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -160,12 +164,25 @@ impl Client {
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
         let addr = if self.conn.addr.starts_with("http") {
             self.conn.addr.clone()
+        } else if self.conn.tls_ca.is_some() {
+            format!("https://{}", self.conn.addr)
         } else {
             format!("http://{}", self.conn.addr)
         };
-        let mut client = loci_api::pb::loci_client::LociClient::connect(addr.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
+        let mut endpoint = tonic::transport::Endpoint::from_shared(addr.clone())
+            .map_err(|e| anyhow::anyhow!("not a node address: {addr}: {e}"))?;
+        if addr.starts_with("https://") {
+            let ca = self.conn.tls_ca.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("{addr} uses TLS: give the CA certificate that signed its certificate (--tls-ca)")
+            })?;
+            let pem = std::fs::read_to_string(ca)
+                .map_err(|e| anyhow::anyhow!("cannot read the CA certificate {}: {e}", ca.display()))?;
+            let tls =
+                tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            endpoint = endpoint.tls_config(tls).map_err(|e| anyhow::anyhow!("TLS settings for {addr}: {e}"))?;
+        }
+        let channel = endpoint.connect().await.map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
+        let mut client = loci_api::pb::loci_client::LociClient::new(channel);
         let resp = client
             .invoke(loci_api::pb::InvokeRequest {
                 method: method.into(),

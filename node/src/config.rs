@@ -132,6 +132,15 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCI_CLUSTER_CERTS_DIR")]
     pub cluster_certs_dir: Option<PathBuf>,
 
+    /// TLS certificate chain (PEM) for the public REST and gRPC listeners; with `--tls-key`.
+    /// Unset: the public listeners speak plaintext (put TLS in front of them, or set this).
+    #[arg(long, env = "LOCI_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) for the public listeners; with `--tls-cert`.
+    #[arg(long, env = "LOCI_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Gossip (SWIM, UDP) listen address.
     #[arg(long, env = "LOCI_GOSSIP_ADDR", default_value = "127.0.0.1:7946")]
     pub gossip_addr: String,

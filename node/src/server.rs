@@ -289,6 +289,15 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         Some(dir) => Some(crate::tls::ClusterTls::load(dir).context("cannot load the cluster certificates")?),
         None => None,
     };
+    // TLS on the public listeners: REST negotiates HTTP/2 or HTTP/1.1, gRPC HTTP/2.
+    let public_tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((
+            crate::tls::public_config(cert, key, &[b"h2", b"http/1.1"])?,
+            crate::tls::public_config(cert, key, &[b"h2"])?,
+        )),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
     let gossip_addr_req: std::net::SocketAddr = tokio::net::lookup_host(&args.gossip_addr)
         .await
         .with_context(|| format!("cannot resolve the gossip address {}", args.gossip_addr))?
@@ -525,13 +534,24 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         })
         .max_decoding_message_size(args.max_body_size.max(4 * 1024 * 1024));
         let token = cancel.clone();
+        let grpc_tls = public_tls.as_ref().map(|(_, grpc)| grpc.clone());
         tasks.spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
-            if let Err(e) = tonic::transport::Server::builder()
-                .add_service(public)
-                .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
-                .await
-            {
+            let router = tonic::transport::Server::builder().add_service(public);
+            let served = match grpc_tls {
+                Some(cfg) => {
+                    router
+                        .serve_with_incoming_shutdown(
+                            crate::tls::accept_public(grpc_listener, cfg, "grpc"),
+                            token.cancelled_owned(),
+                        )
+                        .await
+                }
+                None => {
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+                    router.serve_with_incoming_shutdown(incoming, token.cancelled_owned()).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "gRPC server failed");
             }
         });
@@ -566,11 +586,31 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     {
         let token = cancel.clone();
         let app = app.clone();
+        let rest_tls = public_tls.as_ref().map(|(rest, _)| rest.clone());
         tasks.spawn(async move {
-            if let Err(e) = axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await
-            {
+            let served = match rest_tls {
+                Some(cfg) => match crate::tls::TlsListener::new(http_listener, cfg) {
+                    Ok(l) => {
+                        // The peer address reaches the middleware as it does without TLS.
+                        let app = app.layer(axum::middleware::map_request(|mut req: axum::extract::Request| async {
+                            use axum::extract::ConnectInfo;
+                            let peer = req.extensions().get::<ConnectInfo<crate::tls::TlsPeer>>().map(|c| c.0.0);
+                            if let Some(peer) = peer {
+                                req.extensions_mut().insert(ConnectInfo(peer));
+                            }
+                            req
+                        }));
+                        let make = app.into_make_service_with_connect_info::<crate::tls::TlsPeer>();
+                        axum::serve(l, make).with_graceful_shutdown(token.cancelled_owned()).await
+                    }
+                    Err(e) => Err(e),
+                },
+                None => {
+                    let make = app.into_make_service_with_connect_info::<SocketAddr>();
+                    axum::serve(http_listener, make).with_graceful_shutdown(token.cancelled_owned()).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
@@ -698,7 +738,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         });
     }
 
-    tracing::info!(node_id, %http_addr, %grpc_addr, %cluster_addr, tls = cluster_tls.is_some(), gossip_addr = %gossip_addr, data_dir = %args.data_dir.display(), ready = core.is_ready(), "loci node started");
+    tracing::info!(node_id, %http_addr, %grpc_addr, %cluster_addr, tls = cluster_tls.is_some(), public_tls = public_tls.is_some(), gossip_addr = %gossip_addr, data_dir = %args.data_dir.display(), ready = core.is_ready(), "loci node started");
     if let Some(path) = &args.ready_file {
         let info = serde_json::json!({
             "node_id": node_id,

@@ -168,6 +168,36 @@ pub fn accept(
     listener: TcpListener,
     config: rustls::ServerConfig,
 ) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>> {
+    let rx = handshakes(listener, config, Listener::Cluster);
+    tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |(tls, _)| Ok(tls))
+}
+
+/// Accepted connections of a public listener (gRPC), TLS-terminated.
+pub fn accept_public(
+    listener: TcpListener,
+    config: rustls::ServerConfig,
+    name: &'static str,
+) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>> {
+    let rx = handshakes(listener, config, Listener::Public(name));
+    tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |(tls, _)| Ok(tls))
+}
+
+/// Which listener a TLS acceptor serves (for logs and metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    Cluster,
+    /// REST or gRPC: anyone may connect; a failed handshake is counted, not warned about.
+    Public(&'static str),
+}
+
+/// Accept TCP connections and run each TLS handshake in its own task (bounded by 10 s), so a
+/// slow or hostile client never holds up the others; completed handshakes come out of the
+/// channel with the peer's address.
+pub fn handshakes(
+    listener: TcpListener,
+    config: rustls::ServerConfig,
+    which: Listener,
+) -> tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, std::net::SocketAddr)> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
@@ -175,7 +205,7 @@ pub fn accept(
             let (tcp, peer) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cluster listener: accept failed");
+                    tracing::warn!(listener = ?which, error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
@@ -188,20 +218,93 @@ pub fn accept(
             let tx = tx.clone();
             tokio::spawn(async move {
                 let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await;
-                match handshake {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
+                match (handshake, which) {
+                    (Ok(Ok(tls)), _) => {
+                        let _ = tx.send((tls, peer)).await;
                     }
-                    Ok(Err(e)) => {
+                    (Ok(Err(e)), Listener::Cluster) => {
                         metrics::counter!("loci_cluster_tls_refused_total").increment(1);
                         tracing::warn!(%peer, error = %e, "refused a cluster connection: TLS handshake failed (no certificate, or one not signed by the cluster CA)");
                     }
-                    Err(_) => tracing::warn!(%peer, "refused a cluster connection: TLS handshake timed out"),
+                    (Err(_), Listener::Cluster) => {
+                        tracing::warn!(%peer, "refused a cluster connection: TLS handshake timed out")
+                    }
+                    (Ok(Err(e)), Listener::Public(name)) => {
+                        metrics::counter!("loci_public_tls_refused_total", "listener" => name).increment(1);
+                        tracing::debug!(%peer, listener = name, error = %e, "TLS handshake failed");
+                    }
+                    (Err(_), Listener::Public(name)) => {
+                        metrics::counter!("loci_public_tls_refused_total", "listener" => name).increment(1);
+                        tracing::debug!(%peer, listener = name, "TLS handshake timed out");
+                    }
                 }
             });
         }
     });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+    rx
+}
+
+/// The public listeners' TLS configuration (`--tls-cert`, `--tls-key`): this certificate
+/// chain and key, no client certificate asked for (clients authenticate with API keys), and
+/// the given ALPN protocols.
+pub fn public_config(cert: &Path, key: &Path, alpn: &[&[u8]]) -> anyhow::Result<rustls::ServerConfig> {
+    let cert_pem =
+        std::fs::read_to_string(cert).with_context(|| format!("cannot read the TLS certificate {}", cert.display()))?;
+    let key_pem = std::fs::read_to_string(key).with_context(|| format!("cannot read the TLS key {}", key.display()))?;
+    let certs = rustls_pemfile_certs(&cert_pem).with_context(|| format!("{}", cert.display()))?;
+    use rustls::pki_types::pem::PemObject;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .with_context(|| format!("{} is not a PEM private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not match")?;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(cfg)
+}
+
+/// The REST listener over TLS, for `axum::serve`.
+pub struct TlsListener {
+    rx: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+}
+
+impl TlsListener {
+    pub fn new(listener: TcpListener, config: rustls::ServerConfig) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        Ok(TlsListener { rx: handshakes(listener, config, Listener::Public("rest")), local })
+    }
+}
+
+/// The peer of a TLS connection to the REST listener (axum's `ConnectInfo` for it; `serve`
+/// turns it into the `ConnectInfo<SocketAddr>` the middleware reads).
+#[derive(Clone, Copy, Debug)]
+pub struct TlsPeer(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for TlsPeer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        *stream.remote_addr()
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = TlsPeer;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some((io, peer)) => (io, TlsPeer(peer)),
+            // The acceptor task ends only with the runtime: wait for shutdown.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(TlsPeer(self.local))
+    }
 }
 
 #[cfg(test)]

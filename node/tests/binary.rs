@@ -929,3 +929,70 @@ fn an_unresolvable_join_seed_does_not_stop_the_node() {
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(logs.contains("does not resolve yet"), "no warning about the seed: {logs}");
 }
+
+/// Issue 14: TLS on the public listeners (`--tls-cert`, `--tls-key`). REST answers over HTTPS
+/// to a client that trusts the CA, a plaintext request gets no HTTP
+/// answer, a client that does not trust the CA is refused, and the operator CLI reaches the
+/// gRPC listener over TLS with `--tls-ca`.
+#[test]
+fn public_listeners_serve_tls_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_loci");
+    let (ca_dir, node_dir) = (dir.path().join("ca"), dir.path().join("node"));
+    let ok = |out: std::process::Output| assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(Command::new(bin).args(["cluster", "certs", "create-ca", "--certs-dir"]).arg(&ca_dir).output().unwrap());
+    ok(Command::new(bin)
+        .args(["cluster", "certs", "create-node", "--host", "localhost", "--certs-dir"])
+        .arg(&ca_dir)
+        .arg("--out-dir")
+        .arg(&node_dir)
+        .output()
+        .unwrap());
+    let ready = dir.path().join("ready.json");
+    let child = serve_command(&dir.path().join("data"), &ready)
+        .args(["--gossip-addr", "127.0.0.1:0", "--tls-cert"])
+        .arg(node_dir.join("node.crt"))
+        .arg("--tls-key")
+        .arg(node_dir.join("node.key"))
+        .env("LOCI_ROOT_API_KEY", KEY)
+        .env("LOCI_ENCRYPTION_KEY", ENC)
+        .env("LOCI_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut p = Proc { child, base: wait_ready(&ready) };
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+    let port = |k: &str| info[k].as_str().unwrap().rsplit(':').next().unwrap().to_string();
+    let (http_port, grpc_port) = (port("http_addr"), port("grpc_addr"));
+    let base = format!("https://localhost:{http_port}");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca_dir.join("ca.crt")).unwrap()).unwrap();
+    let trusting = reqwest::blocking::Client::builder()
+        .add_root_certificate(ca)
+        .tls_built_in_root_certs(false)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let r = trusting.get(format!("{base}/v1/auth/whoami")).bearer_auth(KEY).send().expect("HTTPS request");
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().unwrap();
+    assert!(body["key_id"].is_string(), "{body}");
+    // Plaintext HTTP on the TLS port: no HTTP answer.
+    let plain = client().get(format!("http://127.0.0.1:{http_port}/health")).send();
+    assert!(plain.is_err() || !plain.unwrap().status().is_success(), "a plaintext request was served");
+    // A client that does not trust the CA refuses the node's certificate.
+    let untrusting =
+        reqwest::blocking::Client::builder().tls_built_in_root_certs(false).timeout(Duration::from_secs(10)).build();
+    assert!(untrusting.unwrap().get(format!("{base}/health")).send().is_err());
+    // The operator CLI over gRPC with TLS.
+    let grpc = format!("https://localhost:{grpc_port}");
+    let ca_path = ca_dir.join("ca.crt");
+    let (good, out, err) = loci(&["cluster", "status", "--addr", &grpc, "--tls-ca", ca_path.to_str().unwrap()], KEY);
+    assert!(good && out.contains("state healthy"), "{out}{err}");
+    let (good, _, err) = loci(&["cluster", "status", "--addr", &grpc], KEY);
+    assert!(!good && err.contains("--tls-ca"), "an https address without a CA is refused with a hint: {err}");
+    let (good, _, _) = loci(&["cluster", "status", "--addr", &format!("http://127.0.0.1:{grpc_port}")], KEY);
+    assert!(!good, "plaintext gRPC on the TLS port is not served");
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+}

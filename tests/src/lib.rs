@@ -23,6 +23,8 @@ pub fn serve_args(dir: &Path) -> ServeArgs {
         cluster_addr: "127.0.0.1:0".into(),
         cluster_advertise_addr: None,
         cluster_certs_dir: None,
+        tls_cert: None,
+        tls_key: None,
         gossip_addr: "127.0.0.1:0".into(),
         advertise_host: None,
         node_id: None,
