@@ -112,6 +112,9 @@ pub(crate) struct ReplicationState {
     /// (namespace id, follower): a Syncing replica this primary is proposing `Active`; from
     /// the proposal on, every write needs its acknowledgement too.
     pub promoting: Mutex<BTreeSet<(u64, u64)>>,
+    /// Namespace ids this node, taking over as primary, asked another replica to copy to it
+    /// (`PushCopy`): the only copies a primary accepts.
+    pub expected_pushes: Mutex<BTreeSet<u64>>,
 }
 
 /// What the reconciler remembers about members between ticks.

@@ -45,7 +45,8 @@ pub struct ReplicateRequest {
     pub entries: Vec<ReplEntry>,
 }
 
-/// One step of a full namespace copy.
+/// One step of a full namespace copy; `copy_id`, chosen by the sender, ties the steps of one
+/// copy together (a receiver refuses the rows and the finish of a copy it no longer holds).
 pub enum CopyRequest {
     /// `sender_epoch`: the placement epoch the sender copies under (a replica fenced past it
     /// refuses the copy).
@@ -53,12 +54,15 @@ pub enum CopyRequest {
         namespace: String,
         catalogue_index: u64,
         sender_epoch: u64,
+        copy_id: u64,
     },
     Rows {
+        copy_id: u64,
         rows: Vec<(String, Vec<u8>, Vec<u8>)>,
     },
     Finish {
         namespace: String,
+        copy_id: u64,
         progress: NsProgress,
     },
 }
@@ -67,14 +71,15 @@ impl CopyRequest {
     pub fn into_pb(self) -> pb::CopyRequest {
         use pb::copy_request::Step;
         let step = match self {
-            CopyRequest::Begin { namespace, catalogue_index, sender_epoch } => {
-                Step::Begin(pb::CopyBegin { namespace, catalogue_index, sender_epoch })
+            CopyRequest::Begin { namespace, catalogue_index, sender_epoch, copy_id } => {
+                Step::Begin(pb::CopyBegin { namespace, catalogue_index, sender_epoch, copy_id })
             }
-            CopyRequest::Rows { rows } => Step::Rows(pb::CopyRows {
+            CopyRequest::Rows { copy_id, rows } => Step::Rows(pb::CopyRows {
                 rows: rows.into_iter().map(|(cf, key, value)| pb::CopyRow { cf, key, value }).collect(),
+                copy_id,
             }),
-            CopyRequest::Finish { namespace, progress } => {
-                Step::Finish(pb::CopyFinish { namespace, progress: Some(progress.into()) })
+            CopyRequest::Finish { namespace, copy_id, progress } => {
+                Step::Finish(pb::CopyFinish { namespace, progress: Some(progress.into()), copy_id })
             }
         };
         pb::CopyRequest { step: Some(step) }
@@ -87,11 +92,17 @@ impl CopyRequest {
                 namespace: b.namespace,
                 catalogue_index: b.catalogue_index,
                 sender_epoch: b.sender_epoch,
+                copy_id: b.copy_id,
             },
-            Step::Rows(r) => CopyRequest::Rows { rows: r.rows.into_iter().map(|r| (r.cf, r.key, r.value)).collect() },
-            Step::Finish(f) => {
-                CopyRequest::Finish { namespace: f.namespace, progress: f.progress.map(Into::into).unwrap_or_default() }
-            }
+            Step::Rows(r) => CopyRequest::Rows {
+                copy_id: r.copy_id,
+                rows: r.rows.into_iter().map(|r| (r.cf, r.key, r.value)).collect(),
+            },
+            Step::Finish(f) => CopyRequest::Finish {
+                namespace: f.namespace,
+                copy_id: f.copy_id,
+                progress: f.progress.map(Into::into).unwrap_or_default(),
+            },
         })
     }
 }

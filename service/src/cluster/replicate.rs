@@ -19,14 +19,44 @@ impl Cluster {
     /// follower gets it (calls outlive the quorum); only Active followers count towards it, and
     /// a replica being promoted to Active must hold it too (`peer::write_acknowledged`).
     pub(crate) async fn replicate(self: &Arc<Self>, entry: &NamespaceEntry, repl: ReplEntry) -> ClusterResult<()> {
-        let p = &entry.placement;
-        let (_, quorum) = Self::quorum(entry);
-        let followers: Vec<u64> = p.writable().filter(|n| *n != self.node_id).collect();
+        // The placement the write was routed by, and the one this node's catalogue shows now:
+        // a promotion or a move committed while the write was executed changes who counts, and
+        // the write must meet the quorum of both (else it could be on fewer than a quorum of
+        // the placement that is in force by the time it is acknowledged).
+        let latest = self.entry(&entry.name).filter(|e| e.placement.epoch > entry.placement.epoch);
+        let views: Vec<&NamespaceEntry> = std::iter::once(entry).chain(latest.as_ref()).collect();
+        let mut followers: Vec<u64> = Vec::new();
+        for v in &views {
+            for n in v.placement.writable().filter(|n| *n != self.node_id) {
+                if !followers.contains(&n) {
+                    followers.push(n);
+                }
+            }
+        }
         let promoting: Vec<u64> = {
             let set = self.repl.promoting.lock();
             followers.iter().copied().filter(|f| set.contains(&(entry.id, *f))).collect()
         };
-        let need = quorum.saturating_sub(1);
+        // Per view: (its write quorum, whether each follower counts in it).
+        let needs: Vec<(usize, Vec<u64>)> = views
+            .iter()
+            .map(|v| {
+                let (_, q) = Self::quorum(v);
+                let counting = v
+                    .placement
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|n| v.placement.state(*n) == Some(ReplicaState::Active));
+                (q.saturating_sub(1), counting.filter(|n| *n != self.node_id).collect())
+            })
+            .collect();
+        let acknowledged = |answers: &[(u64, ())]| {
+            needs.iter().all(|(need, counting)| {
+                let acks: Vec<(u64, bool)> = answers.iter().map(|(n, _)| (*n, counting.contains(n))).collect();
+                write_acknowledged(&acks, *need, &promoting)
+            })
+        };
         let seq = repl.seq;
         // Bounded: a follower busy with a long repair must not hold the write indefinitely.
         let acks = gather_until(
@@ -35,16 +65,17 @@ impl Cluster {
             |f| {
                 let c = self.clone();
                 let e = entry.clone();
-                let counts = e.placement.state(f) == Some(ReplicaState::Active);
-                async move { c.replicate_to(&e, f, seq).await.then_some(counts) }
+                async move { c.replicate_to(&e, f, seq).await.then_some(()) }
             },
-            |answers: &[(u64, bool)]| write_acknowledged(answers, need, &promoting),
+            |answers: &[(u64, ())]| acknowledged(answers),
         )
         .await;
-        if !write_acknowledged(&acks, need, &promoting) {
+        if !acknowledged(&acks) {
+            let (_, quorum) = Self::quorum(views.last().copied().unwrap_or(entry));
+            let counting = &needs.last().map(|(_, c)| c.clone()).unwrap_or_default();
             return Err(ClusterError::QuorumNotReached {
                 namespace: entry.name.clone(),
-                got: acks.iter().filter(|(_, counts)| *counts).count() + 1,
+                got: acks.iter().filter(|(n, _)| counting.contains(n)).count() + 1,
                 needed: quorum,
             });
         }
@@ -169,11 +200,17 @@ impl Cluster {
         false
     }
 
-    /// Repair `follower` with a full copy (in the background, at most one per target).
+    /// Repair `follower` with a full copy (in the background, one at a time per target node).
     pub(crate) fn schedule_copy(self: &Arc<Self>, ns: &NamespaceEntry, follower: u64, why: &str) {
         let key = (ns.id, follower);
-        if !self.repl.copies.lock().insert(key) {
-            return;
+        {
+            // One copy per target at a time (a node back after a long absence gets its
+            // namespaces one by one, not all at once; the others wait for a later pass).
+            let mut copies = self.repl.copies.lock();
+            if copies.iter().any(|(_, to)| *to == follower) {
+                return;
+            }
+            copies.insert(key);
         }
         tracing::warn!(namespace = %ns.name, follower, reason = why, "replica needs a full copy");
         let c = self.clone();
@@ -234,7 +271,7 @@ impl Cluster {
         if !entry.placement.replicas.contains(&req.target) {
             return Err(ClusterError::Internal(format!("node {} holds no replica of {}", req.target, req.namespace)));
         }
-        self.push_copy(&entry, req.target).await.map(|_| ())
+        self.push_copy(&entry, req.target, false).await.map(|_| ())
     }
 
     /// Follower side of replication.

@@ -109,14 +109,15 @@ impl Cluster {
         {
             tracing::warn!(namespace = %entry.name, source, mine = mine.applied_seq, theirs = theirs.applied_seq, "new primary catches up from a more advanced replica");
             if !self.pull_log(&entry, &ctx, source, mine, theirs.applied_seq).await {
-                self.push_copy_from(source, &entry.name, self.node_id, Duration::from_secs(600)).await.map_err(
-                    |e| {
-                        ClusterError::Unavailable(format!(
-                            "the primary of '{}' could not catch up from node {source}: {e}",
-                            entry.name
-                        ))
-                    },
-                )?;
+                self.repl.expected_pushes.lock().insert(entry.id);
+                let pushed = self.push_copy_from(source, &entry.name, self.node_id, Duration::from_secs(600)).await;
+                self.repl.expected_pushes.lock().remove(&entry.id);
+                pushed.map_err(|e| {
+                    ClusterError::Unavailable(format!(
+                        "the primary of '{}' could not catch up from node {source}: {e}",
+                        entry.name
+                    ))
+                })?;
             }
         }
         // Links from an earlier term are stale: handshake with every follower again.

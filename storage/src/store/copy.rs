@@ -76,75 +76,104 @@ impl Store {
         Ok((progress, rows))
     }
 
-    /// Start receiving a full copy of a namespace from a sender that is primary (or copies
-    /// for the primary) in `sender_epoch`. The replica's own rows, log and fence stay as they
+    /// Start receiving full copy `copy_id` of a namespace from a sender that is primary (or
+    /// copies for the primary) in `sender_epoch`. The replica's own rows and log stay as they
     /// are until [`Store::import_finish`] installs the complete copy, so a copy that is lost
-    /// or interrupted leaves the replica as it was. A sender older than this replica's fence
-    /// is refused (`Fenced`): a deposed primary must not overwrite what a newer one fenced.
+    /// or interrupted leaves the replica as it was. A sender older than this replica's fence,
+    /// or than the epoch of the last entry it applied, is refused (`Fenced`): a deposed primary
+    /// must not overwrite what a newer one wrote or fenced. The fence is raised to
+    /// `sender_epoch` (so older senders are refused from now on), and any earlier staged copy
+    /// is dropped; a copy being installed is not interrupted (`Conflict`: retry).
     /// (Wiping the rows here, as the node once did, is the engine's `Faults::legacy_copy`.)
-    pub fn import_begin(&self, ns_id: u64, sender_epoch: u64) -> Result<()> {
-        let fence = self.stored_fence(ns_id)?;
-        if sender_epoch < fence {
-            return Err(StorageError::Fenced(fence));
+    pub fn import_begin(&self, ns_id: u64, sender_epoch: u64, copy_id: u64) -> Result<()> {
+        let lock = self.copy_lock(ns_id);
+        let _copy = lock.lock();
+        if self.staged_copy(ns_id)?.is_some_and(|m| m.installing) {
+            return Err(StorageError::Conflict("a full copy is being installed; retry".into()));
         }
-        let applied_at_begin = self.stored_progress(ns_id)?.applied_seq;
-        let meta = StagedCopy { sender_epoch, applied_at_begin, installing: false };
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.cf(CF_STAGE), prefix(ns_id), (ns_id + 1).to_be_bytes());
-        batch.put_cf(self.cf(CF_NSMETA), stage_meta_key(ns_id), serde_json::to_vec(&meta)?);
-        self.write(batch)
+        self.with_writer(ns_id, || {
+            let fence = self.effective_fence(ns_id)?;
+            if sender_epoch < fence {
+                return Err(StorageError::Fenced(fence));
+            }
+            let applied_at_begin = self.stored_progress(ns_id)?.applied_seq;
+            let meta = StagedCopy { copy_id, sender_epoch, applied_at_begin, installing: false };
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(self.cf(CF_STAGE), prefix(ns_id), (ns_id + 1).to_be_bytes());
+            batch.put_cf(self.cf(CF_NSMETA), stage_meta_key(ns_id), serde_json::to_vec(&meta)?);
+            batch.put_cf(self.cf(CF_NSMETA), fence_key(ns_id), sender_epoch.max(fence).to_be_bytes());
+            self.write(batch)?;
+            if let Some(ns) = self.loaded.read().get(&ns_id) {
+                let mut st = ns.state.write();
+                st.epoch = st.epoch.max(sender_epoch);
+            }
+            Ok(())
+        })
     }
 
-    /// Rows of a copy in progress, staged (not yet visible).
-    pub fn import_rows(&self, rows: &[(String, Vec<u8>, Vec<u8>)]) -> Result<()> {
+    /// Rows of copy `copy_id` in progress, staged (not yet visible).
+    pub fn import_rows(&self, copy_id: u64, rows: &[(String, Vec<u8>, Vec<u8>)]) -> Result<()> {
+        let Some(ns_id) = rows.first().and_then(|(_, k, _)| k.get(..8)).and_then(|p| <[u8; 8]>::try_from(p).ok())
+        else {
+            return Ok(());
+        };
+        let ns_id = u64::from_be_bytes(ns_id);
+        let lock = self.copy_lock(ns_id);
+        let _copy = lock.lock();
+        if self.staged_copy(ns_id)?.is_none_or(|m| m.installing || m.copy_id != copy_id) {
+            return Err(StorageError::Invalid("rows of a copy that did not begin (or was replaced)".into()));
+        }
         let mut batch = WriteBatch::default();
-        let mut checked: Option<[u8; 8]> = None;
         for (cf, k, v) in rows {
             let Some(tag) = COPY_CFS.iter().find(|(name, _)| name == cf).map(|(_, t)| *t) else {
                 return Err(StorageError::Invalid(format!("unexpected column family {cf}")));
             };
-            let (Some(ns), Some(staged)) = (k.get(..8), stage_key(tag, k)) else {
+            if k.get(..8) != Some(prefix(ns_id).as_slice()) {
+                return Err(StorageError::Invalid("a copy's rows belong to one namespace".into()));
+            }
+            let Some(staged) = stage_key(tag, k) else {
                 return Err(StorageError::Invalid("a copied row's key has no namespace prefix".into()));
             };
-            if checked.as_ref().map(|c| c.as_slice()) != Some(ns) {
-                let mut id = [0u8; 8];
-                id.copy_from_slice(ns);
-                if self.staged_copy(u64::from_be_bytes(id))?.is_none_or(|m| m.installing) {
-                    return Err(StorageError::Invalid("rows of a copy that did not begin".into()));
-                }
-                checked = Some(id);
-            }
             batch.put_cf(self.cf(CF_STAGE), staged, v);
         }
         self.write(batch)
     }
 
-    /// The copy is complete at `progress`: replace the replica's rows and log with it. Refused
-    /// (and the staged copy dropped) when the replica was fenced past the sender's epoch or
-    /// applied entries since the copy began: installing it then would roll back writes the
-    /// replica acknowledged. The fence survives the install. Crash-safe: an install that was
-    /// under way when the process stopped is completed by [`Store::open`].
-    pub fn import_finish(&self, ns_id: u64, progress: NsProgress) -> Result<()> {
-        let Some(meta) = self.staged_copy(ns_id)?.filter(|m| !m.installing) else {
-            return Err(StorageError::Invalid("finishing a copy that did not begin".into()));
+    /// Copy `copy_id` is complete at `progress`: replace the replica's rows and log with it.
+    /// Refused (and the staged copy dropped) when the replica was fenced past the sender's
+    /// epoch or applied entries since the copy began: installing it then would roll back
+    /// writes the replica acknowledged. Both are checked under the namespace's writer lock,
+    /// held until the old rows are gone, so no entry or fence slips in between. The fence
+    /// survives the install. Crash-safe: an install under way when the process stopped is
+    /// completed by [`Store::open`].
+    pub fn import_finish(&self, ns_id: u64, copy_id: u64, progress: NsProgress) -> Result<()> {
+        let lock = self.copy_lock(ns_id);
+        let _copy = lock.lock();
+        let Some(meta) = self.staged_copy(ns_id)?.filter(|m| !m.installing && m.copy_id == copy_id) else {
+            return Err(StorageError::Invalid("finishing a copy that did not begin (or was replaced)".into()));
         };
-        let fence = self.stored_fence(ns_id)?;
-        let applied = self.stored_progress(ns_id)?.applied_seq;
-        if fence > meta.sender_epoch || applied != meta.applied_at_begin {
-            self.drop_staged_copy(ns_id)?;
-            return Err(if fence > meta.sender_epoch {
-                StorageError::Fenced(fence)
-            } else {
-                StorageError::Invalid("the replica applied entries while the copy was in flight".into())
-            });
-        }
         {
-            // Nothing reads or writes the namespace while its rows are replaced.
+            // Nothing loads, reads or writes the namespace while its rows are replaced.
             let _guard = self.load_lock.lock();
-            if let Some(ns) = self.loaded.write().remove(&ns_id) {
-                let _w = ns.writer.lock();
+            let loaded = self.loaded.read().get(&ns_id).cloned();
+            let _writer = match &loaded {
+                Some(ns) => Some(ns.writer.lock()),
+                None => None,
+            };
+            let fence = self.effective_fence(ns_id)?;
+            let applied = self.stored_progress(ns_id)?.applied_seq;
+            if fence > meta.sender_epoch || applied != meta.applied_at_begin {
+                self.drop_staged_copy(ns_id)?;
+                return Err(if fence > meta.sender_epoch {
+                    StorageError::Fenced(fence)
+                } else {
+                    StorageError::Invalid("the replica applied entries while the copy was in flight".into())
+                });
+            }
+            if let Some(ns) = &loaded {
                 ns.dropped.store(true, std::sync::atomic::Ordering::Release);
             }
+            self.loaded.write().remove(&ns_id);
             self.dropped.write().remove(&ns_id);
             // One batch: the old rows go, the copy's progress and "installing" are recorded
             // (so a restart finishes moving the staged rows in), the fence stays.
@@ -161,11 +190,12 @@ impl Store {
             let installing = StagedCopy { installing: true, ..meta };
             batch.put_cf(self.cf(CF_NSMETA), stage_meta_key(ns_id), serde_json::to_vec(&installing)?);
             self.write(batch)?;
-            self.text.drop_namespace(ns_id)?;
             self.move_staged_rows(ns_id)?;
             // Unload so the next access rebuilds indexes from the copied rows.
             self.loaded.write().remove(&ns_id);
         }
+        // Outside the load lock: the text index is rebuilt by the version check on next load.
+        self.text.drop_namespace(ns_id)?;
         Ok(())
     }
 
@@ -188,8 +218,8 @@ impl Store {
         for id in namespaces {
             match self.staged_copy(id)? {
                 Some(m) if m.installing => {
-                    self.text.drop_namespace(id)?;
                     self.move_staged_rows(id)?;
+                    self.text.drop_namespace(id)?;
                 }
                 _ => self.drop_staged_copy(id)?,
             }
@@ -197,33 +227,49 @@ impl Store {
         Ok(())
     }
 
-    /// Move a namespace's staged rows into place (in bounded batches), then forget the copy.
+    /// Copy a namespace's staged rows into place in one pass (bounded batches), then drop the
+    /// staged rows and forget the copy in one batch. Idempotent: a crash in between repeats
+    /// the puts at the next start.
     fn move_staged_rows(&self, ns_id: u64) -> Result<()> {
-        loop {
-            let mut batch = WriteBatch::default();
-            let mut bytes = 0usize;
-            let mut ro = ReadOptions::default();
-            ro.set_iterate_range(PrefixRange(prefix(ns_id).to_vec()));
-            for item in self.db.iterator_cf_opt(self.cf(CF_STAGE), ro, rocksdb::IteratorMode::Start) {
-                let (k, v) = item?;
-                let Some((cf, key)) = unstage_key(&k) else {
-                    return Err(StorageError::Invalid("a staged row without its column family".into()));
-                };
-                batch.put_cf(self.cf(cf), key, &v);
-                batch.delete_cf(self.cf(CF_STAGE), &k);
-                bytes += k.len() + v.len();
-                if bytes >= MOVE_BATCH_BYTES {
-                    break;
-                }
-            }
-            if batch.is_empty() {
-                break;
-            }
-            self.write(batch)?;
-        }
         let mut batch = WriteBatch::default();
+        let mut bytes = 0usize;
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_range(PrefixRange(prefix(ns_id).to_vec()));
+        for item in self.db.iterator_cf_opt(self.cf(CF_STAGE), ro, rocksdb::IteratorMode::Start) {
+            let (k, v) = item?;
+            let Some((cf, key)) = unstage_key(&k) else {
+                return Err(StorageError::Invalid("a staged row without its column family".into()));
+            };
+            batch.put_cf(self.cf(cf), key, &v);
+            bytes += k.len() + v.len();
+            if bytes >= MOVE_BATCH_BYTES {
+                self.write(std::mem::take(&mut batch))?;
+                bytes = 0;
+            }
+        }
+        batch.delete_range_cf(self.cf(CF_STAGE), prefix(ns_id), (ns_id + 1).to_be_bytes());
         batch.delete_cf(self.cf(CF_NSMETA), stage_meta_key(ns_id));
         self.write(batch)
+    }
+
+    fn copy_lock(&self, ns_id: u64) -> std::sync::Arc<parking_lot::Mutex<()>> {
+        self.copy_locks.lock().entry(ns_id).or_default().clone()
+    }
+
+    /// Run `f` holding the namespace's writer lock when it is loaded (its fence and progress
+    /// are then stable), else the load lock (it cannot be loaded meanwhile).
+    fn with_writer<T>(&self, ns_id: u64, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _guard = self.load_lock.lock();
+        let loaded = self.loaded.read().get(&ns_id).cloned();
+        let _writer = loaded.as_ref().map(|ns| ns.writer.lock());
+        f()
+    }
+
+    /// The epoch a sender must at least have: the stored fence, the epoch of the last entry
+    /// this replica applied, and the fence of its loaded state.
+    fn effective_fence(&self, ns_id: u64) -> Result<u64> {
+        let loaded = self.loaded.read().get(&ns_id).map(|ns| ns.state.read().epoch).unwrap_or(0);
+        Ok(self.stored_fence(ns_id)?.max(self.stored_progress(ns_id)?.epoch).max(loaded))
     }
 
     fn drop_staged_copy(&self, ns_id: u64) -> Result<()> {
@@ -262,6 +308,8 @@ const MOVE_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// A full copy being received (nsmeta `stage_meta_key`).
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 struct StagedCopy {
+    /// Chosen by the sender: rows and the finish of another copy are refused.
+    copy_id: u64,
     /// The epoch the sender sent under (refused below the fence; aborted once fenced past it).
     sender_epoch: u64,
     /// The replica's applied sequence when the copy began (aborted if it moved).

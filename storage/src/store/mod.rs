@@ -138,6 +138,9 @@ pub struct Store {
     load_lock: Mutex<()>,
     /// Namespaces dropped since start: never loaded again.
     dropped: RwLock<HashSet<u64>>,
+    /// Per namespace: serialises the steps of full copies received (a new copy's begin never
+    /// runs into an install under way).
+    copy_locks: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
     path: PathBuf,
 }
 
@@ -199,6 +202,7 @@ impl Store {
             loaded: RwLock::new(HashMap::new()),
             load_lock: Mutex::new(()),
             dropped: RwLock::new(HashSet::new()),
+            copy_locks: Mutex::new(HashMap::new()),
             path: dir.to_path_buf(),
         };
         store.recover_staged_copies()?;

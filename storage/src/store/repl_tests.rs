@@ -81,9 +81,9 @@ fn fencing_and_divergence_are_detected_and_a_copy_repairs() {
 
     // A full copy (rows and log) repairs the follower; it then follows the new primary.
     let (progress, rows) = new_primary.export_namespace(7).expect("export");
-    follower.import_begin(7, 2).expect("begin");
-    follower.import_rows(&rows).expect("rows");
-    follower.import_finish(7, progress).expect("finish");
+    follower.import_begin(7, 2, 1).expect("begin");
+    follower.import_rows(1, &rows).expect("rows");
+    follower.import_finish(7, 1, progress).expect("finish");
     assert_eq!(contents(&follower, &e2), vec!["one", "two", "three"]);
     assert_eq!(follower.log_epoch_at(&e2, 3).expect("log"), Some(2));
     let fourth = write(&new_primary, &e2, "four").expect("write");
@@ -237,8 +237,8 @@ fn a_copy_is_installed_only_when_complete_and_never_over_a_newer_fence() {
         replica.apply_replicated(&e2, Some(2), None, &first).expect("apply");
         replica.fence(&e2, 2).expect("fence");
         // A copy that begins and is then lost: the replica keeps what it held.
-        replica.import_begin(7, 2).expect("begin");
-        replica.import_rows(&rows[..rows.len() / 2]).expect("rows");
+        replica.import_begin(7, 2, 1).expect("begin");
+        replica.import_rows(1, &rows[..rows.len() / 2]).expect("rows");
         assert_eq!(contents(&replica, &e2), vec!["one"], "nothing staged is visible");
         assert_eq!(replica.progress(&e2).expect("progress").applied_seq, 1);
         replica.shutdown().expect("shutdown");
@@ -246,36 +246,43 @@ fn a_copy_is_installed_only_when_complete_and_never_over_a_newer_fence() {
     // After a restart the unfinished copy is gone and the replica is as it was.
     let replica = Store::open(replica_dir, StoreConfig::default()).expect("reopen");
     assert_eq!(contents(&replica, &e2), vec!["one"]);
-    assert!(replica.import_rows(&rows).is_err(), "rows of a copy that did not begin are refused");
-    assert!(replica.import_finish(7, progress).is_err(), "so is its end");
+    assert!(replica.import_rows(1, &rows).is_err(), "rows of a copy that did not begin are refused");
+    assert!(replica.import_finish(7, 1, progress).is_err(), "so is its end");
     assert_eq!(contents(&replica, &e2), vec!["one"]);
 
     // A sender older than the fence is refused at once.
     replica.fence(&e2, 4).expect("fence");
-    assert!(matches!(replica.import_begin(7, 3), Err(StorageError::Fenced(4))));
+    assert!(matches!(replica.import_begin(7, 3, 2), Err(StorageError::Fenced(4))));
+    // A sender older than the epoch of the last entry the replica applied is refused too.
+    assert!(matches!(replica.import_begin(7, 1, 2), Err(StorageError::Fenced(4))));
     // A copy accepted at epoch 4 is aborted when the replica is fenced past it meanwhile.
-    replica.import_begin(7, 4).expect("begin");
-    replica.import_rows(&rows).expect("rows");
+    replica.import_begin(7, 4, 3).expect("begin");
+    replica.import_rows(3, &rows).expect("rows");
     replica.fence(&e2, 5).expect("fence");
-    assert!(matches!(replica.import_finish(7, progress), Err(StorageError::Fenced(5))));
+    assert!(matches!(replica.import_finish(7, 3, progress), Err(StorageError::Fenced(5))));
     assert_eq!(contents(&replica, &e2), vec!["one"], "an aborted copy changes nothing");
 
     // A copy accepted while the replica still applies entries is aborted too.
-    replica.import_begin(7, 5).expect("begin");
-    replica.import_rows(&rows).expect("rows");
+    replica.import_begin(7, 5, 4).expect("begin");
+    replica.import_rows(4, &rows).expect("rows");
     let second = primary.repl_entries(&e2, 2, 1).expect("log");
     let e5 = ctx(5);
     assert_eq!(
         replica.apply_replicated(&e5, Some(5), Some((1, 2)), &second).expect("apply"),
         ApplyOutcome::Applied { seq: 2 }
     );
-    assert!(replica.import_finish(7, progress).is_err());
+    assert!(replica.import_finish(7, 4, progress).is_err());
     assert_eq!(contents(&replica, &e5), vec!["one", "two"]);
 
+    // A copy replaced by a newer one: the first one's rows and end are refused.
+    replica.import_begin(7, 5, 5).expect("begin");
+    replica.import_begin(7, 5, 6).expect("a newer copy replaces it");
+    assert!(replica.import_rows(5, &rows).is_err());
+    assert!(replica.import_finish(7, 5, progress).is_err());
+
     // A complete copy is installed; the fence survives it.
-    replica.import_begin(7, 5).expect("begin");
-    replica.import_rows(&rows).expect("rows");
-    replica.import_finish(7, progress).expect("finish");
+    replica.import_rows(6, &rows).expect("rows");
+    replica.import_finish(7, 6, progress).expect("finish");
     assert_eq!(contents(&replica, &e5), vec!["one", "two", "three"]);
     assert_eq!(replica.progress(&e5).expect("progress"), progress);
     assert_eq!(replica.fence_epoch(&e5).expect("fence"), 5, "the fence survived the install");
