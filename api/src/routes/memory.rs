@@ -172,7 +172,7 @@ fn screen(policy: &loci_raft::catalogue::MemoryPolicy, item: &mut NewMemory) -> 
     Ok(())
 }
 
-async fn ns_limit(
+pub(crate) async fn ns_limit(
     state: &AppState,
     entry: &loci_raft::catalogue::NamespaceEntry,
     class: crate::ratelimit::NsClass,
