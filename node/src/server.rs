@@ -524,11 +524,18 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             version: core.config.version.clone(),
         })
         .max_decoding_message_size(args.max_body_size.max(4 * 1024 * 1024));
+        let vectors =
+            loci_api::pb_dakera::vector_service_server::VectorServiceServer::new(loci_api::grpc_vectors::VectorGrpc {
+                router: app.clone(),
+                version: core.config.version.clone(),
+            })
+            .max_decoding_message_size(args.max_body_size.max(4 * 1024 * 1024));
         let token = cancel.clone();
         tasks.spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
             if let Err(e) = tonic::transport::Server::builder()
                 .add_service(public)
+                .add_service(vectors)
                 .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
                 .await
             {
