@@ -48,6 +48,8 @@ pub struct DocumentIn {
     pub text: String,
     pub metadata: Option<Value>,
     pub ttl_seconds: Option<i64>,
+    /// Tags the record carries (the fronts' content screening adds `screened:*` ones).
+    pub tags: Vec<String>,
 }
 
 /// A nearest-neighbour query by vector or by text.
@@ -305,6 +307,7 @@ impl Core {
                 e
             })?;
             let metadata = check_metadata(d.metadata, &at)?;
+            validate::tags(&d.tags)?;
             let expires_at = match d.ttl_seconds {
                 None => None,
                 Some(t) if t > 0 && (t as u64) <= validate::MAX_TTL_SECONDS => Some(now + t as u64),
@@ -315,12 +318,16 @@ impl Core {
                 }
             };
             tokens += d.text.split_whitespace().count() as u64;
-            items.push((d.id, d.text, metadata, expires_at));
+            items.push((d.id, d.text, metadata, expires_at, d.tags));
         }
         let entry = self.vector_namespace_for_write(p, &name, None).await?;
         let items = items
             .into_iter()
-            .map(|(id, text, m, exp)| NewMemory { expires_at: exp, ..new_record(id, &entry.name, text, m, None) })
+            .map(|(id, text, m, exp, tags)| NewMemory {
+                expires_at: exp,
+                tags,
+                ..new_record(id, &entry.name, text, m, None)
+            })
             .collect();
         let started = Instant::now();
         let count = match self.exec(&entry, DataOp::Store { items }).await? {

@@ -464,3 +464,42 @@ async fn vectors_replicate_and_are_served_by_every_node() {
     .await;
     assert!(ok, "the vectors did not reach every replica");
 }
+
+#[tokio::test]
+async fn content_screening_applies_to_documents() {
+    let node = TestNode::start().await;
+    let c = &node.client;
+    for (ns, mode) in [("docs-block", "block"), ("docs-flag", "flag")] {
+        let (s, _) = c.put(&format!("/v1/namespaces/{ns}"), &json!({"dimension": 32})).await;
+        assert!(s == 200 || s == 201);
+        let (s, v) = c.put(&format!("/v1/namespaces/{ns}/memory_policy"), &json!({"content_screening": mode})).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let attack = "'; DROP TABLE memories; --";
+    for path in ["/upsert-text", "/fulltext/index"] {
+        let (s, v) = c
+            .post(
+                &format!("/v1/namespaces/docs-block{path}"),
+                &json!({"documents": [{"id": "fine", "text": "a harmless sentence"}, {"id": "bad", "text": attack}]}),
+            )
+            .await;
+        assert_eq!(s, 422, "{path}: {v}");
+        assert!(v["error"].as_str().unwrap_or("").contains("documents[1]"), "{v}");
+    }
+    assert_eq!(count(c, "docs-block", None).await, 0, "a refused batch wrote nothing");
+    // A read key learns nothing of the policy: its refusal is the scope's.
+    let (_, reader) =
+        create_key(c, "/admin/keys", &json!({"name": "b-read", "scope": "read", "namespace": "docs-block"})).await;
+    let (s, v) = c
+        .with_key(Some(&reader))
+        .post("/v1/namespaces/docs-block/upsert-text", &json!({"documents": [{"id": "bad", "text": attack}]}))
+        .await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("INSUFFICIENT_SCOPE")));
+    // `flag` stores the document and tags it.
+    let (s, v) =
+        c.post("/v1/namespaces/docs-flag/upsert-text", &json!({"documents": [{"id": "bad", "text": attack}]})).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, m) = c.get("/v1/memory/get/bad?namespace=docs-flag").await;
+    assert_eq!(m["content"], attack);
+    assert!(m["tags"].as_array().is_some_and(|t| t.contains(&json!("screened:sql"))), "{m}");
+}

@@ -330,8 +330,45 @@ pub struct DocumentsBody {
 fn documents(body: DocumentsBody) -> Vec<DocumentIn> {
     body.documents
         .into_iter()
-        .map(|d| DocumentIn { id: d.id, text: d.text, metadata: d.metadata, ttl_seconds: d.ttl_seconds })
+        .map(|d| DocumentIn {
+            id: d.id,
+            text: d.text,
+            metadata: d.metadata,
+            ttl_seconds: d.ttl_seconds,
+            tags: Vec::new(),
+        })
         .collect()
+}
+
+/// The namespace's content screening on documents, as on memories: `block` refuses the request
+/// (422, nothing written), `flag` tags the record `screened:<kind>`. Only for a key that may
+/// write the namespace (anyone else gets the service's 403, and learns nothing of the policy).
+fn screen_documents(state: &AppState, p: &crate::auth::Principal, ns: &str, docs: &mut [DocumentIn]) -> ApiResult<()> {
+    let name = canonical_namespace(ns);
+    if !p.allows(name, Scope::Write) {
+        return Ok(());
+    }
+    let Some(entry) = state.core.namespace(name) else {
+        return Ok(());
+    };
+    let mode = entry.policy.content_screening.as_str();
+    if mode == "off" {
+        return Ok(());
+    }
+    for (i, d) in docs.iter_mut().enumerate() {
+        let found = crate::security::screen(&d.text);
+        if found.is_empty() {
+            continue;
+        }
+        if mode == "block" {
+            return Err(ApiError::unprocessable(format!(
+                "documents[{i}]: content refused by the namespace's content screening: looks like {} injection",
+                found.join(", ")
+            )));
+        }
+        d.tags.extend(found.into_iter().map(|f| format!("screened:{f}")));
+    }
+    Ok(())
 }
 
 /// `POST /v1/namespaces/{ns}/upsert-text {documents: [{id, text, metadata?, ttl_seconds?}]}` →
@@ -343,7 +380,9 @@ pub async fn upsert_text(
     JsonBody(body): JsonBody<DocumentsBody>,
 ) -> ApiResult<Json<Value>> {
     ns_budget(&state, &p, &ns, Scope::Write, NsClass::Store).await?;
-    let r = state.core.upsert_documents(&p, &ns, documents(body)).await?;
+    let mut docs = documents(body);
+    screen_documents(&state, &p, &ns, &mut docs)?;
+    let r = state.core.upsert_documents(&p, &ns, docs).await?;
     Ok(Json(json!({
         "upserted_count": r.count,
         "tokens_processed": r.tokens,
@@ -361,7 +400,9 @@ pub async fn fulltext_index(
     JsonBody(body): JsonBody<DocumentsBody>,
 ) -> ApiResult<Json<Value>> {
     ns_budget(&state, &p, &ns, Scope::Write, NsClass::Store).await?;
-    let r = state.core.upsert_documents(&p, &ns, documents(body)).await?;
+    let mut docs = documents(body);
+    screen_documents(&state, &p, &ns, &mut docs)?;
+    let r = state.core.upsert_documents(&p, &ns, docs).await?;
     Ok(Json(json!({"indexed_count": r.count})))
 }
 
