@@ -165,3 +165,54 @@ async fn the_vector_service_answers_the_published_clients_rpcs() {
         .expect_err("gone");
     assert_eq!(e.code(), Code::NotFound);
 }
+
+/// gRPC calls are audited like REST calls (the record names the route, the key and the status,
+/// refusals included), and the per-key rate limit answers RESOURCE_EXHAUSTED.
+#[tokio::test]
+async fn grpc_calls_are_audited_and_rate_limited_like_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit_path = dir.path().join("audit.log");
+    let ap = audit_path.clone();
+    let node = TestNode::start_with(move |a| {
+        a.audit_enabled = true;
+        a.audit_file = Some(ap);
+        a.rate_limit_rps = 0.2;
+        a.rate_limit_burst = 4;
+    })
+    .await;
+    let mut c = client(&node).await;
+    let up = UpsertRequest { namespace: "audited-ns".into(), vectors: vec![vector("a-1", &[1.0, 0.0], None)] };
+    c.upsert(req(up, Some(ROOT_KEY), false)).await.expect("upsert");
+    let e = c
+        .upsert(req(
+            UpsertRequest { namespace: "audited-ns".into(), vectors: vec![vector("a-2", &[1.0, 0.0], None)] },
+            Some("dk_wrong_key_0123456789"),
+            false,
+        ))
+        .await
+        .expect_err("wrong key");
+    assert_eq!(e.code(), Code::Unauthenticated);
+    // The burst of 4 is spent within a few more calls; then RESOURCE_EXHAUSTED.
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        let r = c.query(req(query("audited-ns", &[1.0, 0.0], 1), Some(ROOT_KEY), false)).await;
+        codes.push(r.err().map(|e| e.code()));
+    }
+    assert!(codes.contains(&None), "some queries pass: {codes:?}");
+    assert!(codes.contains(&Some(Code::ResourceExhausted)), "the key's budget is enforced: {codes:?}");
+    node.stop().await;
+    let text = std::fs::read_to_string(&audit_path).expect("audit log");
+    let records: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let upserts: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["path"] == "/v1/namespaces/audited-ns/vectors").collect();
+    assert!(
+        upserts.iter().any(|r| r["status"] == 200 && r["key_id"] == "root" && r["namespace"] == "audited-ns"),
+        "the gRPC upsert is audited: {upserts:?}"
+    );
+    assert!(upserts.iter().any(|r| r["status"] == 401), "the refused one too: {upserts:?}");
+    assert!(
+        records.iter().any(|r| r["path"] == "/v1/namespaces/audited-ns/query" && r["status"] == 429),
+        "rate-limited calls are audited"
+    );
+    assert!(!text.contains("dk_wrong_key_0123456789"), "no secret in the audit log");
+}
