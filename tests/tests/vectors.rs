@@ -463,6 +463,43 @@ async fn vectors_replicate_and_are_served_by_every_node() {
     })
     .await;
     assert!(ok, "the vectors did not reach every replica");
+
+    // Bulk changes through other nodes replicate too: each replica's own store agrees.
+    let (s, v) = cluster
+        .client(1)
+        .post_retrying(
+            "/v1/namespaces/vec-repl/vectors/bulk-update",
+            &json!({"filter": {"i": {"$gte": 15}}, "update": {"hot": true}}),
+        )
+        .await;
+    assert_eq!((s, v["updated"].as_u64()), (200, Some(5)), "{v}");
+    let (s, v) = cluster
+        .client(2)
+        .post_retrying("/v1/namespaces/vec-repl/vectors/bulk-delete", &json!({"filter": {"i": {"$lt": 10}}}))
+        .await;
+    assert_eq!((s, v["deleted"].as_u64()), (200, Some(10)), "{v}");
+    let ok = eventually(Duration::from_secs(15), || async {
+        let mut all = true;
+        for i in 0..3 {
+            all &= local_count(&cluster, i, "vec-repl", json!({})).await == Some(10);
+            all &= local_count(&cluster, i, "vec-repl", json!({"hot": true})).await == Some(5);
+        }
+        all
+    })
+    .await;
+    assert!(ok, "the bulk changes did not reach every replica");
+}
+
+/// How many of `ns`'s records pass `filter` in node `i`'s own store (not through the primary).
+async fn local_count(cluster: &TestCluster, i: usize, ns: &str, filter: Value) -> Option<u64> {
+    use loci_storage::model::{DataOp, DataResult};
+    let core = &cluster.handle(i).core;
+    let entry = core.namespace(ns)?;
+    let filter = loci_service::vectors::parse_filter(Some(&filter)).ok()?;
+    match core.cluster.local().execute(&entry, DataOp::Count { filter }).await.ok()?.result {
+        DataResult::Count(n) => Some(n),
+        _ => None,
+    }
 }
 
 #[tokio::test]
