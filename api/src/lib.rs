@@ -7,10 +7,15 @@
 pub mod pb {
     tonic::include_proto!("loci.v1");
 }
+/// Generated gRPC code (`proto/dakera.proto`): the published Rust client's `dakera.v1`.
+pub mod pb_dakera {
+    tonic::include_proto!("dakera.v1");
+}
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod grpc;
+pub mod grpc_vectors;
 pub mod middleware;
 pub mod routes;
 pub mod security;
@@ -31,7 +36,7 @@ pub use error::{ApiError, ApiResult};
 pub use loci_service::{Core, CoreConfig};
 pub use state::AppState;
 
-use routes::{cluster, keys, memory, meta, namespaces, sessions};
+use routes::{cluster, keys, memory, meta, namespaces, sessions, vectors};
 
 /// `GET /metrics` alone, without a key: for `--metrics-addr`, a listener on a private interface.
 pub fn metrics_router(state: AppState) -> Router {
@@ -91,7 +96,24 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/encryption/rotate-key", post(keys::rotate_encryption))
         .route("/v1/admin/encryption/rotate", post(keys::rotate_encryption))
         .route("/v1/admin/encryption/rotate-key", post(keys::rotate_encryption))
-        .route("/v1/namespaces/{ns}/placement", get(cluster::placement));
+        .route("/v1/namespaces/{ns}/placement", get(cluster::placement))
+        .route("/v1/namespaces/{ns}/vectors", post(vectors::upsert))
+        .route("/v1/namespaces/{ns}/query", post(vectors::query))
+        .route("/v1/namespaces/{ns}/batch-query", post(vectors::batch_query))
+        .route("/v1/namespaces/{ns}/vectors/delete", post(vectors::delete))
+        .route("/v1/namespaces/{ns}/vectors/bulk-delete", post(vectors::bulk_delete))
+        .route("/v1/namespaces/{ns}/vectors/bulk-update", post(vectors::bulk_update))
+        .route("/v1/namespaces/{ns}/vectors/count", post(vectors::count))
+        .route("/v1/namespaces/{ns}/export", post(vectors::export))
+        .route("/v1/namespaces/{ns}/upsert-text", post(vectors::upsert_text))
+        .route("/v1/namespaces/{ns}/query-text", post(vectors::query_text))
+        .route("/v1/namespaces/{ns}/batch-query-text", post(vectors::batch_query_text))
+        .route("/v1/namespaces/{ns}/fulltext/index", post(vectors::fulltext_index))
+        .route("/v1/namespaces/{ns}/fulltext/search", post(vectors::fulltext_search))
+        .route("/v1/namespaces/{ns}/fulltext/delete", post(vectors::fulltext_delete))
+        .route("/v1/namespaces/{ns}/fulltext/stats", get(vectors::fulltext_stats))
+        .route("/v1/namespaces/{ns}/hybrid", post(vectors::hybrid))
+        .route("/v1/namespaces/{ns}/cache/warm", post(vectors::warm));
     // Every admin route is served under both `/admin/...` and `/v1/admin/...` (as Dakera does).
     for prefix in ["/admin", "/v1/admin"] {
         router = router

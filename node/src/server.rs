@@ -533,10 +533,16 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             version: core.config.version.clone(),
         })
         .max_decoding_message_size(args.max_body_size.max(4 * 1024 * 1024));
+        let vectors =
+            loci_api::pb_dakera::vector_service_server::VectorServiceServer::new(loci_api::grpc_vectors::VectorGrpc {
+                router: app.clone(),
+                version: core.config.version.clone(),
+            })
+            .max_decoding_message_size(args.max_body_size.max(4 * 1024 * 1024));
         let token = cancel.clone();
         let grpc_tls = public_tls.as_ref().map(|(_, grpc)| grpc.clone());
         tasks.spawn(async move {
-            let router = tonic::transport::Server::builder().add_service(public);
+            let router = tonic::transport::Server::builder().add_service(public).add_service(vectors);
             let served = match grpc_tls {
                 Some(cfg) => {
                     router

@@ -10,6 +10,8 @@
 //! - [`cluster`]: the data plane (placement, forwarding to primaries, replication, failover, the
 //!   reconciler) and the node-to-node gRPC service, acting on this node's store through
 //!   [`cluster::Local`], given at construction: nothing here calls back up.
+//! - [`vectors`]: raw vectors and documents (the vector, full-text and hybrid routes), records in
+//!   the namespace's store like memories.
 //! - [`contexts`]: data keys and embedders, shared by [`Core`] and the data plane.
 //!
 //! Calls go one way: fronts → [`Core`] → [`cluster::Cluster`] → (storage, catalogue, gossip).
@@ -31,6 +33,7 @@ pub mod usage;
 pub mod validate;
 #[cfg(test)]
 mod validate_props;
+pub mod vectors;
 
 pub use crate::core::{AGENT_NAMESPACE_PREFIX, Core, CoreConfig, DeletionReceipt, NamespaceSpec, canonical_namespace};
 pub use error::{ServiceError, ServiceResult, StatusCode};

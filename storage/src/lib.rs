@@ -4,11 +4,13 @@
 //! * [`store`] — RocksDB (fixed column families keyed by namespace id), per-namespace state,
 //!   and the executor of [`model::DataOp`]s.
 //! * [`vector`] / [`text`] — HNSW (hnsw_rs) and blind-indexed BM25 (tantivy) indexes.
+//! * [`filter`] — the metadata filter DSL of the vector and document routes.
 //! * [`embed`] — the `Embedder` trait and the built-in hashed n-gram embedder.
 
 pub mod crypto;
 pub mod embed;
 pub mod error;
+pub mod filter;
 pub mod minilm;
 pub mod model;
 pub mod store;

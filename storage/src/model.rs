@@ -143,6 +143,9 @@ pub struct MemoryFilter {
     pub max_importance: Option<f64>,
     pub created_after: Option<u64>,
     pub created_before: Option<u64>,
+    /// The metadata must pass this filter (the vector and document routes' DSL).
+    #[serde(default)]
+    pub metadata: Option<crate::filter::MetaFilter>,
 }
 
 impl MemoryFilter {
@@ -330,6 +333,73 @@ pub enum DataOp {
         generation: u64,
         items: Vec<(String, u64, Vec<f32>)>,
     },
+    /// Nearest neighbours of a vector (or of a text, embedded on the primary) with their raw
+    /// similarity scores, for the vector routes.
+    Query(VectorQuery),
+    /// A page of the records that pass the filter, in id order after `after`, with their
+    /// vectors when asked.
+    Export {
+        after: Option<String>,
+        limit: usize,
+        include_vectors: bool,
+        #[serde(default)]
+        filter: MemoryFilter,
+    },
+    /// How many live records pass the filter.
+    Count {
+        filter: MemoryFilter,
+    },
+    /// Delete at most `limit` of the records that pass the filter (one write).
+    DeleteMatching {
+        filter: MemoryFilter,
+        limit: usize,
+    },
+    /// Set (or, with `null`, remove) top-level metadata fields of at most `limit` of the records
+    /// that pass the filter (one write).
+    PatchMetadata {
+        filter: MemoryFilter,
+        set: serde_json::Map<String, serde_json::Value>,
+        limit: usize,
+        /// A record whose metadata would grow beyond this (compact JSON) is left unchanged and
+        /// reported.
+        max_metadata_bytes: usize,
+    },
+    /// The namespace's full-text statistics (over at most `sample` documents).
+    TextStats {
+        sample: usize,
+    },
+}
+
+/// A nearest-neighbour search (`DataOp::Query`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct VectorQuery {
+    /// The query vector; without one, `text` is embedded with the namespace's embedder.
+    pub vector: Option<Vec<f32>>,
+    pub text: Option<String>,
+    pub top_k: usize,
+    pub filter: MemoryFilter,
+    pub include_vectors: bool,
+}
+
+/// One record of a vector search or an export, with its vector when asked.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct VectorHit {
+    pub record: MemoryRecord,
+    pub score: f32,
+    pub vector: Option<Vec<f32>>,
+}
+
+/// Full-text statistics of a namespace (`DataOp::TextStats`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TextStats {
+    /// Live records with text.
+    pub documents: u64,
+    /// Distinct terms (after lower-casing and stemming) over the documents examined.
+    pub unique_terms: u64,
+    /// Mean terms per document over the documents examined.
+    pub avg_doc_length: f64,
+    /// Documents examined (all of them unless the namespace holds more than the sample).
+    pub examined: u64,
 }
 
 impl DataOp {
@@ -345,6 +415,8 @@ impl DataOp {
                 | DataOp::EndSession { .. }
                 | DataOp::TouchSession { .. }
                 | DataOp::StageVectors { .. }
+                | DataOp::DeleteMatching { .. }
+                | DataOp::PatchMetadata { .. }
         )
     }
 }
@@ -354,15 +426,34 @@ pub enum DataResult {
     Stored(Vec<MemoryRecord>),
     Memory(MemoryRecord),
     Deleted(u64),
-    Memories { memories: Vec<MemoryRecord>, total: u64 },
+    Memories {
+        memories: Vec<MemoryRecord>,
+        total: u64,
+    },
     Recalled(Vec<ScoredMemory>),
     Session(SessionInfo),
-    Sessions { sessions: Vec<SessionInfo>, total: u64 },
+    Sessions {
+        sessions: Vec<SessionInfo>,
+        total: u64,
+    },
     AgentStats(AgentStats),
     Agents(Vec<AgentSummary>),
     Stats(NamespaceStats),
     ContentPage(Vec<(String, u64, String)>),
     Staged(u64),
+    Hits(Vec<VectorHit>),
+    /// `more`: records follow the last one returned.
+    Exported {
+        items: Vec<VectorHit>,
+        total: u64,
+        more: bool,
+    },
+    Count(u64),
+    Patched {
+        updated: u64,
+        errors: Vec<String>,
+    },
+    TextStats(TextStats),
 }
 
 /// One change to a namespace's data, as replicated from the primary to its followers.

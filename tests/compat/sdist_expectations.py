@@ -10,22 +10,6 @@ ROUTE_MISSING = "ROUTE_NOT_FOUND"
 
 # node id -> (why Loci does not offer it, text its failure report must contain)
 OUT_OF_SCOPE: dict[str, tuple[str, str]] = {
-    # Raw vector / document namespaces: Loci stores agent memories, not free-standing vectors or documents.
-    "tests/test_integration.py::TestVectors::test_upsert_text":
-        ("vector namespaces: upsert-text (server-side embedded documents) is not offered", ROUTE_MISSING),
-    "tests/test_integration.py::TestVectors::test_query_text":
-        ("vector namespaces: query-text is not offered", ROUTE_MISSING),
-    "tests/test_integration.py::TestVectors::test_hybrid_search":
-        ("vector namespaces: /hybrid over documents is not offered (memory recall is hybrid)", ROUTE_MISSING),
-    "tests/test_integration.py::TestVectors::test_fulltext_search":
-        ("vector namespaces: /fulltext/search over documents is not offered (memory recall uses BM25)",
-         ROUTE_MISSING),
-    "tests/test_integration.py::TestVectors::test_batch_query_text":
-        ("vector namespaces: batch-query-text is not offered", ROUTE_MISSING),
-    "tests/test_integration.py::TestFulltextOps::test_fulltext_stats":
-        ("vector namespaces: the document full-text index API is not offered", ROUTE_MISSING),
-    "tests/test_integration.py::TestFulltextOps::test_fulltext_delete":
-        ("vector namespaces: the document full-text index API is not offered", ROUTE_MISSING),
     # Knowledge graph and entity extraction.
     "tests/test_integration.py::TestKnowledgeGraph::test_memory_graph":
         ("knowledge graph (memory graph traversal) is not offered", ROUTE_MISSING),

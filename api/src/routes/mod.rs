@@ -4,3 +4,4 @@ pub mod memory;
 pub mod meta;
 pub mod namespaces;
 pub mod sessions;
+pub mod vectors;

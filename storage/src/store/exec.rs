@@ -207,6 +207,24 @@ impl Store {
                 let entry = self.commit_local(&ns, ctx, vec![Mutation::StageVectors { generation, items }])?;
                 Ok(Executed { result: DataResult::Staged(n), replicate: Some(entry) })
             }
+            DataOp::Query(q) => read(DataResult::Hits(self.vector_query(&ns, q, now)?)),
+            DataOp::Export { after, limit, include_vectors, filter } => {
+                let (items, total, more) =
+                    self.export_page(&ns, after.as_deref(), limit.clamp(1, 10_000), include_vectors, &filter, now)?;
+                read(DataResult::Exported { items, total, more })
+            }
+            DataOp::Count { filter } => read(DataResult::Count(self.count(&ns, &filter, now))),
+            DataOp::DeleteMatching { filter, limit } => {
+                let (n, entry) = self.delete_matching(&ns, ctx, &filter, super::vectors::check_limit(limit)?, now)?;
+                Ok(Executed { result: DataResult::Deleted(n), replicate: entry })
+            }
+            DataOp::PatchMetadata { filter, set, limit, max_metadata_bytes } => {
+                let limit = super::vectors::check_limit(limit)?;
+                let (updated, errors, entry) =
+                    self.patch_metadata(&ns, ctx, &filter, &set, limit, max_metadata_bytes, now)?;
+                Ok(Executed { result: DataResult::Patched { updated, errors }, replicate: entry })
+            }
+            DataOp::TextStats { sample } => read(DataResult::TextStats(self.text_stats(&ns, sample, now)?)),
             DataOp::Stats => {
                 let st = ns.state.read();
                 let live: Vec<&Meta> = st.metas.values().filter(|m| m.live(now)).collect();

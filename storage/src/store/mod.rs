@@ -20,6 +20,7 @@ mod rank;
 mod repl;
 #[cfg(test)]
 mod repl_tests;
+mod vectors;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -21,6 +21,9 @@ pub(crate) struct Meta {
     pub(crate) last_accessed_at: u64,
     pub(crate) content_len: usize,
     pub(crate) version: u64,
+    /// Kept for the metadata filter of the vector and document routes (shared, not copied,
+    /// when a `Meta` is cloned for ranking).
+    pub(crate) metadata: Option<std::sync::Arc<serde_json::Value>>,
 }
 
 impl Meta {
@@ -38,6 +41,7 @@ impl Meta {
             last_accessed_at: r.last_accessed_at,
             content_len: r.content.len(),
             version: r.version,
+            metadata: r.metadata.clone().map(std::sync::Arc::new),
         }
     }
 
@@ -83,6 +87,9 @@ impl Meta {
             return false;
         }
         if f.created_before.is_some_and(|t| self.created_at > t) {
+            return false;
+        }
+        if f.metadata.as_ref().is_some_and(|m| !m.matches(self.metadata.as_deref())) {
             return false;
         }
         true
@@ -276,6 +283,7 @@ mod tests {
             last_accessed_at: NOW,
             content_len: 10,
             version: 1,
+            metadata: None,
         }
     }
 

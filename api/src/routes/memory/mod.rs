@@ -54,7 +54,7 @@ fn unknown_warnings(extra: &BTreeMap<String, Value>) -> Option<Vec<String>> {
     if extra.is_empty() { None } else { Some(extra.keys().map(|k| format!("unknown field '{k}' ignored")).collect()) }
 }
 
-async fn ns_limit(
+pub(crate) async fn ns_limit(
     state: &AppState,
     entry: &loci_raft::catalogue::NamespaceEntry,
     class: crate::ratelimit::NsClass,

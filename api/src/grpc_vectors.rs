@@ -1,0 +1,211 @@
+//! `dakera.v1.VectorService`, the gRPC surface of the published Rust client (feature `grpc`):
+//! seven unary RPCs over raw vectors. Each RPC but `Health` is answered by the REST router, as the
+//! REST call it stands for (`GetNamespace` = `GET /v1/namespaces/{ns}`, `Upsert` =
+//! `POST /v1/namespaces/{ns}/vectors`, …), with the caller's `x-api-key` or
+//! `authorization: Bearer` metadata as the request's headers: the same authentication, scopes,
+//! validation, rate limits, audit records and service calls as REST, by construction. A REST
+//! error becomes the gRPC status of its class (401 → `UNAUTHENTICATED`, 403 →
+//! `PERMISSION_DENIED`, 400 → `INVALID_ARGUMENT`, 404 → `NOT_FOUND`, 429 →
+//! `RESOURCE_EXHAUSTED`, 503 → `UNAVAILABLE`).
+
+use serde_json::{Value, json};
+use tonic::{Request, Response, Status};
+use tower::ServiceExt;
+
+use crate::error::ApiError;
+use crate::pb_dakera::vector_service_server::VectorService;
+use crate::pb_dakera::*;
+use loci_service::ServiceError;
+
+/// Serves `dakera.v1.VectorService` through the REST router.
+pub struct VectorGrpc {
+    pub router: axum::Router,
+    pub version: String,
+}
+
+/// Metadata passed on to the REST request.
+const FORWARDED: [&str; 3] = ["x-api-key", "authorization", "user-agent"];
+
+/// A path segment: unreserved characters as they are, everything else percent-encoded.
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn ns_path(ns: &str, rest: &str) -> Result<String, Status> {
+    if ns.is_empty() {
+        return Err(Status::invalid_argument("namespace is required"));
+    }
+    Ok(format!("/v1/namespaces/{}{rest}", segment(ns)))
+}
+
+impl VectorGrpc {
+    /// One REST call with the RPC's credentials; a non-2xx answer becomes the status of its class.
+    async fn call(
+        &self,
+        md: &tonic::metadata::MetadataMap,
+        method: axum::http::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Status> {
+        let mut builder = axum::http::Request::builder().method(method).uri(path);
+        for name in FORWARDED {
+            if let Some(v) = md.get(name).and_then(|v| v.to_str().ok()) {
+                builder = builder.header(name, v);
+            }
+        }
+        if md.get("user-agent").is_none() {
+            builder = builder.header("user-agent", "grpc");
+        }
+        let body = match body {
+            Some(b) => {
+                builder = builder.header("content-type", "application/json");
+                axum::body::Body::from(serde_json::to_vec(&b).map_err(|e| Status::internal(e.to_string()))?)
+            }
+            None => axum::body::Body::empty(),
+        };
+        let req = builder.body(body).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let resp = self.router.clone().oneshot(req).await.map_err(|e| Status::internal(e.to_string()))?;
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 256 * 1024 * 1024)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(v);
+        }
+        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        let code = text("code").unwrap_or_else(|| "INTERNAL_ERROR".into());
+        // A 429 carries its text in `message` (`error` is the label `rate_limited`).
+        let message = text("message")
+            .filter(|_| status.as_u16() == 429)
+            .or_else(|| text("error"))
+            .unwrap_or_else(|| status.to_string());
+        let message = match text("details") {
+            Some(d) => format!("{message}: {d}"),
+            None => message,
+        };
+        let e = ApiError(ServiceError::from_wire(status.as_u16(), code.clone(), message));
+        let mut st: Status = e.into();
+        if let Ok(v) = code.parse() {
+            st.metadata_mut().insert("x-loci-code", v);
+        }
+        Err(st)
+    }
+}
+
+fn u64_of(v: &Value, k: &str) -> u64 {
+    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+#[tonic::async_trait]
+impl VectorService for VectorGrpc {
+    async fn health(&self, _req: Request<HealthRequest>) -> Result<Response<HealthResponse>, Status> {
+        Ok(Response::new(HealthResponse { status: "healthy".into(), version: self.version.clone() }))
+    }
+
+    async fn get_namespace(&self, req: Request<GetNamespaceRequest>) -> Result<Response<NamespaceInfo>, Status> {
+        let path = ns_path(&req.get_ref().namespace, "")?;
+        let v = self.call(req.metadata(), axum::http::Method::GET, &path, None).await?;
+        Ok(Response::new(NamespaceInfo {
+            name: v.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string(),
+            vector_count: u64_of(&v, "vector_count"),
+            dimension: v.get("dimension").and_then(Value::as_u64).and_then(|d| u32::try_from(d).ok()),
+        }))
+    }
+
+    async fn delete_namespace(
+        &self,
+        req: Request<DeleteNamespaceRequest>,
+    ) -> Result<Response<DeleteNamespaceResponse>, Status> {
+        let path = ns_path(&req.get_ref().namespace, "")?;
+        let v = self.call(req.metadata(), axum::http::Method::DELETE, &path, None).await?;
+        Ok(Response::new(DeleteNamespaceResponse {
+            success: v.get("deleted").and_then(Value::as_bool).unwrap_or(false),
+        }))
+    }
+
+    async fn upsert(&self, req: Request<UpsertRequest>) -> Result<Response<UpsertResponse>, Status> {
+        let path = ns_path(&req.get_ref().namespace, "/vectors")?;
+        let mut vectors = Vec::with_capacity(req.get_ref().vectors.len());
+        for (i, v) in req.get_ref().vectors.iter().enumerate() {
+            let metadata = match &v.metadata_json {
+                None => Value::Null,
+                Some(s) if s.is_empty() => Value::Null,
+                Some(s) => serde_json::from_str::<Value>(s)
+                    .map_err(|e| Status::invalid_argument(format!("vectors[{i}]: metadata_json is not JSON: {e}")))?,
+            };
+            vectors.push(json!({"id": v.id, "values": v.values, "metadata": metadata}));
+        }
+        let v = self.call(req.metadata(), axum::http::Method::POST, &path, Some(json!({"vectors": vectors}))).await?;
+        Ok(Response::new(UpsertResponse { upserted_count: u64_of(&v, "upserted_count") }))
+    }
+
+    async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
+        let q = req.get_ref();
+        let path = ns_path(&q.namespace, "/query")?;
+        let body = json!({
+            "vector": q.vector,
+            "top_k": q.top_k,
+            "include_metadata": q.include_metadata,
+            "include_vectors": q.include_vectors,
+        });
+        let v = self.call(req.metadata(), axum::http::Method::POST, &path, Some(body)).await?;
+        let results = v
+            .get("results")
+            .and_then(Value::as_array)
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| ProtoSearchResult {
+                        id: r.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        score: r.get("score").and_then(Value::as_f64).unwrap_or(0.0) as f32,
+                        metadata_json: r.get("metadata").filter(|m| !m.is_null()).map(Value::to_string),
+                        values: r
+                            .get("vector")
+                            .and_then(Value::as_array)
+                            .map(|a| a.iter().filter_map(Value::as_f64).map(|x| x as f32).collect())
+                            .unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Response::new(QueryResponse { results }))
+    }
+
+    async fn delete_vectors(
+        &self,
+        req: Request<DeleteVectorsRequest>,
+    ) -> Result<Response<DeleteVectorsResponse>, Status> {
+        let path = ns_path(&req.get_ref().namespace, "/vectors/delete")?;
+        let body = json!({"ids": req.get_ref().ids});
+        let v = self.call(req.metadata(), axum::http::Method::POST, &path, Some(body)).await?;
+        Ok(Response::new(DeleteVectorsResponse { deleted_count: u64_of(&v, "deleted_count") }))
+    }
+
+    async fn warm_cache(&self, req: Request<WarmCacheRequest>) -> Result<Response<WarmCacheResponse>, Status> {
+        let path = ns_path(&req.get_ref().namespace, "/cache/warm")?;
+        let ids = &req.get_ref().vector_ids;
+        let body = if ids.is_empty() { json!({}) } else { json!({"vector_ids": ids}) };
+        let v = self.call(req.metadata(), axum::http::Method::POST, &path, Some(body)).await?;
+        Ok(Response::new(WarmCacheResponse { warmed_count: u64_of(&v, "entries_warmed") }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_one_path_segment() {
+        assert_eq!(ns_path("docs-1", "/query").unwrap(), "/v1/namespaces/docs-1/query");
+        assert_eq!(ns_path("a/b?c", "").unwrap(), "/v1/namespaces/a%2Fb%3Fc");
+        assert!(ns_path("", "").is_err());
+    }
+}
