@@ -8,6 +8,10 @@ pub mod pb {
     tonic::include_proto!("loci.v1");
 }
 /// Generated gRPC code (`proto/dakera.proto`): the published Rust client's `dakera.v1`.
+/// The encoded descriptors of the public gRPC services (`loci.v1`, `dakera.v1`), for server
+/// reflection.
+pub const PUBLIC_FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/public_descriptor.bin"));
+
 pub mod pb_dakera {
     tonic::include_proto!("dakera.v1");
 }

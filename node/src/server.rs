@@ -539,10 +539,50 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
                 version: core.config.version.clone(),
             })
             .max_decoding_message_size(args.max_body_size.max(4 * 1024 * 1024));
+        // grpc.health.v1.Health: "" (the node) and each public service follow the node's
+        // readiness (`/health/ready`), checked every second; server reflection lists them.
+        let (health, health_service) = tonic_health::server::health_reporter();
+        {
+            let (core, token) = (core.clone(), cancel.clone());
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut last = None;
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    let ready = core.is_ready()
+                        && core.catalogue.raft.metrics().borrow().current_leader.is_some()
+                        && core.catalogue.is_fresh(loci_service::access::CATALOGUE_FRESHNESS);
+                    if last == Some(ready) {
+                        continue;
+                    }
+                    last = Some(ready);
+                    let status = if ready {
+                        tonic_health::ServingStatus::Serving
+                    } else {
+                        tonic_health::ServingStatus::NotServing
+                    };
+                    for name in ["", "loci.v1.Loci", "dakera.v1.VectorService"] {
+                        health.set_service_status(name, status).await;
+                    }
+                }
+            });
+        }
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(loci_api::PUBLIC_FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("gRPC reflection")?;
         let token = cancel.clone();
         let grpc_tls = public_tls.as_ref().map(|(_, grpc)| grpc.clone());
         tasks.spawn(async move {
-            let router = tonic::transport::Server::builder().add_service(public).add_service(vectors);
+            let router = tonic::transport::Server::builder()
+                .add_service(public)
+                .add_service(vectors)
+                .add_service(health_service)
+                .add_service(reflection);
             let served = match grpc_tls {
                 Some(cfg) => {
                     router
