@@ -7,6 +7,7 @@
 //!   re-embedding) on [`Core::ns`].
 //! - [`memories`]: the memory calls of both fronts (store, get, update, forget, recall) on
 //!   [`Core::memories`]: scope, screening, namespace budgets, locating a memory.
+//! - [`sessions`]: sessions and agents on [`Core::sessions`].
 //! - [`keys`]: API-key management (minting, who manages which key, updates, revocation,
 //!   rotation), as typed calls on [`Core::keys`].
 //! - [`access`]: who a secret is and what it may do; [`audit`] and [`ratelimit`]: the hash-chained
@@ -34,6 +35,7 @@ pub mod ratelimit;
 pub mod reembed;
 pub mod request_id;
 pub mod screening;
+pub mod sessions;
 pub mod usage;
 pub mod validate;
 #[cfg(test)]
