@@ -83,8 +83,8 @@ pub fn namespace_create(body: &[u8]) -> ApiResult<(String, Distance, Option<Stri
     let name = body.name.clone().ok_or_else(|| crate::ApiError::bad_request("name is required"))?;
     let name = loci_service::canonical_namespace(&name).to_string();
     loci_service::validate::namespace_name(&name)?;
-    let (distance, provider, dimension) = namespaces::create_spec(&body)?;
-    Ok((name, distance, provider, dimension))
+    let spec = namespaces::create_spec(body, name.clone())?;
+    Ok((name, spec.distance, spec.provider, spec.dimension))
 }
 
 /// `PUT /v1/namespaces/{ns}/memory_policy` over `current`.

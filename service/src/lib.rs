@@ -3,6 +3,11 @@
 //!
 //! - [`Core`]: namespaces (creation through the catalogue, erasure, policies), encryption
 //!   rotation, retention, re-embedding jobs, and the entry point of every data operation.
+//! - [`namespaces`]: the namespace calls of both fronts (create, read, erase, policy,
+//!   re-embedding) on [`Core::ns`].
+//! - [`memories`]: the memory calls of both fronts (store, get, update, forget, recall) on
+//!   [`Core::memories`]: scope, screening, namespace budgets, locating a memory.
+//! - [`sessions`]: sessions and agents on [`Core::sessions`].
 //! - [`keys`]: API-key management (minting, who manages which key, updates, revocation,
 //!   rotation), as typed calls on [`Core::keys`].
 //! - [`access`]: who a secret is and what it may do; [`audit`] and [`ratelimit`]: the hash-chained
@@ -26,9 +31,13 @@ pub mod core;
 pub mod embedders;
 pub mod error;
 pub mod keys;
+pub mod memories;
+pub mod namespaces;
 pub mod ratelimit;
 pub mod reembed;
 pub mod request_id;
+pub mod screening;
+pub mod sessions;
 pub mod usage;
 pub mod validate;
 #[cfg(test)]

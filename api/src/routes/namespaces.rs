@@ -1,10 +1,11 @@
-//! `/v1/namespaces/*`: create (POST or PUT), list, get, delete (erasure), memory policy.
+//! `/v1/namespaces/*`: create (POST or PUT), list, get, delete (erasure), memory policy,
+//! re-embedding. Transport only: the bodies parsed into `loci_service::namespaces` requests, the
+//! calls on `core.ns()`, the answers rendered.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use loci_raft::catalogue::{Distance, MemoryPolicy, NamespaceEntry, NamespaceKind};
-use loci_storage::model::{DataOp, DataResult, NamespaceStats};
+use loci_raft::catalogue::MemoryPolicy;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -12,13 +13,12 @@ use crate::auth::{Auth, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::wire::{Json, JsonBody};
-use loci_service::core::{NamespaceSpec, canonical_namespace};
-use loci_service::validate;
-
-const MAX_DIMENSION: usize = 4096;
+use loci_service::canonical_namespace;
+pub use loci_service::namespaces::CreateRequest;
+use loci_service::namespaces::{AdminConfig, CreateSpec, Created, EmbeddingChoice};
 
 pub async fn list(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
-    let visible: Vec<NamespaceEntry> = state.core.namespaces().into_iter().filter(|e| p.can_see(&e.name)).collect();
+    let visible = state.core.ns().list(&p);
     let names: Vec<&str> = visible.iter().map(|e| e.name.as_str()).collect();
     let kinds: serde_json::Map<String, Value> =
         visible.iter().map(|e| (e.name.clone(), Value::from(e.kind.as_str()))).collect();
@@ -28,39 +28,6 @@ pub async fn list(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Jso
         .filter_map(|e| e.description.as_ref().map(|d| (e.name.clone(), Value::from(d.as_str()))))
         .collect();
     Ok(Json(serde_json::json!({ "namespaces": names, "kinds": kinds, "descriptions": descriptions })))
-}
-
-fn parse_distance(d: Option<&str>) -> ApiResult<Distance> {
-    match d {
-        None => Ok(Distance::Cosine),
-        Some(s) => Distance::parse(s).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "unknown distance '{}': cosine, euclidean or dot_product",
-                validate::printable(s)
-            ))
-        }),
-    }
-}
-
-const MAX_DESCRIPTION_BYTES: usize = 1024;
-
-fn check_description(d: &Option<String>) -> ApiResult<()> {
-    if let Some(d) = d {
-        if d.len() > MAX_DESCRIPTION_BYTES || d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err(ApiError::bad_request(format!(
-                "description must be at most {MAX_DESCRIPTION_BYTES} bytes without control characters"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn check_dimension(d: Option<i64>) -> ApiResult<usize> {
-    match d {
-        None => Err(ApiError::unprocessable("dimension is required")),
-        Some(d) if d >= 1 && d as usize <= MAX_DIMENSION => Ok(d as usize),
-        Some(d) => Err(ApiError::bad_request(format!("dimension must be between 1 and {MAX_DIMENSION}, got {d}"))),
-    }
 }
 
 #[derive(Deserialize)]
@@ -83,12 +50,28 @@ pub struct CreateBody {
     description: Option<String>,
 }
 
-fn created_json(e: &NamespaceEntry, created: bool) -> Value {
+impl CreateBody {
+    /// The typed request, for the namespace `name` (canonical).
+    pub(crate) fn into_request(self, name: String) -> CreateRequest {
+        CreateRequest {
+            name,
+            dimension: self.dimension,
+            distance: self.distance,
+            index_type: self.index_type,
+            metadata: self.metadata,
+            embedding: self.embedding.map(|e| EmbeddingChoice { provider: e.provider, dimension: e.dimension }),
+            description: self.description,
+        }
+    }
+}
+
+fn created_json(c: &Created) -> Value {
+    let e = &c.entry;
     let mut v = serde_json::json!({
         "namespace": e.name,
         "dimension": e.dimension,
         "distance": e.distance.as_str(),
-        "created": created,
+        "created": c.created,
         "kind": e.kind.as_str(),
         "vector_count": 0,
         "index_type": "hnsw",
@@ -99,86 +82,13 @@ fn created_json(e: &NamespaceEntry, created: bool) -> Value {
     v
 }
 
-/// What a create body asks for, validated: distance, embedding provider, dimension.
-pub(crate) fn create_spec(body: &CreateBody) -> ApiResult<(Distance, Option<String>, Option<usize>)> {
-    if let Some(it) = body.index_type.as_deref() {
-        if !matches!(it, "hnsw" | "flat") {
-            return Err(ApiError::bad_request(format!(
-                "unsupported index_type '{}': Loci offers hnsw",
-                validate::printable(it)
-            )));
-        }
-    }
-    let distance = parse_distance(body.distance.as_deref())?;
-    let (provider, dimension) = match &body.embedding {
-        Some(spec) => {
-            let d = match (spec.dimension, body.dimension) {
-                (Some(a), Some(b)) if a != b => {
-                    return Err(ApiError::bad_request("embedding.dimension and dimension disagree"));
-                }
-                (None, None) => None,
-                (a, b) => Some(check_dimension(a.or(b))?),
-            };
-            (Some(spec.provider.clone()), d)
-        }
-        // Without a dimension: the node's default embedder at its dimension.
-        None => (None, body.dimension.map(|d| check_dimension(Some(d))).transpose()?),
-    };
-    if let Some(m) = &body.metadata {
-        validate::namespace_metadata(m)?;
-    }
-    check_description(&body.description)?;
-    Ok((distance, provider, dimension))
+fn created_status(c: &Created) -> StatusCode {
+    if c.created { StatusCode::CREATED } else { StatusCode::OK }
 }
 
-async fn create_common(
-    state: &AppState,
-    p: &crate::auth::Principal,
-    name: &str,
-    body: CreateBody,
-) -> ApiResult<(StatusCode, Value)> {
-    validate::namespace_name(name)?;
-    p.require(name, Scope::Write)?;
-    let (distance, provider, dimension) = create_spec(&body)?;
-    let body_distance_given = body.distance.is_some();
-    let (entry, created) = state
-        .core
-        .create_namespace(NamespaceSpec {
-            name: name.to_string(),
-            kind: NamespaceKind::Data,
-            dimension,
-            distance,
-            embedder: provider.clone(),
-            metadata: body.metadata,
-            description: body.description,
-        })
-        .await?;
-    if !created && body_distance_given && entry.distance != distance {
-        return Err(ApiError::conflict(format!(
-            "namespace '{name}' exists with distance {}; the distance of a namespace cannot change",
-            entry.distance.as_str()
-        )));
-    }
-    if !created {
-        if let Some(p) = provider.as_deref() {
-            // A malformed spec is a 400 whether or not the namespace exists.
-            let wanted = state.core.embedder_spec(Some(p), dimension)?;
-            if wanted.provider != entry.embedder.provider {
-                return Err(ApiError::conflict(format!(
-                    "namespace '{name}' embeds with {}; to switch, re-embed it: POST /v1/namespaces/{name}/reembed",
-                    entry.embedder.provider
-                )));
-            }
-        }
-    }
-    if !created && dimension.is_some_and(|d| d != entry.dimension) {
-        return Err(ApiError::conflict(format!(
-            "namespace '{name}' exists with dimension {}; to change it, re-embed: POST /v1/namespaces/{name}/reembed",
-            entry.dimension
-        )));
-    }
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, created_json(&entry, created)))
+/// What a create body asks for, validated: distance, embedding provider, dimension.
+pub(crate) fn create_spec(body: CreateBody, name: String) -> ApiResult<CreateSpec> {
+    Ok(loci_service::namespaces::create_spec(&body.into_request(name))?)
 }
 
 /// `POST /v1/namespaces {name, dimension, distance?, metadata?, embedding?}`
@@ -189,8 +99,8 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     let name = body.name.clone().ok_or_else(|| ApiError::bad_request("name is required"))?;
     let name = canonical_namespace(&name).to_string();
-    let (status, v) = create_common(&state, &p, &name, body).await?;
-    Ok((status, Json(v)))
+    let c = state.core.ns().create(&p, body.into_request(name)).await?;
+    Ok((created_status(&c), Json(created_json(&c))))
 }
 
 /// `PUT /v1/namespaces/{ns} {dimension, distance?}`: upsert.
@@ -206,8 +116,8 @@ pub async fn put(
             return Err(ApiError::bad_request("the body names a different namespace than the path"));
         }
     }
-    let (status, v) = create_common(&state, &p, &name, body).await?;
-    Ok((status, Json(v)))
+    let c = state.core.ns().create(&p, body.into_request(name)).await?;
+    Ok((created_status(&c), Json(created_json(&c))))
 }
 
 #[derive(Deserialize)]
@@ -232,64 +142,36 @@ pub async fn admin_create(
         return Err(ApiError::bad_request("the request body must be a JSON object"));
     };
     let config = fields.remove("config");
-    let mut body: CreateBody = serde_json::from_value(Value::Object(fields))
+    let body: CreateBody = serde_json::from_value(Value::Object(fields))
         .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     let name = body.name.clone().ok_or_else(|| ApiError::bad_request("name is required"))?;
     let name = canonical_namespace(&name).to_string();
-    validate::namespace_name(&name)?;
-    p.require(&name, Scope::Admin)?;
-    if let Some(c) = config.filter(|c| !c.is_null()) {
-        let c: AdminConfigBody = serde_json::from_value(c).map_err(|e| {
-            ApiError::bad_request(format!(
-                "invalid config ({e}); known fields: vector_index, encryption, distance, dimension"
-            ))
-        })?;
-        if let Some(vi) = c.vector_index {
-            if !matches!(vi.as_str(), "hnsw" | "flat") {
-                return Err(ApiError::bad_request(format!(
-                    "unsupported vector_index '{}': hnsw or flat",
-                    validate::printable(&vi)
-                )));
-            }
-            body.index_type.get_or_insert(vi);
+    // The scope before the config is parsed: a key without admin learns nothing more.
+    state.core.ns().admit(&p, &name, Scope::Admin)?;
+    let config = match config.filter(|c| !c.is_null()) {
+        None => None,
+        Some(c) => {
+            let c: AdminConfigBody = serde_json::from_value(c).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "invalid config ({e}); known fields: vector_index, encryption, distance, dimension"
+                ))
+            })?;
+            Some(AdminConfig {
+                vector_index: c.vector_index,
+                encryption: c.encryption,
+                distance: c.distance,
+                dimension: c.dimension,
+            })
         }
-        if c.encryption == Some(false) {
-            return Err(ApiError::bad_request(
-                "encryption cannot be turned off: every Loci namespace is encrypted at rest (AES-256-GCM, its own data key)",
-            ));
-        }
-        if let Some(d) = c.distance {
-            if body.distance.as_deref().is_some_and(|b| b != d) {
-                return Err(ApiError::bad_request("config.distance and distance disagree"));
-            }
-            body.distance = Some(d);
-        }
-        if let Some(d) = c.dimension {
-            if body.dimension.is_some_and(|b| b != d) {
-                return Err(ApiError::bad_request("config.dimension and dimension disagree"));
-            }
-            body.dimension = Some(d);
-        }
-    }
-    let (status, mut v) = create_common(&state, &p, &name, body).await?;
+    };
+    let c = state.core.ns().admin_create(&p, body.into_request(name), config).await?;
+    let mut v = created_json(&c);
     v["encryption"] = serde_json::json!({"enabled": true, "algorithm": "AES-256-GCM"});
-    Ok((status, Json(v)))
-}
-
-fn visible_entry(state: &AppState, p: &crate::auth::Principal, ns: &str, need: Scope) -> ApiResult<NamespaceEntry> {
-    let name = canonical_namespace(ns);
-    validate::namespace_ref(name).map_err(|_| ApiError::namespace_not_found(&validate::printable(name)))?;
-    // Authorisation first: a key without access learns nothing about existence.
-    p.require(name, need)?;
-    state.core.namespace(name).ok_or_else(|| ApiError::namespace_not_found(name))
+    Ok((created_status(&c), Json(v)))
 }
 
 pub async fn get(State(state): State<AppState>, Auth(p): Auth, Path(ns): Path<String>) -> ApiResult<Json<Value>> {
-    let entry = visible_entry(&state, &p, &ns, Scope::Read)?;
-    let stats = match state.core.exec(&entry, DataOp::Stats).await? {
-        DataResult::Stats(s) => s,
-        _ => NamespaceStats::default(),
-    };
+    let (entry, stats) = state.core.ns().get(&p, &ns).await?;
     Ok(Json(serde_json::json!({
         "namespace": entry.name,
         "kind": entry.kind.as_str(),
@@ -310,8 +192,7 @@ pub async fn get(State(state): State<AppState>, Auth(p): Auth, Path(ns): Path<St
 
 /// `DELETE /v1/namespaces/{ns}`: GDPR erasure; answers a deletion receipt.
 pub async fn delete(State(state): State<AppState>, Auth(p): Auth, Path(ns): Path<String>) -> ApiResult<Json<Value>> {
-    let entry = visible_entry(&state, &p, &ns, Scope::Admin)?;
-    let receipt = state.core.delete_namespace(&entry.name).await?;
+    let receipt = state.core.ns().delete(&p, &ns).await?;
     Ok(Json(serde_json::to_value(&receipt).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
@@ -320,8 +201,7 @@ pub async fn get_policy(
     Auth(p): Auth,
     Path(ns): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let entry = visible_entry(&state, &p, &ns, Scope::Read)?;
-    Ok(Json(policy_json(&entry.policy)?))
+    Ok(Json(policy_json(&state.core.ns().policy(&p, &ns)?)?))
 }
 
 fn policy_json(p: &MemoryPolicy) -> ApiResult<Value> {
@@ -339,67 +219,18 @@ pub async fn put_policy(
     Path(ns): Path<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    let entry = visible_entry(&state, &p, &ns, Scope::Admin)?;
-    let policy = merge_policy(&entry.policy, body)?;
-    let entry = state.core.set_policy(&entry.name, policy).await?;
-    Ok(Json(policy_json(&entry.policy)?))
+    let Value::Object(fields) = body else {
+        return Err(ApiError::bad_request("the memory policy must be a JSON object"));
+    };
+    Ok(Json(policy_json(&state.core.ns().set_policy(&p, &ns, fields).await?)?))
 }
 
-/// A policy body merged over the stored policy, validated.
+/// A policy body merged over the stored policy, validated (the fuzz target's entry).
 pub(crate) fn merge_policy(current: &MemoryPolicy, body: Value) -> ApiResult<MemoryPolicy> {
     let Value::Object(fields) = body else {
         return Err(ApiError::bad_request("the memory policy must be a JSON object"));
     };
-    // Start from the stored policy so a partial body changes only what it names.
-    let mut merged = serde_json::to_value(current).map_err(|e| ApiError::internal(e.to_string()))?;
-    let known: Vec<String> = match &merged {
-        Value::Object(m) => m.keys().cloned().collect(),
-        _ => Vec::new(),
-    };
-    for (k, v) in fields {
-        if k == "consolidated_count" {
-            continue;
-        }
-        // The multi-tenant settings' names (docs/multi-tenancy.md) name Loci's fields.
-        let k = match k.as_str() {
-            "max_users" => "max_agents".to_string(),
-            "max_conversations_per_user" => "max_sessions_per_agent".to_string(),
-            _ => k,
-        };
-        if !known.contains(&k) {
-            return Err(ApiError::bad_request(format!("unknown memory policy field '{}'", validate::printable(&k))));
-        }
-        merged[k] = v;
-    }
-    let policy: MemoryPolicy =
-        serde_json::from_value(merged).map_err(|e| ApiError::bad_request(format!("invalid memory policy: {e}")))?;
-    if !matches!(policy.content_screening.as_str(), "off" | "flag" | "block") {
-        return Err(ApiError::bad_request("content_screening must be off, flag or block"));
-    }
-    // Every string of a policy is a short name; the policy is a catalogue entry on every node.
-    if let Value::Object(m) = serde_json::to_value(&policy).map_err(|e| ApiError::internal(e.to_string()))? {
-        for (k, v) in m {
-            if v.as_str().is_some_and(|s| s.len() > validate::MAX_POLICY_STRING_BYTES) {
-                return Err(ApiError::bad_request(format!(
-                    "{k} must be at most {} bytes",
-                    validate::MAX_POLICY_STRING_BYTES
-                )));
-            }
-        }
-    }
-    for (name, v) in [
-        ("max_memories", policy.max_memories),
-        ("max_agents", policy.max_agents),
-        ("max_sessions_per_agent", policy.max_sessions_per_agent),
-        ("retention_days", policy.retention_days),
-        ("retention_seconds", policy.retention_seconds),
-        ("write_quorum", policy.write_quorum.map(|q| q as u64)),
-    ] {
-        if v == Some(0) {
-            return Err(ApiError::bad_request(format!("{name} must be at least 1 (omit it for no limit)")));
-        }
-    }
-    Ok(policy)
+    Ok(loci_service::namespaces::merge_policy(current, fields)?)
 }
 
 #[derive(Deserialize)]
@@ -417,18 +248,11 @@ pub async fn start_reembed(
     Path(ns): Path<String>,
     JsonBody(body): JsonBody<ReembedBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let entry = visible_entry(&state, &p, &ns, Scope::Admin)?;
     let (provider, dimension) = match body.embedding {
         Some(e) => (Some(e.provider), e.dimension),
         None => (body.provider, body.dimension),
     };
-    let provider = provider.ok_or_else(|| ApiError::bad_request("embedding.provider is required"))?;
-    let dimension = match dimension {
-        Some(d) => Some(check_dimension(Some(d))?),
-        None => None,
-    };
-    let target = state.core.embedder_spec(Some(&provider), dimension)?;
-    let job = state.core.start_reembed(entry, target).await?;
+    let job = state.core.ns().start_reembed(&p, &ns, provider, dimension).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"namespace": canonical_namespace(&ns), "job": loci_service::reembed::job_json(&job)})),
@@ -441,7 +265,7 @@ pub async fn get_reembed(
     Auth(p): Auth,
     Path(ns): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let entry = visible_entry(&state, &p, &ns, Scope::Read)?;
+    let entry = state.core.ns().visible(&p, &ns, Scope::Read)?;
     Ok(Json(serde_json::json!({
         "namespace": entry.name,
         "embedding": {"provider": entry.embedder.provider, "dimension": entry.embedder.dimension, "generation": entry.embedder.generation},
@@ -452,24 +276,10 @@ pub async fn get_reembed(
 /// `GET /v1/admin/namespaces`: every namespace the key can see, with statistics (asked of each
 /// namespace's primary; those that do not answer in 2 s are listed under `unavailable`).
 pub async fn admin_list(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Value>> {
-    p.require_global(Scope::Admin)?;
-    let visible: Vec<NamespaceEntry> = state.core.namespaces().into_iter().filter(|e| p.can_see(&e.name)).collect();
-    let mut out = Vec::with_capacity(visible.len());
-    let mut unavailable = Vec::new();
+    let listing = state.core.ns().admin_list(&p).await?;
+    let mut out = Vec::with_capacity(listing.namespaces.len());
     let mut total_vectors = 0u64;
-    for e in visible {
-        let stats = tokio::time::timeout(std::time::Duration::from_secs(2), state.core.exec(&e, DataOp::Stats)).await;
-        let s = match stats {
-            Ok(Ok(DataResult::Stats(s))) => s,
-            Ok(Err(err)) => {
-                unavailable.push(serde_json::json!({"namespace": e.name, "reason": err.message}));
-                continue;
-            }
-            _ => {
-                unavailable.push(serde_json::json!({"namespace": e.name, "reason": "no answer within 2 s"}));
-                continue;
-            }
-        };
+    for (e, s) in &listing.namespaces {
         total_vectors += s.vector_count;
         out.push(serde_json::json!({
             "name": e.name,
@@ -488,6 +298,8 @@ pub async fn admin_list(State(state): State<AppState>, Auth(p): Auth) -> ApiResu
             "kind": e.kind.as_str(),
         }));
     }
+    let unavailable: Vec<Value> =
+        listing.unavailable.iter().map(|(ns, reason)| serde_json::json!({"namespace": ns, "reason": reason})).collect();
     let mut v = serde_json::json!({"namespaces": out, "total": out.len(), "total_vectors": total_vectors});
     if !unavailable.is_empty() {
         v["unavailable"] = Value::from(unavailable);

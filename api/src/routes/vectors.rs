@@ -44,7 +44,7 @@ async fn ns_budget(
         return Ok(());
     }
     match state.core.namespace(name) {
-        Some(entry) => super::memory::ns_limit(state, &entry, class).await,
+        Some(entry) => Ok(state.core.memories(&state.limiter).ns_limit(&entry, class).await?),
         None => Ok(()),
     }
 }

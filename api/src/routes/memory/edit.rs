@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::*;
-use crate::auth::{Auth, Scope};
+use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::wire::{Json, JsonBody, MemoryOut, parse_time};
@@ -18,60 +18,13 @@ pub struct NsQuery {
     pub namespace: Option<String>,
 }
 
-/// Find the namespace holding `id` among those the key can read (agent-less get).
-async fn locate(
-    state: &AppState,
-    p: &crate::auth::Principal,
-    id: &str,
-) -> ApiResult<(loci_raft::catalogue::NamespaceEntry, MemoryRecord)> {
-    let mut hits = Vec::new();
-    for entry in state.core.namespaces() {
-        if !p.allows(&entry.name, Scope::Read) {
-            continue;
-        }
-        match state.core.exec(&entry, DataOp::Get { id: id.to_string(), record_access: false }).await {
-            Ok(DataResult::Memory(m)) => hits.push((entry, m)),
-            Ok(_) | Err(_) => {}
-        }
-        if hits.len() > 1 {
-            break;
-        }
-    }
-    match hits.len() {
-        0 => Err(ApiError::not_found("memory", format!("memory {id} not found"))),
-        1 => Ok(hits.remove(0)),
-        _ => Err(ApiError::bad_request(format!(
-            "memory id {id} exists in several namespaces ({}, {}); pass ?agent_id= or ?namespace=",
-            hits[0].0.name, hits[1].0.name
-        ))),
-    }
-}
-
 pub async fn get(
     State(state): State<AppState>,
     Auth(p): Auth,
     Path(id): Path<String>,
     Query(q): Query<NsQuery>,
 ) -> ApiResult<Json<Value>> {
-    validate::memory_id(&id)
-        .map_err(|_| ApiError::not_found("memory", format!("memory {} not found", validate::printable(&id))))?;
-    if q.agent_id.as_deref().unwrap_or("").is_empty() && q.namespace.as_deref().unwrap_or("").is_empty() {
-        let (_, m) = locate(&state, &p, &id).await?;
-        return Ok(Json(serde_json::to_value(MemoryOut::from(&m)).map_err(|e| ApiError::internal(e.to_string()))?));
-    }
-    let t = target(q.namespace.as_deref(), q.agent_id.as_deref())?;
-    p.require(&t.namespace, Scope::Read)?;
-    let entry = state
-        .core
-        .namespace(&t.namespace)
-        .ok_or_else(|| ApiError::not_found("memory", format!("memory {id} not found")))?;
-    let DataResult::Memory(m) = state.core.exec(&entry, DataOp::Get { id: id.clone(), record_access: true }).await?
-    else {
-        return Err(ApiError::internal("unexpected result"));
-    };
-    if t.agent_filter.as_ref().is_some_and(|a| a != &m.agent_id) {
-        return Err(ApiError::not_found("memory", format!("memory {id} not found")));
-    }
+    let m = state.core.memories(&state.limiter).get(&p, &id, q.namespace.as_deref(), q.agent_id.as_deref()).await?;
     Ok(Json(serde_json::to_value(MemoryOut::from(&m)).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
@@ -132,34 +85,6 @@ pub(crate) fn update_patch(max_content_bytes: usize, body: UpdateBody) -> ApiRes
     })
 }
 
-async fn update_in(
-    state: &AppState,
-    p: &crate::auth::Principal,
-    t: &Target,
-    id: &str,
-    patch: MemoryPatch,
-) -> ApiResult<MemoryRecord> {
-    p.require(&t.namespace, Scope::Write)?;
-    let entry = state
-        .core
-        .namespace(&t.namespace)
-        .ok_or_else(|| ApiError::not_found("memory", format!("memory {id} not found")))?;
-    if let Some(agent) = &t.agent_filter {
-        let DataResult::Memory(m) =
-            state.core.exec(&entry, DataOp::Get { id: id.to_string(), record_access: false }).await?
-        else {
-            return Err(ApiError::internal("unexpected result"));
-        };
-        if &m.agent_id != agent {
-            return Err(ApiError::not_found("memory", format!("memory {id} not found")));
-        }
-    }
-    let DataResult::Memory(m) = state.core.exec(&entry, DataOp::Update { id: id.to_string(), patch }).await? else {
-        return Err(ApiError::internal("unexpected result"));
-    };
-    Ok(m)
-}
-
 pub async fn update(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -173,7 +98,7 @@ pub async fn update(
         q.agent_id.as_deref().filter(|a| !a.is_empty()).or(body.agent_id.as_deref()),
     )?;
     let patch = update_patch(state.core.config.max_content_bytes, body)?;
-    let m = update_in(&state, &p, &t, &id, patch).await?;
+    let m = state.core.memories(&state.limiter).update(&p, &t, &id, patch).await?;
     Ok(Json(serde_json::to_value(MemoryOut::from(&m)).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
@@ -218,22 +143,13 @@ pub async fn set_importance(
 ) -> ApiResult<Json<Value>> {
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
     let (importance, ids) = importance_ids(body)?;
-    p.require(&t.namespace, Scope::Write)?;
-    let entry = state
-        .core
-        .namespace(&t.namespace)
-        .ok_or_else(|| ApiError::not_found("memory", format!("memory {} not found", ids[0])))?;
-    // One write for every id (one log entry, one fsync, replicated once), all or nothing.
-    let op = DataOp::SetImportance { ids: ids.clone(), importance, agent: t.agent_filter.clone() };
-    let DataResult::Memories { memories, .. } = state.core.exec(&entry, op).await? else {
-        return Err(ApiError::internal("unexpected result"));
-    };
-    let updated: Vec<String> = memories.into_iter().map(|m| m.id).collect();
+    let count = ids.len();
+    let updated = state.core.memories(&state.limiter).set_importance(&p, &t, ids, importance).await?;
     Ok(Json(serde_json::json!({
         "memory_id": updated[0],
         "memory_ids": updated,
         "importance": importance,
-        "updated_count": ids.len(),
+        "updated_count": count,
     })))
 }
 
@@ -254,7 +170,8 @@ pub async fn patch_importance(
     validate::memory_id(&id)?;
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
     let importance = validate::importance(body.importance)?;
-    let m = update_in(&state, &p, &t, &id, MemoryPatch { importance: Some(importance), ..Default::default() }).await?;
+    let patch = MemoryPatch { importance: Some(importance), ..Default::default() };
+    let m = state.core.memories(&state.limiter).update(&p, &t, &id, patch).await?;
     Ok(Json(serde_json::to_value(MemoryOut::from(&m)).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
@@ -270,36 +187,14 @@ pub struct ForgetBody {
     below_importance: Option<f64>,
 }
 
-/// Delete by ids and/or filter; refuses to delete everything by accident.
-async fn forget_filter(
-    state: &AppState,
-    p: &crate::auth::Principal,
-    t: &Target,
-    mut filter: MemoryFilter,
-) -> ApiResult<u64> {
-    p.require(&t.namespace, Scope::Write)?;
-    if filter.is_empty() {
-        return Err(ApiError::bad_request(
-            "at least one of memory_ids, tags, session_id, before_timestamp, memory_type, below_importance is required",
-        ));
-    }
-    filter.agent_id = t.agent_filter.clone();
-    let Some(entry) = state.core.namespace(&t.namespace) else {
-        return Ok(0);
-    };
-    match state.core.exec(&entry, DataOp::Forget { filter }).await? {
-        DataResult::Deleted(n) => Ok(n),
-        _ => Err(ApiError::internal("unexpected result")),
-    }
-}
-
 pub async fn forget(
     State(state): State<AppState>,
     Auth(p): Auth,
     JsonBody(body): JsonBody<ForgetBody>,
 ) -> ApiResult<Json<Value>> {
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
-    let n = forget_filter(&state, &p, &t, forget_body_filter(body)?).await?;
+    let filter = forget_body_filter(body)?;
+    let n = state.core.memories(&state.limiter).forget(&p, &t, filter).await?;
     Ok(Json(serde_json::json!({ "deleted_count": n })))
 }
 
@@ -396,6 +291,7 @@ pub async fn forget_batch(
         }
         batch.memory_ids = Some(ids);
     }
-    let n = forget_filter(&state, &p, &t, batch.into_filter()?).await?;
+    let filter = batch.into_filter()?;
+    let n = state.core.memories(&state.limiter).forget(&p, &t, filter).await?;
     Ok(Json(serde_json::json!({ "deleted_count": n })))
 }

@@ -34,27 +34,13 @@ pub async fn recall_batch(
 ) -> ApiResult<Json<Value>> {
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
     p.require(&t.namespace, Scope::Read)?;
-    let limit = body.limit.unwrap_or(100);
-    if !(1..=validate::MAX_TOP_K as i64).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {}", validate::MAX_TOP_K)));
-    }
-    let mut filter = body.filter.into_filter()?;
-    filter.agent_id = t.agent_filter.clone();
+    let limit = loci_service::memories::check_batch_limit(body.limit)?;
+    let filter = body.filter.into_filter()?;
     let warnings = unknown_warnings(&body.extra);
-    let Some(entry) = state.core.namespace(&t.namespace) else {
+    let Some(page) = state.core.memories(&state.limiter).recall_batch(&p, &t, filter, limit).await? else {
         return Ok(Json(serde_json::json!({"memories": [], "total": 0, "filtered": 0, "truncated": false})));
     };
-    let total = match state.core.exec(&entry, DataOp::Stats).await? {
-        DataResult::Stats(s) => s.memory_count,
-        _ => 0,
-    };
-    let DataResult::Memories { memories, total: filtered } = state
-        .core
-        .exec(&entry, DataOp::List { filter, sort: SortBy::CreatedAtDesc, limit: limit as usize, offset: 0 })
-        .await?
-    else {
-        return Err(ApiError::internal("unexpected result"));
-    };
+    let (total, filtered, memories) = (page.total, page.filtered, page.memories);
     let mems: Vec<MemoryOut> = memories.iter().map(MemoryOut::from).collect();
     let mut out = serde_json::json!({
         "memories": serde_json::to_value(&mems).map_err(|e| ApiError::internal(e.to_string()))?,
@@ -214,21 +200,8 @@ pub async fn recall(
     JsonBody(body): JsonBody<RecallBody>,
 ) -> ApiResult<Json<Value>> {
     let prep = prepare(body, 10, true)?;
-    if prep.params.query.trim().is_empty() && prep.params.query_embedding.is_none() {
-        return Err(ApiError::bad_request("query is required"));
-    }
-    p.require(&prep.target.namespace, Scope::Read)?;
     let started = Instant::now();
-    let hits = match state.core.namespace(&prep.target.namespace) {
-        None => Vec::new(),
-        Some(entry) => match {
-            ns_limit(&state, &entry, crate::ratelimit::NsClass::Recall).await?;
-            state.core.exec(&entry, DataOp::Recall(prep.params)).await?
-        } {
-            DataResult::Recalled(h) => h,
-            _ => return Err(ApiError::internal("unexpected result")),
-        },
-    };
+    let hits = state.core.memories(&state.limiter).recall(&p, &prep.target, prep.params).await?;
     let elapsed = started.elapsed().as_millis() as u64;
     let mut out = serde_json::json!({
         "memories": scored_json(&hits)?,
@@ -249,40 +222,9 @@ pub async fn search(
     JsonBody(body): JsonBody<RecallBody>,
 ) -> ApiResult<Json<Value>> {
     let prep = prepare(body, 10, false)?;
-    p.require(&prep.target.namespace, Scope::Read)?;
-    let Some(entry) = state.core.namespace(&prep.target.namespace) else {
+    let found = state.core.memories(&state.limiter).search(&p, &prep.target, prep.params, prep.sort).await?;
+    let Some(hits) = found else {
         return Ok(Json(serde_json::json!({"memories": [], "total_count": 0})));
-    };
-    let hits: Vec<ScoredMemory> = if prep.params.query.trim().is_empty() && prep.params.query_embedding.is_none() {
-        let op = DataOp::List {
-            filter: prep.params.filter.clone(),
-            sort: prep.sort.unwrap_or_default(),
-            limit: prep.params.top_k,
-            offset: 0,
-        };
-        match state.core.exec(&entry, op).await? {
-            DataResult::Memories { memories, .. } => memories
-                .into_iter()
-                .map(|m| ScoredMemory { memory: m, score: 1.0, relevance: 1.0, vector_score: None, text_score: None })
-                .collect(),
-            _ => return Err(ApiError::internal("unexpected result")),
-        }
-    } else {
-        ns_limit(&state, &entry, crate::ratelimit::NsClass::Recall).await?;
-        let mut hits = match state.core.exec(&entry, DataOp::Recall(prep.params)).await? {
-            DataResult::Recalled(h) => h,
-            _ => return Err(ApiError::internal("unexpected result")),
-        };
-        if let Some(sort) = prep.sort {
-            hits.sort_by(|a, b| match sort {
-                SortBy::Importance => b.memory.importance.total_cmp(&a.memory.importance),
-                SortBy::LastAccessedAt => b.memory.last_accessed_at.cmp(&a.memory.last_accessed_at),
-                SortBy::AccessCount => b.memory.access_count.cmp(&a.memory.access_count),
-                SortBy::CreatedAtAsc => a.memory.created_at.cmp(&b.memory.created_at),
-                SortBy::CreatedAtDesc => b.memory.created_at.cmp(&a.memory.created_at),
-            });
-        }
-        hits
     };
     let mut out = serde_json::json!({ "memories": scored_json(&hits)?, "total_count": hits.len() });
     if let Some(w) = prep.warnings {

@@ -1,7 +1,7 @@
-//! `POST /v1/memory/store` and `POST /v1/memories/store/batch`: validation, content screening, storing.
+//! `POST /v1/memory/store` and `POST /v1/memories/store/batch`: the bodies validated into
+//! `NewMemory`s; screening and storing are `loci_service::memories`.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use axum::extract::State;
 use loci_storage::model::*;
@@ -113,31 +113,6 @@ pub(crate) fn new_memory(
     })
 }
 
-/// Apply the namespace's content screening: `flag` tags suspicious content, `block` refuses it.
-fn screen(policy: &loci_raft::catalogue::MemoryPolicy, item: &mut NewMemory) -> ApiResult<()> {
-    let mode = policy.content_screening.as_str();
-    if mode == "off" {
-        return Ok(());
-    }
-    let found = crate::security::screen(&item.content);
-    if found.is_empty() {
-        return Ok(());
-    }
-    if mode == "block" {
-        return Err(ApiError::unprocessable(format!(
-            "content refused by the namespace's content screening: looks like {} injection",
-            found.join(", ")
-        )));
-    }
-    for f in found {
-        let tag = format!("screened:{f}");
-        if !item.tags.contains(&tag) && item.tags.len() < validate::MAX_TAGS {
-            item.tags.push(tag);
-        }
-    }
-    Ok(())
-}
-
 pub async fn store(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -147,23 +122,14 @@ pub async fn store(
     p.require(&t.namespace, Scope::Write)?;
     let agent = agent_of(&t, item.agent_id.as_deref());
     let warnings = unknown_warnings(&std::mem::take(&mut item.extra));
-    let mut new = new_memory(state.core.config.max_content_bytes, item, &agent, None)?;
-    let entry = state.core.namespace_for_write(&t.namespace).await?;
-    screen(&entry.policy, &mut new)?;
-    ns_limit(&state, &entry, crate::ratelimit::NsClass::Store).await?;
-    let started = Instant::now();
-    let DataResult::Stored(recs) = state.core.exec(&entry, DataOp::Store { items: vec![new] }).await? else {
-        return Err(ApiError::internal("unexpected result"));
-    };
-    let rec = recs.into_iter().next().ok_or_else(|| ApiError::internal("nothing stored"))?;
+    let new = new_memory(state.core.config.max_content_bytes, item, &agent, None)?;
+    let stored = state.core.memories(&state.limiter).store(&p, &t, new).await?;
     let mut out = serde_json::json!({
-        "memory": serde_json::to_value(MemoryOut::from(&rec)).map_err(|e| ApiError::internal(e.to_string()))?,
-        "embedding_time_ms": started.elapsed().as_millis() as u64,
+        "memory": serde_json::to_value(MemoryOut::from(&stored.record)).map_err(|e| ApiError::internal(e.to_string()))?,
+        "embedding_time_ms": stored.took.as_millis() as u64,
     });
-    if let Some(sid) = &rec.session_id {
-        if let Some(ended) = session_ended(&state, &entry, sid).await {
-            out["session_state"] = Value::from(if ended { "ended" } else { "active" });
-        }
+    if let Some(ended) = stored.session_ended {
+        out["session_state"] = Value::from(if ended { "ended" } else { "active" });
     }
     if let Some(w) = warnings {
         out["warnings"] = Value::from(w);
@@ -188,9 +154,7 @@ pub(crate) fn batch_items(
     t: &Target,
     body: BatchStoreBody,
 ) -> ApiResult<(Vec<NewMemory>, Vec<String>)> {
-    if body.memories.is_empty() || body.memories.len() > validate::MAX_BATCH {
-        return Err(ApiError::bad_request(format!("memories must hold 1-{} items", validate::MAX_BATCH)));
-    }
+    loci_service::memories::check_batch_len(body.memories.len())?;
     let agent = agent_of(t, body.agent_id.as_deref());
     let mut warnings: Vec<String> = unknown_warnings(&body.extra).unwrap_or_default();
     let mut items: Vec<NewMemory> = Vec::with_capacity(body.memories.len());
@@ -214,17 +178,10 @@ pub async fn store_batch(
 ) -> ApiResult<Json<Value>> {
     let t = target(body.namespace.as_deref(), body.agent_id.as_deref())?;
     p.require(&t.namespace, Scope::Write)?;
-    let (mut items, warnings) = batch_items(state.core.config.max_content_bytes, &t, body)?;
-    let entry = state.core.namespace_for_write(&t.namespace).await?;
-    for item in items.iter_mut() {
-        screen(&entry.policy, item)?;
-    }
-    ns_limit(&state, &entry, crate::ratelimit::NsClass::Store).await?;
-    let started = Instant::now();
-    let DataResult::Stored(recs) = state.core.exec(&entry, DataOp::Store { items }).await? else {
-        return Err(ApiError::internal("unexpected result"));
-    };
-    let stored: Vec<Value> = recs
+    let (items, warnings) = batch_items(state.core.config.max_content_bytes, &t, body)?;
+    let batch = state.core.memories(&state.limiter).store_batch(&p, &t, items).await?;
+    let stored: Vec<Value> = batch
+        .records
         .iter()
         .map(|r| {
             serde_json::json!({
@@ -233,19 +190,11 @@ pub async fn store_batch(
             })
         })
         .collect();
-    // Sessions the memories were stored into that had already ended (the clients report them).
-    let mut ended_sessions = Vec::new();
-    let sessions: std::collections::BTreeSet<&str> = recs.iter().filter_map(|r| r.session_id.as_deref()).collect();
-    for sid in sessions {
-        if session_ended(&state, &entry, sid).await == Some(true) {
-            ended_sessions.push(sid.to_string());
-        }
-    }
     let mut out = serde_json::json!({
         "stored_count": stored.len(),
         "stored": stored,
-        "total_embedding_time_ms": started.elapsed().as_millis() as u64,
-        "ended_sessions": ended_sessions,
+        "total_embedding_time_ms": batch.took.as_millis() as u64,
+        "ended_sessions": batch.ended_sessions,
     });
     if !warnings.is_empty() {
         out["warnings"] = Value::from(warnings);
