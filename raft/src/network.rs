@@ -23,6 +23,10 @@ use crate::pb::raft_transport_server::RaftTransport;
 use crate::{CatalogueWrite, NodeAddr, NodeId, TypeConfig};
 
 pub const CLUSTER_TOKEN_HEADER: &str = "x-loci-cluster-token";
+/// The node id a Raft RPC is meant for. A node replaced on the same address (an empty disk, a
+/// new id) refuses what was sent to its predecessor: answering it would look to the leader
+/// like the old member's log going backwards, which openraft does not allow.
+pub const TARGET_NODE_HEADER: &str = "x-loci-target-node";
 
 /// Lazily connected channels, one per peer address, shared by Raft and other internal RPCs.
 #[derive(Clone, Default)]
@@ -219,15 +223,20 @@ impl PeerConnection {
         let env = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = self.net.request(env);
         request.set_timeout(timeout);
+        if let Ok(v) = self.target.to_string().parse() {
+            request.metadata_mut().insert(TARGET_NODE_HEADER, v);
+        }
         let resp = match method {
             Method::Append => client.append_entries(request).await,
             Method::Vote => client.vote(request).await,
             Method::Snapshot => client.install_snapshot(request).await,
         };
         let resp = resp.map_err(|s| match s.code() {
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-                RPCError::Unreachable(Unreachable::new(&StatusError(s)))
-            }
+            // FailedPrecondition: another node answers on that address now (`check_target`).
+            tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::FailedPrecondition => RPCError::Unreachable(Unreachable::new(&StatusError(s))),
             _ => RPCError::Network(NetworkError::new(&StatusError(s))),
         })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
@@ -377,6 +386,26 @@ fn check_token(node: &crate::CatalogueNode, req: &Request<Envelope>) -> Result<(
     Ok(node.admit_peer(req.remote_addr(), given)?)
 }
 
+/// Refuse a Raft RPC meant for another node id (`TARGET_NODE_HEADER`); one without the header
+/// is accepted.
+fn check_target(node: &crate::CatalogueNode, req: &Request<Envelope>) -> Result<(), Status> {
+    let Some(target) = req.metadata().get(TARGET_NODE_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    match target.parse::<NodeId>() {
+        Ok(t) if t == node.id => Ok(()),
+        _ => {
+            metrics::counter!("loci_raft_wrong_target_total").increment(1);
+            tracing::warn!(
+                meant_for = target,
+                this_node = node.id,
+                "refused a Raft call meant for another node (this address now serves a new node)"
+            );
+            Err(Status::failed_precondition(format!("this is node {}, not node {target}", node.id)))
+        }
+    }
+}
+
 fn reply<T: Serialize>(v: &T) -> Result<Response<Envelope>, Status> {
     encode(v).map(Response::new).map_err(|e| Status::internal(e.to_string()))
 }
@@ -389,6 +418,7 @@ fn parse<T: DeserializeOwned>(req: &Request<Envelope>) -> Result<T, Status> {
 impl RaftTransport for RaftService {
     async fn append_entries(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         check_token(&self.node, &req)?;
+        check_target(&self.node, &req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = parse(&req)?;
         let res = self.node.raft.append_entries(rpc).await;
         if matches!(res, Ok(AppendEntriesResponse::Success)) {
@@ -399,12 +429,14 @@ impl RaftTransport for RaftService {
 
     async fn vote(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         check_token(&self.node, &req)?;
+        check_target(&self.node, &req)?;
         let rpc: VoteRequest<NodeId> = parse(&req)?;
         reply(&self.node.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         check_token(&self.node, &req)?;
+        check_target(&self.node, &req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = parse(&req)?;
         reply(&self.node.raft.install_snapshot(rpc).await)
     }

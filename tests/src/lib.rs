@@ -482,6 +482,16 @@ impl TestCluster {
         self.dirs[i] = Some(node.stop().await);
     }
 
+    /// Replace node `i` by a new one with an empty disk on the same addresses (what
+    /// re-creating a container under the same name does): it gets a new node id.
+    pub async fn replace(&mut self, i: usize) {
+        if self.nodes[i].is_some() {
+            self.crash(i).await;
+        }
+        self.dirs[i] = Some(tempfile::tempdir().expect("tempdir"));
+        self.restart(i).await;
+    }
+
     /// Start node `i` again on its data directory and gossip port.
     pub async fn restart(&mut self, i: usize) {
         let args = self.args(i, 0);

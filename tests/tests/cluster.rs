@@ -787,3 +787,60 @@ async fn a_replica_back_from_the_dead_is_repaired_in_place_and_never_uncounted()
     .await;
     assert!(holds_all, "the repaired replica lacks acknowledged writes: {:?}", c.local_content(victim, ns).await);
 }
+
+/// A node replaced by an empty one on the same addresses (a container re-created under the same
+/// name: same gossip and cluster ports, new disk, so a new node id) joins as a new member; the
+/// old id leaves after the grace period; no node panics and the cluster keeps serving, with
+/// every acknowledged write still there.
+#[tokio::test]
+async fn a_node_replaced_on_the_same_addresses_with_an_empty_disk_rejoins_as_a_new_member() {
+    let ports: Vec<u16> = (0..3).map(|_| loci_tests::free_port()).collect();
+    let ports2 = ports.clone();
+    let mut c = TestCluster::start_with(3, move |a| {
+        // Each node keeps its cluster port across restarts (found by its gossip port).
+        let i = a.join.iter().position(|j| *j == a.gossip_addr).unwrap_or(0);
+        a.cluster_addr = format!("127.0.0.1:{}", ports2[i]);
+        a.dead_node_grace_secs = 5;
+    })
+    .await;
+    let _ = ports;
+    let mut acked = Vec::new();
+    for k in 0..10 {
+        let ns = format!("replaced-{k}");
+        let (s, v) = c
+            .client(0)
+            .post_retrying("/v1/memory/store", &json!({"agent_id": ns, "content": format!("kept {k}")}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        acked.push((ns, v["memory"]["id"].as_str().unwrap().to_string(), format!("kept {k}")));
+    }
+    let old_id = c.node_id(2);
+    c.replace(2).await;
+    let new_id = c.node_id(2);
+    assert_ne!(old_id, new_id, "an empty disk means a new node id");
+    // The new member is admitted and the old one removed; every node keeps answering.
+    let settled = eventually(Duration::from_secs(90), || async {
+        let st = status(&c, 0).await;
+        let members: Vec<String> =
+            st["members"].as_array().unwrap().iter().filter_map(|m| m["node_id"].as_str().map(String::from)).collect();
+        members.contains(&new_id.to_string()) && !members.contains(&old_id.to_string())
+    })
+    .await;
+    assert!(settled, "membership did not settle: {}", status(&c, 0).await);
+    for i in 0..3 {
+        let (s, v) = c.client(i).get("/v1/admin/cluster/status").await;
+        assert_eq!(s, 200, "node {i} stopped answering: {v}");
+    }
+    // Writes go on, and every acknowledged write is there, read through the new node.
+    let (s, v) =
+        c.client(2).post_retrying("/v1/memory/store", &json!({"agent_id": "after-replace", "content": "x"})).await;
+    assert_eq!(s, 200, "{v}");
+    for (ns, id, content) in &acked {
+        let ok = eventually(Duration::from_secs(30), || async {
+            let (s, v) = c.client(2).get(&format!("/v1/memory/get/{id}?agent_id={ns}")).await;
+            s == 200 && v["content"] == content.as_str()
+        })
+        .await;
+        assert!(ok, "{ns}/{id} lost after the replacement");
+    }
+}
