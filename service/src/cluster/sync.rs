@@ -198,6 +198,15 @@ impl Cluster {
             .filter(|n| n.placement.replicas.contains(&self.node_id) || n.placement.leaving.contains(&self.node_id))
             .map(|n| n.id)
             .collect();
+        // Copies whose sender went away (10 min without a step: longer than any step's timeout).
+        let store = local.store.clone();
+        if let Ok(Ok(n)) =
+            tokio::task::spawn_blocking(move || store.drop_abandoned_copies(Duration::from_secs(600))).await
+        {
+            if n > 0 {
+                tracing::info!(copies = n, "dropped staged full copies whose sender went away");
+            }
+        }
         let store = local.store.clone();
         let Ok(Ok(stored)) = tokio::task::spawn_blocking(move || store.stored_namespace_ids()).await else { return };
         let copying: BTreeSet<u64> = self.repl.copies.lock().iter().map(|(ns, _)| *ns).collect();

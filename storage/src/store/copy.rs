@@ -97,7 +97,8 @@ impl Store {
                 return Err(StorageError::Fenced(fence));
             }
             let applied_at_begin = self.stored_progress(ns_id)?.applied_seq;
-            let meta = StagedCopy { copy_id, sender_epoch, applied_at_begin, installing: false };
+            let meta =
+                StagedCopy { copy_id, sender_epoch, applied_at_begin, installing: false, touched_at: now_secs() };
             let mut batch = WriteBatch::default();
             batch.delete_range_cf(self.cf(CF_STAGE), prefix(ns_id), (ns_id + 1).to_be_bytes());
             batch.put_cf(self.cf(CF_NSMETA), stage_meta_key(ns_id), serde_json::to_vec(&meta)?);
@@ -120,10 +121,12 @@ impl Store {
         let ns_id = u64::from_be_bytes(ns_id);
         let lock = self.copy_lock(ns_id);
         let _copy = lock.lock();
-        if self.staged_copy(ns_id)?.is_none_or(|m| m.installing || m.copy_id != copy_id) {
+        let Some(meta) = self.staged_copy(ns_id)?.filter(|m| !m.installing && m.copy_id == copy_id) else {
             return Err(StorageError::Invalid("rows of a copy that did not begin (or was replaced)".into()));
-        }
+        };
         let mut batch = WriteBatch::default();
+        let touched = StagedCopy { touched_at: now_secs(), ..meta };
+        batch.put_cf(self.cf(CF_NSMETA), stage_meta_key(ns_id), serde_json::to_vec(&touched)?);
         for (cf, k, v) in rows {
             let Some(tag) = COPY_CFS.iter().find(|(name, _)| name == cf).map(|(_, t)| *t) else {
                 return Err(StorageError::Invalid(format!("unexpected column family {cf}")));
@@ -227,6 +230,39 @@ impl Store {
         Ok(())
     }
 
+    /// Drop the staged copies whose last step arrived more than `idle` ago (the sender died
+    /// or gave up; a new copy would begin afresh anyway), never one being installed. Returns
+    /// how many were dropped. The sweep of former replicas calls it.
+    pub fn drop_abandoned_copies(&self, idle: std::time::Duration) -> Result<usize> {
+        let mut ids = Vec::new();
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_STAGE));
+        it.seek_to_first();
+        while it.valid() {
+            let Some(id) = it.key().and_then(|k| k.get(..8)).and_then(|p| <[u8; 8]>::try_from(p).ok()) else {
+                break;
+            };
+            let id = u64::from_be_bytes(id);
+            ids.push(id);
+            it.seek((id + 1).to_be_bytes());
+        }
+        it.status()?;
+        drop(it);
+        let mut dropped = 0;
+        for id in ids {
+            let lock = self.copy_lock(id);
+            let _copy = lock.lock();
+            let stale = match self.staged_copy(id)? {
+                Some(m) => !m.installing && now_secs().saturating_sub(m.touched_at) > idle.as_secs(),
+                None => true,
+            };
+            if stale {
+                self.drop_staged_copy(id)?;
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
     /// Copy a namespace's staged rows into place in one pass (bounded batches), then drop the
     /// staged rows and forget the copy in one batch. Idempotent: a crash in between repeats
     /// the puts at the next start.
@@ -316,4 +352,8 @@ struct StagedCopy {
     applied_at_begin: u64,
     /// The replica's rows were replaced; the staged ones are being moved in.
     installing: bool,
+    /// When the last step of the copy arrived (unix seconds): a copy whose sender went away is
+    /// dropped after a while ([`Store::drop_abandoned_copies`]).
+    #[serde(default)]
+    touched_at: u64,
 }

@@ -288,3 +288,27 @@ fn a_copy_is_installed_only_when_complete_and_never_over_a_newer_fence() {
     assert_eq!(replica.fence_epoch(&e5).expect("fence"), 5, "the fence survived the install");
     assert!(matches!(replica.fence(&e2, 4), Err(StorageError::Fenced(5))));
 }
+
+#[test]
+fn an_abandoned_copy_is_dropped_and_one_in_progress_is_kept() {
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let primary = Store::open(dirs[0].path(), StoreConfig::default()).expect("open");
+    let e2 = ctx(2);
+    write(&primary, &e2, "one").expect("write");
+    let (progress, rows) = primary.export_namespace(7).expect("export");
+    let replica = Store::open(dirs[1].path(), StoreConfig::default()).expect("open");
+    replica.import_begin(7, 2, 9).expect("begin");
+    replica.import_rows(9, &rows).expect("rows");
+    // Recent: kept.
+    assert_eq!(replica.drop_abandoned_copies(std::time::Duration::from_secs(600)).expect("sweep"), 0);
+    replica.import_finish(7, 9, progress).expect("a kept copy still installs");
+    assert_eq!(contents(&replica, &e2), vec!["one"]);
+    // Idle past the bound (0 s here, after a second): dropped, and its rows and end are refused.
+    replica.import_begin(7, 2, 10).expect("begin");
+    replica.import_rows(10, &rows).expect("rows");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(replica.drop_abandoned_copies(std::time::Duration::from_secs(0)).expect("sweep"), 1);
+    assert!(replica.import_rows(10, &rows).is_err());
+    assert!(replica.import_finish(7, 10, progress).is_err());
+    assert_eq!(contents(&replica, &e2), vec!["one"], "the replica is as it was");
+}
