@@ -199,11 +199,11 @@ impl Cluster {
         let mut inputs = self.plan_inputs();
         for ns in std::mem::take(&mut inputs.namespaces) {
             let mut decision = self.plan(&inputs, &ns);
-            if let planner::Decision::Remove { victim, .. } = &decision {
-                if !self.removal_is_safe(&ns, *victim).await {
-                    tracing::debug!(namespace = %ns.name, victim, "a replica waits to leave until the others caught up");
-                    decision = self.plan_holding(&inputs, &ns, true);
-                }
+            if let planner::Decision::Remove { victim, .. } = &decision
+                && !self.removal_is_safe(&ns, *victim).await
+            {
+                tracing::debug!(namespace = %ns.name, victim, "a replica waits to leave until the others caught up");
+                decision = self.plan_holding(&inputs, &ns, true);
             }
             let new = match decision {
                 planner::Decision::Keep => continue,
@@ -293,10 +293,12 @@ impl Cluster {
         };
         let mut seqs = std::collections::BTreeMap::new();
         for n in p.replicas.iter().copied() {
-            if n != victim && n != primary && p.state(n) == Some(loci_raft::catalogue::ReplicaState::Active) {
-                if let Some(pr) = self.progress_of(n, &ns.name).await {
-                    seqs.insert(n, pr.applied_seq);
-                }
+            if n != victim
+                && n != primary
+                && p.state(n) == Some(loci_raft::catalogue::ReplicaState::Active)
+                && let Some(pr) = self.progress_of(n, &ns.name).await
+            {
+                seqs.insert(n, pr.applied_seq);
             }
         }
         planner::removal_is_safe(p, victim, serving, &|n| seqs.get(&n).copied())

@@ -202,10 +202,9 @@ impl Cluster {
         let store = local.store.clone();
         if let Ok(Ok(n)) =
             tokio::task::spawn_blocking(move || store.drop_abandoned_copies(Duration::from_secs(600))).await
+            && n > 0
         {
-            if n > 0 {
-                tracing::info!(copies = n, "dropped staged full copies whose sender went away");
-            }
+            tracing::info!(copies = n, "dropped staged full copies whose sender went away");
         }
         let store = local.store.clone();
         let Ok(Ok(stored)) = tokio::task::spawn_blocking(move || store.stored_namespace_ids()).await else { return };

@@ -159,10 +159,7 @@ impl Store {
             // Nothing loads, reads or writes the namespace while its rows are replaced.
             let _guard = self.load_lock.lock();
             let loaded = self.loaded.read().get(&ns_id).cloned();
-            let _writer = match &loaded {
-                Some(ns) => Some(ns.writer.lock()),
-                None => None,
-            };
+            let _writer = loaded.as_ref().map(|ns| ns.writer.lock());
             let fence = self.effective_fence(ns_id)?;
             let applied = self.stored_progress(ns_id)?.applied_seq;
             if fence > meta.sender_epoch || applied != meta.applied_at_begin {
