@@ -948,20 +948,10 @@ fn public_listeners_serve_tls_with_the_given_certificate() {
         .arg(&node_dir)
         .output()
         .unwrap());
+    let (cert, key) = (node_dir.join("node.crt"), node_dir.join("node.key"));
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let mut p = spawn(dir.path(), &[("LOCI_TLS_CERT", cert), ("LOCI_TLS_KEY", key)]);
     let ready = dir.path().join("ready.json");
-    let child = serve_command(&dir.path().join("data"), &ready)
-        .args(["--gossip-addr", "127.0.0.1:0", "--tls-cert"])
-        .arg(node_dir.join("node.crt"))
-        .arg("--tls-key")
-        .arg(node_dir.join("node.key"))
-        .env("LOCI_ROOT_API_KEY", KEY)
-        .env("LOCI_ENCRYPTION_KEY", ENC)
-        .env("LOCI_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut p = Proc { child, base: wait_ready(&ready) };
     let info: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
     let port = |k: &str| info[k].as_str().unwrap().rsplit(':').next().unwrap().to_string();
     let (http_port, grpc_port) = (port("http_addr"), port("grpc_addr"));

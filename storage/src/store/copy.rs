@@ -231,6 +231,11 @@ impl Store {
     /// or gave up; a new copy would begin afresh anyway), never one being installed. Returns
     /// how many were dropped. The sweep of former replicas calls it.
     pub fn drop_abandoned_copies(&self, idle: std::time::Duration) -> Result<usize> {
+        self.drop_copies_idle_at(idle, now_secs())
+    }
+
+    /// [`Store::drop_abandoned_copies`] as of `now` (unix seconds).
+    pub(super) fn drop_copies_idle_at(&self, idle: std::time::Duration, now: u64) -> Result<usize> {
         let mut ids = Vec::new();
         let mut it = self.db.raw_iterator_cf(self.cf(CF_STAGE));
         it.seek_to_first();
@@ -249,7 +254,7 @@ impl Store {
             let lock = self.copy_lock(id);
             let _copy = lock.lock();
             let stale = match self.staged_copy(id)? {
-                Some(m) => !m.installing && now_secs().saturating_sub(m.touched_at) > idle.as_secs(),
+                Some(m) => !m.installing && now.saturating_sub(m.touched_at) > idle.as_secs(),
                 None => true,
             };
             if stale {

@@ -303,11 +303,11 @@ fn an_abandoned_copy_is_dropped_and_one_in_progress_is_kept() {
     assert_eq!(replica.drop_abandoned_copies(std::time::Duration::from_secs(600)).expect("sweep"), 0);
     replica.import_finish(7, 9, progress).expect("a kept copy still installs");
     assert_eq!(contents(&replica, &e2), vec!["one"]);
-    // Idle past the bound (0 s here, after a second): dropped, and its rows and end are refused.
+    // Idle past the bound (as of 11 minutes from now): dropped, and its rows and end are refused.
     replica.import_begin(7, 2, 10).expect("begin");
     replica.import_rows(10, &rows).expect("rows");
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    assert_eq!(replica.drop_abandoned_copies(std::time::Duration::from_secs(0)).expect("sweep"), 1);
+    let later = now_secs() + 660;
+    assert_eq!(replica.drop_copies_idle_at(std::time::Duration::from_secs(600), later).expect("sweep"), 1);
     assert!(replica.import_rows(10, &rows).is_err());
     assert!(replica.import_finish(7, 10, progress).is_err());
     assert_eq!(contents(&replica, &e2), vec!["one"], "the replica is as it was");
