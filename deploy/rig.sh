@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The docker-compose rig: `rig.sh up [NODES]` (3 or 5), `rig.sh down [-v]`, `rig.sh compose ARGS…`.
+# The docker-compose rig: `rig.sh up [NODES]` (1, 3 or 5), `rig.sh down [-v]`, `rig.sh compose ARGS…`.
 # `up` writes deploy/.env with random secrets when it is absent, starts the rig and waits until
 # every node reports ready through its health check.
 set -euo pipefail
@@ -40,7 +40,10 @@ ensure_certs() {
 # compose NODES ARGS…
 compose() {
     local nodes=$1; shift
-    if [ "$nodes" = 5 ]; then
+    if [ "$nodes" = 1 ]; then
+        LOCI_RIG_BOOTSTRAP_EXPECT=1 LOCI_RIG_SEEDS=loci-1:7946 \
+            docker-compose -p "$PROJECT" --env-file "$ENV_FILE" -f docker-compose.yml "$@"
+    elif [ "$nodes" = 5 ]; then
         LOCI_RIG_BOOTSTRAP_EXPECT=${LOCI_RIG_BOOTSTRAP_EXPECT:-5} LOCI_RIG_SEEDS=loci-1:7946,loci-2:7946,loci-3:7946,loci-4:7946,loci-5:7946 \
             LOCI_RIG_PROMETHEUS_CONFIG=prometheus-five.yml COMPOSE_PROFILES=five \
             docker-compose -p "$PROJECT" --env-file "$ENV_FILE" -f docker-compose.yml "$@"
@@ -49,8 +52,9 @@ compose() {
     fi
 }
 
-nodes_of() { # the node count of a running rig (5 when loci-5 exists), or $RIG_NODES
-    if [ -n "${RIG_NODES:-}" ]; then echo "$RIG_NODES"; elif docker inspect loci-5 >/dev/null 2>&1; then echo 5; else echo 3; fi
+nodes_of() { # the node count of a running rig (5 when loci-5 exists, 1 without loci-2), or $RIG_NODES
+    if [ -n "${RIG_NODES:-}" ]; then echo "$RIG_NODES"; elif docker inspect loci-5 >/dev/null 2>&1; then echo 5;
+    elif docker inspect loci-1 >/dev/null 2>&1 && ! docker inspect loci-2 >/dev/null 2>&1; then echo 1; else echo 3; fi
 }
 
 wait_healthy() {
@@ -70,11 +74,15 @@ wait_healthy() {
 case "${1:-}" in
     up)
         nodes=${2:-3}
-        [ "$nodes" = 3 ] || [ "$nodes" = 5 ] || { echo "rig: NODES is 3 or 5" >&2; exit 2; }
+        [ "$nodes" = 1 ] || [ "$nodes" = 3 ] || [ "$nodes" = 5 ] || { echo "rig: NODES is 1, 3 or 5" >&2; exit 2; }
         ensure_env
         ensure_certs
         start=$SECONDS
-        compose "$nodes" up -d
+        if [ "$nodes" = 1 ]; then # one node (the scale-out baseline): loci-1, Redis, Prometheus
+            compose 1 up -d loci-1 redis prometheus
+        else
+            compose "$nodes" up -d
+        fi
         containers=(loci-redis loci-prometheus)
         for i in $(seq 1 "$nodes"); do containers+=("loci-$i"); done
         wait_healthy 300 "${containers[@]}"
@@ -96,7 +104,7 @@ case "${1:-}" in
         compose "$(nodes_of)" "$@"
         ;;
     *)
-        echo "usage: $0 up [3|5] | down [-v] | compose ARGS…" >&2
+        echo "usage: $0 up [1|3|5] | down [-v] | compose ARGS…" >&2
         exit 2
         ;;
 esac

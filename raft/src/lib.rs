@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub mod catalogue;
+pub mod freshness;
 pub mod guard;
 pub mod network;
 pub mod store;
@@ -166,7 +167,14 @@ pub struct CatalogueNode {
     token_digest: [u8; 32],
     /// Failed token checks per peer address (every node-to-node service checks through it).
     guard: guard::TokenGuard,
+    /// Read-index confirmations that this node's catalogue is current ([`freshness`]).
+    freshness: parking_lot::Mutex<freshness::Freshness>,
+    /// The confirmation loop, stopped with Raft.
+    confirmations: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// How often each node asks the leader for a read index (its freshness confirmation).
+pub const CONFIRM_EVERY: Duration = Duration::from_secs(1);
 
 fn digest(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
@@ -197,7 +205,7 @@ impl CatalogueNode {
         let raft = Raft::new(id, Arc::new(config), network.clone(), opened.log, opened.sm)
             .await
             .map_err(|e| CatalogueError::Fatal(e.to_string()))?;
-        Ok(Arc::new(CatalogueNode {
+        let node = Arc::new(CatalogueNode {
             id,
             addr,
             raft,
@@ -206,7 +214,64 @@ impl CatalogueNode {
             network,
             token_digest: digest(&cluster_token),
             guard: guard::TokenGuard::default(),
-        }))
+            freshness: Default::default(),
+            confirmations: Default::default(),
+        });
+        *node.confirmations.lock() = Some(node.spawn_confirmations());
+        Ok(node)
+    }
+
+    /// Ask for a read-index confirmation every [`CONFIRM_EVERY`] until the node is dropped.
+    fn spawn_confirmations(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CONFIRM_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(node) = weak.upgrade() else { return };
+                node.confirm_once().await;
+            }
+        })
+    }
+
+    /// One read-index round: the leader's read log id (asked of the leader, or of this node's
+    /// own Raft when it leads), recorded with the instant the question left this node.
+    pub async fn confirm_once(&self) {
+        let sent = std::time::Instant::now();
+        let Some(leader) = self.raft.metrics().borrow().current_leader else { return };
+        let answer = if leader == self.id {
+            match tokio::time::timeout(Duration::from_secs(2), self.raft.get_read_log_id()).await {
+                Ok(Ok((read, _))) => Ok(read.map_or(0, |l| l.index)),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("timed out".to_string()),
+            }
+        } else {
+            let addr = self.raft.metrics().borrow().membership_config.membership().get_node(&leader).cloned();
+            match addr {
+                Some(node) => {
+                    let addr = self.network.pool().resolve(leader).unwrap_or(node.rpc_addr);
+                    match tokio::time::timeout(Duration::from_secs(2), self.network.read_index(&addr, leader)).await {
+                        Ok(r) => r,
+                        Err(_) => Err("timed out".to_string()),
+                    }
+                }
+                None => Err(format!("leader {leader} has no address")),
+            }
+        };
+        match answer {
+            Ok(index) => self.freshness.lock().record(freshness::Confirmation { sent, index }),
+            Err(e) => tracing::debug!(leader, error = %e, "no read-index confirmation from the catalogue leader"),
+        }
+    }
+
+    /// The leader's read log index: leadership confirmed by a quorum first (served to
+    /// followers asking for their confirmation).
+    pub async fn read_index(&self) -> Result<u64, CatalogueError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
+            Err(e) => Err(CatalogueError::Write(e.to_string())),
+        }
     }
 
     /// Whether a node-to-node request is from a member: over mutual TLS the connection was
@@ -233,29 +298,22 @@ impl CatalogueNode {
         }
     }
 
-    /// Whether this node's catalogue is known to be current within `bound`: a voter group of one;
-    /// a leader a majority of whose voters acknowledged it within `bound`; a follower that
-    /// accepted an AppendEntries (heartbeats included) within `bound`. A node cut off from the
-    /// group stops being fresh `bound` after its last contact, so it can refuse what a later
-    /// catalogue change (a key revocation) might forbid.
+    /// Whether this node's catalogue is known to be current within `bound` ([`freshness`]):
+    /// the only voter of a one-voter group; otherwise a read-index confirmation sent within
+    /// `bound` whose index this node has applied. A node cut off from the leader, or from the
+    /// log, stops being fresh `bound` after its last good confirmation, so it can refuse what a
+    /// later catalogue change (a key revocation) might forbid.
     pub fn is_fresh(&self, bound: Duration) -> bool {
         // On every request with a minted key: read the metrics in place, clone nothing but an Arc.
-        let (membership, leader) = {
-            let m = self.raft.metrics();
-            let m = m.borrow();
-            (m.membership_config.clone(), m.current_leader)
-        };
-        let voters = membership.membership().voter_ids().count();
-        if voters <= 1 {
-            return true;
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let mut voters = membership.membership().voter_ids();
+        if let (Some(only), None) = (voters.next(), voters.next()) {
+            if only == self.id {
+                return true;
+            }
         }
-        if leader == Some(self.id) {
-            let acked = self.network.contact.acked_within(bound);
-            let confirming =
-                1 + membership.membership().voter_ids().filter(|v| *v != self.id && acked.contains(v)).count();
-            return confirming * 2 > voters;
-        }
-        self.network.contact.accepted_within(bound)
+        let applied = self.view.applied_index();
+        self.freshness.lock().is_fresh(std::time::Instant::now(), bound, applied)
     }
 
     pub fn token_matches(&self, given: &str) -> bool {
@@ -404,6 +462,9 @@ impl CatalogueNode {
     }
 
     pub async fn shutdown(&self) {
+        if let Some(h) = self.confirmations.lock().take() {
+            h.abort();
+        }
         let _ = self.raft.shutdown().await;
     }
 }

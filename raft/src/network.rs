@@ -120,40 +120,11 @@ fn decode<T: DeserializeOwned>(e: &Envelope) -> Result<T, serde_json::Error> {
 pub struct Network {
     pool: ChannelPool,
     token: Arc<String>,
-    /// Contact with the rest of the group: when each peer last acknowledged an AppendEntries
-    /// from this node (as leader), and when this node last accepted one (as follower).
-    pub(crate) contact: Arc<Contact>,
-}
-
-/// When this node last had the catalogue group's confirmation that its catalogue is current.
-#[derive(Default)]
-pub struct Contact {
-    acked_by: parking_lot::Mutex<std::collections::HashMap<NodeId, std::time::Instant>>,
-    accepted: parking_lot::Mutex<Option<std::time::Instant>>,
-}
-
-impl Contact {
-    pub fn acked_by(&self, peer: NodeId) {
-        self.acked_by.lock().insert(peer, std::time::Instant::now());
-    }
-
-    pub fn accepted(&self) {
-        *self.accepted.lock() = Some(std::time::Instant::now());
-    }
-
-    /// Peers that acknowledged within `bound`.
-    pub fn acked_within(&self, bound: Duration) -> std::collections::BTreeSet<NodeId> {
-        self.acked_by.lock().iter().filter(|(_, t)| t.elapsed() < bound).map(|(n, _)| *n).collect()
-    }
-
-    pub fn accepted_within(&self, bound: Duration) -> bool {
-        self.accepted.lock().is_some_and(|t| t.elapsed() < bound)
-    }
 }
 
 impl Network {
     pub fn new(pool: ChannelPool, token: String) -> Self {
-        Network { pool, token: Arc::new(token), contact: Arc::new(Contact::default()) }
+        Network { pool, token: Arc::new(token) }
     }
 
     pub fn pool(&self) -> &ChannelPool {
@@ -183,6 +154,20 @@ impl Network {
         let env = encode(write).map_err(|e| e.to_string())?;
         let resp = client.client_write(self.request(env)).await.map_err(|s| s.message().to_string())?;
         decode::<Result<crate::WriteOutcome, String>>(resp.get_ref()).map_err(|e| e.to_string())?
+    }
+
+    /// Ask the leader `leader` at `addr` for its read log index (a freshness confirmation).
+    pub async fn read_index(&self, addr: &str, leader: NodeId) -> Result<u64, String> {
+        if self.pool.is_blocked(addr) {
+            return Err(Blocked(addr.to_string()).to_string());
+        }
+        let mut client = self.client(addr).map_err(|e| e.to_string())?;
+        let mut req = self.request(encode(&()).map_err(|e| e.to_string())?);
+        if let Ok(v) = leader.to_string().parse() {
+            req.metadata_mut().insert(TARGET_NODE_HEADER, v);
+        }
+        let resp = client.read_index(req).await.map_err(|s| s.message().to_string())?;
+        decode::<Result<u64, String>>(resp.get_ref()).map_err(|e| e.to_string())?
     }
 }
 
@@ -320,9 +305,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             rpc.entries.iter().map(|e| serde_json::to_vec(e).map(|b| b.len()).unwrap_or(usize::MAX)).collect();
         if sizes.iter().sum::<usize>() <= MAX_APPEND_BYTES || rpc.entries.len() < 2 {
             let r: AppendEntriesResponse<NodeId> = self.call(Method::Append, &rpc, option.hard_ttl()).await?;
-            if matches!(r, AppendEntriesResponse::Success) {
-                self.net.contact.acked_by(self.target);
-            }
+            if matches!(r, AppendEntriesResponse::Success) {}
             return Ok(r);
         }
         let runs = split_by_bytes(&sizes, MAX_APPEND_BYTES);
@@ -345,7 +328,6 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 other => return Ok(other),
             }
         }
-        self.net.contact.acked_by(self.target);
         Ok(AppendEntriesResponse::Success)
     }
 
@@ -420,11 +402,7 @@ impl RaftTransport for RaftService {
         check_token(&self.node, &req)?;
         check_target(&self.node, &req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = parse(&req)?;
-        let res = self.node.raft.append_entries(rpc).await;
-        if matches!(res, Ok(AppendEntriesResponse::Success)) {
-            self.node.network.contact.accepted();
-        }
-        reply(&res)
+        reply(&self.node.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
@@ -447,6 +425,13 @@ impl RaftTransport for RaftService {
         // Only the leader executes; a follower that receives this answers an error and the
         // caller retries with the leader it learns about.
         let res = self.node.write_local(write.command).await.map_err(|e| e.to_string());
+        reply(&res)
+    }
+
+    async fn read_index(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        check_token(&self.node, &req)?;
+        check_target(&self.node, &req)?;
+        let res = self.node.read_index().await.map_err(|e| e.to_string());
         reply(&res)
     }
 }

@@ -15,7 +15,7 @@ use loci_storage::model::{DataOp, DataResult, now_secs};
 use loci_storage::{NsContext, Store};
 use serde::Serialize;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Reach};
 use crate::contexts::{Contexts, Readiness};
 use crate::error::{ServiceError, ServiceResult};
 
@@ -266,10 +266,10 @@ impl Core {
         self.cluster.clone().run_admin(action).await
     }
 
-    /// A catalogue change in force on every alive node when this returns.
-    pub async fn write_everywhere(&self, cmd: loci_raft::Command) -> ServiceResult<CommandResult> {
+    /// A catalogue change, in force on the members `reach` names when this returns.
+    pub async fn write_everywhere(&self, cmd: loci_raft::Command, reach: Reach) -> ServiceResult<CommandResult> {
         let (res, index) = self.catalogue.write_indexed(cmd).await?;
-        self.cluster.await_applied_everywhere(index).await;
+        self.cluster.await_applied_everywhere(index, reach).await;
         Ok(res)
     }
 

@@ -379,3 +379,46 @@ async fn a_cut_off_node_never_accepts_a_key_revoked_while_it_was_away() {
     assert!(healed, "the healed node does not take keys again");
     assert_eq!(c.client(cut).with_key(Some(&secret)).get("/v1/namespaces").await.0, 401);
 }
+
+/// A revocation, once acknowledged, is in force on a node that is still in touch with the
+/// catalogue group but has not applied it yet: here the leader's traffic to one follower is cut
+/// (one way), so that follower keeps asking the leader and hearing back, but receives no log.
+/// Without the read-index freshness rule it would take the revoked key for up to the freshness
+/// bound after the revocation was acknowledged (found on the rig after a one-way partition).
+#[tokio::test]
+async fn a_revoked_key_is_refused_at_once_by_a_follower_that_has_not_applied_the_revocation() {
+    let c = TestCluster::start(3).await;
+    c.wait_ready(Duration::from_secs(60)).await;
+    let root = c.client(0).clone();
+    let (id, secret) = create_key(&root, "/admin/keys", &json!({"name": "victim", "scope": "read"})).await;
+    let (_, other) = create_key(&root, "/admin/keys", &json!({"name": "bystander", "scope": "read"})).await;
+    for i in 0..3 {
+        assert_eq!(c.client(i).with_key(Some(&secret)).get("/v1/namespaces").await.0, 200);
+    }
+    let leader_id = c.handle(0).core.catalogue.raft.metrics().borrow().current_leader.expect("leader");
+    let leader = (0..3).find(|i| c.node_id(*i) == leader_id).expect("the leader runs");
+    let lagging = (0..3).find(|i| *i != leader).expect("a follower");
+    // One way: nothing the leader sends reaches `lagging`; `lagging` still reaches everyone.
+    let (l, f) = (c.handle(leader), c.handle(lagging));
+    l.cluster.pool.set_blocked(&f.cluster_addr.to_string(), true);
+    let (s, _) = c.client(leader).delete(&format!("/admin/keys/{id}")).await;
+    assert!(s == 200 || s == 204, "revocation answered {s}");
+    // Acknowledged: no node takes the key any more, the lagging one included.
+    for i in 0..3 {
+        let (s, _) = c.client(i).with_key(Some(&secret)).get("/v1/namespaces").await;
+        assert!(s == 401 || s == 503, "node {i} answered {s} to a key revoked and acknowledged");
+    }
+    let lagging_applied = f.core.catalogue.view.applied_index();
+    let leader_applied = l.core.catalogue.view.applied_index();
+    assert!(lagging_applied < leader_applied, "the follower was meant to lag ({lagging_applied} >= {leader_applied})");
+    for i in (0..3).filter(|i| *i != lagging) {
+        assert_eq!(c.client(i).with_key(Some(&other)).get("/v1/namespaces").await.0, 200);
+    }
+    l.cluster.pool.set_blocked(&f.cluster_addr.to_string(), false);
+    let healed = eventually(Duration::from_secs(30), || async {
+        c.client(lagging).with_key(Some(&other)).get("/v1/namespaces").await.0 == 200
+    })
+    .await;
+    assert!(healed, "the healed follower does not take keys again");
+    assert_eq!(c.client(lagging).with_key(Some(&secret)).get("/v1/namespaces").await.0, 401);
+}

@@ -18,7 +18,8 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 #[command(about = "Load generator for Loci: stores and recalls over REST, reports throughput and latency")]
 struct Args {
-    /// Base URL of a running node (then `--key` is needed). Without it, nodes start in-process.
+    /// Base URL of a running node, or several comma-separated (the clients spread their requests
+    /// over them in turn; then `--key` is needed). Without it, nodes start in-process.
     #[arg(long)]
     url: Option<String>,
     /// API key for `--url` (write scope on the namespaces it uses, `loadgen-*`).
@@ -104,7 +105,10 @@ async fn main() -> anyhow::Result<()> {
     let (targets, key) = match &args.url {
         Some(url) => {
             let key = args.key.clone().ok_or_else(|| anyhow::anyhow!("--url needs --key (or LOCI_API_KEY)"))?;
-            (vec![url.trim_end_matches('/').to_string()], key)
+            let urls: Vec<String> =
+                url.split(',').map(|u| u.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty()).collect();
+            anyhow::ensure!(!urls.is_empty(), "--url names no node");
+            (urls, key)
         }
         None if args.nodes >= 3 => {
             let c = TestCluster::start(args.nodes).await;

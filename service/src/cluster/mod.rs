@@ -24,6 +24,17 @@ pub use action::ClusterAction;
 pub use error::{ClusterError, ClusterResult};
 pub use info::NodeInfo;
 
+/// Which members a catalogue change must reach before the writer returns
+/// ([`Cluster::await_applied_everywhere`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Every member, or the freshness bound: the change is in force on every node (a key
+    /// revoked, narrowed or rotated away).
+    Every,
+    /// The members gossip reports alive, best effort (a new key usable at once).
+    Alive,
+}
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -10,7 +10,7 @@ use loci_storage::model::{DataOp, DataResult};
 
 use super::error::{ClusterError, ClusterResult};
 use super::plane::*;
-use super::{Cluster, planner};
+use super::{Cluster, Reach, planner};
 
 impl Cluster {
     /// Where a new namespace goes: `rf` alive, non-draining members, balanced by replicas and
@@ -42,21 +42,41 @@ impl Cluster {
         planner::initial_balanced(ns_id, &nodes, self.settings.replication_factor, &replicas, &primaries)
     }
 
-    /// Wait (bounded) until every alive member has applied catalogue index `index`, so a key
-    /// revocation is in force on every node when the call returns.
-    pub async fn await_applied_everywhere(&self, index: u64) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        for n in self.alive_members() {
-            if n == self.node_id {
-                continue;
-            }
+    /// Wait until catalogue index `index` is in force on the members `reach` names.
+    ///
+    /// [`Reach::Every`] is a guarantee (a revocation): each member either reports the index
+    /// applied, or `CATALOGUE_FRESHNESS` (plus a second for clock rate) passes, after which a
+    /// member that has not applied it refuses minted keys by itself (`loci_raft::freshness`).
+    /// [`Reach::Alive`] is a courtesy (a new key usable at once): the members gossip reports
+    /// alive, for at most 5 s.
+    pub async fn await_applied_everywhere(&self, index: u64, reach: Reach) {
+        let (members, wait) = match reach {
+            Reach::Every => (self.members(), crate::access::CATALOGUE_FRESHNESS + Duration::from_secs(1)),
+            Reach::Alive => (self.alive_members(), Duration::from_secs(5)),
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        let started = std::time::Instant::now();
+        let waits = members.into_iter().filter(|n| *n != self.node_id).map(|n| async move {
             while tokio::time::Instant::now() < deadline {
                 match self.node_info_of(n, Duration::from_secs(1)).await {
-                    Ok(info) if info.applied_index >= index => break,
+                    Ok(info) if info.applied_index >= index => return true,
                     Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                    Err(_) => break,
+                    Err(_) if reach == Reach::Alive => return false,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
             }
+            false
+        });
+        let confirmed = futures::future::join_all(waits).await;
+        let unconfirmed = confirmed.iter().filter(|c| !**c).count();
+        if unconfirmed > 0 {
+            tracing::info!(
+                index,
+                unconfirmed,
+                waited_ms = started.elapsed().as_millis() as u64,
+                ?reach,
+                "catalogue change not confirmed by every member"
+            );
         }
     }
 

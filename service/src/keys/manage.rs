@@ -2,6 +2,7 @@
 //! update may change ([`updated_grants`], [`narrows`]), and the calls that list, read, update,
 //! revoke and report on keys, globally and inside one namespace.
 
+use crate::cluster::Reach;
 use loci_raft::catalogue::{ApiKeyEntry, Command, CommandResult, Grant, Scope};
 use loci_storage::model::now_secs;
 use serde_json::json;
@@ -198,7 +199,11 @@ impl Keys<'_> {
         if let Some(g) = &grants {
             p.can_delegate(k.scope, g)?;
         }
-        match self.core.write_everywhere(Command::UpdateKey { key_id: k.key_id.clone(), name: u.name, grants }).await? {
+        match self
+            .core
+            .write_everywhere(Command::UpdateKey { key_id: k.key_id.clone(), name: u.name, grants }, Reach::Every)
+            .await?
+        {
             CommandResult::Key { entry } => {
                 self.audit("key_updated", p, json!({"updated_key_id": entry.key_id}));
                 Ok(entry)
@@ -216,7 +221,7 @@ impl Keys<'_> {
             Revocation::Delete => Command::DeleteKey { key_id: k.key_id.clone() },
             Revocation::Deactivate => Command::DeactivateKey { key_id: k.key_id.clone(), at: now_secs() },
         };
-        self.core.write_everywhere(cmd).await?;
+        self.core.write_everywhere(cmd, Reach::Every).await?;
         let event = match how {
             Revocation::Delete => "key_deleted",
             Revocation::Deactivate => "key_revoked",

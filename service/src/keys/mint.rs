@@ -2,6 +2,7 @@
 //! asks for a key (the Dakera key router, per-namespace permissions, a namespace's own keys),
 //! and [`Keys::create`].
 
+use crate::cluster::Reach;
 use loci_raft::catalogue::{ApiKeyEntry, Command, CommandResult, Grant, Scope};
 use loci_storage::crypto::random_bytes;
 use loci_storage::model::now_secs;
@@ -272,7 +273,7 @@ impl Keys<'_> {
                 deactivated_at: None,
                 rotated_to: None,
             };
-            match self.core.write_everywhere(Command::CreateKey { entry }).await? {
+            match self.core.write_everywhere(Command::CreateKey { entry }, Reach::Alive).await? {
                 CommandResult::Key { entry } => {
                     self.audit(
                         "key_created",

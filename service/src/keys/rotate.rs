@@ -2,6 +2,7 @@
 //! grace period ([`plan_rotation`], [`Keys::rotate`]); and the master-key rotation request
 //! ([`Keys::rotate_encryption`], over [`Core::rotate_encryption`]).
 
+use crate::cluster::Reach;
 use loci_raft::catalogue::{ApiKeyEntry, Command, CommandResult, Scope};
 use loci_storage::crypto::MasterSecret;
 use loci_storage::model::now_secs;
@@ -117,7 +118,7 @@ impl Keys<'_> {
             new_entry: plan.new_entry,
             old_expires_at: plan.old_expires_at,
         };
-        match self.core.write_everywhere(cmd).await? {
+        match self.core.write_everywhere(cmd, Reach::Every).await? {
             CommandResult::Key { entry } => {
                 self.audit(
                     "key_rotated",

@@ -50,9 +50,25 @@ impl Rig {
     }
 
     pub async fn call(&self, node: usize, method: &str, path: &str, key: &str, body: Option<&Value>) -> Answer {
+        self.call_within(node, method, path, key, body, None).await
+    }
+
+    /// [`Rig::call`] with its own timeout (a revocation waits for every member, or 11 s).
+    pub async fn call_within(
+        &self,
+        node: usize,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<&Value>,
+        timeout: Option<Duration>,
+    ) -> Answer {
         let start = self.now();
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let mut req = self.http.request(method, self.url(node, path)).bearer_auth(key);
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         if let Some(b) = body {
             req = req.json(b);
         }

@@ -197,7 +197,9 @@ async fn revoker(rig: Arc<Rig>, tenants: usize, seed: u64, stop: Arc<AtomicBool>
                 let _ = rig.call(rng.random_range(0..rig.nodes()), "GET", "/v1/auth/whoami", &secret, None).await;
                 for _ in 0..10 {
                     let node = rng.random_range(0..rig.nodes());
-                    let a = rig.call(node, "POST", &format!("/admin/keys/{id}/deactivate"), &rig.root, None).await;
+                    // In force on every member, or after the 11 s freshness wait when one is down.
+                    let path = format!("/admin/keys/{id}/deactivate");
+                    let a = rig.call_within(node, "POST", &path, &rig.root, None, Some(Duration::from_secs(25))).await;
                     if a.ok() {
                         revs.lock().push(Revocation { key_id: id.clone(), tenant, acked_at: a.end });
                         revoked.push((id.clone(), secret.clone(), tenant));
