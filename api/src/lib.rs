@@ -40,7 +40,7 @@ pub use error::{ApiError, ApiResult};
 pub use loci_service::{Core, CoreConfig};
 pub use state::AppState;
 
-use routes::{cluster, keys, memory, meta, namespaces, sessions, vectors};
+use routes::{cluster, keys, memory, meta, namespaces, quotas, sessions, vectors};
 
 /// `GET /metrics` alone, without a key: for `--metrics-addr`, a listener on a private interface.
 pub fn metrics_router(state: AppState) -> Router {
@@ -90,6 +90,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/namespaces/{ns}/keys", get(keys::ns_list).post(keys::ns_create))
         .route("/v1/namespaces/{ns}/keys/{id}", axum::routing::patch(keys::ns_update).delete(keys::ns_delete))
         .route("/v1/namespaces/{ns}/keys/{id}/usage", get(keys::ns_usage))
+        .route("/admin/quotas", get(quotas::list).put(quotas::set))
+        .route("/admin/quotas/{pattern}", get(quotas::get).delete(quotas::delete))
         .route("/admin/keys", get(keys::list).post(keys::create))
         .route("/admin/keys/{id}", get(keys::get).patch(keys::update).delete(keys::delete))
         .route("/admin/keys/{id}/deactivate", post(keys::deactivate))

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use loci_storage::crypto::{EncryptionParams, WrappedKey};
 use serde::{Deserialize, Serialize};
 
+use crate::quota::{self, Ceiling, Quota};
+
 /// Access levels, hierarchical: each includes the ones below it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -260,6 +262,10 @@ pub struct NamespaceEntry {
     /// The latest re-embedding job, if any.
     #[serde(default)]
     pub reembed: Option<ReembedJob>,
+    /// The operator's ceilings that apply to it (from every matching [`Quota`]; kept current
+    /// by the catalogue when quotas change).
+    #[serde(default, skip_serializing_if = "Ceiling::is_empty")]
+    pub ceiling: Ceiling,
 }
 
 /// The state of one replica of a namespace.
@@ -357,6 +363,13 @@ pub enum Command {
     CreateKey {
         entry: ApiKeyEntry,
     },
+    /// Set (create or replace) the operator's quota for a namespace pattern.
+    SetQuota {
+        quota: Quota,
+    },
+    DeleteQuota {
+        pattern: String,
+    },
     /// Rename and/or narrow a key's permissions.
     UpdateKey {
         key_id: String,
@@ -440,6 +453,11 @@ pub enum CommandResult {
     Key {
         entry: ApiKeyEntry,
     },
+    /// Refused: it would exceed an operator quota (the reason).
+    QuotaExceeded(String),
+    Quota {
+        quota: Quota,
+    },
 }
 
 /// `sessions` as written before it was a set (`id → namespace`) or since (`id → [namespaces]`).
@@ -484,11 +502,22 @@ pub struct Catalogue {
     /// Nodes being drained by the operator.
     #[serde(default)]
     pub draining: std::collections::BTreeSet<u64>,
+    /// The operator's quotas by pattern.
+    #[serde(default)]
+    pub quotas: BTreeMap<String, Quota>,
     /// Index of the last applied log entry (for read-after-write waits).
     pub applied_index: u64,
 }
 
 impl Catalogue {
+    /// Recompute the ceiling of every namespace `pattern` matches.
+    fn refresh_ceilings(&mut self, pattern: &str) {
+        let quotas = &self.quotas;
+        for ns in self.namespaces.values_mut().filter(|n| pattern_matches(pattern, &n.name)) {
+            ns.ceiling = quota::ceiling_of(&ns.name, quotas.values());
+        }
+    }
+
     pub fn apply(&mut self, cmd: Command) -> CommandResult {
         match cmd {
             Command::InitCluster { cluster_id } => {
@@ -515,8 +544,13 @@ impl Catalogue {
                 if self.encryption.as_ref().is_some_and(|e| e.kek_version != entry.data_key.kek_version) {
                     return CommandResult::Rejected("stale key-encryption key; retry".into());
                 }
+                if let Some(why) = quota::refuse_namespace(&entry.name, self.quotas.values(), self.namespaces.values())
+                {
+                    return CommandResult::QuotaExceeded(why);
+                }
                 let mut entry = entry;
                 entry.placement.primary_since = entry.placement.epoch;
+                entry.ceiling = quota::ceiling_of(&entry.name, self.quotas.values());
                 self.namespaces.insert(entry.name.clone(), entry.clone());
                 CommandResult::Namespace { entry, created: true }
             }
@@ -541,9 +575,31 @@ impl Catalogue {
                 if self.keys.contains_key(&entry.key_id) || self.key_index.contains_key(&entry.secret_sha256) {
                     return CommandResult::Rejected("key id or secret collision; retry".into());
                 }
+                if let Some(why) = quota::refuse_key(&entry, self.quotas.values(), self.keys.values()) {
+                    return CommandResult::QuotaExceeded(why);
+                }
                 self.key_index.insert(entry.secret_sha256.clone(), entry.key_id.clone());
                 self.keys.insert(entry.key_id.clone(), entry.clone());
                 CommandResult::Key { entry }
+            }
+            Command::SetQuota { quota } => {
+                if let Err(why) = quota::check_quota(&quota) {
+                    return CommandResult::Rejected(why);
+                }
+                if !self.quotas.contains_key(&quota.pattern) && self.quotas.len() >= quota::MAX_QUOTAS {
+                    return CommandResult::Rejected(format!("at most {} quotas", quota::MAX_QUOTAS));
+                }
+                let pattern = quota.pattern.clone();
+                self.quotas.insert(pattern.clone(), quota.clone());
+                self.refresh_ceilings(&pattern);
+                CommandResult::Quota { quota }
+            }
+            Command::DeleteQuota { pattern } => {
+                if self.quotas.remove(&pattern).is_none() {
+                    return CommandResult::NotFound(pattern);
+                }
+                self.refresh_ceilings(&pattern);
+                CommandResult::Ok
             }
             Command::UpdateKey { key_id, name, grants } => match self.keys.get_mut(&key_id) {
                 Some(k) => {

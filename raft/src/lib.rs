@@ -17,6 +17,7 @@ pub mod catalogue;
 pub mod freshness;
 pub mod guard;
 pub mod network;
+pub mod quota;
 pub mod store;
 
 pub use catalogue::{Catalogue, Command, CommandResult};

@@ -2,6 +2,7 @@
 //! node's keyring, cached) and its embedder (built once per provider and dimension). Shared by
 //! the service's [`crate::Core`] and the data plane ([`crate::cluster::Cluster`]), below both.
 
+use loci_raft::quota::tighter;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -142,9 +143,10 @@ impl Contexts {
                     reason: e.message,
                 })
             }),
-            max_memories: entry.policy.max_memories,
-            max_agents: entry.policy.max_agents,
-            max_sessions_per_agent: entry.policy.max_sessions_per_agent,
+            // The tenant's preference, within the operator's ceiling.
+            max_memories: tighter(entry.policy.max_memories, entry.ceiling.max_memories),
+            max_agents: tighter(entry.policy.max_agents, entry.ceiling.max_agents),
+            max_sessions_per_agent: tighter(entry.policy.max_sessions_per_agent, entry.ceiling.max_sessions_per_agent),
             epoch: entry.placement.epoch,
             generation: entry.embedder.generation,
             metric: match entry.distance {

@@ -214,6 +214,8 @@ impl Core {
                 created_at: now_secs(),
                 reembed: None,
                 placement: self.cluster.initial_placement(id),
+                // Set by the catalogue from the operator's quotas when it applies the creation.
+                ceiling: Default::default(),
             };
             match self.catalogue.write(Command::CreateNamespace { entry }).await? {
                 CommandResult::Namespace { entry, created } => {
@@ -227,6 +229,7 @@ impl Core {
                     return Ok((entry, created));
                 }
                 CommandResult::Rejected(_) => continue,
+                CommandResult::QuotaExceeded(why) => return Err(ServiceError::quota_exceeded(why)),
                 other => {
                     return Err(ServiceError::internal(format!("unexpected catalogue answer {other:?}")));
                 }

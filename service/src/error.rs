@@ -126,6 +126,12 @@ impl ServiceError {
             .with_details(msg)
             .with_retry_after(1)
     }
+    /// An operator quota would be exceeded (`413 QUOTA_EXCEEDED`, which the published clients
+    /// map to their quota error); nothing was changed.
+    pub fn quota_exceeded(msg: impl Into<String>) -> Self {
+        ServiceError::new(StatusCode::PAYLOAD_TOO_LARGE, "QUOTA_EXCEEDED", msg)
+    }
+
     pub fn internal(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", msg)
     }

@@ -33,6 +33,7 @@ pub mod error;
 pub mod keys;
 pub mod memories;
 pub mod namespaces;
+pub mod quotas;
 pub mod ratelimit;
 pub mod reembed;
 pub mod request_id;

@@ -3,6 +3,7 @@
 //! the authenticated [`Principal`] and a typed request and answers a typed result or a
 //! [`ServiceError`]; the fronts parse their wire shapes into the requests and render the results.
 
+use loci_raft::quota::Ceiling;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -231,6 +232,44 @@ pub fn check_policy(policy: &MemoryPolicy) -> ServiceResult<()> {
     Ok(())
 }
 
+/// Refuse a policy change that raises a limit above the operator's ceiling (a value left as it
+/// was is not refused, so a lowered ceiling does not block the tenant's other changes).
+pub fn within_ceiling(old: &MemoryPolicy, new: &MemoryPolicy, ceiling: &Ceiling) -> ServiceResult<()> {
+    let rate = |p: &MemoryPolicy, v: Option<u64>| v.filter(|_| p.rate_limit_enabled);
+    for (name, before, after, max) in [
+        ("max_memories", old.max_memories, new.max_memories, ceiling.max_memories),
+        ("max_agents", old.max_agents, new.max_agents, ceiling.max_agents),
+        (
+            "max_sessions_per_agent",
+            old.max_sessions_per_agent,
+            new.max_sessions_per_agent,
+            ceiling.max_sessions_per_agent,
+        ),
+        (
+            "rate_limit_stores_per_minute",
+            rate(old, old.rate_limit_stores_per_minute),
+            rate(new, new.rate_limit_stores_per_minute),
+            ceiling.max_stores_per_minute,
+        ),
+        (
+            "rate_limit_recalls_per_minute",
+            rate(old, old.rate_limit_recalls_per_minute),
+            rate(new, new.rate_limit_recalls_per_minute),
+            ceiling.max_recalls_per_minute,
+        ),
+    ] {
+        if let (Some(v), Some(max)) = (after, max)
+            && v > max
+            && after != before
+        {
+            return Err(ServiceError::quota_exceeded(format!(
+                "{name} of {v} is above the operator's ceiling of {max} for this namespace; nothing was changed"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The namespace calls of a node's service (borrowed from [`Core::ns`]).
 #[derive(Clone, Copy)]
 pub struct Namespaces<'a> {
@@ -351,6 +390,11 @@ impl<'a> Namespaces<'a> {
     pub async fn set_policy(&self, p: &Principal, ns: &str, fields: Map<String, Value>) -> ServiceResult<MemoryPolicy> {
         let entry = self.visible(p, ns, Scope::Admin)?;
         let policy = merge_policy(&entry.policy, fields)?;
+        // A tenant's admins set preferences within the operator's ceiling; the operator (a
+        // global admin) may store any value, and the ceiling still applies to it.
+        if p.require_global(Scope::Admin).is_err() {
+            within_ceiling(&entry.policy, &policy, &entry.ceiling)?;
+        }
         Ok(self.core.set_policy(&entry.name, policy).await?.policy)
     }
 

@@ -273,22 +273,25 @@ pub enum NsClass {
     Recall,
 }
 
-/// Per-namespace limits from the namespace's memory policy (when `rate_limit_enabled`): the
-/// refusing decision and what it limited, or `None` when the request may go on.
+/// Per-namespace limits: the namespace's memory policy (when `rate_limit_enabled`) within the
+/// operator's ceiling (always): the refusing decision and what it limited, or `None` when the
+/// request may go on.
 pub async fn check_namespace(
     limiter: &RateLimiter,
     policy: &loci_raft::catalogue::MemoryPolicy,
+    ceiling: &loci_raft::quota::Ceiling,
     ns: &str,
     class: NsClass,
 ) -> Option<(Decision, String)> {
-    if !limiter.enabled() || !policy.rate_limit_enabled {
+    if !limiter.enabled() {
         return None;
     }
-    let per_minute = match class {
-        NsClass::Store => policy.rate_limit_stores_per_minute,
-        NsClass::Recall => policy.rate_limit_recalls_per_minute,
+    let (own, operator) = match class {
+        NsClass::Store => (policy.rate_limit_stores_per_minute, ceiling.max_stores_per_minute),
+        NsClass::Recall => (policy.rate_limit_recalls_per_minute, ceiling.max_recalls_per_minute),
     };
-    let pm = per_minute?;
+    let own = own.filter(|_| policy.rate_limit_enabled);
+    let pm = loci_raft::quota::tighter(own, operator)?;
     let class_name = match class {
         NsClass::Store => "store",
         NsClass::Recall => "recall",

@@ -248,6 +248,8 @@ pub enum RecordKind {
     Vector = b'v',
     Session = b's',
     Replication = b'r',
+    /// A memory id as the text index stores it.
+    TextId = b't',
 }
 
 /// An unwrapped per-namespace data key, with the blind-index search key derived from it.

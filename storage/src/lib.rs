@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod embed;
 pub mod error;
 pub mod filter;
+pub mod floats;
 pub mod minilm;
 pub mod model;
 pub mod store;

@@ -6,6 +6,12 @@
 //! namespace; across namespaces the same word yields unrelated tokens. Queries are blinded the
 //! same way. One index serves every namespace on the node, with a namespace field.
 //!
+//! No plaintext at all reaches it: a document's delete key is a blind token of its memory id
+//! and the stored id is sealed under the namespace's data key. Dropping a namespace is
+//! therefore one delete-by-term and a commit, whatever the size of the index: once the data key
+//! is destroyed, what the deleted documents leave in segment files until tantivy's merges
+//! reclaim them can be neither read nor linked to anything.
+//!
 //! BM25 is scored with per-namespace statistics ([`NsStatistics`]): the document count, the
 //! average field length and every term's document frequency are those of the namespace's live
 //! documents alone, so one tenant's scores do not move when another tenant writes, deletes or
@@ -28,7 +34,7 @@ use tantivy::{
     DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TERMINATED, TantivyDocument, Term,
 };
 
-use crate::crypto::DataKey;
+use crate::crypto::{DataKey, RecordKind};
 use crate::error::Result;
 
 const BLIND_TOKENIZER: &str = "loci_blind";
@@ -44,6 +50,8 @@ struct Fields {
 }
 
 pub struct TextIndex {
+    /// Held with its writer and reader; tests inspect its segments.
+    #[cfg_attr(not(test), allow(dead_code))]
     index: Index,
     writer: Mutex<IndexWriter>,
     reader: IndexReader,
@@ -67,13 +75,35 @@ fn schema() -> (Schema, Fields) {
     (b.build(), Fields { key, ns, mid, ver, text })
 }
 
-fn doc_key(ns: u64, mid: &str) -> String {
-    format!("{ns:016x}/{mid}")
+/// The on-disk format; an index of another format is rebuilt (from the authoritative rows, by
+/// each namespace's reconciliation when it loads).
+const FORMAT: &str = "2";
+const FORMAT_FILE: &str = "LOCI_TEXT_FORMAT";
+
+/// The delete key of a memory's document: the namespace and a blind token of the id
+/// (domain-separated from text terms).
+fn doc_key(key: &DataKey, mid: &str) -> String {
+    format!("{:016x}/{}", key.ns_id(), key.blind(&format!("\u{0}id\u{0}{mid}")))
+}
+
+fn seal_id(key: &DataKey, mid: &str) -> String {
+    hex::encode(key.seal(RecordKind::TextId, b"", mid.as_bytes()))
+}
+
+fn open_id(key: &DataKey, sealed: &str) -> Option<String> {
+    let bytes = hex::decode(sealed).ok()?;
+    String::from_utf8(key.open(RecordKind::TextId, b"", &bytes).ok()?).ok()
 }
 
 impl TextIndex {
     pub fn open(dir: &Path) -> Result<Self> {
+        let marker = dir.join(FORMAT_FILE);
+        if dir.exists() && std::fs::read_to_string(&marker).ok().as_deref() != Some(FORMAT) {
+            tracing::warn!(dir = %dir.display(), "text index of an older format: rebuilding it from the rows");
+            std::fs::remove_dir_all(dir)?;
+        }
         std::fs::create_dir_all(dir)?;
+        std::fs::write(&marker, FORMAT)?;
         let (schema, fields) = schema();
         let mmap = tantivy::directory::MmapDirectory::open(dir)
             .map_err(|e| crate::StorageError::Encoding(format!("text index directory: {e}")))?;
@@ -125,42 +155,34 @@ impl TextIndex {
         let tokens = self.blinded(key, text).join(" ");
         let f = self.fields;
         let mut doc = TantivyDocument::new();
-        doc.add_text(f.key, doc_key(key.ns_id(), mid));
+        doc.add_text(f.key, doc_key(key, mid));
         doc.add_u64(f.ns, key.ns_id());
-        doc.add_text(f.mid, mid);
+        doc.add_text(f.mid, seal_id(key, mid));
         doc.add_u64(f.ver, version);
         doc.add_text(f.text, &tokens);
         let w = self.writer.lock();
-        w.delete_term(Term::from_field_text(f.key, &doc_key(key.ns_id(), mid)));
+        w.delete_term(Term::from_field_text(f.key, &doc_key(key, mid)));
         w.add_document(doc)?;
         self.dirty.store(true, Ordering::Release);
         Ok(())
     }
 
-    pub fn delete(&self, ns: u64, mid: &str) {
+    pub fn delete(&self, key: &DataKey, mid: &str) {
         let w = self.writer.lock();
-        w.delete_term(Term::from_field_text(self.fields.key, &doc_key(ns, mid)));
+        w.delete_term(Term::from_field_text(self.fields.key, &doc_key(key, mid)));
         self.dirty.store(true, Ordering::Release);
     }
 
+    /// Drop every document of a namespace: one delete-by-term and a commit, the same cost for a
+    /// namespace of one document as for one of a million, and none for the other namespaces'
+    /// segments (no merge; tantivy's merge policy reclaims the space as segments merge).
     pub fn drop_namespace(&self, ns: u64) -> Result<()> {
         {
             let w = self.writer.lock();
             w.delete_term(Term::from_field_u64(self.fields.ns, ns));
         }
         self.dirty.store(true, Ordering::Release);
-        self.commit()?;
-        // Merge so the deleted documents' segments are rewritten without them.
-        let ids = self.index.searchable_segment_ids()?;
-        if !ids.is_empty() {
-            let mut w = self.writer.lock();
-            let merge = w.merge(&ids);
-            drop(w);
-            let _ = merge.wait();
-            self.writer.lock().garbage_collect_files().wait()?;
-        }
-        self.reader.reload()?;
-        Ok(())
+        self.commit()
     }
 
     /// Make every change durable and visible. Cheap when nothing changed.
@@ -218,8 +240,8 @@ impl TextIndex {
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let doc: TantivyDocument = searcher.doc(addr)?;
-            if let Some(mid) = doc.get_first(self.fields.mid).and_then(|v| v.as_str()) {
-                out.push((mid.to_string(), score));
+            if let Some(mid) = doc.get_first(self.fields.mid).and_then(|v| v.as_str()).and_then(|s| open_id(key, s)) {
+                out.push((mid, score));
             }
         }
         // Equal scores in a stable order (not the segment layout's).
@@ -236,15 +258,15 @@ impl TextIndex {
     }
 
     /// Every indexed memory of a namespace with its version (for crash reconciliation).
-    pub fn list(&self, ns: u64) -> Result<HashMap<String, u64>> {
+    pub fn list(&self, key: &DataKey) -> Result<HashMap<String, u64>> {
         self.commit()?;
         let searcher = self.reader.searcher();
-        let q = TermQuery::new(Term::from_field_u64(self.fields.ns, ns), IndexRecordOption::Basic);
+        let q = TermQuery::new(Term::from_field_u64(self.fields.ns, key.ns_id()), IndexRecordOption::Basic);
         let docs = searcher.search(&q, &tantivy::collector::DocSetCollector)?;
         let mut out = HashMap::with_capacity(docs.len());
         for addr in docs {
             let doc: TantivyDocument = searcher.doc(addr)?;
-            let mid = doc.get_first(self.fields.mid).and_then(|v| v.as_str()).map(str::to_string);
+            let mid = doc.get_first(self.fields.mid).and_then(|v| v.as_str()).and_then(|s| open_id(key, s));
             let ver = doc.get_first(self.fields.ver).and_then(|v| v.as_u64()).unwrap_or(0);
             if let Some(mid) = mid {
                 out.insert(mid, ver);
@@ -391,9 +413,9 @@ mod tests {
         // re-index replaces, delete removes
         idx.upsert(&a, "m1", 2, "tea only").unwrap();
         assert!(idx.search(&a, "coffee", 10).unwrap().is_empty());
-        idx.delete(1, "m2");
+        idx.delete(&a, "m2");
         assert!(idx.search(&a, "tuesday", 10).unwrap().is_empty());
-        assert_eq!(idx.list(1).unwrap().get("m1"), Some(&2));
+        assert_eq!(idx.list(&a).unwrap().get("m1"), Some(&2));
         idx.drop_namespace(2).unwrap();
         assert!(idx.search(&b, "coffee", 10).unwrap().is_empty());
     }
@@ -423,7 +445,7 @@ mod tests {
         for (id, text) in docs {
             idx.upsert(&a, id, 1, text).unwrap();
         }
-        idx.delete(1, "gone");
+        idx.delete(&a, "gone");
         idx.commit().unwrap();
         assert_eq!(idx.namespace_statistics(1).unwrap().0, 3);
         assert_eq!(idx.namespace_statistics(2).unwrap().0, 200);
@@ -431,5 +453,79 @@ mod tests {
         idx.drop_namespace(2).unwrap();
         assert_eq!(idx.namespace_statistics(2).unwrap(), (0, 0));
         assert_eq!(idx.search(&a, "coffee tea", 10).unwrap(), expected);
+    }
+
+    /// Every byte tantivy wrote for the index in `dir`.
+    fn index_bytes(dir: &Path) -> Vec<u8> {
+        let mut all = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                all.extend(std::fs::read(p).unwrap());
+            }
+        }
+        all
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn no_plaintext_reaches_the_index_files_and_ids_read_back_only_with_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = keys();
+        let idx = TextIndex::open(dir.path()).unwrap();
+        idx.upsert(&a, "user-alice@example.com-note", 1, "Alice prefers oat milk").unwrap();
+        idx.commit().unwrap();
+        let bytes = index_bytes(dir.path());
+        assert!(!bytes.is_empty());
+        for plain in [&b"alice@example.com"[..], b"oat", b"prefer", b"Alice"] {
+            assert!(!contains(&bytes, plain), "{} in the index files", String::from_utf8_lossy(plain));
+        }
+        assert_eq!(idx.list(&a).unwrap().get("user-alice@example.com-note"), Some(&1));
+        // Another namespace's key finds nothing and reads no id.
+        assert!(idx.list(&b).unwrap().is_empty());
+        assert!(idx.search(&b, "oat milk", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn dropping_a_namespace_leaves_the_other_segments_alone() {
+        let idx = TextIndex::open_in_ram().unwrap();
+        // Only what the drop itself does to segments is observed.
+        idx.writer.lock().set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+        let (a, b) = keys();
+        for i in 0..50 {
+            idx.upsert(&b, &format!("b{i}"), 1, "tea in the afternoon").unwrap();
+            if i % 10 == 9 {
+                idx.commit().unwrap();
+            }
+        }
+        idx.upsert(&a, "a1", 1, "coffee").unwrap();
+        idx.commit().unwrap();
+        let before: std::collections::BTreeSet<_> = idx.index.searchable_segment_ids().unwrap().into_iter().collect();
+        idx.drop_namespace(1).unwrap();
+        let after: std::collections::BTreeSet<_> = idx.index.searchable_segment_ids().unwrap().into_iter().collect();
+        // Every other segment is untouched; the one holding only the dropped namespace's
+        // document is gone (tantivy drops a segment whose documents are all deleted).
+        assert!(after.is_subset(&before), "no segment was written");
+        assert_eq!(before.len() - after.len(), 1, "only the dropped namespace's segment went");
+        assert!(idx.search(&a, "coffee", 10).unwrap().is_empty());
+        assert_eq!(idx.namespace_statistics(1).unwrap(), (0, 0));
+        assert_eq!(idx.search(&b, "tea", 100).unwrap().len(), 50);
+    }
+
+    #[test]
+    fn an_index_of_the_older_format_is_rebuilt_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _) = keys();
+        {
+            let idx = TextIndex::open(dir.path()).unwrap();
+            idx.upsert(&a, "m1", 1, "kept across a restart").unwrap();
+            idx.commit().unwrap();
+        }
+        assert_eq!(TextIndex::open(dir.path()).unwrap().list(&a).unwrap().len(), 1, "same format: kept");
+        std::fs::remove_file(dir.path().join(FORMAT_FILE)).unwrap();
+        assert!(TextIndex::open(dir.path()).unwrap().list(&a).unwrap().is_empty(), "no marker: rebuilt");
     }
 }

@@ -422,3 +422,93 @@ async fn a_revoked_key_is_refused_at_once_by_a_follower_that_has_not_applied_the
     assert!(healed, "the healed follower does not take keys again");
     assert_eq!(c.client(lagging).with_key(Some(&secret)).get("/v1/namespaces").await.0, 401);
 }
+
+/// Operator ceilings per namespace pattern (`/admin/quotas`): a tenant admin can neither change
+/// them nor exceed them (namespaces, keys, memories, its own policy), every node enforces them,
+/// nothing is created past a ceiling, and other tenants are untouched.
+#[tokio::test]
+async fn tenant_admins_cannot_exceed_or_lift_the_operators_quotas() {
+    let c = TestCluster::start(3).await;
+    c.wait_ready(Duration::from_secs(60)).await;
+    let root = c.client(0).clone();
+    let quota = json!({"pattern": "acme-*", "max_namespaces": 2, "max_keys": 2, "max_memories": 3});
+    let (s, v) = root.put("/admin/quotas", &quota).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, admin) =
+        create_key(&root, "/admin/keys", &json!({"name": "acme-admin", "scope": "admin", "namespaces": ["acme-*"]}))
+            .await;
+    let tenant = |i: usize| c.client(i).with_key(Some(&admin));
+
+    // The tenant's admin cannot read, raise or delete the operator's quota.
+    let (s, _) = tenant(1).put("/admin/quotas", &json!({"pattern": "acme-*", "max_namespaces": 1000})).await;
+    assert_eq!(s, 403);
+    assert_eq!(tenant(2).get("/admin/quotas").await.0, 403);
+    assert_eq!(tenant(2).delete("/admin/quotas/acme-*").await.0, 403);
+    let (_, v) = c.client(2).get("/admin/quotas/acme-*").await;
+    assert_eq!(v["max_namespaces"], 2, "the quota is unchanged: {v}");
+
+    // Namespaces: two, created through two nodes; the third is refused and does not exist.
+    for (i, ns) in [(1, "acme-a"), (2, "acme-b")] {
+        let (s, v) = tenant(i).post("/v1/memory/store", &json!({"agent_id": ns, "content": "first"})).await;
+        assert_eq!(s, 200, "{ns}: {v}");
+    }
+    let (s, v) = tenant(0).post("/v1/memory/store", &json!({"agent_id": "acme-c", "content": "first"})).await;
+    assert_eq!(s, 413, "{v}");
+    assert_eq!(v["code"], "QUOTA_EXCEEDED");
+    assert_eq!(root.get("/v1/namespaces/acme-c").await.0, 404, "nothing was created past the ceiling");
+
+    // Keys: the admin key is one of the two; one more, then refused (and not created).
+    let (s, v) =
+        tenant(1).post("/admin/keys", &json!({"name": "acme-reader", "scope": "read", "namespaces": ["acme-a"]})).await;
+    assert!(s == 200 || s == 201, "{v}");
+    let (_, before) = root.get("/admin/keys").await;
+    let (s, v) = tenant(2)
+        .post("/admin/keys", &json!({"name": "one-too-many", "scope": "read", "namespaces": ["acme-b"]}))
+        .await;
+    assert_eq!(s, 413, "{v}");
+    let (_, after) = root.get("/admin/keys").await;
+    let ids = |v: &serde_json::Value| {
+        let list = v.get("keys").unwrap_or(v).as_array().cloned().unwrap_or_default();
+        list.iter().filter_map(|k| k["key_id"].as_str().map(str::to_string)).collect::<Vec<_>>()
+    };
+    assert!(!ids(&before).is_empty(), "{before}");
+    assert_eq!(ids(&before), ids(&after), "no key was created past the ceiling");
+
+    // Memories: the ceiling holds with no policy of the tenant's own, and the tenant cannot
+    // lift it through its policy (refused, policy unchanged); a lower preference of its own
+    // applies.
+    for n in 2..=3 {
+        assert_eq!(
+            tenant(n % 3).post("/v1/memory/store", &json!({"agent_id": "acme-b", "content": format!("m{n}")})).await.0,
+            200
+        );
+    }
+    let (s, v) = tenant(1).post("/v1/memory/store", &json!({"agent_id": "acme-b", "content": "fourth"})).await;
+    assert_eq!(s, 413, "{v}");
+    let (s, v) = tenant(0).put("/v1/namespaces/acme-a/memory_policy", &json!({"max_memories": 1000})).await;
+    assert_eq!(s, 413, "{v}");
+    let (_, policy) = tenant(0).get("/v1/namespaces/acme-a/memory_policy").await;
+    assert!(policy.get("max_memories").is_none(), "the policy is unchanged: {policy}");
+    let (s, _) = tenant(0).put("/v1/namespaces/acme-a/memory_policy", &json!({"max_memories": 1})).await;
+    assert_eq!(s, 200);
+    assert_eq!(tenant(2).post("/v1/memory/store", &json!({"agent_id": "acme-a", "content": "second"})).await.0, 413);
+
+    // Another tenant is untouched.
+    for n in 0..5 {
+        assert_eq!(
+            root.post("/v1/memory/store", &json!({"agent_id": "beta-x", "content": format!("b{n}")})).await.0,
+            200
+        );
+    }
+    // The operator raises the ceiling: in force on every node at once, existing namespaces too.
+    let (s, _) = root
+        .put("/admin/quotas", &json!({"pattern": "acme-*", "max_namespaces": 3, "max_keys": 2, "max_memories": 4}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(tenant(2).post("/v1/memory/store", &json!({"agent_id": "acme-b", "content": "fourth"})).await.0, 200);
+    assert_eq!(tenant(1).post("/v1/memory/store", &json!({"agent_id": "acme-c", "content": "first"})).await.0, 200);
+    let (_, v) = root.get("/admin/quotas").await;
+    assert_eq!(v["total"], 1, "{v}");
+    assert_eq!(root.delete("/admin/quotas/acme-*").await.0, 200);
+    assert_eq!(root.get("/admin/quotas/acme-*").await.0, 404);
+}

@@ -59,16 +59,3 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     }
     resp
 }
-
-/// Per-namespace limits from the namespace's memory policy: a 429 carrying that budget's headers.
-pub async fn check_namespace(
-    state: &AppState,
-    policy: &loci_raft::catalogue::MemoryPolicy,
-    ns: &str,
-    class: NsClass,
-) -> Result<(), Response> {
-    match loci_service::ratelimit::check_namespace(&state.limiter, policy, ns, class).await {
-        None => Ok(()),
-        Some((d, what)) => Err(too_many(&d, &what)),
-    }
-}

@@ -288,6 +288,7 @@ mod tests {
             created_at: 0,
             placement: p,
             reembed: None,
+            ceiling: Default::default(),
         }
     }
 

@@ -285,6 +285,7 @@ impl Keys<'_> {
                 }
                 // An id or digest collision: try again with new random values.
                 CommandResult::Rejected(_) => continue,
+                CommandResult::QuotaExceeded(why) => return Err(ServiceError::quota_exceeded(why)),
                 other => return Err(ServiceError::internal(format!("unexpected catalogue answer {other:?}"))),
             }
         }

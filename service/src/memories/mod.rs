@@ -115,7 +115,7 @@ impl Core {
 impl<'a> Memories<'a> {
     /// The namespace's budget for `class` (memory policy `rate_limit_*`): 429 when spent.
     pub async fn ns_limit(&self, entry: &NamespaceEntry, class: NsClass) -> ServiceResult<()> {
-        match crate::ratelimit::check_namespace(self.limiter, &entry.policy, &entry.name, class).await {
+        match crate::ratelimit::check_namespace(self.limiter, &entry.policy, &entry.ceiling, &entry.name, class).await {
             None => Ok(()),
             Some((d, _)) => {
                 let secs = d.retry_after.as_secs_f64().ceil().max(1.0) as u64;

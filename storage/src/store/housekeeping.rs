@@ -34,7 +34,7 @@ impl Store {
             }
         }
         for id in ids {
-            self.text.delete(ctx.id, id);
+            self.text.delete(&ctx.key, id);
         }
         self.text.commit()?;
         Ok(())

@@ -175,7 +175,7 @@ impl Store {
         }
         // The text index is derived data committed in batches: after a crash it can miss or hold
         // stale entries. Re-index exactly what differs from the authoritative rows.
-        let indexed = self.text.list(ctx.id)?;
+        let indexed = self.text.list(key)?;
         let mut reindex = Vec::new();
         for (id, ver) in &versions {
             if indexed.get(id) != Some(ver) {
@@ -184,7 +184,7 @@ impl Store {
         }
         for id in indexed.keys() {
             if !versions.contains_key(id) {
-                self.text.delete(ctx.id, id);
+                self.text.delete(key, id);
             }
         }
         for id in &reindex {

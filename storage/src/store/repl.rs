@@ -90,7 +90,7 @@ impl Store {
                 }
             }
         }
-        let sealed = ctx.key.seal(RecordKind::Replication, &entry.seq.to_be_bytes(), &serde_json::to_vec(entry)?);
+        let sealed = ctx.key.seal(RecordKind::Replication, &entry.seq.to_be_bytes(), &encode_entry(entry)?);
         batch.put_cf(self.cf(CF_REPL), repl_key(ctx.id, entry.seq), sealed);
         let meta = NsProgress { applied_seq: entry.seq, epoch: entry.epoch };
         batch.put_cf(self.cf(CF_NSMETA), prefix(ctx.id), serde_json::to_vec(&meta)?);
@@ -132,7 +132,7 @@ impl Store {
             self.text.upsert(&ctx.key, &id, version, &content)?;
         }
         for id in &text_deletes {
-            self.text.delete(ctx.id, id);
+            self.text.delete(&ctx.key, id);
         }
         if !text_deletes.is_empty() {
             // Deletions become invisible to keyword search at once.
@@ -260,7 +260,7 @@ impl Store {
             let (k, v) = item?;
             let seq = u64::from_be_bytes(k[8..16].try_into().map_err(|_| StorageError::Encoding("repl key".into()))?);
             let pt = ctx.key.open(RecordKind::Replication, &seq.to_be_bytes(), &v)?;
-            out.push(serde_json::from_slice(&pt)?);
+            out.push(decode_entry(&pt)?);
             bytes += pt.len();
             if out.len() >= limit || bytes >= max_bytes {
                 break;
@@ -297,4 +297,20 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A log entry as the log stores it (sealed afterwards): CBOR, vectors as `f32` bytes.
+pub(crate) fn encode_entry(entry: &ReplEntry) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    ciborium::into_writer(entry, &mut out).map_err(|e| StorageError::Encoding(format!("log entry: {e}")))?;
+    Ok(out)
+}
+
+/// A stored log entry: CBOR, or JSON as entries were written before (a JSON object starts with
+/// `{`; a CBOR map never does).
+pub(crate) fn decode_entry(pt: &[u8]) -> Result<ReplEntry> {
+    if pt.first() == Some(&b'{') {
+        return Ok(serde_json::from_slice(pt)?);
+    }
+    ciborium::from_reader(pt).map_err(|e| StorageError::Encoding(format!("log entry: {e}")))
 }

@@ -73,6 +73,10 @@ struct Args {
     /// partition, one-way, redis, restart, replace.
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
+    /// Longest a fault is held (each is held between 3 s and this, seeded); lower it for a denser
+    /// schedule.
+    #[arg(long, default_value_t = 15)]
+    max_hold_secs: u64,
     /// Write the recorded history here as JSON.
     #[arg(long, default_value = "/var/tmp/rig-chaos-history.json")]
     history_out: PathBuf,
@@ -370,7 +374,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let Some(fault) = deck.pop() else { break };
         let victim = rng.random_range(0..args.nodes);
-        let hold = Duration::from_millis(rng.random_range(3_000..15_000));
+        let hold = Duration::from_millis(rng.random_range(3_000..args.max_hold_secs.max(4) * 1_000));
         log(format!("{} {} for {:.1}s", fault.name(), container(victim), hold.as_secs_f64()));
         let result: anyhow::Result<()> = async {
             match fault {
