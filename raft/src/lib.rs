@@ -252,7 +252,8 @@ impl CatalogueNode {
             match addr {
                 Some(node) => {
                     let addr = self.network.pool().resolve(leader).unwrap_or(node.rpc_addr);
-                    match tokio::time::timeout(Duration::from_secs(2), self.network.read_index(&addr, leader)).await {
+                    let ask = self.network.read_index(&addr, leader, self.id);
+                    match tokio::time::timeout(Duration::from_secs(2), ask).await {
                         Ok(r) => r,
                         Err(_) => Err("timed out".to_string()),
                     }
@@ -266,9 +267,14 @@ impl CatalogueNode {
         }
     }
 
-    /// The leader's read log index: leadership confirmed by a quorum first (served to
-    /// followers asking for their confirmation).
-    pub async fn read_index(&self) -> Result<u64, CatalogueError> {
+    /// The leader's read log index for member `asker`: leadership confirmed by a quorum first
+    /// (served to followers asking for their confirmation). A node that is not a member gets
+    /// none, so a removed node that keeps running stops taking keys.
+    pub async fn read_index(&self, asker: NodeId) -> Result<u64, CatalogueError> {
+        let member = self.raft.metrics().borrow().membership_config.membership().get_node(&asker).is_some();
+        if !member {
+            return Err(CatalogueError::Write(format!("node {asker} is not a member")));
+        }
         match self.raft.get_read_log_id().await {
             Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
             Err(e) => Err(CatalogueError::Write(e.to_string())),
@@ -306,14 +312,22 @@ impl CatalogueNode {
     /// later catalogue change (a key revocation) might forbid.
     pub fn is_fresh(&self, bound: Duration) -> bool {
         // On every request with a minted key: read the metrics in place, clone nothing but an Arc.
+        self.is_fresh_at(bound, self.view.applied_index())
+    }
+
+    /// [`Self::is_fresh`] for a caller that read the catalogue at index `applied` (so a change
+    /// applied after that read cannot make it fresh). A node no longer a member never is.
+    pub fn is_fresh_at(&self, bound: Duration, applied: u64) -> bool {
         let membership = self.raft.metrics().borrow().membership_config.clone();
-        let mut voters = membership.membership().voter_ids();
-        if let (Some(only), None) = (voters.next(), voters.next()) {
-            if only == self.id {
-                return true;
-            }
+        if membership.membership().get_node(&self.id).is_none() {
+            return false;
         }
-        let applied = self.view.applied_index();
+        let mut voters = membership.membership().voter_ids();
+        if let (Some(only), None) = (voters.next(), voters.next())
+            && only == self.id
+        {
+            return true;
+        }
         self.freshness.lock().is_fresh(std::time::Instant::now(), bound, applied)
     }
 

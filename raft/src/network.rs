@@ -157,12 +157,12 @@ impl Network {
     }
 
     /// Ask the leader `leader` at `addr` for its read log index (a freshness confirmation).
-    pub async fn read_index(&self, addr: &str, leader: NodeId) -> Result<u64, String> {
+    pub async fn read_index(&self, addr: &str, leader: NodeId, asker: NodeId) -> Result<u64, String> {
         if self.pool.is_blocked(addr) {
             return Err(Blocked(addr.to_string()).to_string());
         }
         let mut client = self.client(addr).map_err(|e| e.to_string())?;
-        let mut req = self.request(encode(&()).map_err(|e| e.to_string())?);
+        let mut req = self.request(encode(&asker).map_err(|e| e.to_string())?);
         if let Ok(v) = leader.to_string().parse() {
             req.metadata_mut().insert(TARGET_NODE_HEADER, v);
         }
@@ -304,9 +304,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let sizes: Vec<usize> =
             rpc.entries.iter().map(|e| serde_json::to_vec(e).map(|b| b.len()).unwrap_or(usize::MAX)).collect();
         if sizes.iter().sum::<usize>() <= MAX_APPEND_BYTES || rpc.entries.len() < 2 {
-            let r: AppendEntriesResponse<NodeId> = self.call(Method::Append, &rpc, option.hard_ttl()).await?;
-            if matches!(r, AppendEntriesResponse::Success) {}
-            return Ok(r);
+            return self.call(Method::Append, &rpc, option.hard_ttl()).await;
         }
         let runs = split_by_bytes(&sizes, MAX_APPEND_BYTES);
         metrics::counter!("loci_raft_append_splits_total").increment(1);
@@ -431,7 +429,8 @@ impl RaftTransport for RaftService {
     async fn read_index(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         check_token(&self.node, &req)?;
         check_target(&self.node, &req)?;
-        let res = self.node.read_index().await.map_err(|e| e.to_string());
+        let asker: NodeId = parse(&req)?;
+        let res = self.node.read_index(asker).await.map_err(|e| e.to_string());
         reply(&res)
     }
 }

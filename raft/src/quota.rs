@@ -90,13 +90,11 @@ pub fn ceiling_of<'a>(name: &str, quotas: impl IntoIterator<Item = &'a Quota>) -
 }
 
 /// Whether key `k` counts against quota pattern `pattern`: a scoped key, every grant of which
-/// lies inside the pattern, usable at `now`. Global keys (the operator's) never count.
+/// lies inside the pattern, usable at `now` (a key rotated away counts while its grace lasts:
+/// its secret still works). Global keys (the operator's) never count.
 pub fn key_counts(k: &ApiKeyEntry, pattern: &str, now: u64) -> bool {
     let Some(grants) = &k.grants else { return false };
-    !grants.is_empty()
-        && grants.iter().all(|g| pattern_contains(pattern, &g.pattern))
-        && k.usable_at(now)
-        && k.rotated_to.is_none()
+    !grants.is_empty() && grants.iter().all(|g| pattern_contains(pattern, &g.pattern)) && k.usable_at(now)
 }
 
 /// Why creating namespace `name` would exceed a quota, if it would.
@@ -118,16 +116,18 @@ pub fn refuse_namespace<'a>(
     None
 }
 
-/// Why minting `new` would exceed a quota, if it would.
+/// Why minting `new` at `now` would exceed a quota, if it would (also asked when a rotation
+/// keeps the old secret working for a grace period, and when a key is narrowed into a pattern
+/// it did not count against).
 pub fn refuse_key<'a>(
     new: &ApiKeyEntry,
+    now: u64,
     quotas: impl IntoIterator<Item = &'a Quota>,
     keys: impl Iterator<Item = &'a ApiKeyEntry> + Clone,
 ) -> Option<String> {
-    let now = new.created_at;
     for q in quotas.into_iter().filter(|q| key_counts(new, &q.pattern, now)) {
         let Some(max) = q.max_keys else { continue };
-        let held = keys.clone().filter(|k| key_counts(k, &q.pattern, now)).count() as u64;
+        let held = keys.clone().filter(|k| k.key_id != new.key_id && key_counts(k, &q.pattern, now)).count() as u64;
         if held >= max {
             return Some(format!(
                 "the quota for '{}' allows {max} usable keys and {held} exist; the key was not created",
@@ -214,9 +214,16 @@ mod tests {
     fn counting_ceilings_refuse_the_one_past_the_limit() {
         let qs = [Quota { max_keys: Some(2), ..quota("acme-*") }];
         let held = [key("k1", Some(vec!["acme-*"])), key("k2", Some(vec!["acme-a"])), key("g", None)];
-        assert!(refuse_key(&key("k3", Some(vec!["acme-b"])), &qs, held.iter()).is_some());
-        assert!(refuse_key(&key("k3", Some(vec!["beta"])), &qs, held.iter()).is_none(), "another tenant");
-        assert!(refuse_key(&key("k3", Some(vec!["acme-b"])), &qs, held[..1].iter()).is_none());
+        assert!(refuse_key(&key("k3", Some(vec!["acme-b"])), 100, &qs, held.iter()).is_some());
+        assert!(refuse_key(&key("k3", Some(vec!["beta"])), 100, &qs, held.iter()).is_none(), "another tenant");
+        assert!(refuse_key(&key("k3", Some(vec!["acme-b"])), 100, &qs, held[..1].iter()).is_none());
+        // A key rotated away counts while its grace lasts, and a key never counts against itself.
+        let mut rotated = key("k2", Some(vec!["acme-a"]));
+        rotated.rotated_to = Some("k3".into());
+        rotated.expires_at = Some(200);
+        assert!(key_counts(&rotated, "acme-*", 150));
+        assert!(!key_counts(&rotated, "acme-*", 200));
+        assert!(refuse_key(&held[1], 100, &qs, held.iter()).is_none(), "k2 narrowed in place is still one of two");
     }
 
     #[test]

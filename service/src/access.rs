@@ -195,11 +195,13 @@ pub fn authenticate(core: &Core, secret: &str) -> Result<Principal, ServiceError
         return Err(ServiceError::invalid_key());
     }
     let principal = admit(k, now_secs())?;
+    // The catalogue this decision read: a change applied after it cannot make the node fresh.
+    let applied = cat.applied_index;
     drop(cat);
     // A node cut off from the catalogue group may not know of a revocation: it stops taking
     // minted keys `CATALOGUE_FRESHNESS` after its last contact (the root key, configured and
     // never revoked, still works for the operator).
-    if !core.catalogue.is_fresh(CATALOGUE_FRESHNESS) {
+    if !core.catalogue.is_fresh_at(CATALOGUE_FRESHNESS, applied) {
         return Err(ServiceError::unavailable(
             "this node has lost contact with the catalogue leader and cannot check keys; retry on another node",
         ));

@@ -1,7 +1,7 @@
 //! The operator's quotas (`/admin/quotas`): ceilings per namespace pattern that a tenant's own
 //! admins cannot exceed (`loci_raft::quota`). Only a global admin key (the operator's) lists,
-//! sets or deletes them; a tenant admin reads the ceiling of its namespaces in their policy
-//! answers.
+//! sets or deletes them; a tenant admin learns of a ceiling from the refusal (413
+//! `QUOTA_EXCEEDED`, which names it).
 
 use std::sync::Arc;
 

@@ -11,7 +11,6 @@ pub mod crypto;
 pub mod embed;
 pub mod error;
 pub mod filter;
-pub mod floats;
 pub mod minilm;
 pub mod model;
 pub mod store;

@@ -331,7 +331,6 @@ pub enum DataOp {
     /// Stage vectors for embedder `generation` (a re-embedding job writes them with it).
     StageVectors {
         generation: u64,
-        #[serde(with = "crate::floats::staged")]
         items: Vec<(String, u64, Vec<f32>)>,
     },
     /// Nearest neighbours of a vector (or of a text, embedded on the primary) with their raw
@@ -462,7 +461,6 @@ pub enum DataResult {
 pub enum Mutation {
     PutMemory {
         record: MemoryRecord,
-        #[serde(with = "crate::floats::opt", default)]
         vector: Option<Vec<f32>>,
     },
     DeleteMemories {
@@ -475,7 +473,6 @@ pub enum Mutation {
     /// kept aside until the namespace switches to that generation.
     StageVectors {
         generation: u64,
-        #[serde(with = "crate::floats::staged")]
         items: Vec<(String, u64, Vec<f32>)>,
     },
 }

@@ -25,7 +25,7 @@ pub async fn set(
     Auth(p): Auth,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    // Who may is decided before the body is read.
+    // Who may is decided before the body is interpreted.
     state.core.quotas().list(&p)?;
     let bytes = serde_json::to_vec(&body).map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
     let r: QuotaRequest = parse_json(&bytes)?;

@@ -59,7 +59,8 @@ impl Cluster {
         let waits = members.into_iter().filter(|n| *n != self.node_id).map(|n| async move {
             while tokio::time::Instant::now() < deadline {
                 match self.node_info_of(n, Duration::from_secs(1)).await {
-                    Ok(info) if info.applied_index >= index => return true,
+                    // Only that member's own answer counts (not another node now at its address).
+                    Ok(info) if info.node_id == n && info.applied_index >= index => return true,
                     Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                     Err(_) if reach == Reach::Alive => return false,
                     Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,

@@ -199,16 +199,16 @@ impl Keys<'_> {
         if let Some(g) = &grants {
             p.can_delegate(k.scope, g)?;
         }
-        match self
-            .core
-            .write_everywhere(Command::UpdateKey { key_id: k.key_id.clone(), name: u.name, grants }, Reach::Every)
-            .await?
-        {
+        // Narrowing is a permission taken away: in force everywhere; a rename need not wait.
+        let reach = if grants.is_some() { Reach::Every } else { Reach::Alive };
+        let cmd = Command::UpdateKey { key_id: k.key_id.clone(), name: u.name, grants, at: now_secs() };
+        match self.core.write_everywhere(cmd, reach).await? {
             CommandResult::Key { entry } => {
                 self.audit("key_updated", p, json!({"updated_key_id": entry.key_id}));
                 Ok(entry)
             }
             CommandResult::NotFound(_) => Err(ServiceError::not_found("api_key", "API key not found")),
+            CommandResult::QuotaExceeded(why) => Err(ServiceError::quota_exceeded(why)),
             other => Err(ServiceError::internal(format!("unexpected catalogue answer {other:?}"))),
         }
     }

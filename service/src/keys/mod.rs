@@ -10,8 +10,9 @@
 //! The calls are on [`Keys`] (`core.keys()`): each takes the authenticated [`Principal`] and a
 //! typed request and answers a typed result or a [`ServiceError`](crate::ServiceError); the
 //! fronts parse their wire shapes into the request types and render the results. Every change
-//! goes through the catalogue with [`Core::write_everywhere`] (in force on every alive node when
-//! it returns) and writes its business event to the audit log.
+//! goes through the catalogue with [`Core::write_everywhere`]: a revocation, narrowing or
+//! rotation is in force on every member when it returns (or after the freshness bound), a new
+//! key on every alive one; each change writes its business event to the audit log.
 
 pub mod manage;
 pub mod mint;

@@ -133,6 +133,7 @@ impl Keys<'_> {
                 })
             }
             CommandResult::Rejected(m) => Err(ServiceError::conflict(m)),
+            CommandResult::QuotaExceeded(why) => Err(ServiceError::quota_exceeded(why)),
             CommandResult::NotFound(_) => Err(ServiceError::not_found("api_key", "API key not found")),
             other => Err(ServiceError::internal(format!("unexpected catalogue answer {other:?}"))),
         }

@@ -299,7 +299,8 @@ impl Store {
     }
 }
 
-/// A log entry as the log stores it (sealed afterwards): CBOR, vectors as `f32` bytes.
+/// A log entry as the log stores it (sealed afterwards): CBOR, the encoding the entries already
+/// travel in between nodes (a vector's `f32`s at most 5 bytes each, was a decimal number in JSON).
 pub(crate) fn encode_entry(entry: &ReplEntry) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     ciborium::into_writer(entry, &mut out).map_err(|e| StorageError::Encoding(format!("log entry: {e}")))?;
@@ -313,4 +314,58 @@ pub(crate) fn decode_entry(pt: &[u8]) -> Result<ReplEntry> {
         return Ok(serde_json::from_slice(pt)?);
     }
     ciborium::from_reader(pt).map_err(|e| StorageError::Encoding(format!("log entry: {e}")))
+}
+
+#[cfg(test)]
+mod encoding_tests {
+    use super::{decode_entry, encode_entry};
+    use crate::model::{MemoryRecord, Mutation, ReplEntry};
+
+    fn entry(vector: Option<Vec<f32>>) -> ReplEntry {
+        let record: MemoryRecord = serde_json::from_value(serde_json::json!({
+            "id": "m1", "namespace": "ns", "agent_id": "a", "content": "hello", "memory_type": "episodic",
+            "importance": 0.5, "tags": [], "metadata": {"k": [1, 2.5]}, "session_id": null, "created_at": 1,
+            "updated_at": 1, "last_accessed_at": 1, "access_count": 0, "expires_at": null, "version": 1
+        }))
+        .expect("record");
+        ReplEntry {
+            seq: 7,
+            epoch: 2,
+            generation: 1,
+            mutations: vec![
+                Mutation::PutMemory { record, vector },
+                Mutation::StageVectors {
+                    generation: 2,
+                    items: vec![("m1".into(), 1, vec![0.25, -1.5, f32::MIN_POSITIVE])],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_bit_for_bit_and_json_entries_written_before_still_read() {
+        for vector in [None, Some(vec![]), Some(vec![0.1, -0.0, 3.5e-20, f32::MAX, 1.0 / 3.0])] {
+            let e = entry(vector);
+            assert_eq!(decode_entry(&encode_entry(&e).expect("encode")).expect("decode"), e);
+            assert_eq!(decode_entry(&serde_json::to_vec(&e).expect("json")).expect("old form"), e);
+        }
+    }
+
+    #[test]
+    fn a_vector_costs_at_most_five_bytes_a_dimension() {
+        let small = encode_entry(&entry(Some(vec![0.0; 1]))).expect("encode");
+        let big = encode_entry(&entry(Some(vec![0.123_456_79; 1025]))).expect("encode");
+        let per_dimension = (big.len() - small.len()) as f64 / 1024.0;
+        // 5 bytes a float, plus a longer array header.
+        assert!(per_dimension <= 5.01, "{per_dimension} bytes a dimension");
+        let json = serde_json::to_vec(&entry(Some(vec![0.123_456_79; 1025]))).expect("json");
+        assert!(json.len() > big.len() * 2, "JSON {} bytes, CBOR {}", json.len(), big.len());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [&b""[..], b"{", b"\xa4", &[0xff; 64]] {
+            assert!(decode_entry(bad).is_err());
+        }
+    }
 }
