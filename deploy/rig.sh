@@ -40,15 +40,18 @@ ensure_certs() {
 # compose NODES ARGS…
 compose() {
     local nodes=$1; shift
+    # docker-compose 1.x refuses an --env-file that is not a regular file (/dev/null included).
+    local ENV_ARGS=()
+    if [ -f "$ENV_FILE" ]; then ENV_ARGS=(--env-file "$ENV_FILE"); fi
     if [ "$nodes" = 1 ]; then
         LOCI_RIG_BOOTSTRAP_EXPECT=1 LOCI_RIG_SEEDS=loci-1:7946 \
-            docker-compose -p "$PROJECT" --env-file "$ENV_FILE" -f docker-compose.yml "$@"
+            docker-compose -p "$PROJECT" "${ENV_ARGS[@]}" -f docker-compose.yml "$@"
     elif [ "$nodes" = 5 ]; then
         LOCI_RIG_BOOTSTRAP_EXPECT=${LOCI_RIG_BOOTSTRAP_EXPECT:-5} LOCI_RIG_SEEDS=loci-1:7946,loci-2:7946,loci-3:7946,loci-4:7946,loci-5:7946 \
             LOCI_RIG_PROMETHEUS_CONFIG=prometheus-five.yml COMPOSE_PROFILES=five \
-            docker-compose -p "$PROJECT" --env-file "$ENV_FILE" -f docker-compose.yml "$@"
+            docker-compose -p "$PROJECT" "${ENV_ARGS[@]}" -f docker-compose.yml "$@"
     else
-        docker-compose -p "$PROJECT" --env-file "$ENV_FILE" -f docker-compose.yml "$@"
+        docker-compose -p "$PROJECT" "${ENV_ARGS[@]}" -f docker-compose.yml "$@"
     fi
 }
 
@@ -94,7 +97,6 @@ case "${1:-}" in
         shift
         if [ ! -f "$ENV_FILE" ]; then # nothing to protect: let compose interpolate
             export LOCI_ROOT_API_KEY=unset LOCI_CLUSTER_SECRET=unset LOCI_ENCRYPTION_KEY=unset
-            ENV_FILE=/dev/null
         fi
         compose "$(nodes_of)" down --remove-orphans "$@"
         ;;
