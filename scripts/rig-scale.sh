@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scale-out on the docker-compose rig: write and recall throughput of 1, 3 and 5 nodes, with
+# Scale-out on the docker-compose rig: write and recall throughput of 3 and 5 nodes (1 once the one-node rig forms), with
 # replication factor 1 and 3, every node given the same CPU quota. For each configuration the
 # rig is re-created empty, `loadgen` (release) prefills the namespaces through loci-1, then runs
 # a store-only and a recall-only phase with its clients spread over every node's published
@@ -8,7 +8,7 @@
 #   scripts/rig-scale.sh            # the images (loci:dev from the release binary) must exist
 #
 # Knobs: CPUS (per node, default 0.3), SECONDS_EACH (20), CLIENTS (16), NAMESPACES (30),
-# PREFILL (50), NODE_COUNTS ("1 3 5"), RFS ("1 3").
+# PREFILL (50), NODE_COUNTS ("3 5"), RFS ("1 3").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,7 @@ SECONDS_EACH=${SECONDS_EACH:-20}
 CLIENTS=${CLIENTS:-16}
 NAMESPACES=${NAMESPACES:-30}
 PREFILL=${PREFILL:-50}
-NODE_COUNTS=${NODE_COUNTS:-"1 3 5"}
+NODE_COUNTS=${NODE_COUNTS:-"3 5"}
 RFS=${RFS:-"1 3"}
 OUT_DIR=${OUT_DIR:-/var/tmp/rig-scale}
 LOADGEN=${LOADGEN:-${CARGO_TARGET_DIR:-/var/tmp/loci-target}/release/loadgen}
