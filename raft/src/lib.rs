@@ -18,6 +18,8 @@ pub mod freshness;
 pub mod guard;
 pub mod network;
 pub mod quota;
+#[cfg(test)]
+mod quota_tests;
 pub mod store;
 
 pub use catalogue::{Catalogue, Command, CommandResult};
