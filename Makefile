@@ -79,7 +79,7 @@ image: build
 	@./scripts/ensure-deps.sh rig
 	deploy/build-image.sh all $(LOCI)
 
-## The rig (deploy/docker-compose.yml): NODES=3 or 5 nodes, Redis, Prometheus; loopback ports only.
+## The rig (deploy/docker-compose.yml): NODES=1, 3 or 5 nodes, Redis, Prometheus; loopback ports only.
 ## Secrets in deploy/.env, generated when absent. `make rig-down V=-v` also deletes the volumes.
 NODES ?= 3
 V ?=

@@ -44,7 +44,7 @@ compose() {
     local ENV_ARGS=()
     if [ -f "$ENV_FILE" ]; then ENV_ARGS=(--env-file "$ENV_FILE"); fi
     if [ "$nodes" = 1 ]; then
-        LOCI_RIG_BOOTSTRAP_EXPECT=1 LOCI_RIG_SEEDS=loci-1:7946 \
+        LOCI_RIG_BOOTSTRAP_EXPECT=1 LOCI_RIG_SEEDS= \
             docker-compose -p "$PROJECT" "${ENV_ARGS[@]}" -f docker-compose.yml "$@"
     elif [ "$nodes" = 5 ]; then
         LOCI_RIG_BOOTSTRAP_EXPECT=${LOCI_RIG_BOOTSTRAP_EXPECT:-5} LOCI_RIG_SEEDS=loci-1:7946,loci-2:7946,loci-3:7946,loci-4:7946,loci-5:7946 \

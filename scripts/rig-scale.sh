@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scale-out on the docker-compose rig: write and recall throughput of 3 and 5 nodes (1 once the one-node rig forms), with
+# Scale-out on the docker-compose rig: write and recall throughput of 1, 3 and 5 nodes, with
 # replication factor 1 and 3, every node given the same CPU quota. For each configuration the
 # rig is re-created empty, `loadgen` (release) prefills the namespaces through loci-1, then runs
 # a store-only and a recall-only phase with its clients spread over every node's published
@@ -8,7 +8,8 @@
 #   scripts/rig-scale.sh            # the images (loci:dev from the release binary) must exist
 #
 # Knobs: CPUS (per node, default 0.3), SECONDS_EACH (20), CLIENTS (16), NAMESPACES (30),
-# PREFILL (50), NODE_COUNTS ("3 5"), RFS ("1 3").
+# PREFILL (50), NODE_COUNTS ("1 3 5"), RFS ("1 3"), VECTOR_DIM (0: the nodes embed with the built-in
+# model; e.g. 384: client-supplied vectors, no model anywhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,8 @@ SECONDS_EACH=${SECONDS_EACH:-20}
 CLIENTS=${CLIENTS:-16}
 NAMESPACES=${NAMESPACES:-30}
 PREFILL=${PREFILL:-50}
-NODE_COUNTS=${NODE_COUNTS:-"3 5"}
+NODE_COUNTS=${NODE_COUNTS:-"1 3 5"}
+VECTOR_DIM=${VECTOR_DIM:-0}
 RFS=${RFS:-"1 3"}
 OUT_DIR=${OUT_DIR:-/var/tmp/rig-scale}
 LOADGEN=${LOADGEN:-${CARGO_TARGET_DIR:-/var/tmp/loci-target}/release/loadgen}
@@ -39,9 +41,9 @@ for n in $NODE_COUNTS; do
             deploy/rig.sh up "$n"
         key=$(grep '^LOCI_ROOT_API_KEY=' deploy/.env | cut -d= -f2-)
         urls=$(seq 1 "$n" | sed 's|^|http://127.0.0.1:330|' | paste -sd, -)
-        common=(--url "$urls" --key "$key" --concurrency "$CLIENTS" --namespaces "$NAMESPACES" --seconds "$SECONDS_EACH")
-        w="$OUT_DIR/n$n-rf$rf-store.txt"
-        r="$OUT_DIR/n$n-rf$rf-recall.txt"
+        common=(--url "$urls" --key "$key" --concurrency "$CLIENTS" --namespaces "$NAMESPACES" --seconds "$SECONDS_EACH" --vector-dim "$VECTOR_DIM")
+        w="$OUT_DIR/n$n-rf$rf-d$VECTOR_DIM-store.txt"
+        r="$OUT_DIR/n$n-rf$rf-d$VECTOR_DIM-recall.txt"
         "$LOADGEN" "${common[@]}" --prefill "$PREFILL" --recall-percent 0 | tee "$w"
         "$LOADGEN" "${common[@]}" --prefill 0 --recall-percent 100 | tee "$r"
         rows+=("| $n | $rf | $(per_s "$w" store) | $(p99 "$w" store) | $(per_s "$r" recall) | $(p99 "$r" recall) | $(failed "$w" store) $(failed "$r" recall) |")

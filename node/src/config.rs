@@ -483,9 +483,31 @@ fn set_env(k: &str, v: impl AsRef<std::ffi::OsStr>) {
     }
 }
 
+impl ServeArgs {
+    /// The `--join` seeds, trimmed, without empty entries (`LOCI_JOIN=` or a trailing comma name
+    /// no seed, so such a node is standalone when it expects at most one node).
+    pub fn join_seeds(&self) -> Vec<String> {
+        self.join.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        match Cli::try_parse_from([&["loci", "serve"], args].concat()).map(|c| c.command) {
+            Ok(Command::Serve(a)) => *a,
+            other => panic!("not a serve command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_join_entries_name_no_seed() {
+        assert!(serve(&["--join", ""]).join_seeds().is_empty());
+        assert!(serve(&["--join", " , "]).join_seeds().is_empty());
+        assert_eq!(serve(&["--join", "loci-1:7946, loci-2:7946,"]).join_seeds(), ["loci-1:7946", "loci-2:7946"]);
+    }
 
     /// Names in the "Environment variable" and "Alias" columns of the options table of
     /// docs/configuration.md.

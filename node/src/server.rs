@@ -239,7 +239,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     );
 
     // Options that can be wrong are checked before anything is initialised.
-    let standalone = args.join.is_empty() && args.bootstrap_expect <= 1;
+    let join = args.join_seeds();
+    let standalone = join.is_empty() && args.bootstrap_expect <= 1;
     let cluster_secret = match &args.cluster_secret {
         Some(s) if s.len() >= 16 => s.clone(),
         Some(_) => bail!("LOCI_CLUSTER_SECRET must be at least 16 characters"),
@@ -254,7 +255,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     // looked up again until it does (see the seed task below).
     let mut seeds = Vec::new();
     let mut unresolved_seeds = Vec::new();
-    for s in &args.join {
+    for s in &join {
         match tokio::net::lookup_host(s.trim()).await {
             Ok(resolved) => seeds.extend(resolved),
             Err(e) => {

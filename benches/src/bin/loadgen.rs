@@ -49,6 +49,30 @@ struct Args {
     /// After the run, add a node to the in-process cluster and time the moves onto it.
     #[arg(long)]
     grow: bool,
+    /// Client-supplied vectors of this dimension (0: none, the nodes embed the content). The
+    /// namespaces are created with the `client` embedder, and every store and recall carries a
+    /// random unit vector, so no model runs anywhere.
+    #[arg(long, default_value_t = 0)]
+    vector_dim: usize,
+}
+
+/// A random unit vector of `dim` components (empty when `dim` is 0).
+fn unit_vector(rng: &mut StdRng, dim: usize) -> Vec<f32> {
+    let v: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+/// A memory or recall body aimed at `ns`: by agent id when the nodes embed, by namespace with a
+/// vector when the client does.
+fn body(ns: &str, mut fields: serde_json::Value, rng: &mut StdRng, dim: usize) -> serde_json::Value {
+    if dim == 0 {
+        fields["agent_id"] = json!(ns);
+    } else {
+        fields["namespace"] = json!(ns);
+        fields["embedding"] = json!(unit_vector(rng, dim));
+    }
+    fields
 }
 
 const WORDS: &[&str] = &[
@@ -126,15 +150,41 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let namespaces: Vec<String> = (0..args.namespaces).map(|k| format!("loadgen-{k}")).collect();
 
+    let dim = args.vector_dim;
+    if dim > 0 {
+        for ns in &namespaces {
+            let r = http
+                .post(format!("{}/v1/namespaces", targets[0]))
+                .bearer_auth(&key)
+                .json(&json!({"name": ns, "embedding": {"provider": "client", "dimension": dim}}))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "creating {ns} failed: {} {}", r.status(), r.text().await?);
+        }
+    }
     println!("prefilling {} namespaces with {} memories each", namespaces.len(), args.prefill);
     let mut rng = StdRng::seed_from_u64(1);
     for ns in &namespaces {
         for chunk in (0..args.prefill).collect::<Vec<_>>().chunks(100) {
-            let memories: Vec<_> = chunk.iter().map(|_| json!({"content": sentence(&mut rng)})).collect();
+            let memories: Vec<_> = chunk
+                .iter()
+                .map(|_| {
+                    let mut m = json!({"content": sentence(&mut rng)});
+                    if dim > 0 {
+                        m["embedding"] = json!(unit_vector(&mut rng, dim));
+                    }
+                    m
+                })
+                .collect();
+            let batch = if dim == 0 {
+                json!({"agent_id": ns, "memories": memories})
+            } else {
+                json!({"namespace": ns, "memories": memories})
+            };
             let r = http
                 .post(format!("{}/v1/memories/store/batch", targets[0]))
                 .bearer_auth(&key)
-                .json(&json!({"agent_id": ns, "memories": memories}))
+                .json(&batch)
                 .send()
                 .await?;
             anyhow::ensure!(r.status().is_success(), "prefill failed: {} {}", r.status(), r.text().await?);
@@ -154,7 +204,7 @@ async fn main() -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let (http, targets, namespaces, key) = (http.clone(), targets.clone(), namespaces.clone(), key.clone());
-        let (recall_percent, batch) = (args.recall_percent, args.batch.max(1));
+        let (recall_percent, batch, dim) = (args.recall_percent, args.batch.max(1), args.vector_dim);
         workers.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(1000 + w as u64);
             let mut samples: BTreeMap<&'static str, Samples> = BTreeMap::new();
@@ -164,18 +214,28 @@ async fn main() -> anyhow::Result<()> {
                 let ns = &namespaces[rng.random_range(0..namespaces.len())];
                 k += 1;
                 let (op, request) = if rng.random_range(0..100) < recall_percent {
-                    let body = json!({"agent_id": ns, "query": sentence(&mut rng), "top_k": 10});
-                    ("recall", http.post(format!("{base}/v1/memory/recall")).json(&body))
+                    let q = json!({"query": sentence(&mut rng), "top_k": 10});
+                    let b = body(ns, q, &mut rng, dim);
+                    ("recall", http.post(format!("{base}/v1/memory/recall")).json(&b))
                 } else if batch == 1 {
-                    let body = json!({"agent_id": ns, "content": sentence(&mut rng)});
-                    ("store", http.post(format!("{base}/v1/memory/store")).json(&body))
+                    let b = body(ns, json!({"content": sentence(&mut rng)}), &mut rng, dim);
+                    ("store", http.post(format!("{base}/v1/memory/store")).json(&b))
                 } else {
-                    let memories: Vec<_> = (0..batch).map(|_| json!({"content": sentence(&mut rng)})).collect();
-                    (
-                        "store_batch",
-                        http.post(format!("{base}/v1/memories/store/batch"))
-                            .json(&json!({"agent_id": ns, "memories": memories})),
-                    )
+                    let memories: Vec<_> = (0..batch)
+                        .map(|_| body(ns, json!({"content": sentence(&mut rng)}), &mut rng, dim))
+                        .map(|mut m| {
+                            // The target goes on the batch, not on each memory.
+                            if let Some(o) = m.as_object_mut() {
+                                o.remove("namespace");
+                                o.remove("agent_id");
+                            }
+                            m
+                        })
+                        .collect();
+                    let target = if dim == 0 { json!({"agent_id": ns}) } else { json!({"namespace": ns}) };
+                    let mut b = target;
+                    b["memories"] = json!(memories);
+                    ("store_batch", http.post(format!("{base}/v1/memories/store/batch")).json(&b))
                 };
                 let started = Instant::now();
                 let status = match request.bearer_auth(key.as_str()).send().await {
