@@ -9,7 +9,8 @@ the follower is away, then unpauses it and waits until the primary reports no re
 is `active` in the placement again. Throughout, it samples every node's resident memory (VmRSS of
 the container's process, read from /proc on the host) and the primary's lag once a second, and
 prints one table per phase: RSS at the start and end of the phase and its maximum, for the
-primary and the lagging follower, and the largest lag seen.
+primary, the follower that keeps up (what the writes alone cost) and the lagging one, and the
+largest lag seen.
 
 Which repair path is measured depends on the rig's failover delay: with the default
 (LOCI_RIG_FAILOVER_AFTER_SECS=10) the paused follower is marked dead during the pause and gets a
@@ -147,10 +148,11 @@ def main():
         sys.exit(f"lagging-follower: needs rf 3 on three nodes, the placement is {placement}")
     lagging = followers[-1]
     p_c, f_c = container_of[primary], container_of[lagging]
+    h_c = container_of[followers[0]]  # the follower that keeps up: what the writes alone cost
     p_num = number_of[primary]
     print(f"namespace {args.namespace} ({args.dim} dimensions): primary {p_c}, lagging follower {f_c}")
 
-    sampler = Sampler(rig, [p_c, f_c], p_num)
+    sampler = Sampler(rig, [p_c, h_c, f_c], p_num)
     sampler.start()
     time.sleep(5)
 
@@ -159,7 +161,7 @@ def main():
     body_bytes = 0
     stored = 0
     sampler.phase = "follower paused, writes"
-    subprocess.run(["docker", "pause", f_c], check=True)
+    subprocess.run(["docker", "pause", f_c], check=True, stdout=subprocess.DEVNULL)
     t0 = time.time()
     try:
         for b in range(args.batches):
@@ -183,7 +185,7 @@ def main():
         sampler.phase = "follower paused, idle"
         time.sleep(10)
     finally:
-        subprocess.run(["docker", "unpause", f_c], check=True)
+        subprocess.run(["docker", "unpause", f_c], check=True, stdout=subprocess.DEVNULL)
     sampler.phase = "catch-up"
     t1 = time.time()
     caught_up = None
@@ -215,12 +217,13 @@ def main():
         if ph not in phases:
             phases.append(ph)
     for ph in phases:
-        for c in (p_c, f_c):
+        for c in (p_c, h_c, f_c):
             v = [m for p, cc, m in sampler.samples if p == ph and cc == c]
             lags = [lag for p, lag in sampler.lags if p == ph]
             lag = f"{max(lags):.0f}" if lags and c == p_c else ""
             if v:
-                print(f"| {ph} | {c}{' (primary)' if c == p_c else ''} | {v[0]:.0f} | {max(v):.0f} | {v[-1]:.0f} | {lag} |")
+                role = {p_c: " (primary)", h_c: " (follower in step)", f_c: " (lagging follower)"}[c]
+                print(f"| {ph} | {c}{role} | {v[0]:.0f} | {max(v):.0f} | {v[-1]:.0f} | {lag} |")
     sys.exit(0 if caught_up is not None else 1)
 
 

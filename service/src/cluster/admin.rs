@@ -53,10 +53,10 @@ impl Cluster {
             let Ok(ctx) = local.context(ns) else { continue };
             let Ok(p) = local.store.progress(&ctx) else { continue };
             for f in ns.placement.replicas.iter().filter(|f| **f != c.node_id) {
-                // A link busy sending is skipped (its value is being updated), as is one not
-                // yet established (no handshake since this node became primary).
-                let Some(acked) = c.repl.links.lock().get(&(ns.id, *f)).and_then(|l| l.try_lock().ok().map(|a| *a))
-                else {
+                // A link busy sending counts with what it last acknowledged (the follower most
+                // behind is the one being sent to); one not yet established (no handshake since
+                // this node became primary) is skipped.
+                let Some(acked) = c.repl.links.lock().get(&(ns.id, *f)).map(|l| l.last_acked()) else {
                     continue;
                 };
                 let lag = p.applied_seq.saturating_sub(acked);

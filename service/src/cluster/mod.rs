@@ -107,9 +107,8 @@ impl Local {
 /// The data plane's per-namespace replication state on this node.
 #[derive(Default)]
 pub(crate) struct ReplicationState {
-    /// Per (namespace, follower): the highest sequence the follower acknowledged; the async
-    /// mutex also orders sends to one follower.
-    pub links: Mutex<HashMap<(u64, u64), Arc<tokio::sync::Mutex<u64>>>>,
+    /// Per (namespace, follower): the highest sequence the follower acknowledged (see [`Link`]).
+    pub links: Mutex<HashMap<(u64, u64), Arc<Link>>>,
     /// Full copies in flight (namespace id, target node).
     pub copies: Mutex<HashSet<(u64, u64)>>,
     /// Per namespace id: the placement epoch this node last took over as primary in, and the
@@ -221,8 +220,60 @@ impl Cluster {
         self.catalogue.view.read().namespaces.get(name).cloned()
     }
 
-    pub(crate) fn link(&self, ns: u64, node: u64) -> Arc<tokio::sync::Mutex<u64>> {
-        self.repl.links.lock().entry((ns, node)).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(0))).clone()
+    pub(crate) fn link(&self, ns: u64, node: u64) -> Arc<Link> {
+        self.repl.links.lock().entry((ns, node)).or_default().clone()
+    }
+}
+
+/// The replication link from this primary to one follower of one namespace: the highest
+/// sequence the follower acknowledged, behind an async mutex that also orders the sends to it
+/// (held for a whole send, timeouts included). The last value a send left is mirrored outside
+/// the lock, so the lag of a follower that is being sent to, the one most behind, can be read
+/// without waiting for the send.
+#[derive(Default)]
+pub(crate) struct Link {
+    acked: tokio::sync::Mutex<u64>,
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Link {
+    pub async fn lock(&self) -> LinkGuard<'_> {
+        LinkGuard { acked: self.acked.lock().await, last: &self.last }
+    }
+
+    pub fn try_lock(&self) -> Option<LinkGuard<'_>> {
+        self.acked.try_lock().ok().map(|acked| LinkGuard { acked, last: &self.last })
+    }
+
+    /// The acknowledged sequence as of the last completed change (a send in progress may
+    /// raise it).
+    pub fn last_acked(&self) -> u64 {
+        self.last.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The held link; what it holds when dropped becomes [`Link::last_acked`].
+pub(crate) struct LinkGuard<'a> {
+    acked: tokio::sync::MutexGuard<'a, u64>,
+    last: &'a std::sync::atomic::AtomicU64,
+}
+
+impl std::ops::Deref for LinkGuard<'_> {
+    type Target = u64;
+    fn deref(&self) -> &u64 {
+        &self.acked
+    }
+}
+
+impl std::ops::DerefMut for LinkGuard<'_> {
+    fn deref_mut(&mut self) -> &mut u64 {
+        &mut self.acked
+    }
+}
+
+impl Drop for LinkGuard<'_> {
+    fn drop(&mut self) {
+        self.last.store(*self.acked, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -236,4 +287,23 @@ pub(crate) struct PlanInputs {
     /// Replicas per node across all namespaces.
     pub load: std::collections::BTreeMap<u64, usize>,
     pub busy: BTreeSet<u64>,
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::Link;
+
+    #[tokio::test]
+    async fn a_link_being_sent_on_still_tells_what_its_follower_acknowledged() {
+        let link = Link::default();
+        *link.lock().await = 7;
+        assert_eq!(link.last_acked(), 7);
+        let mut held = link.lock().await;
+        assert!(link.try_lock().is_none(), "a send in progress holds the link");
+        assert_eq!(link.last_acked(), 7, "readable while held");
+        *held = 12;
+        assert_eq!(link.last_acked(), 7, "a send's progress shows once it lets go");
+        drop(held);
+        assert_eq!((link.last_acked(), *link.try_lock().expect("free")), (12, 12));
+    }
 }

@@ -129,7 +129,7 @@ impl Cluster {
                     continue;
                 }
                 let link = self.link(ns.id, f);
-                let behind = link.try_lock().map(|acked| *acked < progress.applied_seq).unwrap_or(false);
+                let behind = link.try_lock().is_some_and(|acked| *acked < progress.applied_seq);
                 if behind {
                     let c = self.clone();
                     let ns = ns.clone();
@@ -156,7 +156,7 @@ impl Cluster {
             if ns.placement.primary() == Some(self.node_id) && self.is_taken_over(ns) {
                 let mut min_acked = Some(progress.applied_seq);
                 for f in ns.placement.writable().filter(|f| *f != self.node_id) {
-                    let acked = self.link(ns.id, f).try_lock().map(|a| *a).unwrap_or(0);
+                    let acked = self.link(ns.id, f).try_lock().map_or(0, |a| *a);
                     min_acked = min_acked.map(|m| m.min(acked));
                 }
                 floor = floor.max(min_acked.unwrap_or(0));
