@@ -2,9 +2,9 @@
 """A cluster under the hardening issue's attacks keeps serving other tenants and committing
 catalogue changes (issue 15, "show the figures"), measured on the rig.
 
-Needs a running three-node rig (`make rig-up`); start it with the rate limits lifted
-(LOCI_RIG_RATE_LIMIT_RPS=1000000 LOCI_RIG_RATE_LIMIT_BURST=1000000) so that the limiter is not
-what stops the attacker: the bounds must. Two phases of --seconds each, the same victim load in
+Needs a running three-node rig (`make rig-up`). Started with the rate limits lifted
+(LOCI_RIG_RATE_LIMIT_RPS=1000000 LOCI_RIG_RATE_LIMIT_BURST=1000000), the limiter is not what
+stops the attacker: the bounds must. Two phases of --seconds each, the same victim load in
 both, the attackers only in the second:
 
 - victim: tenant `victim-*` with its own write key, --victims clients storing and recalling
@@ -22,7 +22,11 @@ answers by status, and checks that nothing of the attacker's reached the victim 
 memory is the victim's; the victim's namespaces hold exactly what it stored; its session kept
 its agent). Exit 1 on a leak or when the operator's rounds stopped.
 
-    scripts/rig-attack.py [--seconds 40] [--victims 4]
+    scripts/rig-attack.py [--seconds 40] [--victims 4] [--victim-rps 0]
+
+With the rig's own rate limits on (20 requests/s a key, burst 10), pace the victim under them
+(--victim-rps 15 --operator-rounds 4): then the limiter also stands between the attacker and
+the victim.
 """
 
 import argparse
@@ -103,6 +107,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--victims", type=int, default=4)
+    ap.add_argument("--operator-rounds", type=float, default=0, help="operator rounds a second (0: as fast as it can; each is 3 requests with the root key)")
+    ap.add_argument("--victim-rps", type=float, default=0, help="the victim's total request rate (0: as fast as it can); keep it under the rig's per-key limit when that is on")
     args = ap.parse_args()
     root = root_key()
     run = f"{int(time.time())}"
@@ -136,7 +142,12 @@ def main():
     def victim_client(w):
         r = random.Random(100 + w)
         k = w
+        gap = args.victims / args.victim_rps if args.victim_rps > 0 else 0
+        next_at = time.time()
         while not stop.is_set():
+            if gap:
+                next_at += gap
+                time.sleep(max(0.0, next_at - time.time()))
             node = NODES[k % 3]
             k += 1
             ns = vns[r.randrange(len(vns))]
@@ -160,7 +171,12 @@ def main():
 
     def operator():
         k = 0
+        gap = 1 / args.operator_rounds if args.operator_rounds > 0 else 0
+        next_at = time.time()
         while not stop.is_set():
+            if gap:
+                next_at += gap
+                time.sleep(max(0.0, next_at - time.time()))
             k += 1
             t = time.time()
             s, raw = call(NODES[k % 3], root, "POST", "/admin/keys", {"name": f"op-{run}-{k}", "scope": "read", "namespace": vns[0]})
