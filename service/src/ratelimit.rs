@@ -1,7 +1,7 @@
 //! Rate limiting: GCRA per API key and per namespace, shared across nodes through Redis.
 //!
 //! The Redis script takes `now` from Redis `TIME`, so node clocks don't matter. When Redis is
-//! unreachable or slow (each call is bounded by ~50 ms), the limiter falls back to an in-process
+//! unreachable or slow (each call is bounded by 250 ms), the limiter falls back to an in-process
 //! GCRA at `rate / alive nodes`: never unlimited. Three consecutive Redis failures open a circuit
 //! for a few seconds so requests don't pay the timeout; afterwards Redis is probed again and used
 //! as soon as it answers.
@@ -32,7 +32,11 @@ if remaining < 0 then remaining = 0 end
 return {1, remaining, 0, new_tat - now}
 "#;
 
-const REDIS_CALL_TIMEOUT: Duration = Duration::from_millis(50);
+/// Long enough that a working Redis on a busy host is not taken for a failed one: every call
+/// decided locally meanwhile draws on a second, local budget (rig-chaos saw 236 requests pass
+/// where the shared budget allowed 193 with 50 ms, the host's two cores saturated). Only the
+/// calls before the circuit opens pay it.
+const REDIS_CALL_TIMEOUT: Duration = Duration::from_millis(250);
 const CIRCUIT_OPEN_FOR: Duration = Duration::from_secs(3);
 const FAILURES_TO_OPEN: u32 = 3;
 

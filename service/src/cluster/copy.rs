@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use loci_raft::catalogue::{NamespaceEntry, ReplicaState};
 use loci_storage::model::NsProgress;
+use loci_storage::store::ExportPart;
 
 use super::Cluster;
 use super::error::{ClusterError, ClusterResult};
@@ -91,9 +92,21 @@ impl Cluster {
         let local = &self.local;
         let link = self.link(ns.id, node);
         let mut acked = link.lock().await;
+        // The snapshot is read in a blocking task, one chunk at a time, through a channel of
+        // two: this node holds at most a few chunks of the copy, however large the namespace.
         let store = local.store.clone();
         let id = ns.id;
-        let (progress, rows) = tokio::task::spawn_blocking(move || store.export_namespace(id)).await??;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ExportPart>(2);
+        let reader = tokio::task::spawn_blocking(move || {
+            store.export_namespace_chunked(id, COPY_CHUNK_BYTES, |part| tx.blocking_send(part).is_ok())
+        });
+        let progress = match rx.recv().await {
+            Some(ExportPart::Progress(p)) => p,
+            _ => {
+                reader.await??;
+                return Err(ClusterError::Unavailable(format!("the copy of '{}' could not be read", ns.name)));
+            }
+        };
         let idx = self.catalogue.view.applied_index();
         let to = Duration::from_secs(60);
         let serving = || -> ClusterResult<u64> {
@@ -107,27 +120,23 @@ impl Cluster {
         let copy_id = next_copy_id(self.node_id);
         let begin = CopyRequest::Begin { namespace: ns.name.clone(), catalogue_index: idx, sender_epoch, copy_id };
         self.copy_step(node, begin, to).await?;
-        let total = rows.len();
-        let mut chunk = Vec::new();
-        let mut size = 0;
-        let mut sent = 0usize;
-        for row in rows {
-            size += row.1.len() + row.2.len();
-            chunk.push(row);
-            if size >= COPY_CHUNK_BYTES {
-                sent += chunk.len();
-                let req = CopyRequest::Rows { copy_id, rows: std::mem::take(&mut chunk) };
-                self.copy_step(node, req, to).await?;
-                // Per node, not per namespace: /metrics is unauthenticated and namespace names
-                // belong to tenants.
-                metrics::gauge!("loci_move_progress_ratio").set(sent as f64 / total.max(1) as f64);
-                size = 0;
-            }
-        }
-        if !chunk.is_empty() {
-            let req = CopyRequest::Rows { copy_id, rows: chunk };
+        // Progress: the bytes sent so far (the copy's size is known only once it is read).
+        // Per node, not per namespace: /metrics is unauthenticated and namespace names belong
+        // to tenants.
+        metrics::gauge!("loci_move_progress_ratio").set(0.0);
+        metrics::gauge!("loci_move_bytes_sent").set(0.0);
+        let (mut total, mut bytes) = (0usize, 0usize);
+        while let Some(part) = rx.recv().await {
+            let ExportPart::Rows(rows) = part else { continue };
+            total += rows.len();
+            bytes += rows.iter().map(|(_, k, v)| k.len() + v.len()).sum::<usize>();
+            let req = CopyRequest::Rows { copy_id, rows };
             self.copy_step(node, req, to).await?;
+            metrics::gauge!("loci_move_bytes_sent").set(bytes as f64);
         }
+        // The reader's own error (a failed read) ends the copy here; the receiver treats an
+        // unfinished copy as absent.
+        reader.await??;
         serving()?;
         let fin = CopyRequest::Finish { namespace: ns.name.clone(), copy_id, progress };
         // The install moves every row on the receiver: bounded by the copy's size, not 60 s.

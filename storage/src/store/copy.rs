@@ -53,27 +53,66 @@ impl Store {
     }
 
     /// A consistent point-in-time copy of a namespace: its progress and every row, read under
-    /// one RocksDB snapshot (writes may continue; the copy then catches up from the log).
+    /// one RocksDB snapshot (writes may continue; the copy then catches up from the log). Holds
+    /// the whole namespace in memory: for tests and small namespaces; a full copy to another
+    /// node streams with [`Store::export_namespace_chunked`].
     #[allow(clippy::type_complexity)]
     pub fn export_namespace(&self, ns_id: u64) -> Result<(NsProgress, Vec<(String, Vec<u8>, Vec<u8>)>)> {
+        let mut progress = NsProgress::default();
+        let mut rows = Vec::new();
+        self.export_namespace_chunked(ns_id, usize::MAX, |part| {
+            match part {
+                ExportPart::Progress(p) => progress = p,
+                ExportPart::Rows(r) => rows.extend(r),
+            }
+            true
+        })?;
+        Ok((progress, rows))
+    }
+
+    /// The same copy, handed to `sink` as it is read: first [`ExportPart::Progress`], then rows
+    /// in chunks of about `chunk_bytes` (keys and values), so the sender holds one chunk at a
+    /// time however large the namespace is. `sink` answers `false` to stop early. The scan does
+    /// not fill the block cache (a copy reads every row once; the cache is for queries).
+    pub fn export_namespace_chunked(
+        &self,
+        ns_id: u64,
+        chunk_bytes: usize,
+        mut sink: impl FnMut(ExportPart) -> bool,
+    ) -> Result<()> {
         let snap = self.db.snapshot();
         let progress = match snap.get_cf(self.cf(CF_NSMETA), prefix(ns_id))? {
             Some(v) => serde_json::from_slice(&v)?,
             None => NsProgress::default(),
         };
-        let mut rows = Vec::new();
+        if !sink(ExportPart::Progress(progress)) {
+            return Ok(());
+        }
+        let mut chunk = Vec::new();
+        let mut size = 0usize;
         // The log travels too: the copy can then anchor divergence checks and, as a primary
         // later, serve catch-up.
         for cf in [CF_MEM, CF_VEC, CF_IDX, CF_REPL] {
             let mut ro = ReadOptions::default();
             ro.set_iterate_range(PrefixRange(prefix(ns_id).to_vec()));
             ro.set_snapshot(&snap);
+            ro.fill_cache(false);
             for item in self.db.iterator_cf_opt(self.cf(cf), ro, rocksdb::IteratorMode::Start) {
                 let (k, v) = item?;
-                rows.push((cf.to_string(), k.to_vec(), v.to_vec()));
+                size += k.len() + v.len();
+                chunk.push((cf.to_string(), k.to_vec(), v.to_vec()));
+                if size >= chunk_bytes {
+                    size = 0;
+                    if !sink(ExportPart::Rows(std::mem::take(&mut chunk))) {
+                        return Ok(());
+                    }
+                }
             }
         }
-        Ok((progress, rows))
+        if !chunk.is_empty() {
+            sink(ExportPart::Rows(chunk));
+        }
+        Ok(())
     }
 
     /// Start receiving full copy `copy_id` of a namespace from a sender that is primary (or
@@ -358,4 +397,12 @@ struct StagedCopy {
     /// dropped after a while ([`Store::drop_abandoned_copies`]).
     #[serde(default)]
     touched_at: u64,
+}
+
+/// A piece of [`Store::export_namespace_chunked`]: the progress the copy carries, then rows
+/// `(column family, key, value)`.
+#[derive(Debug)]
+pub enum ExportPart {
+    Progress(NsProgress),
+    Rows(Vec<(String, Vec<u8>, Vec<u8>)>),
 }

@@ -9,6 +9,7 @@
 //! `housekeeping` (access stats, expiry, erasure, shutdown).
 
 mod copy;
+pub use copy::ExportPart;
 mod exec;
 mod housekeeping;
 #[cfg(test)]

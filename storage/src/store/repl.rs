@@ -256,6 +256,9 @@ impl Store {
         let mut bytes = 0usize;
         let mut ro = ReadOptions::default();
         ro.set_iterate_range(repl_key(ctx.id, from)..repl_key(ctx.id, u64::MAX));
+        // A catch-up reads each entry once: keep it out of the block cache, which serves
+        // queries (a follower far behind would otherwise fill the cache with the log).
+        ro.fill_cache(false);
         for item in self.db.iterator_cf_opt(self.cf(CF_REPL), ro, rocksdb::IteratorMode::Start) {
             let (k, v) = item?;
             let seq = u64::from_be_bytes(k[8..16].try_into().map_err(|_| StorageError::Encoding("repl key".into()))?);

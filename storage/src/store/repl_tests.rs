@@ -312,3 +312,44 @@ fn an_abandoned_copy_is_dropped_and_one_in_progress_is_kept() {
     assert!(replica.import_finish(7, 10, progress).is_err());
     assert_eq!(contents(&replica, &e2), vec!["one"], "the replica is as it was");
 }
+
+#[test]
+fn a_streamed_export_is_the_whole_copy_in_bounded_chunks_and_stops_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let primary = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let e2 = ctx(2);
+    for i in 0..40 {
+        write(&primary, &e2, &format!("memory number {i} {}", "x".repeat(500))).expect("write");
+    }
+    let (progress, rows) = primary.export_namespace(7).expect("export");
+    assert!(rows.len() > 40, "rows of every column family: {}", rows.len());
+    let (mut parts, mut streamed, mut first) = (0, Vec::new(), None);
+    primary
+        .export_namespace_chunked(7, 4096, |part| {
+            match part {
+                ExportPart::Progress(p) => first = Some((parts, p)),
+                ExportPart::Rows(r) => {
+                    // A chunk passes the bound by at most its last row.
+                    let size: usize = r.iter().map(|(_, k, v)| k.len() + v.len()).sum();
+                    let last = r.last().map_or(0, |(_, k, v)| k.len() + v.len());
+                    assert!(size < 4096 + last, "chunk of {size} bytes");
+                    streamed.extend(r);
+                }
+            }
+            parts += 1;
+            true
+        })
+        .expect("stream");
+    assert_eq!(first.map(|(at, p)| (at, p.applied_seq)), Some((0, progress.applied_seq)), "progress comes first");
+    assert!(parts > 3, "several chunks: {parts}");
+    assert_eq!(streamed, rows, "the same rows in the same order");
+    // The sink stops the scan: nothing is read past its `false`.
+    let mut calls = 0;
+    primary
+        .export_namespace_chunked(7, 4096, |_| {
+            calls += 1;
+            calls < 2
+        })
+        .expect("stream");
+    assert_eq!(calls, 2);
+}
