@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = validate::memory_type(s);
     let p = validate::printable(s);
     assert!(p.chars().count() <= 64 && !p.chars().any(char::is_control));
-    let canonical = loci_api::core::canonical_namespace(s);
+    let canonical = loci_service::canonical_namespace(s);
     assert!(s.ends_with(canonical));
     // Metadata: any JSON value is accepted or refused, never a panic.
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
