@@ -25,24 +25,13 @@ Only the standard library; the root key is read from deploy/.env.
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def root_key():
-    with open(os.path.join(ROOT, "deploy", ".env")) as f:
-        for line in f:
-            if line.startswith("LOCI_ROOT_API_KEY="):
-                return line.split("=", 1)[1].strip()
-    sys.exit("lagging-follower: no LOCI_ROOT_API_KEY in deploy/.env (make rig-up writes it)")
+import rigclient
 
 
 class Rig:
@@ -50,20 +39,7 @@ class Rig:
         self.key = key
 
     def call(self, node, method, path, body=None, timeout=120):
-        url = f"http://127.0.0.1:{3300 + node}{path}"
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method=method)
-        req.add_header("Authorization", f"Bearer {self.key}")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                raw = r.read()
-                return r.status, raw
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-            return 0, str(e).encode()
+        return rigclient.call(node, self.key, method, path, body, timeout)
 
     def json(self, node, method, path, body=None):
         status, raw = self.call(node, method, path, body)
@@ -135,7 +111,7 @@ def main():
     ap.add_argument("--catch-up-timeout", type=float, default=600)
     args = ap.parse_args()
 
-    rig = Rig(root_key())
+    rig = Rig(rigclient.root_key("lagging-follower"))
     nodes = rig.json(1, "GET", "/admin/cluster/nodes")["nodes"]
     container_of = {n["node_id"]: n["address"].split(":")[0] for n in nodes}
     number_of = {nid: int(c.rsplit("-", 1)[1]) for nid, c in container_of.items()}

@@ -31,41 +31,15 @@ the victim.
 
 import argparse
 import json
-import os
 import random
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from rigclient import call, root_key
+
 NODES = [1, 2, 3]
 DIM = 64
-
-
-def root_key():
-    with open(os.path.join(ROOT, "deploy", ".env")) as f:
-        for line in f:
-            if line.startswith("LOCI_ROOT_API_KEY="):
-                return line.split("=", 1)[1].strip()
-    sys.exit("rig-attack: no LOCI_ROOT_API_KEY in deploy/.env (make rig-up writes it)")
-
-
-def call(node, key, method, path, body=None, timeout=60, raw_body=None):
-    url = f"http://127.0.0.1:{3300 + node}{path}"
-    data = raw_body if raw_body is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Authorization", f"Bearer {key}")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except (urllib.error.URLError, TimeoutError, ConnectionError):
-        return 0, b""
 
 
 def must(status_body, what):
@@ -110,7 +84,7 @@ def main():
     ap.add_argument("--operator-rounds", type=float, default=0, help="operator rounds a second (0: as fast as it can; each is 3 requests with the root key)")
     ap.add_argument("--victim-rps", type=float, default=0, help="the victim's total request rate (0: as fast as it can); keep it under the rig's per-key limit when that is on")
     args = ap.parse_args()
-    root = root_key()
+    root = root_key("rig-attack")
     run = f"{int(time.time())}"
 
     # Tenants, keys, quota.
