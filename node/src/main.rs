@@ -1,6 +1,12 @@
 use clap::Parser;
 use loci_node::config::{AuditCommand, Cli, Command, ModelCommand, prepare_environment};
 
+/// jemalloc (`--features jemalloc`), as TiKV runs it; the default is the system allocator
+/// (see docs/performance.md, "The primary's memory while a follower lags", for both measured).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if let Err(e) = prepare_environment(&args) {

@@ -54,6 +54,10 @@ struct Args {
     /// random unit vector, so no model runs anywhere.
     #[arg(long, default_value_t = 0)]
     vector_dim: usize,
+    /// Recalls become vector searches (`POST /v1/memory/search`, `routing: vector`, the query
+    /// vector only, no text): the read of issue 13's multi-tenant workload. Needs `--vector-dim`.
+    #[arg(long)]
+    search: bool,
 }
 
 /// A random unit vector of `dim` components (empty when `dim` is 0).
@@ -151,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
     let namespaces: Vec<String> = (0..args.namespaces).map(|k| format!("loadgen-{k}")).collect();
 
     let dim = args.vector_dim;
+    anyhow::ensure!(!args.search || dim > 0, "--search needs --vector-dim");
     if dim > 0 {
         for ns in &namespaces {
             let r = http
@@ -204,7 +209,8 @@ async fn main() -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let (http, targets, namespaces, key) = (http.clone(), targets.clone(), namespaces.clone(), key.clone());
-        let (recall_percent, batch, dim) = (args.recall_percent, args.batch.max(1), args.vector_dim);
+        let (recall_percent, batch, dim, search) =
+            (args.recall_percent, args.batch.max(1), args.vector_dim, args.search);
         workers.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(1000 + w as u64);
             let mut samples: BTreeMap<&'static str, Samples> = BTreeMap::new();
@@ -213,7 +219,12 @@ async fn main() -> anyhow::Result<()> {
                 let base = &targets[k % targets.len()];
                 let ns = &namespaces[rng.random_range(0..namespaces.len())];
                 k += 1;
-                let (op, request) = if rng.random_range(0..100) < recall_percent {
+                let read = rng.random_range(0..100) < recall_percent;
+                let (op, request) = if read && search {
+                    let q = json!({"top_k": 10, "routing": "vector"});
+                    let b = body(ns, q, &mut rng, dim);
+                    ("search", http.post(format!("{base}/v1/memory/search")).json(&b))
+                } else if read {
                     let q = json!({"query": sentence(&mut rng), "top_k": 10});
                     let b = body(ns, q, &mut rng, dim);
                     ("recall", http.post(format!("{base}/v1/memory/recall")).json(&b))
