@@ -277,38 +277,28 @@ fn exact_top_k(g: &Inner, q: &[f32], metric: Metric, k: usize, accept: &dyn Fn(&
     out
 }
 
-/// Dot product with eight independent sums, so the compiler can keep them in SIMD lanes (a
-/// single running `f32` sum must be added in order and is not vectorised).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// `Σ term(a[i], b[i])` over eight independent sums, so the compiler can keep them in SIMD lanes
+/// (a single running `f32` sum must be added in order and is not vectorised).
+#[inline(always)]
+fn sum_lanes(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
+    let (ca, cb) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| term(*x, *y)).sum();
     let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
-            acc[i] += x[i] * y[i];
+            acc[i] += term(x[i], y[i]);
         }
     }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
     acc.iter().sum::<f32>() + tail
 }
 
-/// Squared euclidean distance, summed like [`dot`].
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    sum_lanes(a, b, |x, y| x * y)
+}
+
 fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            let d = x[i] - y[i];
-            acc[i] += d * d;
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
-    acc.iter().sum::<f32>() + tail
+    sum_lanes(a, b, |x, y| (x - y) * (x - y))
 }
 
 #[cfg(test)]
