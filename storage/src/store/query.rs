@@ -1,7 +1,7 @@
 //! The query engine: filtering (`select`), listing, recall (vector and BM25 candidates fused and
 //! ranked by [`super::rank`]), and the agent and namespace statistics.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use super::rank::{Meta, RankOptions, Ranked, fuse, is_match_all, list_order, rank, rank_match_all};
 use super::{Namespace, NsState, Store, check_vector};
@@ -108,11 +108,11 @@ impl Store {
         };
 
         let fused = fuse(&vector_hits, &text_hits, p.fusion, p.vector_weight);
-        let metas: HashMap<String, Meta> = {
+        let ranked = {
             let st = ns.state.read();
-            fused.keys().filter_map(|id| st.metas.get(id).map(|m| (id.clone(), m.clone()))).collect()
+            rank(fused, &|id| st.metas.get(id), options)
         };
-        self.answer(ns, rank(fused, &metas, options), p.record_access, now)
+        self.answer(ns, ranked, p.record_access, now)
     }
 
     /// The ranked hits as memories (recording an access on each, for recall).

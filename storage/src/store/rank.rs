@@ -195,15 +195,17 @@ pub(crate) fn top_k<T>(mut items: Vec<T>, k: usize, cmp: impl Fn(&T, &T) -> std:
 
 /// Score fused candidates (see [`fuse`]) with their metas, drop candidates without a meta or
 /// below `min_score`, and keep the `top_k` best: score descending, ties by id ascending.
-pub(crate) fn rank(
+/// `meta` looks a candidate's meta up (the caller holds the namespace's read lock: nothing is
+/// cloned per candidate).
+pub(crate) fn rank<'m>(
     fused: HashMap<String, (f32, Option<f32>, Option<f32>)>,
-    metas: &HashMap<String, Meta>,
+    meta: &dyn Fn(&str) -> Option<&'m Meta>,
     o: RankOptions,
 ) -> Vec<Ranked> {
     let scored: Vec<Ranked> = fused
         .into_iter()
         .filter_map(|(id, (relevance, vector_score, text_score))| {
-            let m = metas.get(&id)?;
+            let m = meta(&id)?;
             let score = if o.importance_weighted {
                 weighted_score(relevance, m.importance as f32, m.created_at, o.now)
             } else {
@@ -418,17 +420,17 @@ mod tests {
         let metas: HashMap<String, Meta> = ["a", "b", "c", "d"].iter().map(|id| (id.to_string(), meta("x"))).collect();
         let ids = |r: &[Ranked]| r.iter().map(|x| x.id.clone()).collect::<Vec<_>>();
         // "ghost" has no meta (deleted meanwhile): never returned.
-        assert_eq!(ids(&rank(fused.clone(), &metas, opts(10))), vec!["b", "a", "c", "d"]);
-        assert_eq!(ids(&rank(fused.clone(), &metas, opts(2))), vec!["b", "a"]);
+        assert_eq!(ids(&rank(fused.clone(), &|id| metas.get(id), opts(10))), vec!["b", "a", "c", "d"]);
+        assert_eq!(ids(&rank(fused.clone(), &|id| metas.get(id), opts(2))), vec!["b", "a"]);
         let o = RankOptions { min_score: Some(0.5), ..opts(10) };
-        assert_eq!(ids(&rank(fused.clone(), &metas, o)), vec!["b", "a", "c"]);
+        assert_eq!(ids(&rank(fused.clone(), &|id| metas.get(id), o)), vec!["b", "a", "c"]);
         // Importance weighting lifts an important memory above an equally relevant one.
         let mut metas = metas;
         if let Some(m) = metas.get_mut("c") {
             m.importance = 1.0;
         }
         let o = RankOptions { importance_weighted: true, ..opts(10) };
-        let r = rank(fused, &metas, o);
+        let r = rank(fused, &|id| metas.get(id), o);
         assert_eq!(ids(&r), vec!["b", "c", "a", "d"]);
         let c = r.iter().find(|x| x.id == "c").map(|x| (x.score, x.relevance));
         assert_eq!(c, Some((weighted_score(0.5, 1.0, NOW, NOW), 0.5)));
