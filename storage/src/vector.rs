@@ -254,11 +254,11 @@ fn exact_top_k(g: &Inner, q: &[f32], metric: Metric, k: usize, accept: &dyn Fn(&
     let scored_len = scored.len();
     let mut out = Vec::with_capacity(k.min(scored_len));
     let (mut start, mut window) = (0, (2 * k).max(16));
-    while out.len() < k && start < scored.len() {
-        let end = start.saturating_add(window).min(scored.len());
+    while out.len() < k && start < scored_len {
+        let end = start.saturating_add(window).min(scored_len);
         let rest = &mut scored[start..];
         if end < scored_len {
-            // Everything before `end - start` now ranks before everything after it.
+            // The window's entries now rank before everything after it, in no order yet.
             rest.select_nth_unstable_by(end - start - 1, order);
         }
         rest[..end - start].sort_unstable_by(order);
