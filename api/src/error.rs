@@ -170,8 +170,86 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The gRPC status of the error's class, its message, the REST `code` as a `google.rpc.ErrorInfo`
+/// (reason = the code, domain `loci`, metadata `http_status` and, when set, `details` and
+/// `resource`) and as `x-loci-code` metadata, and a `google.rpc.RetryInfo` when the REST answer
+/// would carry `Retry-After`.
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
-        tonic::Status::new(e.grpc_code(), e.0.message)
+        use tonic_types::{ErrorDetails, StatusExt};
+        let code = e.grpc_code();
+        let e = e.0;
+        let mut info = std::collections::HashMap::from([("http_status".to_string(), e.status.as_u16().to_string())]);
+        if let Some(d) = &e.details {
+            info.insert("details".into(), d.clone());
+        }
+        if let Some(r) = &e.resource {
+            info.insert("resource".into(), r.clone());
+        }
+        let mut details = ErrorDetails::with_error_info(e.code.to_string(), "loci", info);
+        if let Some(secs) = e.retry_after {
+            details.set_retry_info(Some(std::time::Duration::from_secs(secs)));
+        }
+        let mut st = tonic::Status::with_error_details(code, e.message, details);
+        if let Ok(v) = e.code.parse() {
+            st.metadata_mut().insert("x-loci-code", v);
+        }
+        st
+    }
+}
+
+/// A gRPC refusal as one line for people: `HTTP-STATUS CODE: message` when it carries Loci's
+/// `ErrorInfo`, else the gRPC code and message.
+pub fn describe_status(st: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    match st.get_details_error_info() {
+        Some(info) => {
+            let http = info.metadata.get("http_status").map(String::as_str).unwrap_or("");
+            format!("{http} {}: {}", info.reason, st.message())
+        }
+        None => format!("{:?}: {}", st.code(), st.message()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+    use tonic_types::StatusExt;
+
+    #[test]
+    fn every_http_class_becomes_its_grpc_code_with_the_rest_code_in_an_error_info() {
+        let cases = [
+            (400, Code::InvalidArgument),
+            (401, Code::Unauthenticated),
+            (403, Code::PermissionDenied),
+            (404, Code::NotFound),
+            (409, Code::AlreadyExists),
+            (413, Code::InvalidArgument),
+            (422, Code::InvalidArgument),
+            (429, Code::ResourceExhausted),
+            (500, Code::Internal),
+            (501, Code::Unimplemented),
+            (503, Code::Unavailable),
+            (504, Code::DeadlineExceeded),
+        ];
+        for (http, code) in cases {
+            let e = ServiceError::from_wire(http, format!("CODE_{http}"), format!("refused with {http}"))
+                .with_details("why")
+                .with_retry_after(3);
+            let st = tonic::Status::from(ApiError(e));
+            assert_eq!(st.code(), code, "{http}");
+            assert_eq!(st.message(), format!("refused with {http}"));
+            let info = st.get_details_error_info().expect("an ErrorInfo");
+            assert_eq!((info.reason.as_str(), info.domain.as_str()), (format!("CODE_{http}").as_str(), "loci"));
+            assert_eq!(info.metadata.get("http_status"), Some(&http.to_string()));
+            assert_eq!(info.metadata.get("details").map(String::as_str), Some("why"));
+            assert_eq!(
+                st.get_details_retry_info().and_then(|r| r.retry_delay),
+                Some(std::time::Duration::from_secs(3))
+            );
+            assert_eq!(st.metadata().get("x-loci-code").unwrap(), format!("CODE_{http}").as_str());
+            assert_eq!(describe_status(&st), format!("{http} CODE_{http}: refused with {http}"));
+        }
     }
 }

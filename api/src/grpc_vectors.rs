@@ -92,12 +92,7 @@ impl VectorGrpc {
             Some(d) => format!("{message}: {d}"),
             None => message,
         };
-        let e = ApiError(ServiceError::from_wire(status.as_u16(), code.clone(), message));
-        let mut st: Status = e.into();
-        if let Ok(v) = code.parse() {
-            st.metadata_mut().insert("x-loci-code", v);
-        }
-        Err(st)
+        Err(ApiError(ServiceError::from_wire(status.as_u16(), code, message)).into())
     }
 }
 

@@ -1,9 +1,11 @@
-//! Operator commands (`loci cluster …`, `loci ns …`, `loci keys …`): they talk to any node over
-//! gRPC (`loci.v1.Loci/Invoke`, the REST surface over gRPC) with a super_admin key, and print a
-//! table, or JSON with `--json`.
+//! Operator commands (`loci cluster …`, `loci ns …`, `loci keys …`): they call any node's typed
+//! gRPC services (`loci.v1.Cluster`, `loci.v1.Namespaces`, `loci.v1.Keys`) with a super_admin key,
+//! and print a table, or the answer as JSON with `--json`.
 
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use loci_api::pb;
+use serde_json::Value;
+use tonic::transport::Channel;
 
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
@@ -160,8 +162,8 @@ impl Client {
         Ok(Client { conn, key })
     }
 
-    /// One REST call over gRPC: (status, JSON body).
-    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+    /// A channel to the node (TLS when the address is `https://` or a CA is given).
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
         let addr = if self.conn.addr.starts_with("http") {
             self.conn.addr.clone()
         } else if self.conn.tls_ca.is_some() {
@@ -181,29 +183,28 @@ impl Client {
                 tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
             endpoint = endpoint.tls_config(tls).map_err(|e| anyhow::anyhow!("TLS settings for {addr}: {e}"))?;
         }
-        let channel = endpoint.connect().await.map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
-        let mut client = loci_api::pb::loci_client::LociClient::new(channel);
-        let resp = client
-            .invoke(loci_api::pb::InvokeRequest {
-                method: method.into(),
-                path: path.into(),
-                body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
-                api_key: self.key.clone(),
-            })
-            .await
-            .map_err(|s| anyhow::anyhow!("{}: {}", addr, s.message()))?
-            .into_inner();
-        let v = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-        Ok((resp.status as u16, v))
+        endpoint.connect().await.map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))
     }
 
-    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let (s, v) = self.call(method, path, body).await?;
-        if (200..300).contains(&s) {
-            Ok(v)
-        } else {
-            anyhow::bail!("{s} {}: {}", v["code"].as_str().unwrap_or(""), v["error"].as_str().unwrap_or(&v.to_string()))
-        }
+    /// A request carrying the key.
+    fn req<T>(&self, msg: T) -> anyhow::Result<tonic::Request<T>> {
+        let mut r = tonic::Request::new(msg);
+        let v = format!("Bearer {}", self.key)
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the API key holds characters that cannot be sent"))?;
+        r.metadata_mut().insert("authorization", v);
+        Ok(r)
+    }
+
+    /// An answer as JSON (field names as in the REST answers), or the refusal as an error
+    /// (`STATUS CODE: message`).
+    fn answer<M: prost::Message>(
+        &self,
+        r: Result<tonic::Response<M>, tonic::Status>,
+        name: &str,
+    ) -> anyhow::Result<Value> {
+        let m = r.map_err(|st| anyhow::anyhow!("{}", loci_api::error::describe_status(&st)))?.into_inner();
+        loci_api::grpc::transcode::to_display_json(&m, name).map_err(|st| anyhow::anyhow!("{}", st.message()))
     }
 
     fn print(&self, v: &Value, table: impl FnOnce(&Value) -> String) {
@@ -259,9 +260,13 @@ pub async fn cluster(conn: Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
         return Ok(());
     }
     let c = Client::new(conn)?;
+    let mut cl = pb::cluster_client::ClusterClient::new(c.channel().await?);
+    let node_id = |node: &str| -> anyhow::Result<u64> {
+        node.parse().map_err(|_| anyhow::anyhow!("a node id is a number, not '{node}'"))
+    };
     match cmd {
         ClusterCmd::Status => {
-            let v = c.ok("GET", "/v1/admin/cluster/status", None).await?;
+            let v = c.answer(cl.status(c.req(pb::ClusterStatusRequest {})?).await, "loci.v1.ClusterStatusResponse")?;
             c.print(&v, |v| {
                 let mut out = format!(
                     "cluster {}  state {}  leader {}  term {}  applied {}  namespaces {}\n\n",
@@ -311,7 +316,7 @@ pub async fn cluster(conn: Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
             });
         }
         ClusterCmd::Members => {
-            let v = c.ok("GET", "/v1/admin/cluster/nodes", None).await?;
+            let v = c.answer(cl.nodes(c.req(pb::ClusterNodesRequest {})?).await, "loci.v1.ClusterNodesResponse")?;
             c.print(&v, |v| {
                 let rows: Vec<Vec<String>> = v["nodes"]
                     .as_array()
@@ -334,26 +339,31 @@ pub async fn cluster(conn: Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
             });
         }
         ClusterCmd::Init => {
-            let v = c.ok("POST", "/v1/admin/cluster/init", Some(json!({}))).await?;
+            let v = c.answer(cl.init(c.req(pb::ClusterInitRequest {})?).await, "loci.v1.ClusterInitResponse")?;
             c.print(&v, |v| format!("initialised with members {}\n", s(&v["members"])));
         }
         ClusterCmd::Join { seed } => {
-            let v = c.ok("POST", "/v1/admin/cluster/join", Some(json!({ "seed": seed }))).await?;
+            let v = c.answer(cl.join(c.req(pb::ClusterJoinRequest { seed })?).await, "loci.v1.ClusterJoinResponse")?;
             c.print(&v, |v| format!("announced to {}\n", s(&v["announced_to"])));
         }
         ClusterCmd::Leave => {
-            let v = c.ok("POST", "/v1/admin/cluster/leave", Some(json!({}))).await?;
+            let v = c.answer(cl.leave(c.req(pb::ClusterLeaveRequest {})?).await, "loci.v1.ClusterLeaveResponse")?;
             c.print(&v, |v| format!("node {} left the cluster\n", s(&v["left"])));
         }
         ClusterCmd::Remove { node } => {
-            let v = c.ok("DELETE", &format!("/v1/admin/cluster/nodes/{node}"), None).await?;
+            let req = c.req(pb::ClusterRemoveRequest { node: node_id(&node)? })?;
+            let v = c.answer(cl.remove(req).await, "loci.v1.ClusterRemoveResponse")?;
             c.print(&v, |v| format!("removed node {}\n", s(&v["removed"])));
         }
         ClusterCmd::Drain { node, wait } => {
-            let v = c.ok("POST", &format!("/v1/admin/cluster/nodes/{node}/drain"), Some(json!({}))).await?;
+            let req = c.req(pb::ClusterDrainRequest { node: node_id(&node)? })?;
+            let v = c.answer(cl.drain(req).await, "loci.v1.ClusterDrainResponse")?;
             if wait {
                 loop {
-                    let st = c.ok("GET", "/v1/admin/cluster/status", None).await?;
+                    let st = c.answer(
+                        cl.status(c.req(pb::ClusterStatusRequest {})?).await,
+                        "loci.v1.ClusterStatusResponse",
+                    )?;
                     let m = st["members"].as_array().and_then(|a| a.iter().find(|m| s(&m["node_id"]) == node).cloned());
                     let held = m.as_ref().map_or(0, |m| {
                         m["namespaces_primary"].as_u64().unwrap_or(0) + m["namespaces_replica"].as_u64().unwrap_or(0)
@@ -376,13 +386,15 @@ pub async fn cluster(conn: Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
             });
         }
         ClusterCmd::Undrain { node } => {
-            let v = c.ok("POST", &format!("/v1/admin/cluster/nodes/{node}/undrain"), Some(json!({}))).await?;
+            let req = c.req(pb::ClusterUndrainRequest { node: node_id(&node)? })?;
+            let v = c.answer(cl.undrain(req).await, "loci.v1.ClusterDrainResponse")?;
             c.print(&v, |v| format!("node {} no longer draining\n", s(&v["node_id"])));
         }
         // Answered above, before connecting.
         ClusterCmd::Certs(_) => {}
         ClusterCmd::Rebalance { dry_run } => {
-            let v = c.ok("POST", "/v1/admin/cluster/shards/rebalance", Some(json!({ "dry_run": dry_run }))).await?;
+            let req = c.req(pb::ClusterRebalanceRequest { dry_run })?;
+            let v = c.answer(cl.rebalance(req).await, "loci.v1.ClusterRebalanceResponse")?;
             c.print(&v, |v| {
                 let rows: Vec<Vec<String>> = v["planned_moves"]
                     .as_array()
@@ -397,9 +409,10 @@ pub async fn cluster(conn: Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
 
 pub async fn ns(conn: Conn, cmd: NsCmd) -> anyhow::Result<()> {
     let c = Client::new(conn)?;
+    let mut nsc = pb::namespaces_client::NamespacesClient::new(c.channel().await?);
     match cmd {
         NsCmd::List => {
-            let v = c.ok("GET", "/v1/namespaces", None).await?;
+            let v = c.answer(nsc.list(c.req(pb::ListNamespacesRequest {})?).await, "loci.v1.ListNamespacesResponse")?;
             c.print(&v, |v| {
                 let rows: Vec<Vec<String>> = v["namespaces"]
                     .as_array()
@@ -409,9 +422,13 @@ pub async fn ns(conn: Conn, cmd: NsCmd) -> anyhow::Result<()> {
             });
         }
         NsCmd::Create { name, dimension, distance } => {
-            let v = c
-                .ok("POST", "/v1/namespaces", Some(json!({"name": name, "dimension": dimension, "distance": distance})))
-                .await?;
+            let req = pb::CreateNamespaceRequest {
+                name,
+                dimension: Some(i64::from(dimension)),
+                distance,
+                ..Default::default()
+            };
+            let v = c.answer(nsc.create(c.req(req)?).await, "loci.v1.NamespaceCreated")?;
             c.print(&v, |v| {
                 format!(
                     "namespace {} (dimension {}, {}) {}\n",
@@ -423,7 +440,8 @@ pub async fn ns(conn: Conn, cmd: NsCmd) -> anyhow::Result<()> {
             });
         }
         NsCmd::Delete { name } => {
-            let v = c.ok("DELETE", &format!("/v1/namespaces/{name}"), None).await?;
+            let v =
+                c.answer(nsc.delete(c.req(pb::DeleteNamespaceRequest { ns: name })?).await, "loci.v1.DeletionReceipt")?;
             c.print(&v, |v| {
                 format!(
                     "erased {}: {} memories, data key destroyed: {}\n",
@@ -434,7 +452,9 @@ pub async fn ns(conn: Conn, cmd: NsCmd) -> anyhow::Result<()> {
             });
         }
         NsCmd::Placement { name } => {
-            let v = c.ok("GET", &format!("/v1/namespaces/{name}/placement"), None).await?;
+            let mut cl = pb::cluster_client::ClusterClient::new(c.channel().await?);
+            let req = c.req(pb::ClusterPlacementRequest { ns: name })?;
+            let v = c.answer(cl.placement(req).await, "loci.v1.ClusterPlacementResponse")?;
             c.print(&v, |v| {
                 let rows: Vec<Vec<String>> = v["replicas"]
                     .as_array()
@@ -467,20 +487,15 @@ pub async fn ns(conn: Conn, cmd: NsCmd) -> anyhow::Result<()> {
 
 pub async fn keys(conn: Conn, cmd: KeysCmd) -> anyhow::Result<()> {
     let c = Client::new(conn)?;
+    let mut kc = pb::keys_client::KeysClient::new(c.channel().await?);
     match cmd {
         KeysCmd::Create { name, scope, namespaces, expires_in_days } => {
-            let mut body = json!({"name": name, "scope": scope});
-            if !namespaces.is_empty() {
-                body["namespaces"] = json!(namespaces);
-            }
-            if let Some(d) = expires_in_days {
-                body["expires_in_days"] = json!(d);
-            }
-            let v = c.ok("POST", "/admin/keys", Some(body)).await?;
+            let req = pb::KeysCreateRequest { name, scope, namespaces, expires_in_days, ..Default::default() };
+            let v = c.answer(kc.create(c.req(req)?).await, "loci.v1.ApiKey")?;
             c.print(&v, |v| format!("key_id {}\nkey    {}\n{}\n", s(&v["key_id"]), s(&v["key"]), s(&v["warning"])));
         }
         KeysCmd::List => {
-            let v = c.ok("GET", "/admin/keys", None).await?;
+            let v = c.answer(kc.list(c.req(pb::KeysListRequest {})?).await, "loci.v1.KeysListResponse")?;
             c.print(&v, |v| {
                 let rows: Vec<Vec<String>> = v["keys"]
                     .as_array()
@@ -504,15 +519,16 @@ pub async fn keys(conn: Conn, cmd: KeysCmd) -> anyhow::Result<()> {
         }
         KeysCmd::Revoke { key_id, delete } => {
             let v = if delete {
-                c.ok("DELETE", &format!("/admin/keys/{key_id}"), None).await?
+                c.answer(kc.delete(c.req(pb::KeysDeleteRequest { id: key_id })?).await, "loci.v1.KeysRevokeResponse")?
             } else {
-                c.ok("POST", &format!("/admin/keys/{key_id}/deactivate"), Some(json!({}))).await?
+                let req = c.req(pb::KeysDeactivateRequest { id: key_id })?;
+                c.answer(kc.deactivate(req).await, "loci.v1.KeysRevokeResponse")?
             };
             c.print(&v, |v| format!("{}\n", s(&v["message"])));
         }
         KeysCmd::Rotate { key_id, grace_secs } => {
-            let body = grace_secs.map(|g| json!({"grace_secs": g})).unwrap_or(json!({}));
-            let v = c.ok("POST", &format!("/admin/keys/{key_id}/rotate"), Some(body)).await?;
+            let req = c.req(pb::KeysRotateRequest { id: key_id, grace_secs })?;
+            let v = c.answer(kc.rotate(req).await, "loci.v1.KeysRotateResponse")?;
             c.print(&v, |v| {
                 format!(
                     "new key_id {}\nnew key    {}\nold key {} expires at {}\n",

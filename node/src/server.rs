@@ -513,7 +513,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         let listener = bind(addr, "metrics").await?;
         tracing::info!(addr = %listener.local_addr()?, "serving /metrics without a key on the metrics listener");
         let token = cancel.clone();
-        let metrics_app = loci_api::metrics_router(state);
+        let metrics_app = loci_api::metrics_router(state.clone());
         tasks.spawn(async move {
             if let Err(e) = axum::serve(listener, metrics_app).with_graceful_shutdown(token.cancelled_owned()).await {
                 tracing::error!(error = %e, "metrics server failed");
@@ -528,18 +528,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             loci_service::cluster::server::InternalService { cluster: cluster.clone() },
         )
         .max_decoding_message_size(256 * 1024 * 1024);
-        let public = loci_api::pb::loci_server::LociServer::new(loci_api::grpc::LociService {
-            router: app.clone(),
-            node_id,
-            version: core.config.version.clone(),
-        })
-        .max_decoding_message_size(args.max_body_size.max(4 * 1024 * 1024));
-        let vectors =
-            loci_api::pb_dakera::vector_service_server::VectorServiceServer::new(loci_api::grpc_vectors::VectorGrpc {
-                router: app.clone(),
-                version: core.config.version.clone(),
-            })
-            .max_decoding_message_size(args.max_body_size.max(4 * 1024 * 1024));
+        let public = loci_api::grpc::public_routes(state.clone(), app.clone(), args.max_body_size.max(4 * 1024 * 1024));
         // grpc.health.v1.Health: "" (the node) and each public service follow the node's
         // readiness (`/health/ready`), checked every second; server reflection lists them.
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -565,7 +554,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
                     } else {
                         tonic_health::ServingStatus::NotServing
                     };
-                    for name in ["", "loci.v1.Loci", "dakera.v1.VectorService"] {
+                    for name in std::iter::once("").chain(loci_api::grpc::SERVICE_NAMES.iter().copied()) {
                         health.set_service_status(name, status).await;
                     }
                 }
@@ -580,8 +569,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         let grpc_tls = public_tls.as_ref().map(|(_, grpc)| grpc.clone());
         tasks.spawn(async move {
             let router = tonic::transport::Server::builder()
-                .add_service(public)
-                .add_service(vectors)
+                .add_routes(public)
                 .add_service(health_service)
                 .add_service(reflection);
             let served = match grpc_tls {

@@ -44,7 +44,7 @@ async fn health_reports_a_ready_node_serving_and_reflection_lists_every_public_s
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(status, ServingStatus::Serving);
-    for service in ["loci.v1.Loci", "dakera.v1.VectorService"] {
+    for service in ["loci.v1.Loci", "loci.v1.Memories", "loci.v1.Cluster", "dakera.v1.VectorService"] {
         let r = health.check(HealthCheckRequest { service: service.into() }).await.expect("check");
         assert_eq!(r.into_inner().status(), ServingStatus::Serving, "{service}");
     }
@@ -58,7 +58,9 @@ async fn health_reports_a_ready_node_serving_and_reflection_lists_every_public_s
         panic!("not a service list")
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for want in ["loci.v1.Loci", "dakera.v1.VectorService", "grpc.health.v1.Health"] {
+    for want in
+        ["loci.v1.Loci", "loci.v1.Memories", "loci.v1.Reembed", "dakera.v1.VectorService", "grpc.health.v1.Health"]
+    {
         assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
     }
     assert!(

@@ -1,7 +1,8 @@
 //! The audit middleware: one hash-chained record per REST request (the chain, redaction and
 //! verification are the service's `loci_service::audit`). Request records carry the fields of
 //! Dakera's example entry (seed 002): `timestamp`, `method`, `path`, `status`, `latency_ms`,
-//! `key_name`, `key_scope`, `namespace`, `agent_id`, `ip`, `user_agent`.
+//! `key_name`, `key_scope`, `namespace`, `agent_id`, `ip`, `user_agent`; a request a typed gRPC
+//! call stood for also names the RPC (`grpc_method`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -95,6 +96,8 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let method = req.method().to_string();
     let ip = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
     let started = Instant::now();
+    // A typed gRPC call answered as this request (set by the gRPC front only).
+    let grpc_method = req.extensions().get::<crate::grpc::rest::GrpcMethod>().map(|g| g.0);
     let audit = state.audit.clone();
     let logging = audit.enabled() && !audit.excluded(&path);
     if !logging {
@@ -190,6 +193,9 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         "namespaces": touched,
         "request_id": resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()),
     });
+    if let Some(m) = grpc_method {
+        rec["grpc_method"] = Value::from(m);
+    }
     put_capture(&mut rec, "request", req_capture);
     put_capture(&mut rec, "response", resp_capture);
     audit.write(rec);

@@ -266,11 +266,17 @@ pub async fn get_reembed(
     Path(ns): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let entry = state.core.ns().visible(&p, &ns, Scope::Read)?;
-    Ok(Json(serde_json::json!({
+    Ok(Json(reembed_json(&entry)))
+}
+
+/// A namespace's embedder and latest re-embedding job, as `GET /v1/namespaces/{ns}/reembed`
+/// answers (and the gRPC `Reembed.Watch` streams).
+pub fn reembed_json(entry: &loci_raft::catalogue::NamespaceEntry) -> Value {
+    serde_json::json!({
         "namespace": entry.name,
         "embedding": {"provider": entry.embedder.provider, "dimension": entry.embedder.dimension, "generation": entry.embedder.generation},
         "job": entry.reembed.as_ref().map(loci_service::reembed::job_json),
-    })))
+    })
 }
 
 /// `GET /v1/admin/namespaces`: every namespace the key can see, with statistics (asked of each

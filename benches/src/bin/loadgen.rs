@@ -1,7 +1,7 @@
-//! `loadgen`: concurrent clients storing and recalling memories over REST, against a running
-//! node (`--url`) or against nodes it starts in this process (`--nodes`, 3 or more form a
-//! cluster and requests are spread over every node, so most are forwarded). Prints throughput and
-//! latency percentiles per operation.
+//! `loadgen`: concurrent clients storing and recalling memories over REST (or, with `--grpc`, the
+//! typed gRPC `loci.v1.Memories`), against a running node (`--url`) or against nodes it starts in
+//! this process (`--nodes`, 3 or more form a cluster and requests are spread over every node, so
+//! most are forwarded). Prints throughput and latency percentiles per operation.
 //!
 //! `cargo run --release -p loci-benches --bin loadgen -- --nodes 3 --seconds 30` (see `--help`).
 
@@ -58,6 +58,15 @@ struct Args {
     /// vector only, no text): the read of issue 13's multi-tenant workload. Needs `--vector-dim`.
     #[arg(long)]
     search: bool,
+    /// The measured requests go over the typed gRPC service `loci.v1.Memories` (`Store`,
+    /// `StoreBatch`, `Recall`, `Search`) instead of REST, to the in-process nodes' gRPC ports or
+    /// to `--grpc-url` (prefilling stays on REST).
+    #[arg(long)]
+    grpc: bool,
+    /// gRPC addresses of the `--url` nodes, comma-separated, for `--grpc`
+    /// (`http://127.0.0.1:50051`).
+    #[arg(long)]
+    grpc_url: Option<String>,
 }
 
 /// A random unit vector of `dim` components (empty when `dim` is 0).
@@ -130,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
     // Keep in-process nodes alive for the whole run.
     let mut _single = None;
     let mut _cluster: Option<TestCluster> = None;
+    let mut grpc_targets: Vec<String> = Vec::new();
     let (targets, key) = match &args.url {
         Some(url) => {
             let key = args.key.clone().ok_or_else(|| anyhow::anyhow!("--url needs --key (or LOCI_API_KEY)"))?;
@@ -141,16 +151,24 @@ async fn main() -> anyhow::Result<()> {
         None if args.nodes >= 3 => {
             let c = TestCluster::start(args.nodes).await;
             let bases = c.running().into_iter().map(|i| c.client(i).base.clone()).collect();
+            grpc_targets = c.running().into_iter().map(|i| format!("http://{}", c.handle(i).grpc_addr)).collect();
             _cluster = Some(c);
             (bases, ROOT_KEY.to_string())
         }
         None => {
             let n = TestNode::start().await;
             let base = n.client.base.clone();
+            if let Some(h) = n.handle.as_ref() {
+                grpc_targets.push(format!("http://{}", h.grpc_addr));
+            }
             _single = Some(n);
             (vec![base], ROOT_KEY.to_string())
         }
     };
+    if let Some(g) = &args.grpc_url {
+        grpc_targets = g.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+    }
+    anyhow::ensure!(!args.grpc || !grpc_targets.is_empty(), "--grpc with --url needs --grpc-url");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let namespaces: Vec<String> = (0..args.namespaces).map(|k| format!("loadgen-{k}")).collect();
 
@@ -197,8 +215,9 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!(
-        "running {} clients for {} s against {} node(s), {}% recalls, {} memories per store",
+        "running {} {} clients for {} s against {} node(s), {}% recalls, {} memories per store",
         args.concurrency,
+        if args.grpc { "gRPC" } else { "REST" },
         args.seconds,
         targets.len(),
         args.recall_percent,
@@ -207,7 +226,22 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let (targets, namespaces, key) = (Arc::new(targets), Arc::new(namespaces), Arc::new(key));
     let mut workers = Vec::new();
-    for w in 0..args.concurrency {
+    if args.grpc {
+        for w in 0..args.concurrency {
+            let spec = GrpcWorker {
+                targets: grpc_targets.clone(),
+                namespaces: namespaces.clone(),
+                key: key.clone(),
+                recall_percent: args.recall_percent,
+                batch: args.batch.max(1),
+                dim: args.vector_dim,
+                search: args.search,
+                deadline,
+            };
+            workers.push(tokio::spawn(async move { spec.run(w).await }));
+        }
+    }
+    for w in 0..if args.grpc { 0 } else { args.concurrency } {
         let (http, targets, namespaces, key) = (http.clone(), targets.clone(), namespaces.clone(), key.clone());
         let (recall_percent, batch, dim, search) =
             (args.recall_percent, args.batch.max(1), args.vector_dim, args.search);
@@ -286,6 +320,114 @@ async fn main() -> anyhow::Result<()> {
         grow(cluster, &http, &namespaces).await?;
     }
     Ok(())
+}
+
+/// A client of the typed gRPC service: the same operations as the REST clients.
+struct GrpcWorker {
+    targets: Vec<String>,
+    namespaces: Arc<Vec<String>>,
+    key: Arc<String>,
+    recall_percent: u32,
+    batch: usize,
+    dim: usize,
+    search: bool,
+    deadline: Instant,
+}
+
+impl GrpcWorker {
+    async fn run(self, w: usize) -> BTreeMap<&'static str, Samples> {
+        use loci_api::pb;
+        let mut samples: BTreeMap<&'static str, Samples> = BTreeMap::new();
+        // One channel (HTTP/2 connection) per worker and node, as a REST client keeps one
+        // connection per request in flight.
+        let mut clients = Vec::new();
+        for t in &self.targets {
+            match tonic::transport::Endpoint::from_shared(t.clone()) {
+                Ok(e) => match e.connect().await {
+                    Ok(ch) => {
+                        clients.push(pb::memories_client::MemoriesClient::new(ch).max_decoding_message_size(64 << 20))
+                    }
+                    Err(e) => eprintln!("cannot connect to {t}: {e}"),
+                },
+                Err(e) => eprintln!("not an address: {t}: {e}"),
+            }
+        }
+        if clients.is_empty() {
+            return samples;
+        }
+        let auth: tonic::metadata::MetadataValue<_> = match format!("Bearer {}", self.key).parse() {
+            Ok(v) => v,
+            Err(_) => return samples,
+        };
+        let mut rng = StdRng::seed_from_u64(1000 + w as u64);
+        let mut k = w;
+        while Instant::now() < self.deadline {
+            let n = clients.len();
+            let client = &mut clients[k % n];
+            let ns = self.namespaces[rng.random_range(0..self.namespaces.len())].clone();
+            k += 1;
+            let (agent_id, namespace) = if self.dim == 0 { (ns, String::new()) } else { (String::new(), ns) };
+            let read = rng.random_range(0..100) < self.recall_percent;
+            let started = Instant::now();
+            let embedding = unit_vector(&mut rng, self.dim);
+            macro_rules! call {
+                ($method:ident, $msg:expr) => {{
+                    let mut r = tonic::Request::new($msg);
+                    r.metadata_mut().insert("authorization", auth.clone());
+                    client.$method(r).await.map(|_| ()).map_err(|e| e.code())
+                }};
+            }
+            let (op, result) = if read && self.search {
+                let q = pb::RecallRequest {
+                    agent_id,
+                    namespace,
+                    top_k: Some(10),
+                    routing: "vector".into(),
+                    embedding,
+                    ..Default::default()
+                };
+                ("search", call!(search, q))
+            } else if read {
+                let q = pb::RecallRequest {
+                    agent_id,
+                    namespace,
+                    query: sentence(&mut rng),
+                    top_k: Some(10),
+                    embedding,
+                    ..Default::default()
+                };
+                ("recall", call!(recall, q))
+            } else if self.batch == 1 {
+                let m = pb::StoreMemoryRequest {
+                    agent_id,
+                    namespace,
+                    content: sentence(&mut rng),
+                    embedding,
+                    ..Default::default()
+                };
+                ("store", call!(store, m))
+            } else {
+                let memories = (0..self.batch)
+                    .map(|_| pb::MemoryInput {
+                        content: sentence(&mut rng),
+                        embedding: unit_vector(&mut rng, self.dim),
+                        ..Default::default()
+                    })
+                    .collect();
+                (
+                    "store_batch",
+                    call!(store_batch, pb::StoreBatchRequest { agent_id, namespace, memories, ..Default::default() }),
+                )
+            };
+            let entry = samples.entry(op).or_default();
+            match result {
+                Ok(()) => entry.ok.push(started.elapsed().as_micros() as u64),
+                // Failures by gRPC code (as numbers, in the same table as HTTP statuses).
+                Err(code) => *entry.failed.entry(code as u16).or_default() += 1,
+            }
+        }
+        samples
+    }
 }
 
 /// Add a node and wait until the placements settle with it: report how many memories moved onto
