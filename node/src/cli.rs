@@ -248,6 +248,8 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
+        // An empty list (a global key's namespaces) as REST's `null` was shown.
+        Value::Array(a) if a.is_empty() => "-".into(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }

@@ -19,7 +19,7 @@ use crate::error::{ServiceError, ServiceResult};
 /// Memories read, embedded and staged per step.
 const PAGE: usize = 64;
 /// A running job that has not reported for this long is considered abandoned (its node died).
-const ABANDONED_AFTER_SECS: u64 = 60;
+pub const ABANDONED_AFTER_SECS: u64 = 60;
 
 pub fn job_json(job: &ReembedJob) -> Value {
     let progress = if job.total == 0 { 1.0 } else { (job.done as f64 / job.total as f64).min(1.0) };

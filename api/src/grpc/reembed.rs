@@ -4,7 +4,8 @@
 //! rate-limited and audited once, and a refusal is the RPC's status). It then re-reads the local
 //! catalogue every [`WATCH_EVERY`], re-authenticating the key each time (a key revoked, expired
 //! or narrowed while watching ends the stream with that refusal), and sends the job whenever it
-//! changed, until it is no longer running. Those re-reads are not separate REST requests: they
+//! changed, until it is no longer running (or has not reported for the time after which a
+//! running job counts as abandoned). Those re-reads are not separate REST requests: they
 //! are neither audited nor counted against the key's rate limit.
 
 use std::pin::Pin;
@@ -56,8 +57,12 @@ impl ReembedGrpc {
     }
 }
 
-fn running(j: &pb::ReembedJob) -> bool {
-    j.job.as_ref().is_some_and(|s| s.state == "running")
+/// Still worth watching: running, and reported on within the time after which a running job
+/// counts as abandoned (its node stopped; a new job may then start).
+fn running(j: &pb::ReembedJob, now: u64) -> bool {
+    j.job.as_ref().is_some_and(|s| {
+        s.state == "running" && now.saturating_sub(s.updated_at) < loci_service::reembed::ABANDONED_AFTER_SECS
+    })
 }
 
 #[tonic::async_trait]
@@ -108,8 +113,8 @@ impl pb::reembed_server::Reembed for ReembedGrpc {
                 GET,
                 None,
             )
-            .await?
-            .into_inner();
+            .await?;
+        let (metadata, first, _) = first.into_parts();
         let state = self.state.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
@@ -117,7 +122,7 @@ impl pb::reembed_server::Reembed for ReembedGrpc {
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
-            while running(&last) {
+            while running(&last, loci_storage::model::now_secs()) {
                 tokio::select! {
                     _ = tx.closed() => return,
                     _ = tokio::time::sleep(WATCH_EVERY) => {}
@@ -137,6 +142,33 @@ impl pb::reembed_server::Reembed for ReembedGrpc {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        let stream: Self::WatchStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let mut resp = Response::new(stream);
+        // The first answer's request id and rate-limit headers.
+        *resp.metadata_mut() = metadata;
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(state: &str, updated_at: u64) -> pb::ReembedJob {
+        pb::ReembedJob {
+            job: Some(pb::ReembedJobStatus { state: state.into(), updated_at, ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_watch_ends_with_the_job_or_when_it_stopped_reporting() {
+        let now = 10_000;
+        assert!(running(&job("running", now - 5), now));
+        assert!(!running(&job("completed", now), now));
+        assert!(!running(&job("failed", now), now));
+        assert!(!running(&pb::ReembedJob::default(), now), "no job at all");
+        let stale = now - loci_service::reembed::ABANDONED_AFTER_SECS;
+        assert!(!running(&job("running", stale), now), "its node stopped: abandoned");
     }
 }

@@ -4,12 +4,14 @@
 //! the same layers and handler as for a REST client (authentication, rate limits, audit, metrics,
 //! validation, the service call). A 2xx answer's JSON is returned with the headers worth passing
 //! on as response metadata (request id, node, rate-limit headers); any other answer becomes the
-//! gRPC status of its class with the REST error's code in a `google.rpc.ErrorInfo`.
+//! gRPC status of its class with the REST error's code in a `google.rpc.ErrorInfo`, and the same
+//! headers as the status's metadata.
 
 use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method};
+use prost_reflect::DynamicMessage;
 use serde_json::{Map, Value};
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
@@ -60,8 +62,9 @@ fn scalar(v: &Value) -> Option<String> {
 }
 
 /// The REST path for a template (`/v1/sessions/{id}/end`): each `{name}` is the request's field of
-/// that name, taken out of `fields` (a missing or empty one is `INVALID_ARGUMENT`).
-pub fn fill_path(template: &str, fields: &mut Map<String, Value>) -> Result<String, Status> {
+/// that name, as `take` takes it out of the request (a missing or empty one is
+/// `INVALID_ARGUMENT`).
+pub fn fill_path(template: &str, mut take: impl FnMut(&str) -> Option<String>) -> Result<String, Status> {
     let mut out = String::with_capacity(template.len() + 32);
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -70,13 +73,28 @@ pub fn fill_path(template: &str, fields: &mut Map<String, Value>) -> Result<Stri
             return Err(Status::internal(format!("bad path template {template}")));
         };
         let name = &rest[open + 1..open + close];
-        let value = fields.remove(name).as_ref().and_then(scalar).filter(|s| !s.is_empty());
+        let value = take(name).filter(|s| !s.is_empty());
         let value = value.ok_or_else(|| Status::invalid_argument(format!("{name} is required")))?;
         out.push_str(&segment(&value));
         rest = &rest[open + close + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Takes a scalar field out of a request message, as text.
+fn take_field(msg: &mut DynamicMessage, name: &str) -> Option<String> {
+    use prost_reflect::Value as V;
+    let v = msg.get_field_by_name(name)?.into_owned();
+    msg.clear_field_by_name(name);
+    match v {
+        V::String(s) => Some(s),
+        V::U64(n) => Some(n.to_string()),
+        V::I64(n) => Some(n.to_string()),
+        V::U32(n) => Some(n.to_string()),
+        V::I32(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 /// `fields` as a query string (scalars only; lists repeat the key).
@@ -136,8 +154,8 @@ impl Rest {
         rpc: &'static str,
         method: Method,
         path_and_query: &str,
-        body: Option<Value>,
-    ) -> Result<(Value, HeaderMap), Status> {
+        body: Option<Vec<u8>>,
+    ) -> Result<(axum::body::Bytes, HeaderMap), Status> {
         let mut builder = axum::http::Request::builder().method(method).uri(path_and_query);
         for name in FORWARDED {
             if let Some(v) = md.get(name).and_then(|v| v.to_str().ok()) {
@@ -150,7 +168,7 @@ impl Rest {
         let body = match body {
             Some(b) => {
                 builder = builder.header("content-type", "application/json");
-                axum::body::Body::from(serde_json::to_vec(&b).map_err(|e| Status::internal(e.to_string()))?)
+                axum::body::Body::from(b)
             }
             None => axum::body::Body::empty(),
         };
@@ -165,9 +183,13 @@ impl Rest {
         let bytes = axum::body::to_bytes(resp.into_body(), MAX_ANSWER_BYTES)
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
-        let v: Value =
-            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
-        if status.is_success() { Ok((v, headers)) } else { Err(status_of(status.as_u16(), &headers, &v)) }
+        if status.is_success() {
+            return Ok((bytes, headers));
+        }
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let mut st = status_of(status.as_u16(), &headers, &v);
+        pass_back(&headers, st.metadata_mut());
+        Err(st)
     }
 
     /// A typed unary RPC: the request message (`req_name`) as the REST call `method template`
@@ -190,11 +212,12 @@ impl Rest {
         Resp: prost::Message + Default,
     {
         let peer = req.remote_addr();
-        let Value::Object(mut fields) = transcode::to_json(req.get_ref(), req_name)? else {
-            return Err(Status::internal(format!("{req_name} is not a JSON object")));
-        };
-        let mut path = fill_path(template, &mut fields)?;
+        let mut msg = transcode::dynamic(req.get_ref(), req_name)?;
+        let mut path = fill_path(template, |name| take_field(&mut msg, name))?;
         let body = if method == Method::GET || method == Method::DELETE {
+            let Value::Object(fields) = transcode::to_json_value(&msg)? else {
+                return Err(Status::internal(format!("{req_name} is not a JSON object")));
+            };
             let q = query_string(&fields)?;
             if !q.is_empty() {
                 path.push(if path.contains('?') { '&' } else { '?' });
@@ -202,18 +225,20 @@ impl Rest {
             }
             None
         } else {
-            Some(Value::Object(fields))
+            Some(transcode::body(&msg)?)
         };
-        let (v, headers) = self.call(req.metadata(), peer, rpc, method, &path, body).await?;
-        let v = match (wrap, v) {
-            (Some(field), Value::Array(items)) => {
-                let mut m = Map::new();
-                m.insert(field.to_string(), Value::Array(items));
-                Value::Object(m)
+        let (text, headers) = self.call(req.metadata(), peer, rpc, method, &path, body).await?;
+        // An answer that is a JSON array becomes the message's list field.
+        let wrapped;
+        let text: &[u8] = match wrap {
+            Some(field) if text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') => {
+                wrapped = [format!("{{\"{field}\":").as_bytes(), &text[..], b"}"].concat();
+                &wrapped
             }
-            (_, other) => other,
+            _ if text.is_empty() => b"{}",
+            _ => &text[..],
         };
-        let mut resp = Response::new(transcode::from_json::<Resp>(v, resp_name)?);
+        let mut resp = Response::new(transcode::from_json_text::<Resp>(text, resp_name)?);
         pass_back(&headers, resp.metadata_mut());
         Ok(resp)
     }
@@ -242,11 +267,16 @@ mod tests {
     #[test]
     fn path_parameters_are_one_segment_each_and_required() {
         let mut f = json!({"ns": "a/b?c", "id": 7, "keep": "x"}).as_object().cloned().unwrap();
-        assert_eq!(fill_path("/v1/namespaces/{ns}/keys/{id}", &mut f).unwrap(), "/v1/namespaces/a%2Fb%3Fc/keys/7");
+        let take = |f: &mut Map<String, Value>, n: &str| f.remove(n).as_ref().and_then(scalar);
+        assert_eq!(
+            fill_path("/v1/namespaces/{ns}/keys/{id}", |n| take(&mut f, n)).unwrap(),
+            "/v1/namespaces/a%2Fb%3Fc/keys/7"
+        );
         assert_eq!(f.len(), 1, "path parameters leave the body");
         let mut empty = json!({"ns": ""}).as_object().cloned().unwrap();
-        assert_eq!(fill_path("/v1/namespaces/{ns}", &mut empty).unwrap_err().code(), tonic::Code::InvalidArgument);
-        assert_eq!(fill_path("/v1/namespaces/{ns}", &mut Map::new()).unwrap_err().code(), tonic::Code::InvalidArgument);
+        let e = fill_path("/v1/namespaces/{ns}", |n| take(&mut empty, n)).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert_eq!(fill_path("/v1/namespaces/{ns}", |_| None).unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 
     #[test]

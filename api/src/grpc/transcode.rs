@@ -1,12 +1,16 @@
 //! Typed messages ⇄ the REST API's JSON, driven by the public descriptors (proto3's JSON mapping
 //! through `prost-reflect`): field names as written in the `.proto` files, which are the REST
 //! keys; fields at their default value left out (an unset field is an absent key); 64-bit integers
-//! as JSON numbers; `google.protobuf.Struct` / `Value` as plain JSON. Decoding ignores keys the
-//! message does not name and takes `null` as the default.
+//! as JSON numbers; 32-bit floats in their shortest form (`0.1`, not `0.10000000149011612`);
+//! `google.protobuf.Struct` / `Value` as plain JSON. Decoding ignores keys the message does not
+//! name and takes `null` as the default.
 
 use std::sync::OnceLock;
 
-use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions};
+use prost::Message as _;
+use prost_reflect::{
+    DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, ReflectMessage, SerializeOptions,
+};
 use serde_json::Value;
 use tonic::Status;
 
@@ -22,16 +26,49 @@ pub fn descriptor(full_name: &str) -> Result<MessageDescriptor, Status> {
     pool()?.get_message_by_name(full_name).ok_or_else(|| Status::internal(format!("no descriptor for {full_name}")))
 }
 
+/// A typed message as a dynamic one (to take its path parameters out before it is written).
+pub fn dynamic<M: prost::Message>(msg: &M, full_name: &str) -> Result<DynamicMessage, Status> {
+    DynamicMessage::decode(descriptor(full_name)?, msg.encode_to_vec().as_slice())
+        .map_err(|e| Status::internal(format!("{full_name} does not re-decode: {e}")))
+}
+
+fn call_options() -> SerializeOptions {
+    SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(false).skip_default_fields(true)
+}
+
+/// A message as the JSON text of its REST call's body: 32-bit floats in their shortest form (a
+/// JSON value would widen them to f64 and keep every digit of the widening, five times the bytes
+/// of a vector, against the same body limit as REST). A value JSON cannot hold (a non-finite
+/// number in a `Struct`) is the caller's error.
+pub fn body(msg: &DynamicMessage) -> Result<Vec<u8>, Status> {
+    let mut text = Vec::with_capacity(msg.encoded_len() * 3 + 16);
+    msg.serialize_with_options(&mut serde_json::Serializer::new(&mut text), &call_options()).map_err(|e| {
+        Status::invalid_argument(format!("{} cannot be sent as JSON: {e}", msg.descriptor().full_name()))
+    })?;
+    Ok(text)
+}
+
+/// A (small) message as a JSON value, for a query string.
+pub fn to_json_value(msg: &DynamicMessage) -> Result<Value, Status> {
+    msg.serialize_with_options(serde_json::value::Serializer, &call_options())
+        .map_err(|e| Status::invalid_argument(format!("{} cannot be sent: {e}", msg.descriptor().full_name())))
+}
+
 /// A message as the JSON object of its REST call.
 pub fn to_json<M: prost::Message>(msg: &M, full_name: &str) -> Result<Value, Status> {
+    let text = body(&dynamic(msg, full_name)?)?;
+    serde_json::from_slice(&text).map_err(|e| Status::internal(format!("{full_name} as JSON: {e}")))
+}
+
+/// A REST answer's JSON text as a message.
+pub fn from_json_text<M: prost::Message + Default>(text: &[u8], full_name: &str) -> Result<M, Status> {
     let desc = descriptor(full_name)?;
-    let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice())
-        .map_err(|e| Status::internal(format!("{full_name} does not re-decode: {e}")))?;
-    let opts =
-        SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(false).skip_default_fields(true);
-    dynamic
-        .serialize_with_options(serde_json::value::Serializer, &opts)
-        .map_err(|e| Status::internal(format!("{full_name} as JSON: {e}")))
+    let bad = |e: &dyn std::fmt::Display| Status::internal(format!("the REST answer does not fit {full_name}: {e}"));
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let opts = DeserializeOptions::new().deny_unknown_fields(false);
+    let dynamic = DynamicMessage::deserialize_with_options(desc, &mut de, &opts).map_err(|e| bad(&e))?;
+    de.end().map_err(|e| bad(&e))?;
+    dynamic.transcode_to::<M>().map_err(|e| Status::internal(format!("{full_name} does not decode: {e}")))
 }
 
 /// A message as JSON for people (the operator CLI's `--json` and tables): every field, set or not
@@ -73,6 +110,24 @@ mod tests {
         };
         let v = to_json(&req, "loci.v1.StoreMemoryRequest").unwrap();
         assert_eq!(v, json!({"content": "hello", "importance": 0.0, "tags": ["a"]}));
+    }
+
+    #[test]
+    fn floats_are_written_short_and_read_back_exactly() {
+        let req = pb::StoreMemoryRequest { embedding: vec![0.1, 0.0123, -3.5, f32::MAX], ..Default::default() };
+        let v = to_json(&req, "loci.v1.StoreMemoryRequest").unwrap();
+        assert_eq!(v.to_string(), r#"{"embedding":[0.1,0.0123,-3.5,3.4028235e+38]}"#);
+        let back: Vec<f32> = serde_json::from_value(v["embedding"].clone()).unwrap();
+        assert_eq!(back, req.embedding);
+    }
+
+    #[test]
+    fn a_value_json_cannot_hold_is_the_callers_error() {
+        use prost_types::value::Kind;
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("x".to_string(), prost_types::Value { kind: Some(Kind::NumberValue(f64::NAN)) });
+        let req = pb::StoreMemoryRequest { metadata: Some(prost_types::Struct { fields }), ..Default::default() };
+        assert_eq!(to_json(&req, "loci.v1.StoreMemoryRequest").unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 
     #[test]

@@ -52,7 +52,15 @@ async fn ns_budget(
 /// An f32 as the JSON number of its shortest decimal form (`0.1`, not `0.10000000149011612`):
 /// what the client sent comes back as it sent it, and parses back to the same f32.
 fn short(x: f32) -> Value {
-    x.to_string().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number)
+    // The shortest decimal of ±f32::MAX reads back as an f64 just past it: clamp, so that a
+    // typed reader (gRPC's float fields) takes it.
+    let limit = f32::MAX as f64;
+    x.to_string()
+        .parse::<f64>()
+        .ok()
+        .map(|f| f.clamp(-limit, limit))
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
 }
 
 fn short_all(v: &[f32]) -> Value {
