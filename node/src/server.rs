@@ -96,6 +96,17 @@ fn read_or_generate(path: &Path, generate: impl FnOnce() -> String) -> anyhow::R
     Ok((s, true))
 }
 
+/// A gRPC listener's connections with Nagle's algorithm off: an HTTP/2 answer is several small
+/// writes (headers, data, trailers), and against a peer's delayed ACKs each could wait 40 ms
+/// (measured: the p99 of a typed gRPC store was 42 ms against REST's 9 ms).
+fn no_delay(listener: tokio::net::TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |conn| {
+        conn.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    })
+}
+
 fn node_id(args: &ServeArgs) -> anyhow::Result<u64> {
     let path = args.data_dir.join("node_id");
     if let Some(id) = args.node_id {
@@ -581,10 +592,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
                         )
                         .await
                 }
-                None => {
-                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
-                    router.serve_with_incoming_shutdown(incoming, token.cancelled_owned()).await
-                }
+                None => router.serve_with_incoming_shutdown(no_delay(grpc_listener), token.cancelled_owned()).await,
             };
             if let Err(e) = served {
                 tracing::error!(error = %e, "gRPC server failed");
@@ -608,10 +616,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
                         )
                         .await
                 }
-                None => {
-                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(cluster_listener);
-                    router.serve_with_incoming_shutdown(incoming, token.cancelled_owned()).await
-                }
+                None => router.serve_with_incoming_shutdown(no_delay(cluster_listener), token.cancelled_owned()).await,
             };
             if let Err(e) = served {
                 tracing::error!(error = %e, "cluster gRPC server failed");

@@ -203,7 +203,12 @@ pub fn handshakes(
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
-                Ok(c) => c,
+                Ok(c) => {
+                    // No Nagle: an HTTP/2 answer is several small writes, and with delayed ACKs on
+                    // the peer each one could wait 40 ms.
+                    let _ = c.0.set_nodelay(true);
+                    c
+                }
                 Err(e) => {
                     tracing::warn!(listener = ?which, error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
