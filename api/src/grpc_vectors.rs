@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 use tower::ServiceExt;
 
 use crate::error::ApiError;
+use crate::grpc::rest::segment;
 use crate::pb_dakera::vector_service_server::VectorService;
 use crate::pb_dakera::*;
 use loci_service::ServiceError;
@@ -25,19 +26,6 @@ pub struct VectorGrpc {
 
 /// Metadata passed on to the REST request.
 const FORWARDED: [&str; 3] = ["x-api-key", "authorization", "user-agent"];
-
-/// A path segment: unreserved characters as they are, everything else percent-encoded.
-fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 fn ns_path(ns: &str, rest: &str) -> Result<String, Status> {
     if ns.is_empty() {

@@ -1,7 +1,8 @@
 //! The typed `loci.v1` gRPC services on the public port of a real node: each RPC does what its
 //! REST call does (same data, same refusals, nothing changed by a refused call, the same audit
 //! trail), errors carry the REST code as a `google.rpc.ErrorInfo`, every RPC names a real route,
-//! and `Reembed.Watch` streams a job to its end.
+//! `Reembed.Watch` streams a job to its end, and vector queries in 100 namespaces of seeded random
+//! vectors answer only their own namespace's vectors.
 
 use std::collections::BTreeMap;
 
@@ -583,5 +584,83 @@ async fn every_typed_rpc_stands_for_a_route_of_the_rest_router() {
         let (s, v) = c.request(method.clone(), &path, body.as_ref()).await;
         assert_ne!(s, 405, "{rpc}: {method} {path} is not allowed: {v}");
         assert_ne!(v["code"], "ROUTE_NOT_FOUND", "{rpc}: {method} {path} is no route");
+    }
+}
+
+/// A deterministic stream of numbers in [-1, 1) (seeded; a failing seed replays exactly).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vector(&mut self, dim: usize) -> Vec<f32> {
+        (0..dim).map(|_| self.next()).collect()
+    }
+}
+
+#[tokio::test]
+async fn vector_queries_never_return_another_namespaces_vectors() {
+    const NAMESPACES: usize = 100;
+    const PER_NAMESPACE: usize = 12;
+    const DIM: usize = 8;
+    let node = TestNode::start().await;
+    let mut vc = VectorsClient::new(channel(&node).await);
+    let mut rng = Lcg(0x5eed_0f_1050_1a7e);
+    let mut own: Vec<Vec<(String, Vec<f32>)>> = Vec::new();
+    for n in 0..NAMESPACES {
+        let items: Vec<(String, Vec<f32>)> =
+            (0..PER_NAMESPACE).map(|i| (format!("n{n}-v{i}"), rng.vector(DIM))).collect();
+        let up = vc
+            .upsert(root(pb::VectorsUpsertRequest {
+                ns: format!("iso-{n}"),
+                vectors: items
+                    .iter()
+                    .map(|(id, v)| pb::VectorUpsertItem { id: id.clone(), values: v.clone(), metadata: None })
+                    .collect(),
+            }))
+            .await
+            .expect("upsert")
+            .into_inner();
+        assert_eq!(up.upserted_count, PER_NAMESPACE as u64);
+        own.push(items);
+    }
+    for (n, items) in own.iter().enumerate() {
+        let ns = format!("iso-{n}");
+        let prefix = format!("n{n}-");
+        // Random queries asking for more than the namespace holds, and each of its own vectors.
+        let mut queries: Vec<(Option<&str>, Vec<f32>)> = (0..3).map(|_| (None, rng.vector(DIM))).collect();
+        queries.extend(items.iter().take(2).map(|(id, v)| (Some(id.as_str()), v.clone())));
+        for (expect_first, q) in queries {
+            let hits = vc
+                .query(root(pb::VectorsQueryRequest {
+                    ns: ns.clone(),
+                    vector: q.clone(),
+                    top_k: Some(50),
+                    ..Default::default()
+                }))
+                .await
+                .expect("query")
+                .into_inner()
+                .results;
+            assert_eq!(hits.len(), PER_NAMESPACE, "{ns}: every own vector, nothing else");
+            assert!(
+                hits.iter().all(|h| h.id.starts_with(&prefix)),
+                "{ns} answered {:?}",
+                hits.iter().map(|h| &h.id).collect::<Vec<_>>()
+            );
+            if let Some(id) = expect_first {
+                assert_eq!(hits[0].id, id, "an own vector is its own nearest");
+            }
+            // The same over REST.
+            let (s, v) =
+                node.client.post(&format!("/v1/namespaces/{ns}/query"), &json!({"vector": q, "top_k": 50})).await;
+            assert_eq!(s, 200, "{v}");
+            let rest: Vec<&str> =
+                v["results"].as_array().expect("results").iter().filter_map(|r| r["id"].as_str()).collect();
+            assert_eq!(rest.len(), PER_NAMESPACE);
+            assert!(rest.iter().all(|id| id.starts_with(&prefix)), "{ns} answered {rest:?} over REST");
+        }
     }
 }
