@@ -10,22 +10,17 @@
 
 use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
-use tower::ServiceExt;
 
-use crate::error::ApiError;
-use crate::grpc::rest::segment;
+use crate::grpc::rest::{Rest, segment};
 use crate::pb_dakera::vector_service_server::VectorService;
 use crate::pb_dakera::*;
-use loci_service::ServiceError;
+use tonic_types::StatusExt;
 
 /// Serves `dakera.v1.VectorService` through the REST router.
 pub struct VectorGrpc {
     pub router: axum::Router,
     pub version: String,
 }
-
-/// Metadata passed on to the REST request.
-const FORWARDED: [&str; 3] = ["x-api-key", "authorization", "user-agent"];
 
 fn ns_path(ns: &str, rest: &str) -> Result<String, Status> {
     if ns.is_empty() {
@@ -35,52 +30,34 @@ fn ns_path(ns: &str, rest: &str) -> Result<String, Status> {
 }
 
 impl VectorGrpc {
-    /// One REST call with the RPC's credentials; a non-2xx answer becomes the status of its class.
+    /// One REST call with the RPC's credentials (the typed front's [`Rest::call`]); a refusal is
+    /// the status of its class, its message followed by the REST error's `details`, as this
+    /// client has always shown them.
     async fn call(
         &self,
         md: &tonic::metadata::MetadataMap,
+        rpc: &'static str,
         method: axum::http::Method,
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, Status> {
-        let mut builder = axum::http::Request::builder().method(method).uri(path);
-        for name in FORWARDED {
-            if let Some(v) = md.get(name).and_then(|v| v.to_str().ok()) {
-                builder = builder.header(name, v);
+        let body = body.map(|b| serde_json::to_vec(&b)).transpose().map_err(|e| Status::internal(e.to_string()))?;
+        let rest = Rest::new(self.router.clone());
+        match rest.call(md, None, rpc, method, path, body).await {
+            Ok((bytes, _)) => Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null)),
+            Err(st) => {
+                let details = st.get_details_error_info().and_then(|i| i.metadata.get("details").cloned());
+                Err(match details {
+                    Some(d) => Status::with_details_and_metadata(
+                        st.code(),
+                        format!("{}: {d}", st.message()),
+                        st.details().to_vec().into(),
+                        st.metadata().clone(),
+                    ),
+                    None => st,
+                })
             }
         }
-        if md.get("user-agent").is_none() {
-            builder = builder.header("user-agent", "grpc");
-        }
-        let body = match body {
-            Some(b) => {
-                builder = builder.header("content-type", "application/json");
-                axum::body::Body::from(serde_json::to_vec(&b).map_err(|e| Status::internal(e.to_string()))?)
-            }
-            None => axum::body::Body::empty(),
-        };
-        let req = builder.body(body).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let resp = self.router.clone().oneshot(req).await.map_err(|e| Status::internal(e.to_string()))?;
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 256 * 1024 * 1024)
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(v);
-        }
-        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        let code = text("code").unwrap_or_else(|| "INTERNAL_ERROR".into());
-        // A 429 carries its text in `message` (`error` is the label `rate_limited`).
-        let message = text("message")
-            .filter(|_| status.as_u16() == 429)
-            .or_else(|| text("error"))
-            .unwrap_or_else(|| status.to_string());
-        let message = match text("details") {
-            Some(d) => format!("{message}: {d}"),
-            None => message,
-        };
-        Err(ApiError(ServiceError::from_wire(status.as_u16(), code, message)).into())
     }
 }
 
@@ -96,7 +73,9 @@ impl VectorService for VectorGrpc {
 
     async fn get_namespace(&self, req: Request<GetNamespaceRequest>) -> Result<Response<NamespaceInfo>, Status> {
         let path = ns_path(&req.get_ref().namespace, "")?;
-        let v = self.call(req.metadata(), axum::http::Method::GET, &path, None).await?;
+        let v = self
+            .call(req.metadata(), "/dakera.v1.VectorService/GetNamespace", axum::http::Method::GET, &path, None)
+            .await?;
         Ok(Response::new(NamespaceInfo {
             name: v.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string(),
             vector_count: u64_of(&v, "vector_count"),
@@ -109,7 +88,9 @@ impl VectorService for VectorGrpc {
         req: Request<DeleteNamespaceRequest>,
     ) -> Result<Response<DeleteNamespaceResponse>, Status> {
         let path = ns_path(&req.get_ref().namespace, "")?;
-        let v = self.call(req.metadata(), axum::http::Method::DELETE, &path, None).await?;
+        let v = self
+            .call(req.metadata(), "/dakera.v1.VectorService/DeleteNamespace", axum::http::Method::DELETE, &path, None)
+            .await?;
         Ok(Response::new(DeleteNamespaceResponse {
             success: v.get("deleted").and_then(Value::as_bool).unwrap_or(false),
         }))
@@ -127,7 +108,15 @@ impl VectorService for VectorGrpc {
             };
             vectors.push(json!({"id": v.id, "values": v.values, "metadata": metadata}));
         }
-        let v = self.call(req.metadata(), axum::http::Method::POST, &path, Some(json!({"vectors": vectors}))).await?;
+        let v = self
+            .call(
+                req.metadata(),
+                "/dakera.v1.VectorService/Upsert",
+                axum::http::Method::POST,
+                &path,
+                Some(json!({"vectors": vectors})),
+            )
+            .await?;
         Ok(Response::new(UpsertResponse { upserted_count: u64_of(&v, "upserted_count") }))
     }
 
@@ -140,7 +129,9 @@ impl VectorService for VectorGrpc {
             "include_metadata": q.include_metadata,
             "include_vectors": q.include_vectors,
         });
-        let v = self.call(req.metadata(), axum::http::Method::POST, &path, Some(body)).await?;
+        let v = self
+            .call(req.metadata(), "/dakera.v1.VectorService/Query", axum::http::Method::POST, &path, Some(body))
+            .await?;
         let results = v
             .get("results")
             .and_then(Value::as_array)
@@ -168,7 +159,9 @@ impl VectorService for VectorGrpc {
     ) -> Result<Response<DeleteVectorsResponse>, Status> {
         let path = ns_path(&req.get_ref().namespace, "/vectors/delete")?;
         let body = json!({"ids": req.get_ref().ids});
-        let v = self.call(req.metadata(), axum::http::Method::POST, &path, Some(body)).await?;
+        let v = self
+            .call(req.metadata(), "/dakera.v1.VectorService/DeleteVectors", axum::http::Method::POST, &path, Some(body))
+            .await?;
         Ok(Response::new(DeleteVectorsResponse { deleted_count: u64_of(&v, "deleted_count") }))
     }
 
@@ -176,7 +169,9 @@ impl VectorService for VectorGrpc {
         let path = ns_path(&req.get_ref().namespace, "/cache/warm")?;
         let ids = &req.get_ref().vector_ids;
         let body = if ids.is_empty() { json!({}) } else { json!({"vector_ids": ids}) };
-        let v = self.call(req.metadata(), axum::http::Method::POST, &path, Some(body)).await?;
+        let v = self
+            .call(req.metadata(), "/dakera.v1.VectorService/WarmCache", axum::http::Method::POST, &path, Some(body))
+            .await?;
         Ok(Response::new(WarmCacheResponse { warmed_count: u64_of(&v, "entries_warmed") }))
     }
 }
