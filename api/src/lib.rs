@@ -40,7 +40,7 @@ pub use error::{ApiError, ApiResult};
 pub use loci_service::{Core, CoreConfig};
 pub use state::AppState;
 
-use routes::{cluster, keys, memory, meta, namespaces, quotas, sessions, vectors};
+use routes::{audit as audit_trail, cluster, keys, memory, meta, namespaces, quotas, sessions, tokens, vectors};
 
 /// `GET /metrics` alone, without a key: for `--metrics-addr`, a listener on a private interface.
 pub fn metrics_router(state: AppState) -> Router {
@@ -92,6 +92,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/namespaces/{ns}/keys/{id}/usage", get(keys::ns_usage))
         .route("/admin/quotas", get(quotas::list).put(quotas::set))
         .route("/admin/quotas/{pattern}", get(quotas::get).delete(quotas::delete))
+        .route("/admin/tokens/denials", get(tokens::list).post(tokens::deny))
+        .route("/v1/audit", get(audit_trail::list))
+        .route("/v1/audit/export", get(audit_trail::export))
+        .route("/admin/tokens/denials/{id}", axum::routing::delete(tokens::remove))
         .route("/admin/keys", get(keys::list).post(keys::create))
         .route("/admin/keys/{id}", get(keys::get).patch(keys::update).delete(keys::delete))
         .route("/admin/keys/{id}/deactivate", post(keys::deactivate))

@@ -544,3 +544,35 @@ pub async fn keys(conn: Conn, cmd: KeysCmd) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `loci audit verify --url`: read a node's audit file through `GET
+/// /v1/audit/export?format=chain` and check its chain as it streams in.
+pub fn verify_audit_url(
+    url: &str,
+    api_key: Option<&str>,
+    api_key_file: Option<&std::path::Path>,
+) -> anyhow::Result<loci_service::audit::Verdict> {
+    let key = match (api_key, api_key_file) {
+        (Some(k), _) => k.to_string(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => std::env::var("DAKERA_API_KEY")
+            .map_err(|_| anyhow::anyhow!("an API key is needed: --api-key, LOCI_API_KEY or --api-key-file"))?,
+    };
+    let endpoint = format!("{}/v1/audit/export?format=chain", url.trim_end_matches('/'));
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()?
+        .get(&endpoint)
+        .bearer_auth(key)
+        .send()
+        .map_err(|e| anyhow::anyhow!("GET {endpoint}: {e}"))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body = resp.text().unwrap_or_default();
+        anyhow::bail!("GET {endpoint} answered {status}: {}", body.chars().take(300).collect::<String>());
+    }
+    Ok(loci_service::audit::verify_reader(std::io::BufReader::new(resp))?)
+}

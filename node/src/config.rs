@@ -75,10 +75,22 @@ pub enum ModelCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Check the hash chain of an audit log: exits 0 if intact, 1 naming the first broken line.
+    /// Check the hash chain of an audit log: exits 0 if intact, 1 naming the first broken line,
+    /// 2 when it cannot be read.
     Verify {
         /// The audit log file.
-        file: PathBuf,
+        #[arg(required_unless_present = "url", conflicts_with = "url")]
+        file: Option<PathBuf>,
+        /// Instead of a file: a node's REST address (`http://host:3300`); its audit file is read
+        /// through `GET /v1/audit/export?format=chain` (a global admin key).
+        #[arg(long)]
+        url: Option<String>,
+        /// API key for --url (alias DAKERA_API_KEY).
+        #[arg(long, env = "LOCI_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// Read the API key for --url from this file.
+        #[arg(long)]
+        api_key_file: Option<PathBuf>,
     },
 }
 
@@ -324,6 +336,75 @@ pub struct ServeArgs {
     /// Recorded bodies are truncated to this many bytes (alias DAKERA_AUDIT_MAX_BODY_SIZE).
     #[arg(long, env = "LOCI_AUDIT_MAX_BODY_SIZE", default_value_t = 4096)]
     pub audit_max_body_size: usize,
+
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+}
+
+/// JWT / OIDC bearer tokens next to API keys (off unless an issuer is set).
+#[derive(Args, Debug, Clone)]
+pub struct JwtArgs {
+    /// Take JWT bearer tokens of this issuer (`iss`); needs --jwt-audience and --jwt-jwks.
+    #[arg(long, env = "LOCI_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Comma-separated accepted audiences (`aud`).
+    #[arg(long, env = "LOCI_JWT_AUDIENCE", default_value = "")]
+    pub jwt_audience: String,
+
+    /// The issuer's JWKS: a file path, an https URL, or http to a loopback address.
+    #[arg(long, env = "LOCI_JWT_JWKS")]
+    pub jwt_jwks: Option<String>,
+
+    /// Comma-separated accepted signature algorithms (asymmetric only).
+    #[arg(long, env = "LOCI_JWT_ALGORITHMS", default_value = "RS256,ES256,EdDSA")]
+    pub jwt_algorithms: String,
+
+    /// Seconds of clock skew allowed on `exp` and `nbf`.
+    #[arg(long, env = "LOCI_JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+
+    /// Seconds between JWKS reloads (a file only when changed; an unknown `kid` reloads sooner).
+    #[arg(long, env = "LOCI_JWT_JWKS_REFRESH_SECS", default_value_t = 300)]
+    pub jwt_jwks_refresh_secs: u64,
+
+    /// The claim holding `{"grants": [{"namespace", "scope"}]}`.
+    #[arg(long, env = "LOCI_JWT_GRANTS_CLAIM", default_value = "loci")]
+    pub jwt_grants_claim: String,
+
+    /// Namespace of a token without the grants claim, with `{sub}` (e.g. `user-{sub}`).
+    #[arg(long, env = "LOCI_JWT_SUBJECT_NAMESPACE")]
+    pub jwt_subject_namespace: Option<String>,
+
+    /// Scope on that namespace: read, write or admin.
+    #[arg(long, env = "LOCI_JWT_SUBJECT_SCOPE", default_value = "write")]
+    pub jwt_subject_scope: String,
+
+    /// Comma-separated patterns every token grant must fall inside.
+    #[arg(long, env = "LOCI_JWT_ALLOWED_NAMESPACES", default_value = "*")]
+    pub jwt_allowed_namespaces: String,
+
+    /// The strongest scope a token may hold: read, write or admin.
+    #[arg(long, env = "LOCI_JWT_MAX_SCOPE", default_value = "admin")]
+    pub jwt_max_scope: String,
+}
+
+impl Default for JwtArgs {
+    fn default() -> Self {
+        JwtArgs {
+            jwt_issuer: None,
+            jwt_audience: String::new(),
+            jwt_jwks: None,
+            jwt_algorithms: "RS256,ES256,EdDSA".into(),
+            jwt_leeway_secs: 30,
+            jwt_jwks_refresh_secs: 300,
+            jwt_grants_claim: "loci".into(),
+            jwt_subject_namespace: None,
+            jwt_subject_scope: "write".into(),
+            jwt_allowed_namespaces: "*".into(),
+            jwt_max_scope: "admin".into(),
+        }
+    }
 }
 
 /// Dakera-era variable names accepted as aliases of Loci's.

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod jwt;
 pub mod logging;
 pub mod model;
 pub mod probe;

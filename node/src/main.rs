@@ -38,8 +38,17 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    if let Command::Audit(AuditCommand::Verify { file }) = &cli.command {
-        return match loci_service::audit::verify(file) {
+    if let Command::Audit(AuditCommand::Verify { file, url, api_key, api_key_file }) = &cli.command {
+        let (what, verdict) = match (file, url) {
+            (Some(file), _) => {
+                (file.display().to_string(), loci_service::audit::verify(file).map_err(anyhow::Error::from))
+            }
+            (None, Some(url)) => {
+                (url.clone(), loci_node::cli::verify_audit_url(url, api_key.as_deref(), api_key_file.as_deref()))
+            }
+            (None, None) => (String::new(), Err(anyhow::anyhow!("give an audit log file or --url"))),
+        };
+        return match verdict {
             Ok(loci_service::audit::Verdict::Intact { lines }) => {
                 println!("intact: {lines} lines, hash chain verified");
                 std::process::ExitCode::SUCCESS
@@ -49,7 +58,7 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
             Err(e) => {
-                eprintln!("error: cannot read {}: {e}", file.display());
+                eprintln!("error: cannot read {what}: {e:#}");
                 std::process::ExitCode::from(2)
             }
         };

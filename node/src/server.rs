@@ -377,7 +377,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     // What the data plane acts on: this node's store, the namespace contexts (data keys under
     // the keyring, embedders), and the readiness flag.
     let contexts = Arc::new(Contexts::new(keyring.clone()));
-    let local = Local { store: store.clone(), contexts: contexts.clone(), ready: Arc::new(Readiness::default()) };
+    let local = Local {
+        store: store.clone(),
+        contexts: contexts.clone(),
+        ready: Arc::new(Readiness::default()),
+        audit: audit.clone(),
+    };
     let cluster = Cluster::new(
         node_id,
         ClusterSettings {
@@ -456,7 +461,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         }
         (other, _) => bail!("LOCI_EMBEDDING_PROVIDER '{other}' is not auto, builtin-minilm, hash or openai-compatible"),
     };
-    let core = Arc::new(Core::new(
+    let jwt = crate::jwt::verifier(&args.jwt).await?;
+    let mut core = Core::new(
         CoreConfig {
             node_id,
             default_embedder: default_embedder.clone(),
@@ -469,7 +475,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         cluster.clone(),
         &root_key,
         audit.clone(),
-    ));
+    );
+    if let Some(v) = &jwt {
+        core = core.with_jwt(v.clone());
+    }
+    let core = Arc::new(core);
     if let Some(m) = minilm {
         tracing::info!(model = loci_storage::minilm::MODEL_NAME, dir = %m.dir.display(), "built-in embedding model loaded");
         contexts.set_minilm(m);
@@ -511,6 +521,15 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         });
     }
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(v) = &jwt {
+        let (keys, token) = (v.jwks.clone(), cancel.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = keys.run() => {}
+            }
+        });
+    }
     let state = AppState {
         core: core.clone(),
         audit,

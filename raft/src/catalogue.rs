@@ -420,6 +420,14 @@ pub enum Command {
         params: EncryptionParams,
         rewrapped: Vec<(String, WrappedKey)>,
     },
+    /// Refuse bearer tokens matching `denial` (added or replaced).
+    DenyToken {
+        denial: crate::denials::TokenDenial,
+    },
+    /// Lift the denial of that id.
+    RemoveTokenDenial {
+        id: String,
+    },
 }
 
 /// The most a command of an ordinary kind may take encoded (namespace, policy, key and session
@@ -460,6 +468,9 @@ pub enum CommandResult {
     QuotaExceeded(String),
     Quota {
         quota: Quota,
+    },
+    Denial {
+        denial: crate::denials::TokenDenial,
     },
 }
 
@@ -508,6 +519,9 @@ pub struct Catalogue {
     /// The operator's quotas by pattern.
     #[serde(default)]
     pub quotas: BTreeMap<String, Quota>,
+    /// Bearer tokens refused before they expire, by denial id (`kind:value`).
+    #[serde(default)]
+    pub token_denials: BTreeMap<String, crate::denials::TokenDenial>,
     /// Index of the last applied log entry (for read-after-write waits).
     pub applied_index: u64,
 }
@@ -618,6 +632,14 @@ impl Catalogue {
                 self.refresh_ceilings(&pattern);
                 CommandResult::Quota { quota }
             }
+            Command::DenyToken { denial } => match crate::denials::deny(&mut self.token_denials, denial) {
+                Ok(denial) => CommandResult::Denial { denial },
+                Err(why) => CommandResult::Rejected(why),
+            },
+            Command::RemoveTokenDenial { id } => match self.token_denials.remove(&id) {
+                Some(denial) => CommandResult::Denial { denial },
+                None => CommandResult::NotFound(id),
+            },
             Command::DeleteQuota { pattern } => {
                 if self.quotas.remove(&pattern).is_none() {
                     return CommandResult::NotFound(pattern);

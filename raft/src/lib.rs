@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub mod catalogue;
+pub mod denials;
 pub mod freshness;
 pub mod guard;
 pub mod network;

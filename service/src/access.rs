@@ -185,6 +185,11 @@ pub fn authenticate(core: &Core, secret: &str) -> Result<Principal, ServiceError
     if bool::from(digest.ct_eq(&core.root_key_digest)) {
         return Ok(Principal::root());
     }
+    if let Some(jwt) = &core.jwt
+        && crate::jwt::looks_like_jwt(secret)
+    {
+        return authenticate_token(core, jwt, secret);
+    }
     let hex = hex::encode(digest);
     let cat = core.catalogue.view.read();
     let Some(k) = cat.key_by_secret_hash(&hex) else {
@@ -198,14 +203,41 @@ pub fn authenticate(core: &Core, secret: &str) -> Result<Principal, ServiceError
     // The catalogue this decision read: a change applied after it cannot make the node fresh.
     let applied = cat.applied_index;
     drop(cat);
-    // A node cut off from the catalogue group may not know of a revocation: it stops taking
-    // minted keys `CATALOGUE_FRESHNESS` after its last contact (the root key, configured and
-    // never revoked, still works for the operator).
+    require_fresh(core, applied)?;
+    Ok(principal)
+}
+
+/// A node cut off from the catalogue group may not know of a revocation: it stops taking
+/// minted keys and tokens `CATALOGUE_FRESHNESS` after its last contact (the root key,
+/// configured and never revoked, still works for the operator).
+fn require_fresh(core: &Core, applied: u64) -> Result<(), ServiceError> {
     if !core.catalogue.is_fresh_at(CATALOGUE_FRESHNESS, applied) {
         return Err(ServiceError::unavailable(
             "this node has lost contact with the catalogue leader and cannot check keys; retry on another node",
         ));
     }
+    Ok(())
+}
+
+/// A JWT bearer token: signature and registered claims, then the grants its claims map to,
+/// then the catalogue's deny list (by `jti`, signing key id, subject).
+fn authenticate_token(core: &Core, jwt: &crate::jwt::JwtVerifier, token: &str) -> Result<Principal, ServiceError> {
+    let verified = jwt.verify(token)?;
+    let principal = jwt.principal(&verified)?;
+    let cat = core.catalogue.view.read();
+    let c = &verified.claims;
+    if let Some(d) =
+        loci_raft::denials::denied(&cat.token_denials, c.jti.as_deref(), verified.kid.as_deref(), &c.sub, now_secs())
+    {
+        return Err(ServiceError::new(
+            crate::error::StatusCode::UNAUTHORIZED,
+            "TOKEN_REVOKED",
+            format!("the token has been revoked ({} denied)", d.kind.as_str()),
+        ));
+    }
+    let applied = cat.applied_index;
+    drop(cat);
+    require_fresh(core, applied)?;
     Ok(principal)
 }
 

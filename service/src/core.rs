@@ -89,6 +89,8 @@ pub struct Core {
     pub audit: Arc<crate::audit::AuditLog>,
     /// One encryption rotation at a time.
     rotation: tokio::sync::Mutex<()>,
+    /// The bearer-token issuer, when the operator configured one ([`Core::with_jwt`]).
+    pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
 }
 
 impl Core {
@@ -113,7 +115,14 @@ impl Core {
             started_at: Instant::now(),
             audit,
             rotation: tokio::sync::Mutex::new(()),
+            jwt: None,
         }
+    }
+
+    /// Take JWT bearer tokens of this issuer next to API keys.
+    pub fn with_jwt(mut self, verifier: Arc<crate::jwt::JwtVerifier>) -> Self {
+        self.jwt = Some(verifier);
+        self
     }
 
     pub fn set_ready(&self, ready: bool) {

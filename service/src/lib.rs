@@ -30,6 +30,7 @@ pub mod contexts;
 pub mod core;
 pub mod embedders;
 pub mod error;
+pub mod jwt;
 pub mod keys;
 pub mod memories;
 pub mod namespaces;

@@ -45,7 +45,13 @@ pub struct UsageReport {
 }
 
 impl Usage {
+    /// Count a request of `key_id`. Token principals (`jwt:<sub>`) are not counted: there is
+    /// one per subject of the identity provider, no key to read the usage of, and their requests
+    /// are in the audit log and the metrics.
     pub fn record(&self, key_id: &str, endpoint: &str, namespaces: &[String], status: u16, latency: Duration) {
+        if key_id.starts_with(crate::jwt::claims::TOKEN_KEY_PREFIX) {
+            return;
+        }
         let mut keys = self.keys.lock();
         let u = keys.entry(key_id.to_string()).or_default();
         let ms = latency.as_secs_f64() * 1000.0;

@@ -69,6 +69,7 @@ pub fn serve_args(dir: &Path) -> ServeArgs {
         audit_request_body: false,
         audit_response_body: false,
         audit_max_body_size: 4096,
+        jwt: Default::default(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The public gRPC front, package `loci.v1` (`proto/loci.proto`, `proto/loci/v1/*.proto`).
 //!
 //! `Loci.Health` answers without a key. Every RPC of the typed services (`Memories`, `Sessions`,
-//! `Agents`, `Namespaces`, `Reembed`, `Keys`, `Quotas`, `Vectors`, `Documents`, `Cluster`) is
+//! `Agents`, `Namespaces`, `Reembed`, `Keys`, `Quotas`, `Tokens`, `Audit`, `Vectors`, `Documents`, `Cluster`) is
 //! one REST call: its request message is transcoded into that call's JSON by the public
 //! descriptors ([`transcode`]), the call runs through the REST router with the RPC's credentials
 //! ([`rest`]), and the JSON answer is transcoded into the response message. Both fronts therefore
@@ -33,6 +33,8 @@ pub const SERVICE_NAMES: &[&str] = &[
     "loci.v1.Reembed",
     "loci.v1.Keys",
     "loci.v1.Quotas",
+    "loci.v1.Tokens",
+    "loci.v1.Audit",
     "loci.v1.Vectors",
     "loci.v1.Documents",
     "loci.v1.Cluster",
@@ -49,6 +51,8 @@ pub fn typed_routes() -> Vec<(&'static str, &'static str, &'static str)> {
         ReembedGrpc::ROUTES,
         KeysGrpc::ROUTES,
         QuotasGrpc::ROUTES,
+        TokensGrpc::ROUTES,
+        AuditGrpc::ROUTES,
         VectorsGrpc::ROUTES,
         DocumentsGrpc::ROUTES,
         ClusterGrpc::ROUTES,
@@ -81,6 +85,8 @@ pub fn public_routes(state: AppState, router: axum::Router, max_message: usize) 
     );
     b.add_service(keys_server::KeysServer::new(KeysGrpc(rest.clone())).max_decoding_message_size(max_message));
     b.add_service(quotas_server::QuotasServer::new(QuotasGrpc(rest.clone())).max_decoding_message_size(max_message));
+    b.add_service(tokens_server::TokensServer::new(TokensGrpc(rest.clone())).max_decoding_message_size(max_message));
+    b.add_service(audit_server::AuditServer::new(AuditGrpc(rest.clone())).max_decoding_message_size(max_message));
     b.add_service(vectors_server::VectorsServer::new(VectorsGrpc(rest.clone())).max_decoding_message_size(max_message));
     b.add_service(
         documents_server::DocumentsServer::new(DocumentsGrpc(rest.clone())).max_decoding_message_size(max_message),

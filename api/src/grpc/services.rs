@@ -113,6 +113,16 @@ rest_service!(QuotasGrpc: quotas_server::Quotas, "Quotas" {
     Delete delete(QuotasDeleteRequest) -> QuotasDeleteResponse = DELETE "/admin/quotas/{pattern}";
 });
 
+rest_service!(TokensGrpc: tokens_server::Tokens, "Tokens" {
+    Deny deny(TokensDenyRequest) -> TokenDenial = POST "/admin/tokens/denials";
+    ListDenials list_denials(TokensListDenialsRequest) -> TokensListDenialsResponse = GET "/admin/tokens/denials";
+    RemoveDenial remove_denial(TokensRemoveDenialRequest) -> TokensRemoveDenialResponse = DELETE "/admin/tokens/denials/{id}";
+});
+
+rest_service!(AuditGrpc: audit_server::Audit, "Audit" {
+    List list(AuditListRequest) -> AuditListResponse = GET "/v1/audit";
+});
+
 rest_service!(ClusterGrpc: cluster_server::Cluster, "Cluster" {
     Status status(ClusterStatusRequest) -> ClusterStatusResponse = GET "/v1/admin/cluster/status";
     Nodes nodes(ClusterNodesRequest) -> ClusterNodesResponse = GET "/v1/admin/cluster/nodes";

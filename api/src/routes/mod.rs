@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod cluster;
 pub mod keys;
 pub mod memory;
@@ -5,4 +6,5 @@ pub mod meta;
 pub mod namespaces;
 pub mod quotas;
 pub mod sessions;
+pub mod tokens;
 pub mod vectors;

@@ -4,6 +4,7 @@
 
 pub mod action;
 pub mod admin;
+pub mod audit;
 mod copy;
 pub mod error;
 mod formation;
@@ -69,6 +70,8 @@ pub struct Local {
     pub store: Arc<Store>,
     pub contexts: Arc<Contexts>,
     pub ready: Arc<Readiness>,
+    /// This node's audit log (read for another node's `GET /v1/audit`).
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 impl Local {

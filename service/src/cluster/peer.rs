@@ -185,6 +185,34 @@ impl Cluster {
         Ok(reply.into())
     }
 
+    /// `node`'s audit records for a query (None: it writes no readable audit file).
+    pub async fn audit_on(
+        &self,
+        node: u64,
+        req: pb::AuditQueryRequest,
+        timeout: Duration,
+    ) -> ClusterResult<Option<crate::audit::query::Part>> {
+        let reply = self.rpc(node, timeout, req, |mut c, r| async move { c.audit_query(r).await }).await?;
+        if let Some(e) = reply.error {
+            return Err(ClusterError::from(e));
+        }
+        if !reply.readable {
+            return Ok(None);
+        }
+        let records = reply
+            .records
+            .iter()
+            .map(|r| {
+                serde_json::from_str(r).map_err(|e| ClusterError::Internal(format!("decoding an audit record: {e}")))
+            })
+            .collect::<ClusterResult<Vec<_>>>()?;
+        let stopped_at = match (reply.truncated, reply.stopped_ts_ms, reply.stopped_node, reply.stopped_seq) {
+            (true, Some(ts_ms), Some(node), Some(seq)) => Some(crate::audit::query::Cursor { ts_ms, node, seq }),
+            _ => None,
+        };
+        Ok(Some(crate::audit::query::Part { records, stopped_at }))
+    }
+
     /// Run a cluster action on `node` (the Raft leader).
     pub async fn admin_on(
         &self,

@@ -135,6 +135,11 @@ impl pb::internal_server::Internal for InternalService {
         Ok(Response::new(pb::FetchLogReply { outcome: Some(outcome) }))
     }
 
+    async fn audit_query(&self, req: Request<pb::AuditQueryRequest>) -> Result<Response<pb::AuditQueryReply>, Status> {
+        check(&self.cluster, &req)?;
+        Ok(Response::new(self.cluster.serve_audit_query(req.into_inner()).await))
+    }
+
     async fn push_copy(&self, req: Request<pb::PushCopyRequest>) -> Result<Response<pb::Done>, Status> {
         check(&self.cluster, &req)?;
         Ok(Response::new(wire::done(self.cluster.clone().serve_push_copy(req.into_inner()).await)))

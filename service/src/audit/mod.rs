@@ -22,6 +22,9 @@ use std::sync::Arc;
 use crate::access::Principal;
 use crate::error::ServiceError;
 
+pub mod listing;
+pub mod query;
+
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Field names whose values are replaced by "[redacted]" in captured bodies.
@@ -119,6 +122,26 @@ impl AuditLog {
         self.chain.is_some()
     }
 
+    /// The file this node writes its records to (None: disabled, or written to stdout).
+    pub fn file(&self) -> Option<&Path> {
+        self.chain.as_ref()?;
+        self.config.file.as_deref().filter(|p| p.as_os_str() != "-")
+    }
+
+    /// This node's records that match and are visible, newest first (blocking: file IO).
+    /// `None` when the node has no file to read.
+    pub fn read(
+        &self,
+        filter: &query::AuditFilter,
+        vis: &query::Visibility,
+        limit: usize,
+    ) -> std::io::Result<Option<query::ScanResult>> {
+        match self.file() {
+            None => Ok(None),
+            Some(path) => query::scan(path, filter, vis, limit, query::SCAN_BUDGET_BYTES).map(Some),
+        }
+    }
+
     pub fn excluded(&self, path: &str) -> bool {
         self.config.exclude_paths.iter().any(|p| path == p || path.starts_with(&format!("{p}/")))
     }
@@ -199,11 +222,15 @@ pub enum Verdict {
 }
 
 pub fn verify(path: &Path) -> std::io::Result<Verdict> {
-    let f = File::open(path)?;
+    verify_reader(BufReader::new(File::open(path)?))
+}
+
+/// [`verify`] over any reader of the log's lines (a file, or a node's `format=chain` export).
+pub fn verify_reader(f: impl BufRead) -> std::io::Result<Verdict> {
     let mut prev = GENESIS.to_string();
     let mut expected_seq: Option<u64> = None;
     let mut n = 0;
-    for line in BufReader::new(f).lines() {
+    for line in f.lines() {
         let line = line?;
         n += 1;
         let v: Value = match serde_json::from_str(&line) {
