@@ -93,6 +93,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/quotas", get(quotas::list).put(quotas::set))
         .route("/admin/quotas/{pattern}", get(quotas::get).delete(quotas::delete))
         .route("/admin/tokens/denials", get(tokens::list).post(tokens::deny))
+        .route("/v1/export", get(memory::transfer::export))
+        .route("/v1/import", post(memory::transfer::import))
         .route("/v1/audit", get(audit_trail::list))
         .route("/v1/audit/export", get(audit_trail::export))
         .route("/admin/tokens/denials/{id}", axum::routing::delete(tokens::remove))

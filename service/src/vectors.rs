@@ -197,6 +197,7 @@ fn new_record(id: String, ns: &str, content: String, metadata: Option<Value>, ve
         session_id: None,
         expires_at: None,
         embedding: vector,
+        created_at: None,
     }
 }
 

@@ -93,6 +93,10 @@ pub struct NewMemory {
     pub session_id: Option<String>,
     pub expires_at: Option<u64>,
     pub embedding: Option<Vec<f32>>,
+    /// The creation time to keep (an import of an export; at most the time of the store). Unset:
+    /// the time of the store.
+    #[serde(default)]
+    pub created_at: Option<u64>,
 }
 
 impl NewMemory {
@@ -110,6 +114,7 @@ impl NewMemory {
             session_id: None,
             expires_at: None,
             embedding: None,
+            created_at: None,
         }
     }
 }

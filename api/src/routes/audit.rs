@@ -7,7 +7,9 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loci_service::audit::listing::AuditPage;
-use loci_service::audit::query::{AuditFilter, Cursor, DEFAULT_LIMIT, MAX_LIMIT, Visibility, to_event};
+use loci_service::audit::query::{
+    AuditFilter, Cursor, DEFAULT_LIMIT, MAX_EXPORT_LIMIT, MAX_LIMIT, Visibility, to_event,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -54,11 +56,11 @@ impl AuditParams {
         })
     }
 
-    fn limit(&self, default: usize) -> ApiResult<usize> {
+    fn limit(&self, default: usize, max: usize) -> ApiResult<usize> {
         match self.limit {
             None => Ok(default),
-            Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            Some(n) => Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}, got {n}"))),
+            Some(n) if (1..=max).contains(&n) => Ok(n),
+            Some(n) => Err(ApiError::bad_request(format!("limit must be between 1 and {max}, got {n}"))),
         }
     }
 }
@@ -69,6 +71,8 @@ fn page_json(page: &AuditPage) -> Value {
         "count": events.len(),
         "events": events,
         "next_cursor": page.next_cursor.map(|c| c.encode()),
+        // The SDK's name for it.
+        "cursor": page.next_cursor.map(|c| c.encode()),
         "complete": page.unavailable.is_empty(),
         "nodes": {
             "answered": page.answered,
@@ -87,7 +91,7 @@ pub async fn list(
     if q.format.is_some() {
         return Err(ApiError::bad_request("'format' is a parameter of /v1/audit/export"));
     }
-    let page = state.core.audit_log().list(&p, q.filter()?, q.limit(DEFAULT_LIMIT)?).await?;
+    let page = state.core.audit_log().list(&p, q.filter()?, q.limit(DEFAULT_LIMIT, MAX_LIMIT)?).await?;
     Ok(Json(page_json(&page)))
 }
 
@@ -110,7 +114,7 @@ fn csv_field(v: &Value) -> String {
 
 /// `GET /v1/audit/export`: `json` (`{events, count}`, default), `csv`, or `chain` (this node's
 /// file as written, oldest first, for `loci audit verify --url`; global admin, no filters).
-/// `json` and `csv` answer one page of up to `limit` (default and most 1000) with the next
+/// `json` and `csv` answer one page of up to `limit` (default and most 10,000) with the next
 /// page's cursor in `X-Loci-Next-Cursor`.
 pub async fn export(State(state): State<AppState>, Auth(p): Auth, Query(q): Query<AuditParams>) -> ApiResult<Response> {
     let format = q.format.clone().unwrap_or_else(|| "json".into());
@@ -120,10 +124,11 @@ pub async fn export(State(state): State<AppState>, Auth(p): Auth, Query(q): Quer
     if format != "json" && format != "csv" {
         return Err(ApiError::bad_request(format!("unknown format '{format}': json, csv or chain")));
     }
-    let page = state.core.audit_log().list(&p, q.filter()?, q.limit(MAX_LIMIT)?).await?;
+    let page = state.core.audit_log().list(&p, q.filter()?, q.limit(MAX_EXPORT_LIMIT, MAX_EXPORT_LIMIT)?).await?;
     let body = page_json(&page);
     let mut resp = if format == "json" {
-        Json(json!({"events": body["events"], "count": body["count"]})).into_response()
+        Json(json!({"events": body["events"], "count": body["count"], "next_cursor": body["next_cursor"]}))
+            .into_response()
     } else {
         let mut out = CSV_COLUMNS.join(",");
         out.push('\n');

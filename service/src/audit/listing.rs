@@ -8,7 +8,7 @@ use std::time::Duration;
 use loci_raft::catalogue::Scope;
 use serde_json::Value;
 
-use super::query::{AuditFilter, Cursor, MAX_LIMIT, Part, Visibility, merge};
+use super::query::{AuditFilter, Cursor, MAX_EXPORT_LIMIT, Part, Visibility, merge};
 use crate::access::Principal;
 use crate::core::Core;
 use crate::error::{ServiceError, ServiceResult};
@@ -62,7 +62,7 @@ impl AuditReads<'_> {
             p.require(ns, Scope::Admin)?;
         }
         filter.check()?;
-        let limit = limit.clamp(1, MAX_LIMIT);
+        let limit = limit.clamp(1, MAX_EXPORT_LIMIT);
         let cluster = &self.core.cluster;
         let members = cluster.members();
         let nodes: Vec<u64> = match filter.node {

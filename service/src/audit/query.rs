@@ -18,6 +18,8 @@ use crate::error::{ServiceError, ServiceResult};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
+/// The most records one export page holds (the SDK's default for `export_audit`).
+pub const MAX_EXPORT_LIMIT: usize = 10_000;
 /// The most bytes of its file one node reads for one query; a query that reaches it answers
 /// what it found with a cursor to go on from.
 pub const SCAN_BUDGET_BYTES: u64 = 64 * 1024 * 1024;

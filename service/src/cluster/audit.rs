@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::Cluster;
 use super::wire::pb;
-use crate::audit::query::{AuditFilter, Cursor, MAX_LIMIT, ScanResult, Visibility};
+use crate::audit::query::{AuditFilter, Cursor, MAX_EXPORT_LIMIT, ScanResult, Visibility};
 
 impl From<(&AuditFilter, &Visibility, usize)> for pb::AuditQueryRequest {
     fn from((f, vis, limit): (&AuditFilter, &Visibility, usize)) -> Self {
@@ -53,7 +53,7 @@ pub fn query_of(r: pb::AuditQueryRequest) -> (AuditFilter, Visibility, usize) {
         before,
     };
     let vis = if r.all { Visibility::All } else { Visibility::Within(r.within) };
-    (filter, vis, (r.limit as usize).min(MAX_LIMIT))
+    (filter, vis, (r.limit as usize).min(MAX_EXPORT_LIMIT))
 }
 
 impl Cluster {
@@ -117,6 +117,6 @@ mod tests {
             assert_eq!((f2, v2, l2), (f.clone(), vis, 50));
         }
         let (_, _, l) = query_of(pb::AuditQueryRequest::from((&f, &Visibility::All, 1_000_000)));
-        assert_eq!(l, MAX_LIMIT);
+        assert_eq!(l, MAX_EXPORT_LIMIT);
     }
 }

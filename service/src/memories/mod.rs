@@ -7,13 +7,15 @@
 //! content screening, the namespace's rate limits, where an agent-less get finds a memory, the
 //! safety of forgetting by filter, and the state of the sessions written into.
 //!
-//! Split by concern: `store.rs`, `edit.rs` (get, update, importance, forget), `recall.rs`.
+//! Split by concern: `store.rs`, `edit.rs` (get, update, importance, forget), `recall.rs`,
+//! `transfer.rs` (export and import).
 
 mod edit;
 mod recall;
 mod store;
 #[cfg(test)]
 mod tests;
+pub mod transfer;
 
 pub use recall::{BatchRecalled, check_batch_limit};
 pub use store::{BatchStored, Stored, check_batch_len};

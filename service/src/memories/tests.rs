@@ -15,6 +15,7 @@ fn item(content: &str) -> NewMemory {
         session_id: None,
         expires_at: None,
         embedding: None,
+        created_at: None,
     }
 }
 

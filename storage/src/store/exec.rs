@@ -347,9 +347,11 @@ impl Store {
                 tags: item.tags,
                 metadata: item.metadata,
                 session_id: item.session_id,
-                created_at: previous.as_ref().map_or(now, |p| p.created_at),
+                created_at: previous.as_ref().map_or(item.created_at.map_or(now, |c| c.min(now)), |p| p.created_at),
                 updated_at: now,
-                last_accessed_at: previous.as_ref().map_or(now, |p| p.last_accessed_at),
+                last_accessed_at: previous
+                    .as_ref()
+                    .map_or(item.created_at.map_or(now, |c| c.min(now)), |p| p.last_accessed_at),
                 access_count: previous.as_ref().map_or(0, |p| p.access_count),
                 expires_at: item.expires_at,
                 version: old_version + 1,

@@ -5,6 +5,7 @@
 mod edit;
 mod recall;
 mod store;
+pub mod transfer;
 
 pub use edit::*;
 pub use recall::*;

@@ -110,6 +110,7 @@ pub(crate) fn new_memory(
         session_id: item.session_id,
         expires_at,
         embedding: item.embedding,
+        created_at: None,
     })
 }
 
