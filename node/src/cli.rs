@@ -150,15 +150,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(conn: Conn) -> anyhow::Result<Self> {
-        let key = match (&conn.api_key, &conn.api_key_file) {
-            (Some(k), _) => k.clone(),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?
-                .trim()
-                .to_string(),
-            (None, None) => std::env::var("DAKERA_API_KEY")
-                .map_err(|_| anyhow::anyhow!("an API key is needed: --api-key, LOCI_API_KEY or --api-key-file"))?,
-        };
+        let key = read_api_key(conn.api_key.as_deref(), conn.api_key_file.as_deref())?;
         Ok(Client { conn, key })
     }
 
@@ -552,15 +544,7 @@ pub fn verify_audit_url(
     api_key: Option<&str>,
     api_key_file: Option<&std::path::Path>,
 ) -> anyhow::Result<loci_service::audit::Verdict> {
-    let key = match (api_key, api_key_file) {
-        (Some(k), _) => k.to_string(),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?
-            .trim()
-            .to_string(),
-        (None, None) => std::env::var("DAKERA_API_KEY")
-            .map_err(|_| anyhow::anyhow!("an API key is needed: --api-key, LOCI_API_KEY or --api-key-file"))?,
-    };
+    let key = read_api_key(api_key, api_key_file)?;
     let endpoint = format!("{}/v1/audit/export?format=chain", url.trim_end_matches('/'));
     let resp = reqwest::blocking::Client::builder()
         .timeout(None)
@@ -575,4 +559,17 @@ pub fn verify_audit_url(
         anyhow::bail!("GET {endpoint} answered {status}: {}", body.chars().take(300).collect::<String>());
     }
     Ok(loci_service::audit::verify_reader(std::io::BufReader::new(resp))?)
+}
+
+/// The operator's key: `--api-key` (`LOCI_API_KEY`), else `--api-key-file`, else `DAKERA_API_KEY`.
+fn read_api_key(key: Option<&str>, file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    match (key, file) {
+        (Some(k), _) => Ok(k.to_string()),
+        (None, Some(f)) => Ok(std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?
+            .trim()
+            .to_string()),
+        (None, None) => std::env::var("DAKERA_API_KEY")
+            .map_err(|_| anyhow::anyhow!("an API key is needed: --api-key, LOCI_API_KEY or --api-key-file")),
+    }
 }

@@ -70,7 +70,7 @@ impl AuditReads<'_> {
             Some(_) => return Err(ServiceError::not_found("node", "no member has this node id")),
             None => members.into_iter().collect(),
         };
-        let req = loci_service_audit_request(&filter, &vis, limit);
+        let req = crate::cluster::wire::pb::AuditQueryRequest::from((&filter, &vis, limit));
         let asks = nodes.iter().map(|&n| {
             let (filter, vis, req) = (filter.clone(), vis.clone(), req.clone());
             async move {
@@ -171,12 +171,4 @@ pub fn redact_foreign_caller(rec: &mut Value, own: &std::collections::HashSet<St
         }
     }
     rec["foreign_key"] = Value::Bool(key.is_some());
-}
-
-fn loci_service_audit_request(
-    f: &AuditFilter,
-    vis: &Visibility,
-    limit: usize,
-) -> crate::cluster::wire::pb::AuditQueryRequest {
-    crate::cluster::wire::pb::AuditQueryRequest::from((f, vis, limit))
 }

@@ -4,13 +4,11 @@
 //! validation (the store route's, line by line).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use loci_service::access::Principal;
 use loci_service::memories::transfer::{ExportPage, ImportReport};
 use loci_storage::model::{NewMemory, VectorHit};
 use serde::Deserialize;
@@ -231,7 +229,7 @@ pub async fn import(
     let t = target(namespace.as_deref(), agent.as_deref())?;
     // Who may is decided before the lines are read.
     p.require(&t.namespace, loci_service::access::Scope::Write)?;
-    let (items, mut errors) = parse_lines(&state, &p, &t, agent.as_deref(), &text);
+    let (items, mut errors) = parse_lines(&state, &t, agent.as_deref(), &text);
     let total = items.len() + errors.len();
     let report = state.core.memories(&state.limiter).import(&p, &t, items).await?;
     errors.extend(report.failed.iter().map(|f| failure(f.line, f.id.as_deref(), &f.code, &f.message)));
@@ -240,7 +238,6 @@ pub async fn import(
 
 fn parse_lines(
     state: &AppState,
-    _p: &Arc<Principal>,
     t: &super::Target,
     agent: Option<&str>,
     text: &str,
