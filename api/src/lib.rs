@@ -40,7 +40,9 @@ pub use error::{ApiError, ApiResult};
 pub use loci_service::{Core, CoreConfig};
 pub use state::AppState;
 
-use routes::{audit as audit_trail, cluster, keys, memory, meta, namespaces, quotas, sessions, tokens, vectors};
+use routes::{
+    audit as audit_trail, cluster, events, keys, memory, meta, namespaces, quotas, sessions, tokens, vectors, webhooks,
+};
 
 /// `GET /metrics` alone, without a key: for `--metrics-addr`, a listener on a private interface.
 pub fn metrics_router(state: AppState) -> Router {
@@ -97,6 +99,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/import", post(memory::transfer::import))
         .route("/v1/audit", get(audit_trail::list))
         .route("/v1/audit/export", get(audit_trail::export))
+        .route("/v1/audit/stream", get(events::audit_stream))
+        .route("/v1/events/stream", get(events::memory_stream))
+        .route("/v1/namespaces/{ns}/events", get(events::namespace_stream))
+        .route("/ops/events", get(events::ops_stream))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/v1/webhooks/{id}", get(webhooks::get).delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhooks/{id}/deliveries/{delivery}/replay", post(webhooks::replay))
         .route("/admin/tokens/denials/{id}", axum::routing::delete(tokens::remove))
         .route("/admin/keys", get(keys::list).post(keys::create))
         .route("/admin/keys/{id}", get(keys::get).patch(keys::update).delete(keys::delete))

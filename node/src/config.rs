@@ -252,6 +252,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCI_AUDIT_ENABLED", default_value_t = false, action = clap::ArgAction::Set)]
     pub audit_enabled: bool,
 
+    /// Events this node keeps for event streams and webhooks (memory, namespace and audit events
+    /// of the requests it served); a subscriber further behind is told how many it missed.
+    #[arg(long, env = "LOCI_EVENT_BUFFER", default_value_t = loci_service::events::DEFAULT_BUFFER)]
+    pub event_buffer: usize,
+
     /// Audit log file (`-` = stdout).
     #[arg(long, env = "LOCI_AUDIT_FILE")]
     pub audit_file: Option<PathBuf>,
@@ -339,6 +344,42 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub jwt: JwtArgs,
+
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// Webhook deliveries from this node.
+#[derive(Args, Debug, Clone)]
+pub struct WebhookArgs {
+    /// Send webhook deliveries from this node (the events of the requests it serves).
+    #[arg(long, env = "LOCI_WEBHOOKS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub webhooks_enabled: bool,
+
+    /// Let webhooks reach private, loopback and link-local addresses (a private network's own
+    /// receivers). Off: only public addresses and --webhook-allowed-cidrs.
+    #[arg(long, env = "LOCI_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+
+    /// Comma-separated address ranges webhooks may reach although not public (`10.2.0.0/16`).
+    #[arg(long, env = "LOCI_WEBHOOK_ALLOWED_CIDRS", default_value = "")]
+    pub webhook_allowed_cidrs: String,
+
+    /// Attempts per delivery, the first included.
+    #[arg(long, env = "LOCI_WEBHOOK_MAX_ATTEMPTS", default_value_t = 8)]
+    pub webhook_max_attempts: u32,
+
+    /// Milliseconds before the second attempt; doubled before each next one (at most 5 minutes).
+    #[arg(long, env = "LOCI_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
+    pub webhook_retry_base_ms: u64,
+
+    /// Deliveries waiting at once on this node; a delivery beyond is logged `dropped`.
+    #[arg(long, env = "LOCI_WEBHOOK_QUEUE", default_value_t = 10_000)]
+    pub webhook_queue: usize,
+
+    /// Seconds one attempt may take.
+    #[arg(long, env = "LOCI_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    pub webhook_timeout_secs: u64,
 }
 
 /// JWT / OIDC bearer tokens next to API keys (off unless an issuer is set).
@@ -387,6 +428,20 @@ pub struct JwtArgs {
     /// The strongest scope a token may hold: read, write or admin.
     #[arg(long, env = "LOCI_JWT_MAX_SCOPE", default_value = "admin")]
     pub jwt_max_scope: String,
+}
+
+impl Default for WebhookArgs {
+    fn default() -> Self {
+        WebhookArgs {
+            webhooks_enabled: true,
+            webhook_allow_private: false,
+            webhook_allowed_cidrs: String::new(),
+            webhook_max_attempts: 8,
+            webhook_retry_base_ms: 1000,
+            webhook_queue: 10_000,
+            webhook_timeout_secs: 10,
+        }
+    }
 }
 
 impl Default for JwtArgs {

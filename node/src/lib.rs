@@ -8,6 +8,7 @@ pub mod model;
 pub mod probe;
 pub mod server;
 pub mod tls;
+pub mod webhooks;
 
 pub use config::ServeArgs;
 pub use server::{NodeHandle, start};

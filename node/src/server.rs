@@ -377,11 +377,28 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     // What the data plane acts on: this node's store, the namespace contexts (data keys under
     // the keyring, embedders), and the readiness flag.
     let contexts = Arc::new(Contexts::new(keyring.clone()));
+    let events = Arc::new(loci_service::events::EventHub::new(node_id, args.event_buffer.max(1)));
+    audit.tap(events.clone());
+    let webhooks = if args.webhooks.webhooks_enabled {
+        let d = loci_service::webhooks::Dispatcher::new(
+            node_id,
+            crate::webhooks::config(&args.webhooks)?,
+            catalogue.clone(),
+            contexts.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        d.start(events.clone());
+        Some(d)
+    } else {
+        None
+    };
     let local = Local {
         store: store.clone(),
         contexts: contexts.clone(),
         ready: Arc::new(Readiness::default()),
         audit: audit.clone(),
+        events,
+        webhooks,
     };
     let cluster = Cluster::new(
         node_id,

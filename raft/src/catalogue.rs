@@ -204,6 +204,10 @@ pub struct MemoryPolicy {
     /// Loci: replicas (the primary included) that must hold a write before it is acknowledged;
     /// default a majority of the replication factor.
     pub write_quorum: Option<usize>,
+    /// Seed 003's `webhook_url`: the target of the webhook this policy created on the namespace.
+    pub webhook_url: Option<String>,
+    /// That webhook's id (set by the node, not by clients).
+    pub webhook_id: Option<String>,
 }
 
 impl Default for MemoryPolicy {
@@ -235,6 +239,8 @@ impl Default for MemoryPolicy {
             max_sessions_per_agent: None,
             content_screening: "off".into(),
             write_quorum: None,
+            webhook_url: None,
+            webhook_id: None,
         }
     }
 }
@@ -419,6 +425,16 @@ pub enum Command {
     RotateEncryption {
         params: EncryptionParams,
         rewrapped: Vec<(String, WrappedKey)>,
+        /// Every webhook's signing secret, re-wrapped (by webhook id).
+        #[serde(default)]
+        rewrapped_webhooks: Vec<(String, WrappedKey)>,
+    },
+    /// Add a webhook.
+    PutWebhook {
+        webhook: crate::webhooks::WebhookEntry,
+    },
+    DeleteWebhook {
+        id: String,
     },
     /// Refuse bearer tokens matching `denial` (added or replaced).
     DenyToken {
@@ -468,6 +484,9 @@ pub enum CommandResult {
     QuotaExceeded(String),
     Quota {
         quota: Quota,
+    },
+    Webhook {
+        webhook: crate::webhooks::WebhookEntry,
     },
     Denial {
         denial: crate::denials::TokenDenial,
@@ -522,6 +541,9 @@ pub struct Catalogue {
     /// Bearer tokens refused before they expire, by denial id (`kind:value`).
     #[serde(default)]
     pub token_denials: BTreeMap<String, crate::denials::TokenDenial>,
+    /// Webhooks by id.
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, crate::webhooks::WebhookEntry>,
     /// Index of the last applied log entry (for read-after-write waits).
     pub applied_index: u64,
 }
@@ -635,6 +657,14 @@ impl Catalogue {
             Command::DenyToken { denial } => match crate::denials::deny(&mut self.token_denials, denial) {
                 Ok(denial) => CommandResult::Denial { denial },
                 Err(why) => CommandResult::Rejected(why),
+            },
+            Command::PutWebhook { webhook } => match crate::webhooks::put(&mut self.webhooks, webhook) {
+                Ok(webhook) => CommandResult::Webhook { webhook },
+                Err(why) => CommandResult::Rejected(why),
+            },
+            Command::DeleteWebhook { id } => match self.webhooks.remove(&id) {
+                Some(webhook) => CommandResult::Webhook { webhook },
+                None => CommandResult::NotFound(id),
             },
             Command::RemoveTokenDenial { id } => match self.token_denials.remove(&id) {
                 Some(denial) => CommandResult::Denial { denial },
@@ -755,7 +785,7 @@ impl Catalogue {
                 }
                 CommandResult::Ok
             }
-            Command::RotateEncryption { params, rewrapped } => {
+            Command::RotateEncryption { params, rewrapped, rewrapped_webhooks } => {
                 match &self.encryption {
                     Some(cur) if cur.kek_version.checked_add(1) == Some(params.kek_version) => {}
                     _ => return CommandResult::Rejected("stale encryption rotation".into()),
@@ -765,6 +795,16 @@ impl Catalogue {
                     || rewrapped.iter().any(|(n, _)| !self.namespaces.contains_key(n))
                 {
                     return CommandResult::Rejected("the rotation does not cover every namespace; retry".into());
+                }
+                if rewrapped_webhooks.len() != self.webhooks.len()
+                    || rewrapped_webhooks.iter().any(|(id, _)| !self.webhooks.contains_key(id))
+                {
+                    return CommandResult::Rejected("the rotation does not cover every webhook; retry".into());
+                }
+                for (id, key) in rewrapped_webhooks {
+                    if let Some(w) = self.webhooks.get_mut(&id) {
+                        w.secret = key;
+                    }
                 }
                 for (name, key) in rewrapped {
                     if let Some(ns) = self.namespaces.get_mut(&name) {

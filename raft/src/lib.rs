@@ -22,6 +22,7 @@ pub mod quota;
 #[cfg(test)]
 mod quota_tests;
 pub mod store;
+pub mod webhooks;
 
 pub use catalogue::{Catalogue, Command, CommandResult};
 pub use network::{ChannelPool, Network, RaftService};

@@ -229,6 +229,11 @@ impl Core {
             match self.catalogue.write(Command::CreateNamespace { entry }).await? {
                 CommandResult::Namespace { entry, created } => {
                     if created {
+                        self.namespace_event(
+                            &entry,
+                            "namespace_created",
+                            serde_json::json!({"dimension": entry.dimension, "kind": entry.kind.as_str()}),
+                        );
                         self.audit.event(
                             "namespace_created",
                             None,
@@ -269,8 +274,19 @@ impl Core {
 
     /// Run a data operation on the namespace wherever its placement says (the data plane routes,
     /// forwards and replicates).
+    /// Records the events of the operation on this node ([`crate::events`]).
     pub async fn exec(&self, entry: &NamespaceEntry, op: DataOp) -> ServiceResult<DataResult> {
-        Ok(self.cluster.clone().execute(entry.clone(), op).await?)
+        let probe = crate::events::emit::probe(&op);
+        let result = self.cluster.clone().execute(entry.clone(), op).await?;
+        if let Some(probe) = probe {
+            self.cluster.local.events.publish(crate::events::emit::of_data(entry, &probe, &result));
+        }
+        Ok(result)
+    }
+
+    /// Record a namespace event on this node.
+    pub fn namespace_event(&self, entry: &NamespaceEntry, event_type: &str, data: serde_json::Value) {
+        self.cluster.local.events.publish([crate::events::emit::namespace_event(entry, event_type, data)]);
     }
 
     /// Run an operator action on the cluster (REST `/v1/admin/cluster/*`, `loci cluster …`).
@@ -306,9 +322,16 @@ impl Core {
             }
         };
         self.contexts.forget(entry.id);
+        // The webhook its policy's webhook_url created is the namespace's: it goes with it.
+        if let Some(id) = &entry.policy.webhook_id
+            && let Err(e) = self.catalogue.write(Command::DeleteWebhook { id: id.clone() }).await
+        {
+            tracing::warn!(webhook = %id, error = %e, "could not delete the erased namespace's webhook");
+        }
         let count = self.cluster.clone().erase(entry.clone()).await?;
         // Every node's Raft log held the wrapped key: each snapshots past the deletion and purges.
         let purged = self.cluster.clone().purge_history_everywhere(index).await;
+        self.namespace_event(&entry, "namespace_deleted", serde_json::json!({"memories_deleted": count}));
         self.audit.event(
             "namespace_erased",
             None,
@@ -373,15 +396,16 @@ impl Core {
             }
         }
         for _ in 0..5 {
-            let (current, namespaces) = {
+            let (current, namespaces, webhooks) = {
                 let cat = self.catalogue.view.read();
                 let cur =
                     cat.encryption.clone().ok_or_else(|| ServiceError::internal("encryption parameters missing"))?;
-                (cur, cat.namespaces.values().cloned().collect::<Vec<_>>())
+                (cur, cat.namespaces.values().cloned().collect::<Vec<_>>(), cat.webhooks.values().cloned().collect::<Vec<_>>())
             };
             let (new_ring, params) =
                 new_secret.establish_next(current.kek_version).map_err(|e| ServiceError::bad_request(e.to_string()))?;
             let mut rewrapped = Vec::with_capacity(namespaces.len());
+            let mut rewrapped_webhooks = Vec::with_capacity(webhooks.len());
             {
                 let old_ring = self.contexts.keyring();
                 for ns in &namespaces {
@@ -391,8 +415,15 @@ impl Core {
                     let raw = loci_storage::crypto::SecretKey::from_bytes(*dk.raw().as_bytes());
                     rewrapped.push((ns.name.clone(), new_ring.wrap(ns.id, ns.data_key.dek_version, &raw)));
                 }
+                for w in &webhooks {
+                    let dk = old_ring
+                        .unwrap(w.secret_aad, &w.secret)
+                        .map_err(|e| ServiceError::internal(format!("unwrap the secret of webhook {}: {e}", w.id)))?;
+                    let raw = loci_storage::crypto::SecretKey::from_bytes(*dk.raw().as_bytes());
+                    rewrapped_webhooks.push((w.id.clone(), new_ring.wrap(w.secret_aad, w.secret.dek_version, &raw)));
+                }
             }
-            match self.catalogue.write(Command::RotateEncryption { params, rewrapped }).await? {
+            match self.catalogue.write(Command::RotateEncryption { params, rewrapped, rewrapped_webhooks }).await? {
                 CommandResult::Ok => {
                     self.contexts.set_keyring(new_ring);
                     if let Err(e) = self.catalogue.purge_history().await {

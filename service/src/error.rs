@@ -107,6 +107,8 @@ impl ServiceError {
             "memory" | "vector" => "VECTOR_NOT_FOUND",
             "api_key" => "API_KEY_NOT_FOUND",
             "job" => "JOB_NOT_FOUND",
+            "webhook" => "WEBHOOK_NOT_FOUND",
+            "delivery" => "DELIVERY_NOT_FOUND",
             "route" => "ROUTE_NOT_FOUND",
             _ => "NOT_FOUND",
         };

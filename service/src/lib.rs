@@ -30,6 +30,7 @@ pub mod contexts;
 pub mod core;
 pub mod embedders;
 pub mod error;
+pub mod events;
 pub mod jwt;
 pub mod keys;
 pub mod memories;
@@ -41,6 +42,7 @@ pub mod request_id;
 pub mod screening;
 pub mod sessions;
 pub mod usage;
+pub mod webhooks;
 pub mod validate;
 #[cfg(test)]
 mod validate_props;

@@ -387,15 +387,63 @@ impl<'a> Namespaces<'a> {
     }
 
     /// Merge `fields` over the stored policy (admin scope) and store it; the policy now in force.
-    pub async fn set_policy(&self, p: &Principal, ns: &str, fields: Map<String, Value>) -> ServiceResult<MemoryPolicy> {
+    /// `webhook_url` (seed 003) creates a webhook on the namespace, replacing the one an
+    /// earlier `webhook_url` created (`null` or `""` removes it); its signing secret is answered
+    /// once, as the second value.
+    pub async fn set_policy(
+        &self,
+        p: &Principal,
+        ns: &str,
+        mut fields: Map<String, Value>,
+    ) -> ServiceResult<(MemoryPolicy, Option<String>)> {
         let entry = self.visible(p, ns, Scope::Admin)?;
-        let policy = merge_policy(&entry.policy, fields)?;
+        if fields.remove("webhook_id").is_some() {
+            return Err(ServiceError::bad_request("webhook_id is set by the node; set webhook_url"));
+        }
+        let hook = match fields.remove("webhook_url") {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::String(u)) if u.is_empty() => Some(None),
+            Some(Value::String(u)) => Some(Some(u)),
+            Some(_) => return Err(ServiceError::bad_request("webhook_url must be a URL string or null")),
+        };
+        let mut policy = merge_policy(&entry.policy, fields)?;
         // A tenant's admins set preferences within the operator's ceiling; the operator (a
         // global admin) may store any value, and the ceiling still applies to it.
         if p.require_global(Scope::Admin).is_err() {
             within_ceiling(&entry.policy, &policy, &entry.ceiling)?;
         }
-        Ok(self.core.set_policy(&entry.name, policy).await?.policy)
+        let mut secret = None;
+        let old_hook = entry.policy.webhook_id.clone();
+        match hook {
+            Some(Some(url)) if entry.policy.webhook_url.as_deref() != Some(url.as_str()) => {
+                let spec = crate::webhooks::WebhookSpec {
+                    url,
+                    pattern: entry.name.clone(),
+                    events: Vec::new(),
+                    description: Some("the namespace policy's webhook_url".into()),
+                };
+                let (view, s) = self.core.webhooks().create(p, spec).await?;
+                policy.webhook_url = Some(view.url.clone());
+                policy.webhook_id = Some(view.id);
+                secret = Some(s);
+            }
+            Some(None) => {
+                policy.webhook_url = None;
+                policy.webhook_id = None;
+            }
+            _ => {}
+        }
+        let stored = self.core.set_policy(&entry.name, policy).await?.policy;
+        // The webhook the previous webhook_url created goes once the policy no longer names it.
+        if let Some(old) = old_hook.filter(|old| stored.webhook_id.as_ref() != Some(old)) {
+            match self.core.webhooks().delete(p, &old).await {
+                Ok(_) => {}
+                Err(e) if e.status == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((stored, secret))
     }
 
     /// Start re-embedding a namespace (admin scope) with another embedder; the job as recorded.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import ROOT_KEY, Http, LociNode
 
 SEED = "003_758e344b40df4b99.txt"
 
@@ -148,3 +149,65 @@ def test_integration_flow(admin, http, mint, tenant):
     assert len(mems["memories"] if isinstance(mems, dict) else mems) == 2
     users = [a for a in h.get("/v1/agents").json() if a["agent_id"] == user]
     assert users and users[0]["session_count"] == 1
+
+
+@pytest.fixture(scope="module")
+def hook_node(base_dir):
+    """A node that lets webhooks reach this machine's loopback (where the test's receiver is)."""
+    n = LociNode("seed003-webhooks", base_dir, env={"LOCI_WEBHOOK_ALLOWED_CIDRS": "127.0.0.1/32",
+                                                    "LOCI_WEBHOOK_RETRY_BASE_MS": "100"}).start()
+    yield n
+    n.stop()
+
+
+def test_tenant_webhook_url(hook_node, uid):
+    """seed 003_758e344b40df4b99.txt:14 and :76: webhook_url, "URL for event notifications" — set
+    on the tenant's policy, the tenant's events are POSTed there, signed with the secret the PUT
+    answered once; an internal address is refused."""
+    import hashlib
+    import hmac
+    import http.server
+    import json
+    import threading
+
+    got: list[tuple[dict, bytes]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["content-length"]))
+            got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        admin = Http(hook_node.url, ROOT_KEY)
+        tenant = f"tenant-{uid}"
+        assert admin.post("/v1/namespaces", json={"name": tenant}).status_code == 201
+        r = admin.put(f"/v1/namespaces/{tenant}/memory_policy",
+                      json={"webhook_url": "http://169.254.169.254/latest/meta-data/"})
+        assert r.status_code == 400 and r.json()["code"] == "WEBHOOK_TARGET_REFUSED", r.text
+        url = f"http://127.0.0.1:{srv.server_port}/raven-events"
+        r = admin.put(f"/v1/namespaces/{tenant}/memory_policy", json={"retention_days": 30, "webhook_url": url})
+        assert r.status_code == 200, r.text
+        secret = r.json()["webhook_secret"]
+        assert admin.get(f"/v1/namespaces/{tenant}/memory_policy").json()["webhook_url"] == url
+        assert store(admin, tenant, "user-a", "a memory").status_code == 200
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(json.loads(b)["event_type"] == "stored" for _, b in got):
+            time.sleep(0.1)
+        stored = [(h, b) for h, b in got if json.loads(b)["event_type"] == "stored"]
+        assert stored, got
+        h, body = stored[0]
+        want = "v1=" + hmac.new(secret.encode(), f"{h['x-loci-timestamp']}.".encode() + body,
+                                hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(want, h["x-loci-signature"])
+        event = json.loads(body)
+        assert event["namespace"] == tenant and event["data"]["agent_id"] == "user-a"
+        assert "a memory" not in body.decode()
+    finally:
+        srv.shutdown()

@@ -70,6 +70,82 @@ pub fn serve_args(dir: &Path) -> ServeArgs {
         audit_response_body: false,
         audit_max_body_size: 4096,
         jwt: Default::default(),
+        webhooks: Default::default(),
+        event_buffer: loci_service::events::DEFAULT_BUFFER,
+    }
+}
+
+/// A Server-Sent Events stream read by a test.
+pub struct SseStream {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+/// One event of an [`SseStream`].
+#[derive(Clone, Debug)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
+}
+
+impl SseStream {
+    /// Open `path` on `base` with `key` (as a bearer token), resuming after `last_id`.
+    pub async fn open(base: &str, path: &str, key: &str, last_id: Option<&str>) -> Result<SseStream, (u16, Value)> {
+        let http = reqwest::Client::new();
+        let mut req = http.get(format!("{base}{path}")).bearer_auth(key);
+        if let Some(id) = last_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = req.send().await.expect("stream request sent");
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let text = resp.text().await.unwrap_or_default();
+            return Err((status, serde_json::from_str(&text).unwrap_or(Value::String(text))));
+        }
+        Ok(SseStream { resp, buf: String::new() })
+    }
+
+    /// The next event (keep-alive comments skipped), or None when none came within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = (String::new(), String::new(), String::new());
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim());
+                    }
+                }
+                if !data.is_empty() {
+                    let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                    return Some(SseEvent { event, id, data });
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Events until `n` of them have come or `wait` passes.
+    pub async fn take(&mut self, n: usize, wait: Duration) -> Vec<SseEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(e) => out.push(e),
+                None => break,
+            }
+        }
+        out
     }
 }
 

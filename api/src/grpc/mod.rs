@@ -9,6 +9,7 @@
 //! and errors by construction; the route each RPC stands for is written next to it in
 //! [`services`] and in the `.proto` files.
 
+pub mod events;
 pub mod reembed;
 pub mod rest;
 pub mod services;
@@ -19,6 +20,7 @@ use crate::pb::{HealthRequest, HealthResponse};
 use crate::state::AppState;
 use tonic::{Request, Response, Status};
 
+pub use events::EventsGrpc;
 pub use reembed::ReembedGrpc;
 pub use rest::Rest;
 pub use services::*;
@@ -38,6 +40,8 @@ pub const SERVICE_NAMES: &[&str] = &[
     "loci.v1.Vectors",
     "loci.v1.Documents",
     "loci.v1.Cluster",
+    "loci.v1.Webhooks",
+    "loci.v1.Events",
     "dakera.v1.VectorService",
 ];
 
@@ -56,6 +60,8 @@ pub fn typed_routes() -> Vec<(&'static str, &'static str, &'static str)> {
         VectorsGrpc::ROUTES,
         DocumentsGrpc::ROUTES,
         ClusterGrpc::ROUTES,
+        WebhooksGrpc::ROUTES,
+        EventsGrpc::ROUTES,
     ]
     .concat()
 }
@@ -91,6 +97,10 @@ pub fn public_routes(state: AppState, router: axum::Router, max_message: usize) 
     b.add_service(
         documents_server::DocumentsServer::new(DocumentsGrpc(rest.clone())).max_decoding_message_size(max_message),
     );
+    b.add_service(
+        webhooks_server::WebhooksServer::new(WebhooksGrpc(rest.clone())).max_decoding_message_size(max_message),
+    );
+    b.add_service(events_server::EventsServer::new(EventsGrpc(rest.clone())).max_decoding_message_size(max_message));
     b.add_service(cluster_server::ClusterServer::new(ClusterGrpc(rest)).max_decoding_message_size(max_message));
     b.add_service(
         crate::pb_dakera::vector_service_server::VectorServiceServer::new(crate::grpc_vectors::VectorGrpc {

@@ -156,6 +156,25 @@ impl Rest {
         path_and_query: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(axum::body::Bytes, HeaderMap), Status> {
+        let resp = self.send(md, peer, rpc, method, path_and_query, body).await?;
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok((bytes, headers))
+    }
+
+    /// One REST call with the RPC's credentials: the 2xx answer as it streams, else the status
+    /// of the REST error.
+    pub async fn send(
+        &self,
+        md: &MetadataMap,
+        peer: Option<SocketAddr>,
+        rpc: &'static str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<axum::response::Response, Status> {
         let mut builder = axum::http::Request::builder().method(method).uri(path_and_query);
         for name in FORWARDED {
             if let Some(v) = md.get(name).and_then(|v| v.to_str().ok()) {
@@ -179,13 +198,13 @@ impl Rest {
         }
         let resp = self.router.clone().oneshot(req).await.map_err(|e| Status::internal(e.to_string()))?;
         let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
         let headers = resp.headers().clone();
         let bytes = axum::body::to_bytes(resp.into_body(), MAX_ANSWER_BYTES)
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
-        if status.is_success() {
-            return Ok((bytes, headers));
-        }
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let mut st = status_of(status.as_u16(), &headers, &v);
         pass_back(&headers, st.metadata_mut());
@@ -212,21 +231,7 @@ impl Rest {
         Resp: prost::Message + Default,
     {
         let peer = req.remote_addr();
-        let mut msg = transcode::dynamic(req.get_ref(), req_name)?;
-        let mut path = fill_path(template, |name| take_field(&mut msg, name))?;
-        let body = if method == Method::GET || method == Method::DELETE {
-            let Value::Object(fields) = transcode::to_json_value(&msg)? else {
-                return Err(Status::internal(format!("{req_name} is not a JSON object")));
-            };
-            let q = query_string(&fields)?;
-            if !q.is_empty() {
-                path.push(if path.contains('?') { '&' } else { '?' });
-                path.push_str(&q);
-            }
-            None
-        } else {
-            Some(transcode::body(&msg)?)
-        };
+        let (path, body) = request_of(req.get_ref(), req_name, &method, template)?;
         let (text, headers) = self.call(req.metadata(), peer, rpc, method, &path, body).await?;
         // An answer that is a JSON array becomes the message's list field.
         let wrapped;
@@ -241,6 +246,30 @@ impl Rest {
         let mut resp = Response::new(transcode::from_json_text::<Resp>(text, resp_name)?);
         pass_back(&headers, resp.metadata_mut());
         Ok(resp)
+    }
+}
+
+/// The REST path (with the query of a GET or DELETE) and body of a request message.
+pub fn request_of<Req: prost::Message>(
+    req: &Req,
+    req_name: &str,
+    method: &Method,
+    template: &str,
+) -> Result<(String, Option<Vec<u8>>), Status> {
+    let mut msg = transcode::dynamic(req, req_name)?;
+    let mut path = fill_path(template, |name| take_field(&mut msg, name))?;
+    if method == Method::GET || method == Method::DELETE {
+        let Value::Object(fields) = transcode::to_json_value(&msg)? else {
+            return Err(Status::internal(format!("{req_name} is not a JSON object")));
+        };
+        let q = query_string(&fields)?;
+        if !q.is_empty() {
+            path.push(if path.contains('?') { '&' } else { '?' });
+            path.push_str(&q);
+        }
+        Ok((path, None))
+    } else {
+        Ok((path, Some(transcode::body(&msg)?)))
     }
 }
 

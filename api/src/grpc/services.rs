@@ -160,3 +160,12 @@ rest_service!(DocumentsGrpc: documents_server::Documents, "Documents" {
     Stats stats(DocumentsStatsRequest) -> DocumentsStatsResponse = GET "/v1/namespaces/{ns}/fulltext/stats";
     Hybrid hybrid(DocumentsHybridRequest) -> DocumentsHybridResponse = POST "/v1/namespaces/{ns}/hybrid";
 });
+
+rest_service!(WebhooksGrpc: webhooks_server::Webhooks, "Webhooks" {
+    Create create(WebhooksCreateRequest) -> Webhook = POST "/v1/webhooks";
+    List list(WebhooksListRequest) -> WebhooksListResponse = GET "/v1/webhooks";
+    Get get(WebhooksGetRequest) -> Webhook = GET "/v1/webhooks/{id}";
+    Delete delete(WebhooksDeleteRequest) -> WebhooksDeleteResponse = DELETE "/v1/webhooks/{id}";
+    ListDeliveries list_deliveries(WebhooksDeliveriesRequest) -> WebhooksDeliveriesResponse = GET "/v1/webhooks/{id}/deliveries";
+    Replay replay(WebhooksReplayRequest) -> WebhooksReplayResponse = POST "/v1/webhooks/{id}/deliveries/{delivery}/replay";
+});

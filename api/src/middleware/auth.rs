@@ -34,6 +34,14 @@ pub fn presented_key(parts: &axum::http::HeaderMap) -> Option<String> {
     None
 }
 
+/// `api_key` of a query string.
+fn query_key(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "api_key")
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
 /// Routes anyone may call (`/metrics` unless `--metrics-auth`).
 pub fn is_public(path: &str, metrics_auth: bool) -> bool {
     path == "/health" || path.starts_with("/health/") || (path == "/metrics" && !metrics_auth)
@@ -44,7 +52,13 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     if is_public(req.uri().path(), state.metrics_auth) {
         return next.run(req).await;
     }
-    let principal = match presented_key(req.headers()) {
+    let key = presented_key(req.headers()).or_else(|| {
+        // EventSource cannot set headers: the stream routes also take `?api_key=`.
+        (req.method() == axum::http::Method::GET && crate::routes::events::is_stream_path(req.uri().path()))
+            .then(|| query_key(req.uri().query()))
+            .flatten()
+    });
+    let principal = match key {
         None => Err(ApiError::unauthenticated("an API key is required (Authorization: Bearer <key> or X-API-Key)")),
         Some(secret) => authenticate(&state.core, &secret).map_err(ApiError::from),
     };

@@ -1,5 +1,6 @@
 pub mod audit;
 pub mod cluster;
+pub mod events;
 pub mod keys;
 pub mod memory;
 pub mod meta;
@@ -8,3 +9,4 @@ pub mod quotas;
 pub mod sessions;
 pub mod tokens;
 pub mod vectors;
+pub mod webhooks;

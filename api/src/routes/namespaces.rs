@@ -222,7 +222,13 @@ pub async fn put_policy(
     let Value::Object(fields) = body else {
         return Err(ApiError::bad_request("the memory policy must be a JSON object"));
     };
-    Ok(Json(policy_json(&state.core.ns().set_policy(&p, &ns, fields).await?)?))
+    let (policy, secret) = state.core.ns().set_policy(&p, &ns, fields).await?;
+    let mut out = policy_json(&policy)?;
+    if let Some(secret) = secret {
+        // The signing secret of the webhook webhook_url created, shown once.
+        out["webhook_secret"] = Value::String(secret);
+    }
+    Ok(Json(out))
 }
 
 /// A policy body merged over the stored policy, validated (the fuzz target's entry).

@@ -138,7 +138,7 @@ impl AuditReads<'_> {
 impl AuditReads<'_> {
     /// The keys a tenant admin answers for: itself, and every key whose grants all fall inside
     /// its admin patterns (those it could have minted and may manage).
-    fn own_keys(&self, p: &Principal, patterns: &[String]) -> std::collections::HashSet<String> {
+    pub fn own_keys(&self, p: &Principal, patterns: &[String]) -> std::collections::HashSet<String> {
         let cat = self.core.catalogue.view.read();
         let mut own: std::collections::HashSet<String> = cat
             .keys

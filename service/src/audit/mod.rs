@@ -89,6 +89,8 @@ pub struct AuditLog {
     pub config: AuditConfig,
     node_id: u64,
     chain: Option<Mutex<Chain>>,
+    /// Where records also go as they are written (`GET /v1/audit/stream`).
+    tap: std::sync::OnceLock<Arc<crate::events::EventHub>>,
 }
 
 fn line_hash(line: &str) -> String {
@@ -97,13 +99,13 @@ fn line_hash(line: &str) -> String {
 
 impl AuditLog {
     pub fn disabled() -> Arc<Self> {
-        Arc::new(AuditLog { config: AuditConfig::default(), node_id: 0, chain: None })
+        Arc::new(AuditLog { config: AuditConfig::default(), node_id: 0, chain: None, tap: Default::default() })
     }
 
     /// Open (appending to) the log; the chain continues from the file's last line.
     pub fn open(config: AuditConfig, node_id: u64) -> std::io::Result<Arc<Self>> {
         if !config.enabled {
-            return Ok(Arc::new(AuditLog { config, node_id, chain: None }));
+            return Ok(Arc::new(AuditLog { config, node_id, chain: None, tap: Default::default() }));
         }
         let (sink, prev, seq) = match config.file.as_deref().filter(|p| p.as_os_str() != "-") {
             None => (Sink::Stdout, GENESIS.to_string(), 0),
@@ -115,7 +117,17 @@ impl AuditLog {
                 (Sink::File(f), prev, seq)
             }
         };
-        Ok(Arc::new(AuditLog { config, node_id, chain: Some(Mutex::new(Chain { sink, prev, seq })) }))
+        Ok(Arc::new(AuditLog {
+            config,
+            node_id,
+            chain: Some(Mutex::new(Chain { sink, prev, seq })),
+            tap: Default::default(),
+        }))
+    }
+
+    /// Also hand every record written to `hub` (once; later calls are ignored).
+    pub fn tap(&self, hub: Arc<crate::events::EventHub>) {
+        let _ = self.tap.set(hub);
     }
 
     pub fn enabled(&self) -> bool {
@@ -167,6 +179,18 @@ impl AuditLog {
             tracing::error!(error = %e, "audit log write failed");
         }
         c.prev = line_hash(&line);
+        if let Some(hub) = self.tap.get() {
+            let ev = query::to_event(&record);
+            let namespace = query::namespaces_of(&record).first().map(|n| n.to_string());
+            hub.publish([crate::events::NewEvent {
+                kind: crate::events::EventKind::Audit,
+                event_type: ev["event_type"].as_str().unwrap_or("request").to_string(),
+                namespace,
+                ns_id: 0,
+                agent_id: ev["agent_id"].as_str().map(str::to_string),
+                data: record,
+            }]);
+        }
     }
 
     /// A business event: key created/rotated/revoked, namespace created/deleted, policy changed,

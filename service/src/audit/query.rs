@@ -55,7 +55,7 @@ impl Visibility {
 }
 
 /// The namespaces a record names.
-fn namespaces_of(rec: &Value) -> Vec<&str> {
+pub fn namespaces_of(rec: &Value) -> Vec<&str> {
     let mut out: Vec<&str> =
         rec["namespaces"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     if let Some(n) = rec["namespace"].as_str()

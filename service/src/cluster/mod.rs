@@ -5,6 +5,8 @@
 pub mod action;
 pub mod admin;
 pub mod audit;
+pub mod events;
+pub mod webhooks;
 mod copy;
 pub mod error;
 mod formation;
@@ -72,6 +74,10 @@ pub struct Local {
     pub ready: Arc<Readiness>,
     /// This node's audit log (read for another node's `GET /v1/audit`).
     pub audit: Arc<crate::audit::AuditLog>,
+    /// This node's event ring (read by subscriptions on every node).
+    pub events: Arc<crate::events::EventHub>,
+    /// This node's webhook deliveries (None: it sends none).
+    pub webhooks: Option<Arc<crate::webhooks::Dispatcher>>,
 }
 
 impl Local {

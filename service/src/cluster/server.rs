@@ -140,6 +140,27 @@ impl pb::internal_server::Internal for InternalService {
         Ok(Response::new(self.cluster.serve_audit_query(req.into_inner()).await))
     }
 
+    async fn event_poll(&self, req: Request<pb::EventPollRequest>) -> Result<Response<pb::EventPollReply>, Status> {
+        check(&self.cluster, &req)?;
+        Ok(Response::new(self.cluster.serve_event_poll(req.into_inner()).await))
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        req: Request<pb::WebhookDeliveriesRequest>,
+    ) -> Result<Response<pb::WebhookDeliveriesReply>, Status> {
+        check(&self.cluster, &req)?;
+        Ok(Response::new(self.cluster.serve_webhook_deliveries(req.into_inner())))
+    }
+
+    async fn webhook_replay(
+        &self,
+        req: Request<pb::WebhookReplayRequest>,
+    ) -> Result<Response<pb::WebhookReplayReply>, Status> {
+        check(&self.cluster, &req)?;
+        Ok(Response::new(self.cluster.serve_webhook_replay(req.into_inner())))
+    }
+
     async fn push_copy(&self, req: Request<pb::PushCopyRequest>) -> Result<Response<pb::Done>, Status> {
         check(&self.cluster, &req)?;
         Ok(Response::new(wire::done(self.cluster.clone().serve_push_copy(req.into_inner()).await)))

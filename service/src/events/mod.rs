@@ -1,0 +1,298 @@
+//! Event streams: what happened on this node (memory writes and recalls, namespace changes,
+//! audit records), kept in a bounded ring that subscribers read from a position.
+//!
+//! Each node records the events of the requests it served (the node a client called, whichever
+//! replica executed the operation), numbered by a sequence that starts at the node's boot time
+//! in microseconds, so positions only grow across restarts. A subscriber holds one position per
+//! member ([`stream::Position`]) and polls each member's ring from it ([`EventHub::poll`]):
+//! nothing is pushed, so a slow subscriber costs the node nothing but falls behind in the ring;
+//! when the ring has overwritten events it had not read, its next poll reports how many
+//! (`stream_lagged`) and it continues from the oldest event still held.
+//!
+//! Events carry ids, agents, sessions and counts, never memory content: a subscriber fetches
+//! a memory by id, which checks access and existence. A memory event of a namespace erased (or
+//! erased and re-created) since is never delivered ([`Poll`] skips it).
+
+pub mod emit;
+pub mod stream;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::access::pattern_matches;
+use crate::audit::query::Visibility;
+
+/// Events a node keeps by default (`LOCI_EVENT_BUFFER`).
+pub const DEFAULT_BUFFER: usize = 10_000;
+/// The most events one poll returns.
+pub const MAX_POLL: usize = 512;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A memory lifecycle event (`GET /v1/events/stream`): stored, recalled, forgotten, ...
+    Memory,
+    /// A namespace event (`GET /v1/namespaces/{ns}/events`, `GET /ops/events`).
+    Namespace,
+    /// An audit record (`GET /v1/audit/stream`).
+    Audit,
+}
+
+impl EventKind {
+    fn bit(self) -> u32 {
+        match self {
+            EventKind::Memory => 1,
+            EventKind::Namespace => 2,
+            EventKind::Audit => 4,
+        }
+    }
+
+    pub fn mask(kinds: &[EventKind]) -> u32 {
+        kinds.iter().fold(0, |m, k| m | k.bit())
+    }
+}
+
+/// An event as produced, before the ring numbers it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    pub event_type: String,
+    /// The namespace it happened in (audit records: the first they name, if any).
+    pub namespace: Option<String>,
+    /// The namespace's catalogue id when it happened (0: none).
+    pub ns_id: u64,
+    pub agent_id: Option<String>,
+    /// The payload in the published clients' shape (audit: the raw record).
+    pub data: Value,
+}
+
+/// A numbered event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub node: u64,
+    pub at_ms: u64,
+    pub kind: EventKind,
+    pub event_type: String,
+    pub namespace: Option<String>,
+    pub ns_id: u64,
+    pub agent_id: Option<String>,
+    pub data: Value,
+}
+
+/// What a subscriber wants, decided by the node it called from the caller's grants.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Filter {
+    /// [`EventKind::mask`] of the kinds wanted.
+    pub kinds: u32,
+    /// Memory and namespace events: the namespaces the caller may read. Audit records: the
+    /// caller's audit view ([`crate::audit::query::visible`]).
+    pub within: Visibility,
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    pub agent_id: Option<String>,
+    /// Only these event types (empty: all).
+    pub event_types: Vec<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, e: &Event) -> bool {
+        if self.kinds & e.kind.bit() == 0 {
+            return false;
+        }
+        if !self.event_types.is_empty() && !self.event_types.iter().any(|t| *t == e.event_type) {
+            return false;
+        }
+        if let Some(a) = &self.agent_id
+            && e.agent_id.as_deref() != Some(a.as_str())
+        {
+            return false;
+        }
+        if e.kind == EventKind::Audit {
+            if let Some(ns) = &self.namespace {
+                let names = crate::audit::query::namespaces_of(&e.data);
+                if !names.contains(&ns.as_str()) {
+                    return false;
+                }
+            }
+            return crate::audit::query::visible(&e.data, &self.within);
+        }
+        let Some(ns) = e.namespace.as_deref() else { return false };
+        if self.namespace.as_deref().is_some_and(|n| n != ns) {
+            return false;
+        }
+        match &self.within {
+            Visibility::All => true,
+            Visibility::Within(patterns) => patterns.iter().any(|p| pattern_matches(p, ns)),
+        }
+    }
+}
+
+/// The answer to a poll of one node's ring.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Poll {
+    pub events: Vec<Event>,
+    /// The position to poll from next (the last event examined, delivered or not).
+    pub position: u64,
+    /// Events the subscriber missed: the ring overwrote them before it read them.
+    pub dropped: u64,
+}
+
+struct Ring {
+    events: VecDeque<Event>,
+    /// The sequence the next event gets.
+    next: u64,
+}
+
+/// One node's events.
+pub struct EventHub {
+    node: u64,
+    capacity: usize,
+    ring: Mutex<Ring>,
+    /// The last sequence handed out (pollers wait on it).
+    latest: tokio::sync::watch::Sender<u64>,
+}
+
+impl EventHub {
+    pub fn new(node: u64, capacity: usize) -> Self {
+        let start = now_micros();
+        Self::starting_at(node, capacity, start)
+    }
+
+    /// A hub whose first event gets `start + 1` (tests).
+    pub fn starting_at(node: u64, capacity: usize, start: u64) -> Self {
+        let (latest, _) = tokio::sync::watch::channel(start);
+        EventHub {
+            node,
+            capacity: capacity.max(1),
+            ring: Mutex::new(Ring { events: VecDeque::new(), next: start + 1 }),
+            latest,
+        }
+    }
+
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
+    /// The position of the newest event (a subscriber starting "now" starts here).
+    pub fn tail(&self) -> u64 {
+        self.ring.lock().next - 1
+    }
+
+    pub fn publish(&self, events: impl IntoIterator<Item = NewEvent>) {
+        let at_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        let (last, n) = {
+            let mut r = self.ring.lock();
+            let mut n = 0;
+            for e in events {
+                let seq = r.next;
+                r.next += 1;
+                r.events.push_back(Event {
+                    seq,
+                    node: self.node,
+                    at_ms,
+                    kind: e.kind,
+                    event_type: e.event_type,
+                    namespace: e.namespace,
+                    ns_id: e.ns_id,
+                    agent_id: e.agent_id,
+                    data: e.data,
+                });
+                n += 1;
+                if r.events.len() > self.capacity {
+                    r.events.pop_front();
+                }
+            }
+            if n == 0 {
+                return;
+            }
+            (r.next - 1, n)
+        };
+        metrics::counter!("loci_events_published_total").increment(n);
+        self.latest.send_replace(last);
+    }
+
+    /// Events after `after` that pass `filter` and `live` (is this namespace, with this id,
+    /// still the catalogue's?), at most `limit`. `after = 0` reads from the oldest event held
+    /// without reporting a gap (a member the subscriber had no position on).
+    pub fn poll(&self, after: u64, filter: &Filter, limit: usize, live: &dyn Fn(&str, u64) -> bool) -> Poll {
+        let r = self.ring.lock();
+        let tail = r.next - 1;
+        let oldest = r.events.front().map_or(r.next, |e| e.seq);
+        let mut poll = Poll { position: after, ..Default::default() };
+        if after > tail {
+            // A position from the future: this node restarted with its clock behind. Nothing
+            // can be recovered; start at the newest.
+            poll.position = tail;
+            return poll;
+        }
+        if after != 0 && after + 1 < oldest {
+            poll.dropped = oldest - after - 1;
+        }
+        let skip = if after < oldest { 0 } else { (after + 1 - oldest) as usize };
+        let limit = limit.clamp(1, MAX_POLL);
+        let mut full = false;
+        for e in r.events.iter().skip(skip) {
+            if poll.events.len() >= limit {
+                full = true;
+                break;
+            }
+            poll.position = e.seq;
+            if !filter.matches(e) {
+                continue;
+            }
+            if e.kind == EventKind::Memory
+                && let Some(ns) = &e.namespace
+                && !live(ns, e.ns_id)
+            {
+                continue;
+            }
+            poll.events.push(e.clone());
+        }
+        if !full {
+            // Everything held was examined.
+            poll.position = tail;
+        }
+        poll
+    }
+
+    /// [`EventHub::poll`], waiting up to `wait` for an event when there is none yet.
+    pub async fn wait_poll(
+        &self,
+        after: u64,
+        filter: &Filter,
+        limit: usize,
+        wait: Duration,
+        live: &(dyn Fn(&str, u64) -> bool + Sync),
+    ) -> Poll {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut rx = self.latest.subscribe();
+        let mut after = after;
+        let mut dropped = 0;
+        loop {
+            rx.borrow_and_update();
+            let mut p = self.poll(after, filter, limit, live);
+            p.dropped += dropped;
+            if !p.events.is_empty() || p.dropped > 0 {
+                return p;
+            }
+            // Nothing for this subscriber yet: wait from where it got to.
+            after = p.position;
+            dropped = p.dropped;
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                return p;
+            }
+        }
+    }
+}
+
+fn now_micros() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64).max(1)
+}
+
+#[cfg(test)]
+mod tests;
