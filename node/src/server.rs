@@ -51,6 +51,7 @@ impl NodeHandle {
     /// access statistics, no goodbye to peers. Acknowledged writes are in the synced WAL.
     pub async fn crash(mut self) {
         self.core.set_ready(false);
+        self.core.close_streams();
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         self.cluster.gossip.stop().await;
@@ -61,6 +62,8 @@ impl NodeHandle {
     /// Graceful stop: listeners close, in-flight requests finish, pending index and access-stat
     /// writes reach disk, Raft stops.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        // Open event streams end first: graceful HTTP shutdown waits for every connection.
+        self.core.close_streams();
         self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}
         let store = self.core.store.clone();

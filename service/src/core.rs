@@ -125,6 +125,12 @@ impl Core {
         self
     }
 
+    /// The node is stopping: end event subscriptions and webhook deliveries (an open event
+    /// stream would otherwise hold its connection, and the node's state, forever).
+    pub fn close_streams(&self) {
+        self.cluster.local.events.close();
+    }
+
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(ready);
     }

@@ -155,6 +155,8 @@ pub struct EventHub {
     ring: Mutex<Ring>,
     /// The last sequence handed out (pollers wait on it).
     latest: tokio::sync::watch::Sender<u64>,
+    /// Cancelled when the node stops: waiting polls return, subscriptions and deliveries end.
+    closing: tokio_util::sync::CancellationToken,
 }
 
 impl EventHub {
@@ -171,7 +173,17 @@ impl EventHub {
             capacity: capacity.max(1),
             ring: Mutex::new(Ring { events: VecDeque::new(), next: start + 1 }),
             latest,
+            closing: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// The node is stopping: end every subscription and delivery loop reading this hub.
+    pub fn close(&self) {
+        self.closing.cancel();
+    }
+
+    pub fn closing(&self) -> &tokio_util::sync::CancellationToken {
+        &self.closing
     }
 
     pub fn node(&self) -> u64 {
@@ -283,8 +295,13 @@ impl EventHub {
             // Nothing for this subscriber yet: wait from where it got to.
             after = p.position;
             dropped = p.dropped;
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
-                return p;
+            tokio::select! {
+                _ = self.closing.cancelled() => return p,
+                changed = tokio::time::timeout_at(deadline, rx.changed()) => {
+                    if changed.is_err() {
+                        return p;
+                    }
+                }
             }
         }
     }

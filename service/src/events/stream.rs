@@ -157,8 +157,13 @@ async fn run(core: Arc<Core>, filter: Filter, start_at: BTreeMap<u64, u64>, tx: 
         let (core, filter, ptx) = (core.clone(), filter.clone(), ptx.clone());
         tokio::spawn(async move {
             let mut after = after;
+            let closing = core.cluster.local.events.closing().clone();
             loop {
-                match poll_member(&core, node, after, &filter).await {
+                let polled = tokio::select! {
+                    _ = closing.cancelled() => return,
+                    p = poll_member(&core, node, after, &filter) => p,
+                };
+                match polled {
                     Ok(p) => {
                         after = p.position;
                         if ptx.send((node, p)).await.is_err() {
@@ -184,8 +189,10 @@ async fn run(core: Arc<Core>, filter: Filter, start_at: BTreeMap<u64, u64>, tx: 
     }
     let mut tick = tokio::time::interval(MEMBERSHIP_EVERY);
     tick.tick().await;
+    let closing = core.cluster.local.events.closing().clone();
     loop {
         tokio::select! {
+            _ = closing.cancelled() => return,
             got = prx.recv() => {
                 let Some((node, poll)) = got else { return };
                 if poll.dropped > 0 {

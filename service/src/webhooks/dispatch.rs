@@ -400,16 +400,22 @@ impl Dispatcher {
     }
 
     /// One sender: takes due deliveries and attempts them, until the node stops.
-    async fn worker(self: Arc<Self>) {
+    async fn worker(self: Arc<Self>, closing: tokio_util::sync::CancellationToken) {
         loop {
             match self.take_due() {
                 Ok((seq, body, webhook, delivery)) => {
-                    let (attempt, ok, gone) = self.attempt(&webhook, &delivery, body).await;
+                    let (attempt, ok, gone) = tokio::select! {
+                        _ = closing.cancelled() => return,
+                        r = self.attempt(&webhook, &delivery, body) => r,
+                    };
                     self.record(seq, attempt, ok, gone);
                 }
                 Err(wait) => {
                     let wait = wait.unwrap_or(Duration::from_secs(60));
-                    let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+                    tokio::select! {
+                        _ = closing.cancelled() => return,
+                        _ = tokio::time::timeout(wait, self.wake.notified()) => {}
+                    }
                 }
             }
         }
@@ -418,7 +424,7 @@ impl Dispatcher {
     /// Read this node's events and queue their deliveries; start the senders.
     pub fn start(self: &Arc<Self>, hub: Arc<EventHub>) {
         for _ in 0..self.config.workers.max(1) {
-            tokio::spawn(self.clone().worker());
+            tokio::spawn(self.clone().worker(hub.closing().clone()));
         }
         let me = self.clone();
         tokio::spawn(async move {
@@ -434,6 +440,9 @@ impl Dispatcher {
             let mut after = hub.tail();
             loop {
                 let poll = hub.wait_poll(after, &filter, MAX_POLL, Duration::from_secs(30), &live).await;
+                if hub.closing().is_cancelled() {
+                    return;
+                }
                 after = poll.position;
                 if poll.dropped > 0 {
                     tracing::warn!(dropped = poll.dropped, "webhook deliveries fell behind the event buffer");
