@@ -97,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/tokens/denials", get(tokens::list).post(tokens::deny))
         .route("/v1/export", get(memory::transfer::export))
         .route("/v1/import", post(memory::transfer::import))
+        .route("/v1/import/{job}/status", get(memory::transfer::status))
         .route("/v1/audit", get(audit_trail::list))
         .route("/v1/audit/export", get(audit_trail::export))
         .route("/v1/audit/stream", get(events::audit_stream))

@@ -402,6 +402,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         audit: audit.clone(),
         events,
         webhooks,
+        import_jobs: loci_service::memories::jobs::ImportJobs::new(node_id),
     };
     let cluster = Cluster::new(
         node_id,

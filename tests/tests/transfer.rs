@@ -231,3 +231,63 @@ async fn a_tenant_cannot_export_or_import_another_tenants_namespace() {
     assert_eq!(s, 403);
     assert_eq!(count(root, "attacker").await, 1);
 }
+
+#[tokio::test]
+async fn a_background_import_reports_progress_to_its_key_from_any_node() {
+    let c = loci_tests::TestCluster::start(3).await;
+    c.wait_ready(std::time::Duration::from_secs(60)).await;
+    let root = c.client(1).clone();
+    let (_, writer) =
+        create_key(&root, "/admin/keys", &json!({"name": "w", "scope": "write", "namespaces": ["acme-*"]})).await;
+    let (_, other) =
+        create_key(&root, "/admin/keys", &json!({"name": "o", "scope": "admin", "namespaces": ["globex"]})).await;
+    let mut lines: Vec<String> =
+        (0..250).map(|i| json!({"id": format!("b{i:04}"), "content": format!("background line {i}")}).to_string()).collect();
+    lines.insert(7, "{not json".into());
+    let (s, v) = root
+        .with_key(Some(&writer))
+        .raw(reqwest::Method::POST, "/v1/import?namespace=acme-bg&background=true", Some("application/x-ndjson"), lines.join("\n").into_bytes())
+        .await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["status"], "running");
+    assert_eq!(v["total"], 251);
+    let id = v["job_id"].as_str().expect("job id").to_string();
+    assert!(id.starts_with(&format!("imp_{}_", c.node_id(1))), "{id}");
+
+    // Readable from another node by its key; finished with every line accounted for.
+    let w0 = c.client(0).with_key(Some(&writer));
+    let mut job = Value::Null;
+    for _ in 0..200 {
+        let (s, v) = w0.get(&format!("/v1/import/{id}/status")).await;
+        assert_eq!(s, 200, "{v}");
+        if v["status"] != "running" {
+            job = v;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!((job["imported"].as_u64(), job["skipped"].as_u64()), (Some(250), Some(1)));
+    assert_eq!(job["errors"][0]["line"], 8);
+    assert_eq!(job["errors"][0]["code"], "INVALID_JSON");
+    assert!(job["finished_at"].as_u64().is_some());
+    let (s, n) = root.post("/v1/namespaces/acme-bg/vectors/count", &json!({})).await;
+    assert_eq!(s, 200, "{n}");
+    assert_eq!(n["count"], 250);
+
+    // Another tenant's key, or an unknown job: 404 alike.
+    assert_eq!(c.client(2).with_key(Some(&other)).get(&format!("/v1/import/{id}/status")).await.0, 404);
+    assert_eq!(w0.get("/v1/import/imp_1_999999/status").await.0, 404);
+    assert_eq!(w0.get("/v1/import/nonsense/status").await.0, 404);
+    // The operator (admin of the namespace) may read it.
+    assert_eq!(c.client(2).get(&format!("/v1/import/{id}/status")).await.0, 200);
+
+    // An import answered when done carries its job too.
+    let (s, v) = root
+        .with_key(Some(&writer))
+        .raw(reqwest::Method::POST, "/v1/import?namespace=acme-bg", Some("application/x-ndjson"), lines[..3].join("\n").into_bytes())
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((v["status"].as_str(), v["imported_count"].as_u64()), (Some("done"), Some(3)));
+    assert!(v["job_id"].as_str().is_some());
+}

@@ -78,6 +78,8 @@ pub struct Local {
     pub events: Arc<crate::events::EventHub>,
     /// This node's webhook deliveries (None: it sends none).
     pub webhooks: Option<Arc<crate::webhooks::Dispatcher>>,
+    /// This node's import jobs.
+    pub import_jobs: Arc<crate::memories::jobs::ImportJobs>,
 }
 
 impl Local {

@@ -161,6 +161,15 @@ impl pb::internal_server::Internal for InternalService {
         Ok(Response::new(self.cluster.serve_webhook_replay(req.into_inner())))
     }
 
+    async fn import_status(
+        &self,
+        req: Request<pb::ImportStatusRequest>,
+    ) -> Result<Response<pb::ImportStatusReply>, Status> {
+        check(&self.cluster, &req)?;
+        let job = self.cluster.local.import_jobs.find(&req.into_inner().job_id);
+        Ok(Response::new(pb::ImportStatusReply { job: job.and_then(|j| serde_json::to_string(&j).ok()) }))
+    }
+
     async fn push_copy(&self, req: Request<pb::PushCopyRequest>) -> Result<Response<pb::Done>, Status> {
         check(&self.cluster, &req)?;
         Ok(Response::new(wire::done(self.cluster.clone().serve_push_copy(req.into_inner()).await)))

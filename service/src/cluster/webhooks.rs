@@ -1,5 +1,5 @@
-//! Webhook deliveries over the cluster: each node sends (and logs) the deliveries of the events
-//! it recorded; a listing or a replay asked on another node reaches it here.
+//! Node-local state read from another node: webhook deliveries (each node sends and logs those of
+//! the events it recorded; a listing or a replay asked elsewhere reaches it here) and import jobs.
 
 use std::time::Duration;
 
@@ -49,5 +49,23 @@ impl Cluster {
             pb::WebhookReplayRequest { webhook_id: webhook_id.to_string(), delivery_id: delivery_id.to_string() };
         let reply = self.rpc(node, timeout, req, |mut c, r| async move { c.webhook_replay(r).await }).await?;
         reply.delivery.as_deref().map(decode).transpose()
+    }
+}
+
+impl Cluster {
+    /// One of `node`'s import jobs.
+    pub async fn import_job_on(
+        &self,
+        node: u64,
+        job_id: &str,
+        timeout: Duration,
+    ) -> ClusterResult<Option<crate::memories::jobs::ImportJob>> {
+        let req = pb::ImportStatusRequest { job_id: job_id.to_string() };
+        let reply = self.rpc(node, timeout, req, |mut c, r| async move { c.import_status(r).await }).await?;
+        reply
+            .job
+            .as_deref()
+            .map(|j| serde_json::from_str(j).map_err(|e| ClusterError::Internal(format!("decoding an import job: {e}"))))
+            .transpose()
     }
 }

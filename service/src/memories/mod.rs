@@ -15,6 +15,7 @@ mod recall;
 mod store;
 #[cfg(test)]
 mod tests;
+pub mod jobs;
 pub mod transfer;
 
 pub use recall::{BatchRecalled, check_batch_limit};

@@ -31,7 +31,7 @@ pub struct ExportPage {
 }
 
 /// One item of an import that was not stored.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ImportFailure {
     /// Index of the item in the import (its line, from 1, for JSON Lines).
     pub line: usize,
@@ -76,11 +76,13 @@ impl Memories<'_> {
 
     /// Store validated items (`(line, item)`) into `t` (write scope), in batches; see the
     /// module documentation for what a failure does.
+    /// `job`, when given, hears the progress after every batch.
     pub async fn import(
         &self,
         p: &Principal,
         t: &Target,
         items: Vec<(usize, NewMemory)>,
+        job: Option<&super::jobs::Running>,
     ) -> ServiceResult<ImportReport> {
         p.require(&t.namespace, Scope::Write)?;
         let mut report = ImportReport::default();
@@ -94,6 +96,9 @@ impl Memories<'_> {
                 Ok(stored) => {
                     report.imported += stored.records.len() as u64;
                     attempted += batch.len() as u64;
+                    if let Some(j) = job {
+                        j.progress(stored.records.len() as u64, Vec::new());
+                    }
                 }
                 Err(e) if stops_the_import(&e) => {
                     report.stopped = Some((e.code.to_string(), e.message));
@@ -103,17 +108,23 @@ impl Memories<'_> {
                     for (line, item) in batch {
                         let id = item.id.clone();
                         match self.store(p, t, item).await {
-                            Ok(_) => report.imported += 1,
+                            Ok(_) => {
+                                report.imported += 1;
+                                if let Some(j) = job {
+                                    j.progress(1, Vec::new());
+                                }
+                            }
                             Err(e) if stops_the_import(&e) => {
                                 report.stopped = Some((e.code.to_string(), e.message));
                                 break 'batches;
                             }
-                            Err(e) => report.failed.push(ImportFailure {
-                                line,
-                                id,
-                                code: e.code.to_string(),
-                                message: e.message,
-                            }),
+                            Err(e) => {
+                                let f = ImportFailure { line, id, code: e.code.to_string(), message: e.message };
+                                if let Some(j) = job {
+                                    j.progress(0, vec![f.clone()]);
+                                }
+                                report.failed.push(f);
+                            }
                         }
                         attempted += 1;
                     }

@@ -9,7 +9,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use loci_service::memories::transfer::{ExportPage, ImportReport};
+use loci_service::memories::jobs::ImportJob;
+use loci_service::memories::transfer::{ExportPage, ImportFailure};
 use loci_storage::model::{NewMemory, VectorHit};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -152,6 +153,9 @@ pub struct ImportParams {
     agent_id: Option<String>,
     namespace: Option<String>,
     format: Option<String>,
+    /// Answer 202 with the job at once and import in the background.
+    #[serde(alias = "async")]
+    background: Option<bool>,
 }
 
 /// The go client's JSON body: `{data, format, agent_id?, namespace?}`.
@@ -201,39 +205,66 @@ fn utf8(b: Bytes) -> ApiResult<String> {
 }
 
 /// One failure of the report, as the clients read it.
-fn failure(line: usize, id: Option<&str>, code: &str, message: &str) -> Value {
-    json!({"line": line, "id": id, "code": code, "error": message})
+fn failure_json(f: &ImportFailure) -> Value {
+    json!({"line": f.line, "id": f.id, "code": f.code, "error": f.message})
+}
+
+fn failure(line: usize, id: Option<&str>, code: &str, message: &str) -> ImportFailure {
+    ImportFailure { line, id: id.map(str::to_string), code: code.to_string(), message: message.to_string() }
 }
 
 /// `POST /v1/import`: JSON Lines, one memory a line in the export's shape (or the store
-/// route's body). Every line is validated first; the valid ones are stored (see the service).
+/// route's body). Every line is validated first; the valid ones are stored (see the service)
+/// as a job: answered when done, or at once with `?background=true` (202; progress at
+/// `GET /v1/import/{job_id}/status`).
 pub async fn import(
     State(state): State<AppState>,
     Auth(p): Auth,
     Query(q): Query<ImportParams>,
     req: Request,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(axum::http::StatusCode, Json<Value>)> {
     let (text, body) = import_text(req, &state).await?;
     let format = body.as_ref().and_then(|b| b.format.clone()).or(q.format.clone());
-    match format.as_deref().unwrap_or("jsonl") {
-        "jsonl" | "ndjson" => {}
+    let format = match format.as_deref().unwrap_or("jsonl") {
+        f @ ("jsonl" | "ndjson") => f.to_string(),
         other => {
             return Err(ApiError::bad_request(format!(
                 "unknown import format '{}': jsonl (the export's format)",
                 loci_service::validate::printable(other)
             )));
         }
-    }
+    };
     let namespace = body.as_ref().and_then(|b| b.namespace.clone()).or(q.namespace.clone());
     let agent = body.as_ref().and_then(|b| b.agent_id.clone()).or(q.agent_id.clone());
     let t = target(namespace.as_deref(), agent.as_deref())?;
     // Who may is decided before the lines are read.
     p.require(&t.namespace, loci_service::access::Scope::Write)?;
-    let (items, mut errors) = parse_lines(&state, &t, agent.as_deref(), &text);
-    let total = items.len() + errors.len();
-    let report = state.core.memories(&state.limiter).import(&p, &t, items).await?;
-    errors.extend(report.failed.iter().map(|f| failure(f.line, f.id.as_deref(), &f.code, &f.message)));
-    Ok(Json(report_json(total, &report, errors)))
+    let (items, invalid) = parse_lines(&state, &t, agent.as_deref(), &text);
+    let total = (items.len() + invalid.len()) as u64;
+    let (run, started) = state.core.import_jobs().start(&p, &t.namespace, &format, total, invalid)?;
+    if q.background == Some(true) {
+        let s = state.clone();
+        tokio::spawn(async move {
+            let r = s.core.memories(&s.limiter).import(&p, &t, items, Some(&run)).await;
+            run.finish(r.as_ref());
+        });
+        return Ok((axum::http::StatusCode::ACCEPTED, Json(job_json(&started))));
+    }
+    let r = state.core.memories(&state.limiter).import(&p, &t, items, Some(&run)).await;
+    let job = run.finish(r.as_ref());
+    r?;
+    let job = job.ok_or_else(|| ApiError::internal("the import job vanished"))?;
+    Ok((axum::http::StatusCode::OK, Json(job_json(&job))))
+}
+
+/// `GET /v1/import/{job_id}/status` (the SDK's `import_job_status`): the key that started it,
+/// or an admin of its namespace, from any node.
+pub async fn status(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(job_json(&state.core.import_status(&p, &id).await?)))
 }
 
 fn parse_lines(
@@ -241,7 +272,7 @@ fn parse_lines(
     t: &super::Target,
     agent: Option<&str>,
     text: &str,
-) -> (Vec<(usize, NewMemory)>, Vec<Value>) {
+) -> (Vec<(usize, NewMemory)>, Vec<ImportFailure>) {
     let mut items = Vec::new();
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
@@ -282,15 +313,23 @@ fn parse_lines(
     (items, errors)
 }
 
-fn report_json(total: usize, r: &ImportReport, errors: Vec<Value>) -> Value {
-    let skipped = total as u64 - r.imported;
+/// A job in the shape of the SDK's `MemoryImportResponse` and `ImportJobStatus`.
+fn job_json(j: &ImportJob) -> Value {
     json!({
-        "imported_count": r.imported,
-        "skipped_count": skipped,
-        "total": total,
-        "errors": errors,
-        "complete": r.stopped.is_none() && r.not_attempted == 0,
-        "stopped": r.stopped.as_ref().map(|(code, message)| json!({"code": code, "error": message, "not_attempted": r.not_attempted})),
-        "job_id": Value::Null,
+        "job_id": j.job_id,
+        "status": j.status,
+        "format": j.format,
+        "namespace": j.namespace,
+        "total": j.total,
+        "imported": j.imported,
+        "skipped": j.skipped,
+        "imported_count": j.imported,
+        "skipped_count": j.skipped,
+        "errors": j.errors.iter().map(failure_json).collect::<Vec<_>>(),
+        "errors_omitted": j.errors_omitted,
+        "complete": j.complete(),
+        "stopped": j.stopped.as_ref().map(|(code, message)| json!({"code": code, "error": message, "not_attempted": j.not_attempted})),
+        "started_at": j.started_at,
+        "finished_at": j.finished_at,
     })
 }
