@@ -65,3 +65,25 @@ def test_audit_events_list_and_export(aroot, uid):
     assert exported.count >= 1
     as_csv = aroot.export_audit(format="csv", agent_id=agent)
     assert "event_type" in as_csv.data.splitlines()[0]
+
+
+def test_csv_mem0_and_zep_through_the_sdk(aroot, uid):
+    src = f"pyfmt-{uid}"
+    for i in range(3):
+        aroot.store_memory(src, f"format fact {i}", tags=["f"], importance=0.3)
+    for fmt in ("csv", "mem0", "zep"):
+        out = aroot.export_memories(format=fmt, agent_id=src)
+        assert out.count == 3, (fmt, out.raw)
+        dst = f"pyfmt-{fmt}-{uid}"
+        res = aroot.import_memories(out.raw, format=fmt, agent_id=dst)
+        assert (res.imported_count, res.skipped_count) == (3, 0), (fmt, res)
+        assert res.job_id and res.status == "done"
+        back = aroot.export_memories(agent_id=dst)
+        assert sorted(m["content"] for m in back.data) == [f"format fact {i}" for i in range(3)], fmt
+        st = aroot.import_job_status(res.job_id)
+        assert (st.status, st.imported, st.total, st.format) == ("done", 3, 3, fmt)
+    # The SDK serialises a list of dicts for mem0 and zep itself.
+    res = aroot.import_memories([{"id": f"m0-{uid}", "memory": "from mem0", "user_id": "x"}], format="mem0", agent_id=f"pym0-{uid}")
+    assert res.imported_count == 1
+    res = aroot.import_memories([{"uuid": f"z0-{uid}", "role": "user", "content": "from zep"}], format="zep", agent_id=f"pyz0-{uid}")
+    assert res.imported_count == 1

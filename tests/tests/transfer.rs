@@ -291,3 +291,59 @@ async fn a_background_import_reports_progress_to_its_key_from_any_node() {
     assert_eq!((v["status"].as_str(), v["imported_count"].as_u64()), (Some("done"), Some(3)));
     assert!(v["job_id"].as_str().is_some());
 }
+
+#[tokio::test]
+async fn csv_mem0_and_zep_round_trip_what_each_format_holds() {
+    let node = TestNode::start().await;
+    let c = &node.client;
+    for (i, content) in ["=SUM(A1) is not a formula", "line one\nline two, with \"quotes\"", "plain"].iter().enumerate() {
+        let (s, v) = c
+            .post(
+                "/v1/memory/store",
+                &json!({"namespace": "fmt-src", "agent_id": format!("agent{i}"), "id": format!("f{i}"), "content": content,
+                        "tags": ["t1", "t2"], "importance": 0.25 * i as f64, "metadata": {"role": "assistant", "n": i},
+                        "memory_type": "semantic"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (_, src) = export_text(c, "namespace=fmt-src").await;
+    let want = comparable(&src);
+    for (format, ct) in [("csv", "text/csv"), ("mem0", "application/json"), ("zep", "application/json")] {
+        let (s, text) = export_text(c, &format!("namespace=fmt-src&format={format}")).await;
+        assert_eq!(s, 200, "{text}");
+        if format != "csv" {
+            let doc: Value = serde_json::from_str(&text).expect("a JSON document");
+            let key = if format == "zep" { "messages" } else { "memories" };
+            assert_eq!(doc[key].as_array().map(Vec::len), Some(3), "{text}");
+        }
+        let dst = format!("fmt-{format}");
+        let (s, v) = import(c, &format!("namespace={dst}&format={format}"), ct, text.into_bytes()).await;
+        assert_eq!(s, 200, "{format}: {v}");
+        assert_eq!((v["imported_count"].as_u64(), v["skipped_count"].as_u64()), (Some(3), Some(0)), "{format}: {v}");
+        let (_, back) = export_text(c, &format!("namespace={dst}")).await;
+        let got = comparable(&back);
+        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{format}: ids kept");
+        for (id, w) in &want {
+            let g = &got[id];
+            assert_eq!(g["content"], w["content"], "{format} {id}: content, formula guard and newlines");
+            assert_eq!(g["agent_id"], w["agent_id"], "{format} {id}");
+            assert_eq!(g["created_at"], w["created_at"], "{format} {id}");
+            assert_eq!(g["metadata"]["n"], w["metadata"]["n"], "{format} {id}: metadata");
+            if format != "zep" {
+                assert_eq!(g["tags"], w["tags"], "{format} {id}: tags");
+                assert_eq!(g["importance"], w["importance"], "{format} {id}");
+            }
+        }
+    }
+    // A document that cannot be read is refused whole; an item that cannot is reported alone.
+    let (s, _) = import(c, "namespace=fmt-bad&format=mem0", "application/json", b"{\"memories\": 5}".to_vec()).await;
+    assert_eq!(s, 400);
+    let (s, _) = import(c, "namespace=fmt-bad&format=csv", "text/csv", b"id,colour\n1,red\n".to_vec()).await;
+    assert_eq!(s, 400);
+    let doc = json!({"memories": [{"id": "ok1", "memory": "fine", "user_id": "u"}, {"id": "bad", "hash": "no text"}]});
+    let (s, v) = import(c, "namespace=fmt-bad&format=mem0", "application/json", doc.to_string().into_bytes()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((v["imported_count"].as_u64(), v["errors"][0]["line"].as_u64()), (Some(1), Some(2)), "{v}");
+    assert_eq!(count(c, "fmt-bad").await, 1);
+}

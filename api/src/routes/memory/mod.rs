@@ -5,6 +5,7 @@
 mod edit;
 mod recall;
 mod store;
+mod formats;
 pub mod transfer;
 
 pub use edit::*;

@@ -36,16 +36,43 @@ pub struct ExportParams {
 enum Format {
     Jsonl,
     Csv,
+    /// `{"memories": [...]}`
+    Mem0,
+    /// `{"messages": [...]}`
+    Zep,
 }
 
-fn export_format(f: Option<&str>) -> ApiResult<Format> {
+fn format_of(f: Option<&str>, what: &str) -> ApiResult<Format> {
     match f.unwrap_or("jsonl") {
         "jsonl" | "ndjson" => Ok(Format::Jsonl),
         "csv" => Ok(Format::Csv),
+        "mem0" => Ok(Format::Mem0),
+        "zep" => Ok(Format::Zep),
         other => Err(ApiError::bad_request(format!(
-            "unknown export format '{}': jsonl or csv",
+            "unknown {what} format '{}': jsonl, csv, mem0 or zep",
             loci_service::validate::printable(other)
         ))),
+    }
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+            Format::Mem0 => "mem0",
+            Format::Zep => "zep",
+        }
+    }
+
+    /// What the export writes before its first record and after its last.
+    fn head_tail(self) -> (&'static str, &'static str) {
+        match self {
+            Format::Jsonl => ("", ""),
+            Format::Csv => (CSV_COLUMNS, ""),
+            Format::Mem0 => ("{\"memories\":[", "]}\n"),
+            Format::Zep => ("{\"messages\":[", "]}\n"),
+        }
     }
 }
 
@@ -82,13 +109,20 @@ fn line(hit: &VectorHit, format: Format) -> ApiResult<String> {
             ];
             Ok(format!("{}\n", cells.join(",")))
         }
+        Format::Mem0 => Ok(super::formats::mem0_item(r).to_string()),
+        Format::Zep => Ok(super::formats::zep_item(r).to_string()),
     }
 }
 
-fn page_text(page: &ExportPage, format: Format) -> ApiResult<String> {
+/// A page's text; `written` counts the records before it (document items are comma-separated).
+fn page_text(page: &ExportPage, format: Format, written: &mut u64) -> ApiResult<String> {
     let mut out = String::new();
     for hit in &page.items {
+        if matches!(format, Format::Mem0 | Format::Zep) && *written > 0 {
+            out.push(',');
+        }
         out.push_str(&line(hit, format)?);
+        *written += 1;
     }
     Ok(out)
 }
@@ -101,13 +135,15 @@ pub async fn export(
     Auth(p): Auth,
     Query(q): Query<ExportParams>,
 ) -> ApiResult<Response> {
-    let format = export_format(q.format.as_deref())?;
+    let format = format_of(q.format.as_deref(), "export")?;
     let t = target(q.namespace.as_deref(), q.agent_id.as_deref())?;
     let vectors = q.include_vectors.unwrap_or(format == Format::Jsonl);
     // The first page before the answer starts, so a refusal is a status code.
     let first = state.core.memories(&state.limiter).export_page(&p, &t, q.after.clone(), vectors).await?;
-    let mut head = if format == Format::Csv { CSV_COLUMNS.to_string() } else { String::new() };
-    head.push_str(&page_text(&first, format)?);
+    let (head_text, tail) = format.head_tail();
+    let mut written = 0u64;
+    let mut head = head_text.to_string();
+    head.push_str(&page_text(&first, format, &mut written)?);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     let (core, limiter, principal) = (state.core.clone(), state.limiter.clone(), p.clone());
     tokio::spawn(async move {
@@ -124,7 +160,7 @@ pub async fn export(
                     return;
                 }
             };
-            let text = match page_text(&page, format) {
+            let text = match page_text(&page, format, &mut written) {
                 Ok(t) => t,
                 Err(e) => {
                     let _ = tx.send(Err(std::io::Error::other(e.message.clone()))).await;
@@ -137,10 +173,17 @@ pub async fn export(
             more = page.more && !page.items.is_empty();
             after = page.items.last().map(|h| h.record.id.clone()).or(after);
         }
+        if !tail.is_empty() {
+            let _ = tx.send(Ok(Bytes::from_static(tail.as_bytes()))).await;
+        }
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     let mut resp = Response::new(Body::from_stream(stream));
-    let ct = if format == Format::Csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
+    let ct = match format {
+        Format::Csv => "text/csv; charset=utf-8",
+        Format::Jsonl => "application/x-ndjson",
+        Format::Mem0 | Format::Zep => "application/json",
+    };
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     // The SDK reads how many records the export left out (none: every live memory is exported).
     resp.headers_mut().insert("x-dakera-export-skipped", HeaderValue::from_static("0"));
@@ -185,7 +228,11 @@ async fn import_text(req: Request, state: &AppState) -> ApiResult<(String, Optio
         return Err(ApiError::bad_request("the multipart body holds no file field"));
     }
     let bytes = Bytes::from_request(req, state).await.map_err(|e| read_error(&e.to_string(), e.status().as_u16()))?;
-    if ct.starts_with("application/json") {
+    // The go client's `{data, …}` wrapper; any other JSON is the import itself (a Mem0 or Zep
+    // document).
+    if ct.starts_with("application/json")
+        && serde_json::from_slice::<Value>(&bytes).ok().is_some_and(|v| v.get("data").is_some_and(Value::is_string))
+    {
         let j: JsonImport = crate::wire::parse_json(&bytes)?;
         return Ok((j.data.clone(), Some(j)));
     }
@@ -225,23 +272,16 @@ pub async fn import(
 ) -> ApiResult<(axum::http::StatusCode, Json<Value>)> {
     let (text, body) = import_text(req, &state).await?;
     let format = body.as_ref().and_then(|b| b.format.clone()).or(q.format.clone());
-    let format = match format.as_deref().unwrap_or("jsonl") {
-        f @ ("jsonl" | "ndjson") => f.to_string(),
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "unknown import format '{}': jsonl (the export's format)",
-                loci_service::validate::printable(other)
-            )));
-        }
-    };
+    let format = format_of(format.as_deref(), "import")?;
     let namespace = body.as_ref().and_then(|b| b.namespace.clone()).or(q.namespace.clone());
     let agent = body.as_ref().and_then(|b| b.agent_id.clone()).or(q.agent_id.clone());
     let t = target(namespace.as_deref(), agent.as_deref())?;
     // Who may is decided before the lines are read.
     p.require(&t.namespace, loci_service::access::Scope::Write)?;
-    let (items, invalid) = parse_lines(&state, &t, agent.as_deref(), &text);
+    let raw = raw_items(format, &text)?;
+    let (items, invalid) = validate_items(&state, &t, agent.as_deref(), raw);
     let total = (items.len() + invalid.len()) as u64;
-    let (run, started) = state.core.import_jobs().start(&p, &t.namespace, &format, total, invalid)?;
+    let (run, started) = state.core.import_jobs().start(&p, &t.namespace, format.name(), total, invalid)?;
     if q.background == Some(true) {
         let s = state.clone();
         tokio::spawn(async move {
@@ -267,21 +307,59 @@ pub async fn status(
     Ok(Json(job_json(&state.core.import_status(&p, &id).await?)))
 }
 
-fn parse_lines(
+/// The import's items as JSON values, numbered (lines for JSON Lines and CSV, positions for
+/// documents); a document that cannot be read at all is 400 with nothing imported.
+fn raw_items(format: Format, text: &str) -> ApiResult<Vec<(usize, Result<Value, ImportFailure>)>> {
+    let unreadable = |(n, code, msg): super::formats::Unreadable| (n, Err(failure(n, None, code, &msg)));
+    Ok(match format {
+        Format::Jsonl => text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                let n = i + 1;
+                (n, serde_json::from_str::<Value>(l).map_err(|e| failure(n, None, "INVALID_JSON", &e.to_string())))
+            })
+            .collect(),
+        Format::Csv => super::formats::csv_items(text)
+            .map_err(ApiError::bad_request)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| match r {
+                Ok(v) => (i + 2, Ok(v)),
+                Err(u) => unreadable(u),
+            })
+            .collect(),
+        Format::Mem0 | Format::Zep => super::formats::document_items(format.name(), text)
+            .map_err(ApiError::bad_request)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| match r {
+                Ok(v) => (i + 1, Ok(v)),
+                Err(u) => unreadable(u),
+            })
+            .collect(),
+    })
+}
+
+fn validate_items(
     state: &AppState,
     t: &super::Target,
     agent: Option<&str>,
-    text: &str,
+    raw: Vec<(usize, Result<Value, ImportFailure>)>,
 ) -> (Vec<(usize, NewMemory)>, Vec<ImportFailure>) {
     let mut items = Vec::new();
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
-    for (i, raw) in text.lines().enumerate() {
-        let n = i + 1;
-        if raw.trim().is_empty() {
-            continue;
-        }
-        let mut item: StoreItem = match serde_json::from_str(raw) {
+    for (n, v) in raw {
+        let v = match v {
+            Ok(v) => v,
+            Err(f) => {
+                errors.push(f);
+                continue;
+            }
+        };
+        let mut item: StoreItem = match serde_json::from_value(v) {
             Ok(item) => item,
             Err(e) => {
                 errors.push(failure(n, None, "INVALID_JSON", &e.to_string()));
