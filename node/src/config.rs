@@ -257,6 +257,18 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCI_EVENT_BUFFER", default_value_t = loci_service::events::DEFAULT_BUFFER)]
     pub event_buffer: usize,
 
+    /// Rotate the audit file when it reaches this many bytes (to FILE.1, FILE.2, …); 0 = never.
+    #[arg(long, env = "LOCI_AUDIT_MAX_FILE_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub audit_max_file_bytes: u64,
+
+    /// Rotated audit files kept (older ones are deleted at the next rotation).
+    #[arg(long, env = "LOCI_AUDIT_RETAIN_FILES", default_value_t = 10)]
+    pub audit_retain_files: usize,
+
+    /// Rotated audit files older than this many days are deleted at a rotation; 0 = by count only.
+    #[arg(long, env = "LOCI_AUDIT_RETENTION_DAYS", default_value_t = 0)]
+    pub audit_retention_days: u64,
+
     /// Audit log file (`-` = stdout).
     #[arg(long, env = "LOCI_AUDIT_FILE")]
     pub audit_file: Option<PathBuf>,

@@ -292,6 +292,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             request_body: args.audit_request_body,
             response_body: args.audit_response_body,
             max_body_size: args.audit_max_body_size,
+            max_file_bytes: args.audit_max_file_bytes,
+            retain_files: args.audit_retain_files,
+            retention: (args.audit_retention_days > 0)
+                .then(|| Duration::from_secs(args.audit_retention_days.saturating_mul(86_400))),
         },
         node_id,
     )

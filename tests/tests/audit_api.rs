@@ -204,3 +204,65 @@ async fn without_an_audit_file_the_listing_says_so() {
     let (s, v) = node.client.get("/v1/audit").await;
     assert_eq!((s, v["code"].as_str()), (409, Some("AUDIT_LOG_UNAVAILABLE")), "{v}");
 }
+
+#[tokio::test]
+async fn rotated_audit_files_are_listed_exported_and_verified_as_one_chain() {
+    let node = TestNode::start_with(|a| {
+        with_audit(a);
+        a.audit_max_file_bytes = 4_000;
+        a.audit_retain_files = 3;
+    })
+    .await;
+    let root = node.client.clone();
+    let log = node.path().join("audit.log");
+    for i in 0..60 {
+        assert_eq!(root.post("/v1/memory/store", &store("rot", &format!("note {i}"))).await.0, 200);
+    }
+    let files = loci_service::audit::rotate::files_newest_first(&log);
+    assert_eq!(files.len(), 4, "the current file and three rotated ones: {files:?}");
+    assert!(!loci_service::audit::rotate::rotated(&log, 4).exists(), "older ones were deleted");
+    for f in &files {
+        assert!(std::fs::metadata(f).map(|m| m.len()).unwrap_or(0) < 8_000, "{f:?} stays near the limit");
+    }
+    // The oldest kept file starts at an audit_rotated record; the chain is intact across files.
+    assert_eq!(loci_service::audit::verify(&log).ok(), Some(loci_service::audit::Verdict::Intact {
+        lines: files.iter().map(|f| std::fs::read_to_string(f).unwrap_or_default().lines().count() as u64).sum(),
+    }));
+    // The listing reads the rotated files too: the stores in them are found.
+    let (s, v) = root.get("/v1/audit?path_prefix=/v1/memory/store&limit=1000").await;
+    assert_eq!(s, 200, "{v}");
+    let in_files: usize = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap_or_default().lines().filter(|l| l.contains("\"/v1/memory/store\"")).count())
+        .sum();
+    assert_eq!(v["count"].as_u64(), Some(in_files as u64));
+    assert!(in_files > 10, "{in_files}");
+    // format=chain serves every kept file, oldest first, as one verifiable chain.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/audit/export?format=chain", root.base))
+        .bearer_auth(loci_tests::ROOT_KEY)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = resp.bytes().await.expect("body");
+    assert!(matches!(
+        loci_service::audit::verify_reader(std::io::BufReader::new(&body[..])),
+        Ok(loci_service::audit::Verdict::Intact { .. })
+    ));
+
+    // Removing a file from the middle breaks the chain; so does cutting the head of the oldest.
+    let node_dir = node.stop().await;
+    let log = node_dir.path().join("audit.log");
+    let middle = loci_service::audit::rotate::rotated(&log, 2);
+    let saved = std::fs::read(&middle).expect("middle file");
+    std::fs::remove_file(&middle).expect("remove");
+    std::fs::rename(loci_service::audit::rotate::rotated(&log, 3), &middle).expect("close the gap");
+    assert!(matches!(loci_service::audit::verify(&log), Ok(loci_service::audit::Verdict::Broken { .. })));
+    std::fs::write(&middle, &saved).expect("restore");
+    let oldest = loci_service::audit::rotate::rotated(&log, 2);
+    let text = std::fs::read_to_string(&oldest).expect("oldest");
+    let cut: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&oldest, cut).expect("cut");
+    assert!(matches!(loci_service::audit::verify(&log), Ok(loci_service::audit::Verdict::Broken { .. })), "a head cut off is not a rotation");
+}

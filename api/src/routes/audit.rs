@@ -172,10 +172,31 @@ async fn chain(state: &AppState, p: &loci_service::access::Principal, q: &AuditP
             "this node writes no audit file (LOCI_AUDIT_ENABLED with LOCI_AUDIT_FILE)",
         ));
     };
-    let file =
-        tokio::fs::File::open(&path).await.map_err(|e| ApiError::internal(format!("opening the audit log: {e}")))?;
-    let stream = tokio_util::io::ReaderStream::new(file);
-    let mut r = Response::new(Body::from_stream(stream));
+    // The rotated files, oldest first, then the current one: one chain.
+    let mut reader = tokio::task::spawn_blocking(move || loci_service::audit::chain_reader(&path))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("opening the audit log: {e}")))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx.blocking_send(Ok(axum::body::Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let mut r = Response::new(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
     r.headers_mut().insert("x-loci-node", HeaderValue::from(me));
     Ok(r)

@@ -24,6 +24,7 @@ use crate::error::ServiceError;
 
 pub mod listing;
 pub mod query;
+pub mod rotate;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -57,6 +58,12 @@ pub struct AuditConfig {
     pub response_body: bool,
     /// Recorded bodies are cut to this many bytes (`LOCI_AUDIT_MAX_BODY_SIZE`).
     pub max_body_size: usize,
+    /// Rotate the file when it reaches this many bytes (0: never).
+    pub max_file_bytes: u64,
+    /// Rotated files kept.
+    pub retain_files: usize,
+    /// Rotated files older than this are deleted (None: kept by count only).
+    pub retention: Option<std::time::Duration>,
 }
 
 pub const DEFAULT_MAX_BODY_SIZE: usize = 4096;
@@ -70,6 +77,9 @@ impl Default for AuditConfig {
             request_body: false,
             response_body: false,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
+            max_file_bytes: 0,
+            retain_files: 10,
+            retention: None,
         }
     }
 }
@@ -83,6 +93,8 @@ struct Chain {
     sink: Sink,
     prev: String,
     seq: u64,
+    /// Bytes in the current file.
+    bytes: u64,
 }
 
 pub struct AuditLog {
@@ -107,20 +119,26 @@ impl AuditLog {
         if !config.enabled {
             return Ok(Arc::new(AuditLog { config, node_id, chain: None, tap: Default::default() }));
         }
-        let (sink, prev, seq) = match config.file.as_deref().filter(|p| p.as_os_str() != "-") {
-            None => (Sink::Stdout, GENESIS.to_string(), 0),
+        let (sink, prev, seq, bytes) = match config.file.as_deref().filter(|p| p.as_os_str() != "-") {
+            None => (Sink::Stdout, GENESIS.to_string(), 0, 0),
             Some(path) => {
-                let (prev, seq) = last_link(path)?;
-                use std::os::unix::fs::OpenOptionsExt;
-                // It may hold captured request bodies: owner-only.
-                let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-                (Sink::File(f), prev, seq)
+                // The chain continues from the newest line: the file's, or the last rotated file's.
+                let (prev, seq) = match last_link(path)? {
+                    (p, 0) if p == GENESIS => match rotate::files_newest_first(path).get(1) {
+                        Some(older) => last_link(older)?,
+                        None => (p, 0),
+                    },
+                    link => link,
+                };
+                let f = open_log(path)?;
+                let bytes = f.metadata()?.len();
+                (Sink::File(f), prev, seq, bytes)
             }
         };
         Ok(Arc::new(AuditLog {
             config,
             node_id,
-            chain: Some(Mutex::new(Chain { sink, prev, seq })),
+            chain: Some(Mutex::new(Chain { sink, prev, seq, bytes })),
             tap: Default::default(),
         }))
     }
@@ -148,20 +166,67 @@ impl AuditLog {
         vis: &query::Visibility,
         limit: usize,
     ) -> std::io::Result<Option<query::ScanResult>> {
-        match self.file() {
-            None => Ok(None),
-            Some(path) => query::scan(path, filter, vis, limit, query::SCAN_BUDGET_BYTES).map(Some),
+        let Some(path) = self.file() else { return Ok(None) };
+        // The current file, then the rotated ones, newest first, within one budget.
+        let mut out = query::ScanResult::default();
+        for f in rotate::files_newest_first(path) {
+            let left = query::SCAN_BUDGET_BYTES.saturating_sub(out.scanned_bytes);
+            if left == 0 {
+                out.truncated = true;
+                break;
+            }
+            let part = query::scan(&f, filter, vis, limit - out.records.len(), left)?;
+            out.scanned_bytes += part.scanned_bytes;
+            out.records.extend(part.records);
+            out.oldest_scanned = part.oldest_scanned.or(out.oldest_scanned);
+            if part.truncated {
+                out.truncated = true;
+                break;
+            }
+            if out.records.len() >= limit {
+                break;
+            }
         }
+        Ok(Some(out))
     }
 
     pub fn excluded(&self, path: &str) -> bool {
         self.config.exclude_paths.iter().any(|p| path == p || path.starts_with(&format!("{p}/")))
     }
 
-    /// Append one record (adds `timestamp`, `node`, `seq`, `prev`).
-    pub fn write(&self, mut record: Value) {
+    /// Append one record (adds `timestamp`, `node`, `seq`, `prev`); rotate the file when it is
+    /// full ([`rotate`]).
+    pub fn write(&self, record: Value) {
         let Some(chain) = &self.chain else { return };
         let mut c = chain.lock();
+        self.append(&mut c, record);
+        let full = self.config.max_file_bytes > 0 && c.bytes >= self.config.max_file_bytes;
+        if let (true, Sink::File(_), Some(path)) = (full, &c.sink, self.file()) {
+            match self.rotate(&mut c, path) {
+                Ok(deleted) => {
+                    let deleted: Vec<String> = deleted.iter().map(|p| p.display().to_string()).collect();
+                    self.append(
+                        &mut c,
+                        json!({"type": "event", "event": "audit_rotated", "key_id": null,
+                               "details": {"previous_file": rotate::rotated(path, 1).display().to_string(), "deleted": deleted}}),
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "audit log rotation failed; writing on to the same file"),
+            }
+        }
+    }
+
+    fn rotate(&self, c: &mut Chain, path: &Path) -> std::io::Result<Vec<PathBuf>> {
+        if let Sink::File(f) = &c.sink {
+            f.sync_all()?;
+        }
+        let deleted = rotate::rotate(path, self.config.retain_files, self.config.retention)?;
+        c.sink = Sink::File(open_log(path)?);
+        c.bytes = 0;
+        Ok(deleted)
+    }
+
+    fn append(&self, c: &mut Chain, mut record: Value) {
         c.seq += 1;
         record["timestamp"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         record["node"] = json!(self.node_id);
@@ -178,6 +243,7 @@ impl AuditLog {
         if let Err(e) = res {
             tracing::error!(error = %e, "audit log write failed");
         }
+        c.bytes += line.len() as u64 + 1;
         c.prev = line_hash(&line);
         if let Some(hub) = self.tap.get() {
             let ev = query::to_event(&record);
@@ -245,8 +311,46 @@ pub enum Verdict {
     Broken { line: u64, reason: String },
 }
 
+fn open_log(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // It may hold captured request bodies: owner-only.
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+/// Verify a log file together with its rotated files (`FILE.n` … `FILE.1`, `FILE`) as one chain.
 pub fn verify(path: &Path) -> std::io::Result<Verdict> {
-    verify_reader(BufReader::new(File::open(path)?))
+    verify_reader(BufReader::new(chain_reader(path)?))
+}
+
+/// The log's files, oldest first, as one reader (what `format=chain` serves).
+pub fn chain_reader(path: &Path) -> std::io::Result<ChainReader> {
+    let mut files = rotate::files_newest_first(path);
+    files.reverse();
+    if files.is_empty() {
+        // As before rotation existed: a missing file is an error to report.
+        File::open(path)?;
+    }
+    let opened = files.into_iter().map(File::open).collect::<std::io::Result<Vec<_>>>()?;
+    Ok(ChainReader { files: opened.into_iter().collect() })
+}
+
+/// A log's files read one after the other.
+pub struct ChainReader {
+    files: std::collections::VecDeque<File>,
+}
+
+impl std::io::Read for ChainReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while let Some(f) = self.files.front_mut() {
+            match f.read(buf)? {
+                0 => {
+                    self.files.pop_front();
+                }
+                n => return Ok(n),
+            }
+        }
+        Ok(0)
+    }
 }
 
 /// [`verify`] over any reader of the log's lines (a file, or a node's `format=chain` export).
@@ -265,9 +369,10 @@ pub fn verify_reader(f: impl BufRead) -> std::io::Result<Verdict> {
             return Ok(Verdict::Broken { line: n, reason: "no prev hash".into() });
         };
         let seq = v["seq"].as_u64().unwrap_or(0);
-        // A log continued across restarts starts its chain from the file's last line, so the
-        // very first line is the only one allowed to start from genesis.
-        if p != prev {
+        // The chain starts at genesis, or (the files before it deleted by retention) at the
+        // `audit_rotated` record that opens a file; anywhere else a link must match.
+        let anchored = n == 1 && v["event"].as_str() == Some("audit_rotated");
+        if p != prev && !anchored {
             return Ok(Verdict::Broken {
                 line: n,
                 reason: "prev hash does not match the previous line (a line was edited, removed or reordered)".into(),
