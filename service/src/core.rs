@@ -406,7 +406,11 @@ impl Core {
                 let cat = self.catalogue.view.read();
                 let cur =
                     cat.encryption.clone().ok_or_else(|| ServiceError::internal("encryption parameters missing"))?;
-                (cur, cat.namespaces.values().cloned().collect::<Vec<_>>(), cat.webhooks.values().cloned().collect::<Vec<_>>())
+                (
+                    cur,
+                    cat.namespaces.values().cloned().collect::<Vec<_>>(),
+                    cat.webhooks.values().cloned().collect::<Vec<_>>(),
+                )
             };
             let (new_ring, params) =
                 new_secret.establish_next(current.kek_version).map_err(|e| ServiceError::bad_request(e.to_string()))?;

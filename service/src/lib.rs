@@ -42,11 +42,11 @@ pub mod request_id;
 pub mod screening;
 pub mod sessions;
 pub mod usage;
-pub mod webhooks;
 pub mod validate;
 #[cfg(test)]
 mod validate_props;
 pub mod vectors;
+pub mod webhooks;
 
 pub use crate::core::{AGENT_NAMESPACE_PREFIX, Core, CoreConfig, DeletionReceipt, NamespaceSpec, canonical_namespace};
 pub use error::{ServiceError, ServiceResult, StatusCode};

@@ -225,15 +225,24 @@ async fn rotated_audit_files_are_listed_exported_and_verified_as_one_chain() {
         assert!(std::fs::metadata(f).map(|m| m.len()).unwrap_or(0) < 8_000, "{f:?} stays near the limit");
     }
     // The oldest kept file starts at an audit_rotated record; the chain is intact across files.
-    assert_eq!(loci_service::audit::verify(&log).ok(), Some(loci_service::audit::Verdict::Intact {
-        lines: files.iter().map(|f| std::fs::read_to_string(f).unwrap_or_default().lines().count() as u64).sum(),
-    }));
+    assert_eq!(
+        loci_service::audit::verify(&log).ok(),
+        Some(loci_service::audit::Verdict::Intact {
+            lines: files.iter().map(|f| std::fs::read_to_string(f).unwrap_or_default().lines().count() as u64).sum(),
+        })
+    );
     // The listing reads the rotated files too: the stores in them are found.
     let (s, v) = root.get("/v1/audit?path_prefix=/v1/memory/store&limit=1000").await;
     assert_eq!(s, 200, "{v}");
     let in_files: usize = files
         .iter()
-        .map(|f| std::fs::read_to_string(f).unwrap_or_default().lines().filter(|l| l.contains("\"/v1/memory/store\"")).count())
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("\"/v1/memory/store\""))
+                .count()
+        })
         .sum();
     assert_eq!(v["count"].as_u64(), Some(in_files as u64));
     assert!(in_files > 10, "{in_files}");
@@ -264,5 +273,8 @@ async fn rotated_audit_files_are_listed_exported_and_verified_as_one_chain() {
     let text = std::fs::read_to_string(&oldest).expect("oldest");
     let cut: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
     std::fs::write(&oldest, cut).expect("cut");
-    assert!(matches!(loci_service::audit::verify(&log), Ok(loci_service::audit::Verdict::Broken { .. })), "a head cut off is not a rotation");
+    assert!(
+        matches!(loci_service::audit::verify(&log), Ok(loci_service::audit::Verdict::Broken { .. })),
+        "a head cut off is not a rotation"
+    );
 }

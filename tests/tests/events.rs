@@ -16,7 +16,11 @@ fn store(ns: &str, agent: &str, content: &str) -> Value {
 
 /// The memory ids of `stored` events.
 fn stored_ids(events: &[loci_tests::SseEvent]) -> Vec<String> {
-    events.iter().filter(|e| e.event == "stored").filter_map(|e| e.data["memory_id"].as_str().map(str::to_string)).collect()
+    events
+        .iter()
+        .filter(|e| e.event == "stored")
+        .filter_map(|e| e.data["memory_id"].as_str().map(str::to_string))
+        .collect()
 }
 
 #[tokio::test]
@@ -34,7 +38,8 @@ async fn a_tenant_sees_only_its_namespaces_and_resumes_exactly_where_it_left() {
     for i in 0..3 {
         let (s, v) = root.post("/v1/memory/store", &store("globex", "g", &format!("globex secret {i}"))).await;
         assert_eq!(s, 200, "{v}");
-        let (s, v) = root.post("/v1/memory/store", &store(&format!("acme-{i}"), "alice", &format!("acme note {i}"))).await;
+        let (s, v) =
+            root.post("/v1/memory/store", &store(&format!("acme-{i}"), "alice", &format!("acme note {i}"))).await;
         assert_eq!(s, 200, "{v}");
         acme_ids.push(v["memory"]["id"].as_str().expect("id").to_string());
     }
@@ -56,9 +61,11 @@ async fn a_tenant_sees_only_its_namespaces_and_resumes_exactly_where_it_left() {
     let (s, v) = root.post("/v1/memory/store", &store("acme-0", "bob", "while away")).await;
     assert_eq!(s, 200, "{v}");
     let away = v["memory"]["id"].as_str().expect("id").to_string();
-    let (s, _) = root.post("/v1/memory/forget", &json!({"namespace": "acme-0", "agent_id": "bob", "memory_ids": [away]})).await;
+    let (s, _) =
+        root.post("/v1/memory/forget", &json!({"namespace": "acme-0", "agent_id": "bob", "memory_ids": [away]})).await;
     assert_eq!(s, 200);
-    let mut again = SseStream::open(&root.base, "/v1/events/stream", &acme_key, Some(&resume_at)).await.expect("resume");
+    let mut again =
+        SseStream::open(&root.base, "/v1/events/stream", &acme_key, Some(&resume_at)).await.expect("resume");
     assert_eq!(again.next(WAIT).await.map(|e| e.event), Some("connected".into()));
     let missed = again.take(3, WAIT).await;
     let kinds: Vec<&str> = missed.iter().map(|e| e.event.as_str()).collect();
@@ -95,11 +102,17 @@ async fn namespace_and_ops_streams_and_the_query_string_key() {
     let (s, v) = root.post("/v1/namespaces", &json!({"name": "acme-1", "dimension": 8})).await;
     assert!(s == 200 || s == 201, "{v}");
     let (s, v) = root
-        .post("/v1/namespaces/acme-1/vectors", &json!({"vectors": [{"id": "v1", "values": [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]}]}))
+        .post(
+            "/v1/namespaces/acme-1/vectors",
+            &json!({"vectors": [{"id": "v1", "values": [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]}]}),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     let created = ops.next(WAIT).await.expect("namespace_created");
-    assert_eq!((created.event.as_str(), created.data["type"].as_str()), ("namespace_created", Some("namespace_created")));
+    assert_eq!(
+        (created.event.as_str(), created.data["type"].as_str()),
+        ("namespace_created", Some("namespace_created"))
+    );
     assert_eq!(created.data["namespace"], "acme-1", "globex's creation is not acme's admin's to see");
     let first = ns.next(WAIT).await.expect("namespace_created");
     assert_eq!((first.event.as_str(), first.data["namespace"].as_str()), ("namespace_created", Some("acme-1")));
@@ -109,11 +122,8 @@ async fn namespace_and_ops_streams_and_the_query_string_key() {
 
     // EventSource cannot send headers: the stream routes take ?api_key=, nothing else does.
     let http = reqwest::Client::new();
-    let resp = http
-        .get(format!("{}/v1/namespaces/acme-1/events?api_key={reader}", root.base))
-        .send()
-        .await
-        .expect("sent");
+    let resp =
+        http.get(format!("{}/v1/namespaces/acme-1/events?api_key={reader}", root.base)).send().await.expect("sent");
     assert_eq!(resp.status().as_u16(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap_or("").starts_with("text/event-stream"));
     drop(resp);
@@ -137,7 +147,8 @@ async fn a_subscriber_that_fell_out_of_the_buffer_is_told_how_much_it_missed() {
         assert_eq!(st, 200);
         last = v["memory"]["id"].as_str().unwrap_or_default().to_string();
     }
-    let mut s = SseStream::open(&root.base, "/v1/events/stream", loci_tests::ROOT_KEY, Some(&first.id)).await.expect("resume");
+    let mut s =
+        SseStream::open(&root.base, "/v1/events/stream", loci_tests::ROOT_KEY, Some(&first.id)).await.expect("resume");
     assert_eq!(s.next(WAIT).await.map(|e| e.event), Some("connected".into()));
     let lag = s.next(WAIT).await.expect("stream_lagged");
     assert_eq!(lag.event, "stream_lagged");
@@ -160,7 +171,8 @@ async fn the_audit_stream_shows_a_tenant_admin_only_its_own_records() {
         create_key(&root, "/admin/keys", &json!({"name": "acme", "scope": "admin", "namespaces": ["acme-*"]})).await;
     let (_, globex_w) =
         create_key(&root, "/admin/keys", &json!({"name": "gw", "scope": "write", "namespaces": ["globex"]})).await;
-    let (_, reader) = create_key(&root, "/admin/keys", &json!({"name": "r", "scope": "read", "namespaces": ["acme-*"]})).await;
+    let (_, reader) =
+        create_key(&root, "/admin/keys", &json!({"name": "r", "scope": "read", "namespaces": ["acme-*"]})).await;
     let r = SseStream::open(&root.base, "/v1/audit/stream", &reader, None).await;
     assert_eq!(r.err().map(|e| e.0), Some(403), "the audit stream needs admin");
     let mut acme = SseStream::open(&root.base, "/v1/audit/stream", &acme_admin, None).await.expect("acme audit");

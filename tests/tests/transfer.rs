@@ -241,12 +241,18 @@ async fn a_background_import_reports_progress_to_its_key_from_any_node() {
         create_key(&root, "/admin/keys", &json!({"name": "w", "scope": "write", "namespaces": ["acme-*"]})).await;
     let (_, other) =
         create_key(&root, "/admin/keys", &json!({"name": "o", "scope": "admin", "namespaces": ["globex"]})).await;
-    let mut lines: Vec<String> =
-        (0..250).map(|i| json!({"id": format!("b{i:04}"), "content": format!("background line {i}")}).to_string()).collect();
+    let mut lines: Vec<String> = (0..250)
+        .map(|i| json!({"id": format!("b{i:04}"), "content": format!("background line {i}")}).to_string())
+        .collect();
     lines.insert(7, "{not json".into());
     let (s, v) = root
         .with_key(Some(&writer))
-        .raw(reqwest::Method::POST, "/v1/import?namespace=acme-bg&background=true", Some("application/x-ndjson"), lines.join("\n").into_bytes())
+        .raw(
+            reqwest::Method::POST,
+            "/v1/import?namespace=acme-bg&background=true",
+            Some("application/x-ndjson"),
+            lines.join("\n").into_bytes(),
+        )
         .await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["status"], "running");
@@ -285,7 +291,12 @@ async fn a_background_import_reports_progress_to_its_key_from_any_node() {
     // An import answered when done carries its job too.
     let (s, v) = root
         .with_key(Some(&writer))
-        .raw(reqwest::Method::POST, "/v1/import?namespace=acme-bg", Some("application/x-ndjson"), lines[..3].join("\n").into_bytes())
+        .raw(
+            reqwest::Method::POST,
+            "/v1/import?namespace=acme-bg",
+            Some("application/x-ndjson"),
+            lines[..3].join("\n").into_bytes(),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!((v["status"].as_str(), v["imported_count"].as_u64()), (Some("done"), Some(3)));
@@ -296,7 +307,8 @@ async fn a_background_import_reports_progress_to_its_key_from_any_node() {
 async fn csv_mem0_and_zep_round_trip_what_each_format_holds() {
     let node = TestNode::start().await;
     let c = &node.client;
-    for (i, content) in ["=SUM(A1) is not a formula", "line one\nline two, with \"quotes\"", "plain"].iter().enumerate() {
+    for (i, content) in ["=SUM(A1) is not a formula", "line one\nline two, with \"quotes\"", "plain"].iter().enumerate()
+    {
         let (s, v) = c
             .post(
                 "/v1/memory/store",

@@ -13,11 +13,14 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+/// One POST a receiver got: (its path, headers, body).
+type Received = (String, HeaderMap, Vec<u8>);
+
 /// A webhook receiver on loopback: records every POST; `/flaky` fails its first two, `/down`
 /// fails all.
 #[derive(Clone, Default)]
 struct Receiver {
-    got: Arc<Mutex<Vec<(String, HeaderMap, Vec<u8>)>>>,
+    got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
@@ -40,7 +43,12 @@ impl Receiver {
     }
 }
 
-async fn receive(State(r): State<Receiver>, Path(path): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+async fn receive(
+    State(r): State<Receiver>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
     let mut got = r.got.lock();
     got.push((path.clone(), headers, body.to_vec()));
     let seen = got.iter().filter(|(p, _, _)| *p == path).count();
@@ -90,14 +98,20 @@ async fn deliveries_are_signed_retried_logged_and_replayable() {
     assert_eq!(s, 200);
     assert!(shown.get("secret").is_none(), "the secret is never shown again: {shown}");
 
-    let (s, v) = root.post("/v1/memory/store", &json!({"namespace": "globex", "agent_id": "g", "content": "globex only"})).await;
+    let (s, v) =
+        root.post("/v1/memory/store", &json!({"namespace": "globex", "agent_id": "g", "content": "globex only"})).await;
     assert_eq!(s, 200, "{v}");
-    let (s, v) = root.post("/v1/memory/store", &json!({"namespace": "acme-1", "agent_id": "alice", "content": "private words"})).await;
+    let (s, v) = root
+        .post("/v1/memory/store", &json!({"namespace": "acme-1", "agent_id": "alice", "content": "private words"}))
+        .await;
     assert_eq!(s, 200, "{v}");
     let memory_id = v["memory"]["id"].as_str().expect("id").to_string();
 
     // Two failures, then the third attempt lands: back-off 100 ms, 200 ms.
-    assert!(eventually(Duration::from_secs(15), || async { rx.on("flaky").len() >= 3 }).await, "retried until accepted");
+    assert!(
+        eventually(Duration::from_secs(15), || async { rx.on("flaky").len() >= 3 }).await,
+        "retried until accepted"
+    );
     let flaky = rx.on("flaky");
     assert_eq!(flaky.len(), 3, "nothing after the success");
     for (h, body, raw) in &flaky {
@@ -117,7 +131,8 @@ async fn deliveries_are_signed_retried_logged_and_replayable() {
     assert_eq!(log["count"], 1);
     let d = &log["deliveries"][0];
     assert_eq!(d["state"], "delivered");
-    let statuses: Vec<u64> = d["attempts"].as_array().expect("attempts").iter().filter_map(|a| a["status"].as_u64()).collect();
+    let statuses: Vec<u64> =
+        d["attempts"].as_array().expect("attempts").iter().filter_map(|a| a["status"].as_u64()).collect();
     assert_eq!(statuses, vec![500, 500, 200]);
 
     // The always-failing target: every attempt made, then failed (and the store, a vectors_mutated
@@ -151,11 +166,17 @@ async fn deliveries_are_signed_retried_logged_and_replayable() {
 
     // Rotating the master key re-wraps the signing secret: deliveries stay signed with it.
     let (s, v) = root
-        .post("/admin/encryption/rotate", &json!({"new_key": "a7f3a9c1e5b2d4f6a8c0e1a3b5d7f9e2c4a6b8d0f1e3c5a7b9d2f4e6a8c0b1d3"}))
+        .post(
+            "/admin/encryption/rotate",
+            &json!({"new_key": "a7f3a9c1e5b2d4f6a8c0e1a3b5d7f9e2c4a6b8d0f1e3c5a7b9d2f4e6a8c0b1d3"}),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     let before = rx.on("flaky").len();
-    assert_eq!(root.post("/v1/memory/store", &json!({"namespace": "acme-2", "agent_id": "a", "content": "z"})).await.0, 200);
+    assert_eq!(
+        root.post("/v1/memory/store", &json!({"namespace": "acme-2", "agent_id": "a", "content": "z"})).await.0,
+        200
+    );
     assert!(eventually(Duration::from_secs(10), || async { rx.on("flaky").len() > before }).await);
     let (h, _, raw) = rx.on("flaky").pop().expect("after the rotation");
     assert!(signed_by(&secret, &h, &raw), "the same secret signs after a rotation");
@@ -163,7 +184,10 @@ async fn deliveries_are_signed_retried_logged_and_replayable() {
     // Deleted: no more deliveries.
     assert_eq!(acme.delete(&format!("/v1/webhooks/{id}")).await.0, 200);
     let before = rx.on("flaky").len();
-    assert_eq!(root.post("/v1/memory/store", &json!({"namespace": "acme-1", "agent_id": "a", "content": "x"})).await.0, 200);
+    assert_eq!(
+        root.post("/v1/memory/store", &json!({"namespace": "acme-1", "agent_id": "a", "content": "x"})).await.0,
+        200
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(rx.on("flaky").len(), before);
 }
@@ -186,11 +210,9 @@ async fn internal_targets_are_refused_and_nothing_is_created() {
         assert_eq!(s, 400, "{url}: {v}");
         assert_eq!(v["code"], "WEBHOOK_TARGET_REFUSED", "{url}: {v}");
     }
-    for (url, why) in [
-        ("ftp://example.com/h", "scheme"),
-        ("http://user:pw@example.com/h", "credentials"),
-        ("not a url", "form"),
-    ] {
+    for (url, why) in
+        [("ftp://example.com/h", "scheme"), ("http://user:pw@example.com/h", "credentials"), ("not a url", "form")]
+    {
         let (s, v) = create(&root, url, "acme", &[]).await;
         assert_eq!(s, 400, "{why}: {v}");
     }
@@ -227,7 +249,11 @@ async fn one_tenant_neither_sees_nor_touches_another_tenants_webhooks() {
     let (_, list) = acme.get("/v1/webhooks").await;
     let ids: Vec<&str> = list["webhooks"].as_array().expect("list").iter().filter_map(|w| w["id"].as_str()).collect();
     assert_eq!(ids, vec![mine["id"].as_str().expect("id")]);
-    assert_eq!(acme.get(&format!("/v1/webhooks/{gid}")).await.0, 404, "another tenant's webhook does not exist for acme");
+    assert_eq!(
+        acme.get(&format!("/v1/webhooks/{gid}")).await.0,
+        404,
+        "another tenant's webhook does not exist for acme"
+    );
     assert_eq!(acme.delete(&format!("/v1/webhooks/{gid}")).await.0, 404);
     assert_eq!(acme.get(&format!("/v1/webhooks/{gid}/deliveries")).await.0, 404);
     let (_, all) = root.get("/v1/webhooks").await;
@@ -243,7 +269,10 @@ async fn a_delivery_is_sent_by_the_node_that_served_the_write_and_listed_from_an
     assert_eq!(s, 201, "{hook}");
     let id = hook["id"].as_str().expect("id").to_string();
     // Stored through node 2: node 2 sends it; node 0 lists it.
-    let (s, v) = c.client(2).post_retrying("/v1/memory/store", &json!({"namespace": "shop", "agent_id": "a", "content": "x"})).await;
+    let (s, v) = c
+        .client(2)
+        .post_retrying("/v1/memory/store", &json!({"namespace": "shop", "agent_id": "a", "content": "x"}))
+        .await;
     assert_eq!(s, 200, "{v}");
     assert!(eventually(Duration::from_secs(15), || async { !rx.on("ok").is_empty() }).await);
     let (s, log) = c.client(0).get(&format!("/v1/webhooks/{id}/deliveries")).await;
@@ -260,7 +289,10 @@ async fn the_seed_tenant_setting_webhook_url_is_a_webhook_on_the_tenant() {
     let root = node.client.clone();
     assert!(matches!(root.post("/v1/namespaces", &json!({"name": "tenant-acme"})).await.0, 200 | 201));
     let (s, policy) = root
-        .put("/v1/namespaces/tenant-acme/memory_policy", &json!({"retention_days": 30, "webhook_url": format!("{base}/ok")}))
+        .put(
+            "/v1/namespaces/tenant-acme/memory_policy",
+            &json!({"retention_days": 30, "webhook_url": format!("{base}/ok")}),
+        )
         .await;
     assert_eq!(s, 200, "{policy}");
     let secret = policy["webhook_secret"].as_str().expect("the secret, once").to_string();
@@ -271,13 +303,20 @@ async fn the_seed_tenant_setting_webhook_url_is_a_webhook_on_the_tenant() {
     assert!(got.get("webhook_secret").is_none());
     let (s, v) = root.put("/v1/namespaces/tenant-acme/memory_policy", &json!({"webhook_id": "wh_forged"})).await;
     assert_eq!(s, 400, "{v}");
-    let (s, v) = root.put("/v1/namespaces/tenant-acme/memory_policy", &json!({"webhook_url": "http://169.254.169.254/"})).await;
+    let (s, v) =
+        root.put("/v1/namespaces/tenant-acme/memory_policy", &json!({"webhook_url": "http://169.254.169.254/"})).await;
     assert_eq!(s, 400, "{v}");
     assert_eq!(root.get("/v1/namespaces/tenant-acme/memory_policy").await.1["webhook_id"], hook.as_str(), "unchanged");
 
-    let (s, v) = root.post("/v1/memory/store", &json!({"namespace": "tenant-acme", "agent_id": "u1", "content": "hello"})).await;
+    let (s, v) =
+        root.post("/v1/memory/store", &json!({"namespace": "tenant-acme", "agent_id": "u1", "content": "hello"})).await;
     assert_eq!(s, 200, "{v}");
-    assert!(eventually(Duration::from_secs(10), || async { rx.on("ok").iter().any(|(_, b, _)| b["event_type"] == "stored") }).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            rx.on("ok").iter().any(|(_, b, _)| b["event_type"] == "stored")
+        })
+        .await
+    );
     for (h, _, raw) in rx.on("ok") {
         assert!(signed_by(&secret, &h, &raw));
     }
@@ -307,13 +346,22 @@ async fn webhooks_and_event_streams_over_typed_grpc() {
     let (_, acme_admin) =
         create_key(&root, "/admin/keys", &json!({"name": "acme", "scope": "admin", "namespaces": ["acme-*"]})).await;
     let addr = node.handle.as_ref().expect("running").grpc_addr;
-    let ch = tonic::transport::Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect");
+    let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
     let mut hooks = WebhooksClient::new(ch.clone());
     let mut events = EventsClient::new(ch);
 
     let created = hooks
         .create(grpc(
-            pb::WebhooksCreateRequest { url: format!("{base}/ok"), namespace: "acme-*".into(), events: vec!["stored".into()], description: None },
+            pb::WebhooksCreateRequest {
+                url: format!("{base}/ok"),
+                namespace: "acme-*".into(),
+                events: vec!["stored".into()],
+                description: None,
+            },
             &acme_admin,
         ))
         .await
@@ -322,7 +370,12 @@ async fn webhooks_and_event_streams_over_typed_grpc() {
     assert!(created.id.starts_with("wh_") && created.secret.as_deref().is_some_and(|s| s.starts_with("whsec_")));
     let refused = hooks
         .create(grpc(
-            pb::WebhooksCreateRequest { url: format!("{base}/ok"), namespace: "globex".into(), events: vec![], description: None },
+            pb::WebhooksCreateRequest {
+                url: format!("{base}/ok"),
+                namespace: "globex".into(),
+                events: vec![],
+                description: None,
+            },
             &acme_admin,
         ))
         .await
@@ -330,7 +383,12 @@ async fn webhooks_and_event_streams_over_typed_grpc() {
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     let refused = hooks
         .create(grpc(
-            pb::WebhooksCreateRequest { url: "http://169.254.169.254/".into(), namespace: "acme-1".into(), events: vec![], description: None },
+            pb::WebhooksCreateRequest {
+                url: "http://169.254.169.254/".into(),
+                namespace: "acme-1".into(),
+                events: vec![],
+                description: None,
+            },
             &acme_admin,
         ))
         .await
@@ -338,15 +396,24 @@ async fn webhooks_and_event_streams_over_typed_grpc() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
     let mut stream = events
-        .memory(grpc(pb::EventsSubscribeRequest { namespace: Some("acme-1".into()), ..Default::default() }, &acme_admin))
+        .memory(grpc(
+            pb::EventsSubscribeRequest { namespace: Some("acme-1".into()), ..Default::default() },
+            &acme_admin,
+        ))
         .await
         .expect("subscribe")
         .into_inner();
     let hello = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.ok().flatten().expect("connected");
     assert_eq!(hello.expect("message").event_type, "connected");
-    let (s, v) = root.post("/v1/memory/store", &json!({"namespace": "acme-1", "agent_id": "a", "content": "grpc"})).await;
+    let (s, v) =
+        root.post("/v1/memory/store", &json!({"namespace": "acme-1", "agent_id": "a", "content": "grpc"})).await;
     assert_eq!(s, 200, "{v}");
-    let stored = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.ok().flatten().expect("stored").expect("message");
+    let stored = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .ok()
+        .flatten()
+        .expect("stored")
+        .expect("message");
     assert_eq!(stored.event_type, "stored");
     assert!(!stored.id.is_empty(), "an id to resume from");
     let data = stored.data.unwrap_or_default();
@@ -355,7 +422,11 @@ async fn webhooks_and_event_streams_over_typed_grpc() {
     assert!(eventually(Duration::from_secs(10), || async { !rx.on("ok").is_empty() }).await);
     let listed = hooks.list(grpc(pb::WebhooksListRequest {}, &acme_admin)).await.expect("list").into_inner();
     assert_eq!(listed.count, 1);
-    let got = hooks.get(grpc(pb::WebhooksGetRequest { id: created.id.clone() }, &acme_admin)).await.expect("get").into_inner();
+    let got = hooks
+        .get(grpc(pb::WebhooksGetRequest { id: created.id.clone() }, &acme_admin))
+        .await
+        .expect("get")
+        .into_inner();
     assert!(got.secret.is_none());
     let log = hooks
         .list_deliveries(grpc(pb::WebhooksDeliveriesRequest { id: created.id.clone(), limit: Some(10) }, &acme_admin))
@@ -364,12 +435,19 @@ async fn webhooks_and_event_streams_over_typed_grpc() {
         .into_inner();
     assert_eq!((log.count, log.deliveries[0].state.as_str()), (1, "delivered"));
     let replay = hooks
-        .replay(grpc(pb::WebhooksReplayRequest { id: created.id.clone(), delivery: log.deliveries[0].id.clone() }, &acme_admin))
+        .replay(grpc(
+            pb::WebhooksReplayRequest { id: created.id.clone(), delivery: log.deliveries[0].id.clone() },
+            &acme_admin,
+        ))
         .await
         .expect("replay")
         .into_inner();
     assert_eq!(replay.delivery.and_then(|d| d.replay_of), Some(log.deliveries[0].id.clone()));
-    let gone = hooks.delete(grpc(pb::WebhooksDeleteRequest { id: created.id.clone() }, &acme_admin)).await.expect("delete").into_inner();
+    let gone = hooks
+        .delete(grpc(pb::WebhooksDeleteRequest { id: created.id.clone() }, &acme_admin))
+        .await
+        .expect("delete")
+        .into_inner();
     assert!(gone.deleted);
     let e = hooks.get(grpc(pb::WebhooksGetRequest { id: created.id }, &acme_admin)).await.expect_err("deleted");
     assert_eq!(e.code(), tonic::Code::NotFound);

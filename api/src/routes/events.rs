@@ -14,7 +14,6 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::Stream;
 use futures::StreamExt;
 use loci_service::audit::listing::redact_foreign_caller;
 use loci_service::audit::query::{Visibility, to_event};
@@ -112,16 +111,31 @@ fn to_sse(shape: &Shape, item: Item) -> SseEvent {
     SseEvent::default().event(name).id(id).data(data.to_string())
 }
 
-fn sse(
-    shape: Shape,
-    first: Option<Value>,
-    rx: tokio::sync::mpsc::Receiver<Item>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+/// An event stream as the routes answer it.
+pub type EventSse =
+    Sse<axum::response::sse::KeepAliveStream<futures::stream::BoxStream<'static, Result<SseEvent, Infallible>>>>;
+
+fn sse(shape: Shape, first: Option<Value>, rx: tokio::sync::mpsc::Receiver<Item>) -> EventSse {
     let hello = futures::stream::iter(
         first.map(|v| Ok::<_, Infallible>(SseEvent::default().event("connected").data(v.to_string()))),
     );
-    let items = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| Ok::<_, Infallible>(to_sse(&shape, item)));
-    Sse::new(hello.chain(items)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+    let items =
+        tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| Ok::<_, Infallible>(to_sse(&shape, item)));
+    Sse::new(hello.chain(items).boxed()).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+}
+
+/// Subscribe `p` with `filter` (resuming where the request says) and answer the stream.
+async fn open(
+    s: &AppState,
+    p: &loci_service::access::Principal,
+    headers: &HeaderMap,
+    q: &StreamParams,
+    filter: Filter,
+    shape: Shape,
+    hello: Option<Value>,
+) -> ApiResult<EventSse> {
+    let rx = s.core.events().subscribe(p, Subscribe { filter, from: q.from(headers)? }).await?;
+    Ok(sse(shape, hello, rx))
 }
 
 /// `GET /v1/events/stream`: memory events of the namespaces the key may read.
@@ -130,7 +144,7 @@ pub async fn memory_stream(
     Auth(p): Auth,
     headers: HeaderMap,
     Query(q): Query<StreamParams>,
-) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+) -> ApiResult<EventSse> {
     let filter = Filter {
         kinds: EventKind::mask(&[EventKind::Memory]),
         within: read_view(&p),
@@ -138,10 +152,9 @@ pub async fn memory_stream(
         agent_id: nonempty(&q.agent_id),
         event_types: q.types(),
     };
-    let rx = s.core.events().subscribe(&p, Subscribe { filter, from: q.from(&headers)? }).await?;
     let hello = json!({"type": "connected", "event_type": "connected", "timestamp": chrono::Utc::now().timestamp(),
                        "agent_id": q.agent_id});
-    Ok(sse(Shape::Memory, Some(hello), rx))
+    open(&s, &p, &headers, &q, filter, Shape::Memory, Some(hello)).await
 }
 
 /// `GET /v1/namespaces/{ns}/events`: that namespace's events (`read` on it).
@@ -151,7 +164,7 @@ pub async fn namespace_stream(
     Path(ns): Path<String>,
     headers: HeaderMap,
     Query(q): Query<StreamParams>,
-) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+) -> ApiResult<EventSse> {
     if q.namespace.is_some() {
         return Err(ApiError::bad_request("the namespace is the path's; drop ?namespace="));
     }
@@ -163,8 +176,7 @@ pub async fn namespace_stream(
         agent_id: None,
         event_types: q.types(),
     };
-    let rx = s.core.events().subscribe(&p, Subscribe { filter, from: q.from(&headers)? }).await?;
-    Ok(sse(Shape::Namespace, None, rx))
+    open(&s, &p, &headers, &q, filter, Shape::Namespace, None).await
 }
 
 /// `GET /ops/events`: namespace events of every namespace the key administers.
@@ -173,7 +185,7 @@ pub async fn ops_stream(
     Auth(p): Auth,
     headers: HeaderMap,
     Query(q): Query<StreamParams>,
-) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+) -> ApiResult<EventSse> {
     let filter = Filter {
         kinds: EventKind::mask(&[EventKind::Namespace]),
         within: admin_view(&p)?,
@@ -184,8 +196,7 @@ pub async fn ops_stream(
     if let Some(ns) = &filter.namespace {
         p.require(ns, loci_raft::catalogue::Scope::Admin)?;
     }
-    let rx = s.core.events().subscribe(&p, Subscribe { filter, from: q.from(&headers)? }).await?;
-    Ok(sse(Shape::Namespace, None, rx))
+    open(&s, &p, &headers, &q, filter, Shape::Namespace, None).await
 }
 
 /// `GET /v1/audit/stream`: audit records as they are written, in the view of `GET /v1/audit`.
@@ -194,7 +205,7 @@ pub async fn audit_stream(
     Auth(p): Auth,
     headers: HeaderMap,
     Query(q): Query<StreamParams>,
-) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+) -> ApiResult<EventSse> {
     let within = Visibility::of(&p)?;
     let own = match &within {
         Visibility::All => None,
@@ -207,6 +218,5 @@ pub async fn audit_stream(
         agent_id: nonempty(&q.agent_id),
         event_types: q.types(),
     };
-    let rx = s.core.events().subscribe(&p, Subscribe { filter, from: q.from(&headers)? }).await?;
-    Ok(sse(Shape::Audit { own }, None, rx))
+    open(&s, &p, &headers, &q, filter, Shape::Audit { own }, None).await
 }

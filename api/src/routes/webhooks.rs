@@ -31,7 +31,8 @@ pub async fn create(
     Auth(p): Auth,
     JsonBody(body): JsonBody<CreateWebhook>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let spec = WebhookSpec { url: body.url, pattern: body.namespace, events: body.events, description: body.description };
+    let spec =
+        WebhookSpec { url: body.url, pattern: body.namespace, events: body.events, description: body.description };
     let (view, secret) = s.core.webhooks().create(&p, spec).await?;
     let mut out = json!(view);
     out["secret"] = json!(secret);

@@ -62,7 +62,8 @@ impl Cluster {
     /// `node`'s events after `after` that pass `filter`, waiting up to `wait` for one.
     pub async fn events_on(&self, node: u64, after: u64, filter: &Filter, wait: Duration) -> ClusterResult<Poll> {
         let req = pb::EventPollRequest::from((after, filter, wait));
-        let reply = self.rpc(node, wait + Duration::from_secs(5), req, |mut c, r| async move { c.event_poll(r).await }).await?;
+        let reply =
+            self.rpc(node, wait + Duration::from_secs(5), req, |mut c, r| async move { c.event_poll(r).await }).await?;
         let events = reply
             .events
             .iter()

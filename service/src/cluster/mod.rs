@@ -5,10 +5,9 @@
 pub mod action;
 pub mod admin;
 pub mod audit;
-pub mod events;
-pub mod webhooks;
 mod copy;
 pub mod error;
+pub mod events;
 mod formation;
 mod info;
 pub mod peer;
@@ -21,6 +20,7 @@ mod rules;
 pub mod server;
 mod sync;
 mod takeover;
+pub mod webhooks;
 pub mod wire;
 
 pub use action::ClusterAction;

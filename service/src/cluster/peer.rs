@@ -21,7 +21,13 @@ const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 impl Cluster {
     /// Run one RPC on `node`: the only way this node reaches another's internal service.
-    pub(super) async fn rpc<Req, Resp, F, Fut>(&self, node: u64, timeout: Duration, req: Req, call: F) -> ClusterResult<Resp>
+    pub(super) async fn rpc<Req, Resp, F, Fut>(
+        &self,
+        node: u64,
+        timeout: Duration,
+        req: Req,
+        call: F,
+    ) -> ClusterResult<Resp>
     where
         F: FnOnce(Client, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,

@@ -45,8 +45,7 @@ impl Cluster {
         delivery_id: &str,
         timeout: Duration,
     ) -> ClusterResult<Option<Delivery>> {
-        let req =
-            pb::WebhookReplayRequest { webhook_id: webhook_id.to_string(), delivery_id: delivery_id.to_string() };
+        let req = pb::WebhookReplayRequest { webhook_id: webhook_id.to_string(), delivery_id: delivery_id.to_string() };
         let reply = self.rpc(node, timeout, req, |mut c, r| async move { c.webhook_replay(r).await }).await?;
         reply.delivery.as_deref().map(decode).transpose()
     }
@@ -65,7 +64,9 @@ impl Cluster {
         reply
             .job
             .as_deref()
-            .map(|j| serde_json::from_str(j).map_err(|e| ClusterError::Internal(format!("decoding an import job: {e}"))))
+            .map(|j| {
+                serde_json::from_str(j).map_err(|e| ClusterError::Internal(format!("decoding an import job: {e}")))
+            })
             .transpose()
     }
 }

@@ -104,7 +104,7 @@ impl Filter {
         if self.kinds & e.kind.bit() == 0 {
             return false;
         }
-        if !self.event_types.is_empty() && !self.event_types.iter().any(|t| *t == e.event_type) {
+        if !self.event_types.is_empty() && !self.event_types.contains(&e.event_type) {
             return false;
         }
         if let Some(a) = &self.agent_id

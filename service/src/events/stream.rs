@@ -55,9 +55,16 @@ impl Position {
 /// What a subscriber receives.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
-    Event { event: Box<Event>, id: String },
+    Event {
+        event: Box<Event>,
+        id: String,
+    },
     /// `dropped` events of `node` were overwritten before this subscriber read them.
-    Lagged { node: u64, dropped: u64, id: String },
+    Lagged {
+        node: u64,
+        dropped: u64,
+        id: String,
+    },
 }
 
 /// The memory and namespace events `p` may read: those of namespaces it holds any scope on.
@@ -85,7 +92,8 @@ impl Subscribe {
     /// Check the caller may read what it asked for: a named namespace needs `read` on it.
     pub fn check(&self, p: &Principal) -> ServiceResult<()> {
         if let Some(ns) = &self.filter.namespace {
-            let need = if self.filter.kinds == EventKind::mask(&[EventKind::Audit]) { Scope::Admin } else { Scope::Read };
+            let need =
+                if self.filter.kinds == EventKind::mask(&[EventKind::Audit]) { Scope::Admin } else { Scope::Read };
             p.require(ns, need)?;
         }
         if self.filter.event_types.len() > 32 {
@@ -182,8 +190,7 @@ async fn run(core: Arc<Core>, filter: Filter, start_at: BTreeMap<u64, u64>, tx: 
         });
     };
     // A member whose newest position is not known yet appears in event ids once it answers.
-    let mut position =
-        Position(start_at.iter().filter(|(_, a)| **a != FROM_NOW).map(|(n, a)| (*n, *a)).collect());
+    let mut position = Position(start_at.iter().filter(|(_, a)| **a != FROM_NOW).map(|(n, a)| (*n, *a)).collect());
     for (&node, &after) in &start_at {
         start(node, after, &mut polling);
     }

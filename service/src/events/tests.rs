@@ -104,7 +104,11 @@ fn audit_records_follow_the_audit_view() {
         data: json!({"namespaces": [ns]}),
     };
     hub.publish([rec("acme-1"), rec("globex"), NewEvent { data: json!({}), namespace: None, ..rec("x") }]);
-    let f = Filter { kinds: EventKind::mask(&[EventKind::Audit]), within: Visibility::Within(vec!["acme-*".into()]), ..all() };
+    let f = Filter {
+        kinds: EventKind::mask(&[EventKind::Audit]),
+        within: Visibility::Within(vec!["acme-*".into()]),
+        ..all()
+    };
     let p = hub.poll(0, &f, 10, &always);
     assert_eq!(p.events.len(), 1, "a tenant sees neither another tenant's record nor the operator's");
     let f = Filter { within: Visibility::All, ..f };

@@ -127,8 +127,7 @@ impl ImportJobs {
         push_errors(&mut job, invalid);
         st.1.insert(seq, job.clone());
         // Keep the finished ones bounded, oldest first.
-        let finished: Vec<u64> =
-            st.1.iter().filter(|(_, j)| j.status != JobStatus::Running).map(|(k, _)| *k).collect();
+        let finished: Vec<u64> = st.1.iter().filter(|(_, j)| j.status != JobStatus::Running).map(|(k, _)| *k).collect();
         for k in finished.iter().take(finished.len().saturating_sub(KEEP_FINISHED)) {
             st.1.remove(k);
         }
@@ -188,7 +187,8 @@ impl Running {
                 j.skipped = j.total - j.imported;
             }
         }
-        j.status = if j.imported == 0 && j.total > 0 || j.stopped.is_some() { JobStatus::Failed } else { JobStatus::Done };
+        j.status =
+            if j.imported == 0 && j.total > 0 || j.stopped.is_some() { JobStatus::Failed } else { JobStatus::Done };
         j.finished_at = Some(now_secs());
         Some(j.clone())
     }

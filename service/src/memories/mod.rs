@@ -11,11 +11,11 @@
 //! `transfer.rs` (export and import).
 
 mod edit;
+pub mod jobs;
 mod recall;
 mod store;
 #[cfg(test)]
 mod tests;
-pub mod jobs;
 pub mod transfer;
 
 pub use recall::{BatchRecalled, check_batch_limit};

@@ -119,6 +119,9 @@ pub fn parse_delivery_id(id: &str) -> Option<(u64, u64)> {
     Some((n.parse().ok()?, s.parse().ok()?))
 }
 
+/// A delivery due now: (its number, body, webhook id, delivery id).
+type Due = (u64, Arc<Vec<u8>>, String, String);
+
 struct Slot {
     delivery: Delivery,
     body: Arc<Vec<u8>>,
@@ -180,7 +183,7 @@ impl Dispatcher {
         hooks
             .iter()
             .filter(|w| w.active && pattern_matches(&w.pattern, ns))
-            .filter(|w| w.events.is_empty() || w.events.iter().any(|t| *t == e.event_type))
+            .filter(|w| w.events.is_empty() || w.events.contains(&e.event_type))
             .cloned()
             .collect()
     }
@@ -278,7 +281,13 @@ impl Dispatcher {
     /// This node's deliveries to a webhook, newest first.
     pub fn deliveries(&self, webhook_id: &str, limit: usize) -> Vec<Delivery> {
         let b = self.book.lock();
-        b.slots.values().rev().filter(|s| s.delivery.webhook_id == webhook_id).take(limit).map(|s| s.delivery.clone()).collect()
+        b.slots
+            .values()
+            .rev()
+            .filter(|s| s.delivery.webhook_id == webhook_id)
+            .take(limit)
+            .map(|s| s.delivery.clone())
+            .collect()
     }
 
     /// Pending deliveries (metrics, tests).
@@ -287,7 +296,7 @@ impl Dispatcher {
     }
 
     /// The next due delivery, or how long until one is due.
-    fn take_due(&self) -> Result<(u64, Arc<Vec<u8>>, String, String), Option<Duration>> {
+    fn take_due(&self) -> Result<Due, Option<Duration>> {
         let mut b = self.book.lock();
         let now = Instant::now();
         match b.due.peek() {

@@ -99,19 +99,24 @@ impl Core {
 fn administers(p: &Principal, pattern: &str) -> bool {
     match &p.grants {
         Grants::All(s) => *s >= Scope::Admin,
-        Grants::List(list) => list.iter().any(|g: &Grant| g.scope >= Scope::Admin && pattern_contains(&g.pattern, pattern)),
+        Grants::List(list) => {
+            list.iter().any(|g: &Grant| g.scope >= Scope::Admin && pattern_contains(&g.pattern, pattern))
+        }
     }
 }
 
 fn not_found(id: &str) -> ServiceError {
-    ServiceError::not_found("webhook", &format!("no webhook {id}"))
+    ServiceError::not_found("webhook", format!("no webhook {id}"))
 }
 
 impl WebhookCalls<'_> {
     fn dispatcher(&self) -> ServiceResult<&Arc<Dispatcher>> {
-        self.core.cluster.local.webhooks.as_ref().ok_or_else(|| {
-            ServiceError::new(StatusCode::CONFLICT, "WEBHOOKS_DISABLED", "this node sends no webhooks")
-        })
+        self.core
+            .cluster
+            .local
+            .webhooks
+            .as_ref()
+            .ok_or_else(|| ServiceError::new(StatusCode::CONFLICT, "WEBHOOKS_DISABLED", "this node sends no webhooks"))
     }
 
     /// Create a webhook; answers it with its signing secret (shown once).
@@ -137,9 +142,12 @@ impl WebhookCalls<'_> {
         }
         let target = target::parse(&spec.url).map_err(ServiceError::bad_request)?;
         let dispatcher = self.dispatcher()?;
-        dispatcher.config.policy.vet(&target).await.map_err(|why| {
-            ServiceError::new(StatusCode::BAD_REQUEST, "WEBHOOK_TARGET_REFUSED", why)
-        })?;
+        dispatcher
+            .config
+            .policy
+            .vet(&target)
+            .await
+            .map_err(|why| ServiceError::new(StatusCode::BAD_REQUEST, "WEBHOOK_TARGET_REFUSED", why))?;
         let raw = SecretKey::random();
         let secret = secret_string(raw.as_bytes());
         let mut b = [0u8; 8];
@@ -247,7 +255,7 @@ impl WebhookCalls<'_> {
     /// Send a delivery again (as a new delivery, from the node that holds it).
     pub async fn replay(&self, p: &Principal, id: &str, delivery: &str) -> ServiceResult<Delivery> {
         self.entry(p, id)?;
-        let missing = || ServiceError::not_found("delivery", &format!("no delivery {delivery} of webhook {id}"));
+        let missing = || ServiceError::not_found("delivery", format!("no delivery {delivery} of webhook {id}"));
         let (node, _) = dispatch::parse_delivery_id(delivery).ok_or_else(missing)?;
         let cluster = &self.core.cluster;
         let got = if node == cluster.node_id {

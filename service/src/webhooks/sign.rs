@@ -15,7 +15,8 @@ pub const TIMESTAMP_HEADER: &str = "x-loci-timestamp";
 
 /// `v1=<hex>` for `body` sent at `timestamp`.
 pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);

@@ -120,7 +120,7 @@ pub fn parse(raw: &str) -> Result<Target, String> {
         None => return Err("url has no host".into()),
         Some(url::Host::Ipv4(a)) => Some(IpAddr::V4(a)),
         Some(url::Host::Ipv6(a)) => Some(IpAddr::V6(a)),
-        Some(url::Host::Domain(d)) if d.is_empty() => return Err("url has no host".into()),
+        Some(url::Host::Domain("")) => return Err("url has no host".into()),
         Some(url::Host::Domain(_)) => None,
     };
     if url.fragment().is_some() {
@@ -164,9 +164,9 @@ impl reqwest::dns::Resolve for SafeResolver {
             let host = name.as_str().to_string();
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             for a in &addrs {
-                policy.check(a.ip()).map_err(|e| -> Box<dyn std::error::Error + Send + Sync> {
-                    Box::new(std::io::Error::other(e))
-                })?;
+                policy
+                    .check(a.ip())
+                    .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(std::io::Error::other(e)) })?;
             }
             let it: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(it)
@@ -186,9 +186,23 @@ mod tests {
     fn internal_addresses_are_refused_and_public_ones_pass() {
         let p = TargetPolicy::default();
         for bad in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-            "224.0.0.1", "255.255.255.255", "::1", "::", "fd00::1", "fe80::1", "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254", "64:ff9b::a00:1", "198.18.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a00:1",
+            "198.18.0.1",
         ] {
             assert!(p.check(ip(bad)).is_err(), "{bad} must be refused");
         }
@@ -199,7 +213,8 @@ mod tests {
 
     #[test]
     fn listed_ranges_and_allow_private_open_the_gate() {
-        let p = TargetPolicy { allow_private: false, allowed: vec!["127.0.0.0/8".parse().unwrap_or_else(|_| panic!())] };
+        let p =
+            TargetPolicy { allow_private: false, allowed: vec!["127.0.0.0/8".parse().unwrap_or_else(|_| panic!())] };
         assert!(p.check(ip("127.0.0.1")).is_ok());
         assert!(p.check(ip("10.0.0.1")).is_err());
         let p = TargetPolicy { allow_private: true, allowed: vec![] };
@@ -211,7 +226,13 @@ mod tests {
         assert!(parse("https://hooks.example.com/x?y=1").is_ok_and(|t| t.literal.is_none()));
         assert_eq!(parse("http://127.0.0.1:8080/h").ok().and_then(|t| t.literal), Some(ip("127.0.0.1")));
         assert_eq!(parse("http://[::1]/h").ok().and_then(|t| t.literal), Some(ip("::1")));
-        for bad in ["ftp://example.com/", "https://user:pw@example.com/", "not a url", "file:///etc/passwd", "https://example.com/#f"] {
+        for bad in [
+            "ftp://example.com/",
+            "https://user:pw@example.com/",
+            "not a url",
+            "file:///etc/passwd",
+            "https://example.com/#f",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
         assert!(parse(&format!("https://example.com/{}", "a".repeat(MAX_URL_LEN))).is_err());

@@ -108,7 +108,9 @@ pub fn document_items(format: &str, text: &str) -> Result<Vec<Result<Value, Unre
     let doc: Value = serde_json::from_str(text).map_err(|e| format!("the {format} document is not JSON: {e}"))?;
     let list = match (&doc, format) {
         (Value::Array(a), _) => a,
-        (Value::Object(o), "zep") => o.get("messages").and_then(Value::as_array).ok_or("a Zep document holds messages: [...]")?,
+        (Value::Object(o), "zep") => {
+            o.get("messages").and_then(Value::as_array).ok_or("a Zep document holds messages: [...]")?
+        }
         (Value::Object(o), _) => o
             .get("memories")
             .or_else(|| o.get("results"))
@@ -138,8 +140,18 @@ pub fn csv_items(text: &str) -> Result<Vec<Result<Value, Unreadable>>, String> {
     let mut rd = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(text.as_bytes());
     let headers: Vec<String> =
         rd.headers().map_err(|e| format!("the CSV header: {e}"))?.iter().map(|h| h.trim().to_string()).collect();
-    const KNOWN: [&str; 10] =
-        ["id", "agent_id", "content", "memory_type", "importance", "tags", "session_id", "created_at", "expires_at", "metadata"];
+    const KNOWN: [&str; 10] = [
+        "id",
+        "agent_id",
+        "content",
+        "memory_type",
+        "importance",
+        "tags",
+        "session_id",
+        "created_at",
+        "expires_at",
+        "metadata",
+    ];
     if let Some(h) = headers.iter().find(|h| !KNOWN.contains(&h.as_str())) {
         return Err(format!("unknown CSV column {h:?}; the columns are {}", KNOWN.join(",")));
     }
@@ -248,7 +260,10 @@ mod tests {
         let items = document_items("mem0", doc).unwrap_or_default();
         assert_eq!(items.len(), 3);
         let a = items[0].clone().unwrap_or_default();
-        assert_eq!(a, json!({"content": "likes tea", "id": "m1", "agent_id": "alice", "tags": ["food"], "created_at": 1_704_164_645, "metadata": {"k": 1}}));
+        assert_eq!(
+            a,
+            json!({"content": "likes tea", "id": "m1", "agent_id": "alice", "tags": ["food"], "created_at": 1_704_164_645, "metadata": {"k": 1}})
+        );
         assert!(matches!(&items[1], Err((2, "INVALID_ITEM", _))));
         assert!(matches!(&items[2], Err((3, "INVALID_ITEM", _))));
         let zep = r#"{"messages": [{"uuid": "z1", "role": "assistant", "content": "hello", "session_id": "s9"}]}"#;

@@ -3,9 +3,9 @@
 //! forget), `recall.rs` (recall, search, batch recall); the request's target here.
 
 mod edit;
+mod formats;
 mod recall;
 mod store;
-mod formats;
 pub mod transfer;
 
 pub use edit::*;
