@@ -28,6 +28,11 @@ use crate::audit::query::Visibility;
 
 /// Events a node keeps by default (`LOCI_EVENT_BUFFER`).
 pub const DEFAULT_BUFFER: usize = 10_000;
+/// The most bytes of events a node keeps (estimated as their JSON), whatever their number: a
+/// buffer of audit records with captured bodies stays bounded too.
+pub const MAX_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+/// What an event costs besides its payload, in that estimate.
+const EVENT_OVERHEAD: usize = 160;
 /// The most events one poll returns.
 pub const MAX_POLL: usize = 512;
 
@@ -144,6 +149,9 @@ pub struct Poll {
 
 struct Ring {
     events: VecDeque<Event>,
+    /// The estimated size of each event held, and their sum.
+    sizes: VecDeque<usize>,
+    bytes: usize,
     /// The sequence the next event gets.
     next: u64,
 }
@@ -152,6 +160,7 @@ struct Ring {
 pub struct EventHub {
     node: u64,
     capacity: usize,
+    max_bytes: usize,
     ring: Mutex<Ring>,
     /// The last sequence handed out (pollers wait on it).
     latest: tokio::sync::watch::Sender<u64>,
@@ -171,10 +180,17 @@ impl EventHub {
         EventHub {
             node,
             capacity: capacity.max(1),
-            ring: Mutex::new(Ring { events: VecDeque::new(), next: start + 1 }),
+            max_bytes: MAX_BUFFER_BYTES,
+            ring: Mutex::new(Ring { events: VecDeque::new(), sizes: VecDeque::new(), bytes: 0, next: start + 1 }),
             latest,
             closing: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Keep at most `bytes` of events (estimated) instead of [`MAX_BUFFER_BYTES`].
+    pub fn with_max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes.max(1);
+        self
     }
 
     /// The node is stopping: end every subscription and delivery loop reading this hub.
@@ -197,10 +213,15 @@ impl EventHub {
 
     pub fn publish(&self, events: impl IntoIterator<Item = NewEvent>) {
         let at_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        // Sized before the lock is taken.
+        let sized: Vec<(usize, NewEvent)> = events
+            .into_iter()
+            .map(|e| (serde_json::to_vec(&e.data).map_or(0, |b| b.len()) + e.event_type.len() + EVENT_OVERHEAD, e))
+            .collect();
         let (last, n) = {
             let mut r = self.ring.lock();
             let mut n = 0;
-            for e in events {
+            for (size, e) in sized {
                 let seq = r.next;
                 r.next += 1;
                 r.events.push_back(Event {
@@ -214,9 +235,13 @@ impl EventHub {
                     agent_id: e.agent_id,
                     data: e.data,
                 });
+                r.sizes.push_back(size);
+                r.bytes += size;
                 n += 1;
-                if r.events.len() > self.capacity {
+                while r.events.len() > self.capacity || (r.bytes > self.max_bytes && r.events.len() > 1) {
                     r.events.pop_front();
+                    let freed = r.sizes.pop_front().unwrap_or(0);
+                    r.bytes -= freed;
                 }
             }
             if n == 0 {

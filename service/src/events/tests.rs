@@ -132,3 +132,16 @@ async fn a_waiting_poll_wakes_on_a_matching_event_and_times_out_otherwise() {
     let p = p.unwrap_or_else(|| panic!("the waiting poll did not return"));
     assert_eq!(p.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2]);
 }
+
+#[test]
+fn the_buffer_is_bounded_in_bytes_as_well_as_in_events() {
+    let hub = EventHub::starting_at(1, 1000, 0).with_max_bytes(4 * 1024);
+    let big = |i: usize| NewEvent { data: json!({"blob": "x".repeat(1000), "i": i}), ..ev("a", "x", "stored") };
+    hub.publish((0..20).map(big));
+    let p = hub.poll(0, &all(), 100, &always);
+    assert!(p.events.len() <= 4 && p.events.len() >= 2, "{} events of ~1.2 KB in 4 KiB", p.events.len());
+    assert_eq!(p.events.last().map(|e| e.seq), Some(20), "the newest are kept");
+    // A subscriber behind them is told how many it missed.
+    let p = hub.poll(1, &all(), 100, &always);
+    assert_eq!(p.dropped, 20 - 1 - p.events.len() as u64);
+}
