@@ -287,6 +287,26 @@ async fn a_background_import_reports_progress_to_its_key_from_any_node() {
     assert_eq!(w0.get("/v1/import/nonsense/status").await.0, 404);
     // The operator (admin of the namespace) may read it.
     assert_eq!(c.client(2).get(&format!("/v1/import/{id}/status")).await.0, 200);
+    // And over typed gRPC.
+    let addr = c.handle(2).grpc_addr;
+    let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut req = tonic::Request::new(loci_api::pb::ImportStatusRequest { job_id: id.clone() });
+    req.metadata_mut().insert("x-api-key", writer.parse().expect("ascii"));
+    let job = loci_api::pb::memories_client::MemoriesClient::new(ch.clone())
+        .import_status(req)
+        .await
+        .expect("grpc")
+        .into_inner();
+    assert_eq!((job.status.as_str(), job.imported, job.errors.len()), ("done", 250, 1));
+    let mut req = tonic::Request::new(loci_api::pb::ImportStatusRequest { job_id: id.clone() });
+    req.metadata_mut().insert("x-api-key", other.parse().expect("ascii"));
+    let refused =
+        loci_api::pb::memories_client::MemoriesClient::new(ch).import_status(req).await.expect_err("another tenant");
+    assert_eq!(refused.code(), tonic::Code::NotFound);
 
     // An import answered when done carries its job too.
     let (s, v) = root

@@ -58,6 +58,7 @@ rest_service!(MemoriesGrpc: memories_server::Memories, "Memories" {
     Recall recall(RecallRequest) -> RecallResponse = POST "/v1/memory/recall";
     RecallBatch recall_batch(RecallBatchRequest) -> RecallBatchResponse = POST "/v1/memories/recall/batch";
     Search search(RecallRequest) -> SearchResponse = POST "/v1/memory/search";
+    ImportStatus import_status(ImportStatusRequest) -> ImportJob = GET "/v1/import/{job_id}/status";
 });
 
 rest_service!(SessionsGrpc: sessions_server::Sessions, "Sessions" {
