@@ -238,3 +238,28 @@ async fn a_subscription_on_one_node_sees_writes_served_by_every_member_and_resum
     assert_eq!(got_ids, more.iter().cloned().collect::<BTreeSet<_>>(), "exactly the missed ones: {got:?}");
     assert!(s.next(Duration::from_millis(700)).await.is_none(), "nothing read before is repeated");
 }
+
+#[tokio::test]
+async fn a_key_cannot_hold_more_than_its_share_of_open_streams() {
+    let node = TestNode::start().await;
+    let root = node.client.clone();
+    let (_, key) = create_key(&root, "/admin/keys", &json!({"name": "r", "scope": "read", "namespaces": ["a"]})).await;
+    let mut open = Vec::new();
+    for _ in 0..loci_service::events::MAX_SUBSCRIPTIONS_PER_KEY {
+        open.push(SseStream::open(&root.base, "/v1/events/stream", &key, None).await.expect("within the bound"));
+    }
+    let refused = SseStream::open(&root.base, "/v1/events/stream", &key, None).await.err();
+    assert_eq!(refused.as_ref().map(|e| e.0), Some(429), "{refused:?}");
+    assert_eq!(refused.map(|e| e.1["code"].clone()), Some(json!("TOO_MANY_STREAMS")));
+    assert!(
+        SseStream::open(&root.base, "/v1/events/stream", loci_tests::ROOT_KEY, None).await.is_ok(),
+        "other keys go on"
+    );
+    drop(open.pop());
+    // The closed stream's place is freed once the node notices the connection is gone.
+    let freed = loci_tests::eventually(Duration::from_secs(30), || async {
+        SseStream::open(&root.base, "/v1/events/stream", &key, None).await.is_ok()
+    })
+    .await;
+    assert!(freed);
+}

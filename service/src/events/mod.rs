@@ -33,6 +33,10 @@ pub const DEFAULT_BUFFER: usize = 10_000;
 pub const MAX_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 /// What an event costs besides its payload, in that estimate.
 const EVENT_OVERHEAD: usize = 160;
+/// Event streams a node serves at once, and per key: each polls every member, so they are
+/// bounded like any other work a request starts.
+pub const MAX_SUBSCRIPTIONS: usize = 1024;
+pub const MAX_SUBSCRIPTIONS_PER_KEY: usize = 16;
 /// The most events one poll returns.
 pub const MAX_POLL: usize = 512;
 
@@ -166,6 +170,26 @@ pub struct EventHub {
     latest: tokio::sync::watch::Sender<u64>,
     /// Cancelled when the node stops: waiting polls return, subscriptions and deliveries end.
     closing: tokio_util::sync::CancellationToken,
+    /// Open subscriptions on this node, by key id.
+    subscribers: Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open subscription, counted until it is dropped.
+pub struct Subscription {
+    hub: std::sync::Arc<EventHub>,
+    key: String,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut subs = self.hub.subscribers.lock();
+        if let Some(n) = subs.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                subs.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl EventHub {
@@ -184,7 +208,30 @@ impl EventHub {
             ring: Mutex::new(Ring { events: VecDeque::new(), sizes: VecDeque::new(), bytes: 0, next: start + 1 }),
             latest,
             closing: tokio_util::sync::CancellationToken::new(),
+            subscribers: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Count a new subscription of `key`, or refuse it (429) past the node's or the key's bound.
+    pub fn admit(self: &std::sync::Arc<Self>, key: &str) -> crate::error::ServiceResult<Subscription> {
+        let mut subs = self.subscribers.lock();
+        let total: usize = subs.values().sum();
+        let mine = subs.get(key).copied().unwrap_or(0);
+        if total >= MAX_SUBSCRIPTIONS || mine >= MAX_SUBSCRIPTIONS_PER_KEY {
+            let why = if mine >= MAX_SUBSCRIPTIONS_PER_KEY {
+                format!("this key holds {MAX_SUBSCRIPTIONS_PER_KEY} open event streams on this node; close one")
+            } else {
+                format!("this node serves {MAX_SUBSCRIPTIONS} event streams; retry later or on another node")
+            };
+            return Err(crate::error::ServiceError::new(
+                crate::error::StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_STREAMS",
+                why,
+            )
+            .with_retry_after(5));
+        }
+        *subs.entry(key.to_string()).or_insert(0) += 1;
+        Ok(Subscription { hub: self.clone(), key: key.to_string() })
     }
 
     /// Keep at most `bytes` of events (estimated) instead of [`MAX_BUFFER_BYTES`].

@@ -122,6 +122,7 @@ impl EventReads<'_> {
     pub async fn subscribe(&self, p: &Principal, req: Subscribe) -> ServiceResult<mpsc::Receiver<Item>> {
         req.check(p)?;
         let core = self.core.clone();
+        let admitted = core.cluster.local.events.admit(&p.key_id)?;
         let mut start = BTreeMap::new();
         for node in core.cluster.members() {
             let after = match req.from.as_ref().map(|f| f.0.get(&node)) {
@@ -138,7 +139,10 @@ impl EventReads<'_> {
             start.insert(node, after);
         }
         let (tx, rx) = mpsc::channel::<Item>(CHANNEL_POLLS * MAX_POLL);
-        tokio::spawn(run(core, req.filter, start, tx));
+        tokio::spawn(async move {
+            run(core, req.filter, start, tx).await;
+            drop(admitted);
+        });
         Ok(rx)
     }
 }

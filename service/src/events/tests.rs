@@ -145,3 +145,15 @@ fn the_buffer_is_bounded_in_bytes_as_well_as_in_events() {
     let p = hub.poll(1, &all(), 100, &always);
     assert_eq!(p.dropped, 20 - 1 - p.events.len() as u64);
 }
+
+#[test]
+fn open_subscriptions_are_bounded_per_key_and_freed_when_dropped() {
+    let hub = std::sync::Arc::new(EventHub::starting_at(1, 10, 0));
+    let held: Vec<_> =
+        (0..MAX_SUBSCRIPTIONS_PER_KEY).map(|_| hub.admit("k").unwrap_or_else(|e| panic!("{e:?}"))).collect();
+    let refused = hub.admit("k").err().map(|e| (e.status.as_u16(), e.code.to_string()));
+    assert_eq!(refused, Some((429, "TOO_MANY_STREAMS".to_string())));
+    assert!(hub.admit("other").is_ok(), "another key is not held back");
+    drop(held);
+    assert!(hub.admit("k").is_ok(), "closed streams free their places");
+}
