@@ -279,8 +279,7 @@ impl Core {
     }
 
     /// Run a data operation on the namespace wherever its placement says (the data plane routes,
-    /// forwards and replicates).
-    /// Records the events of the operation on this node ([`crate::events`]).
+    /// forwards and replicates), and record its events on this node ([`crate::events`]).
     pub async fn exec(&self, entry: &NamespaceEntry, op: DataOp) -> ServiceResult<DataResult> {
         let probe = crate::events::emit::probe(&op);
         let result = self.cluster.clone().execute(entry.clone(), op).await?;
@@ -418,19 +417,19 @@ impl Core {
             let mut rewrapped_webhooks = Vec::with_capacity(webhooks.len());
             {
                 let old_ring = self.contexts.keyring();
-                for ns in &namespaces {
+                // A key wrapped under the old KEK, wrapped under the new one (same id and version).
+                let rewrap = |aad: u64, wrapped: &loci_storage::crypto::WrappedKey, what: &str| {
                     let dk = old_ring
-                        .unwrap(ns.id, &ns.data_key)
-                        .map_err(|e| ServiceError::internal(format!("unwrap {}: {e}", ns.name)))?;
+                        .unwrap(aad, wrapped)
+                        .map_err(|e| ServiceError::internal(format!("unwrap {what}: {e}")))?;
                     let raw = loci_storage::crypto::SecretKey::from_bytes(*dk.raw().as_bytes());
-                    rewrapped.push((ns.name.clone(), new_ring.wrap(ns.id, ns.data_key.dek_version, &raw)));
+                    Ok::<_, ServiceError>(new_ring.wrap(aad, wrapped.dek_version, &raw))
+                };
+                for ns in &namespaces {
+                    rewrapped.push((ns.name.clone(), rewrap(ns.id, &ns.data_key, &ns.name)?));
                 }
                 for w in &webhooks {
-                    let dk = old_ring
-                        .unwrap(w.secret_aad, &w.secret)
-                        .map_err(|e| ServiceError::internal(format!("unwrap the secret of webhook {}: {e}", w.id)))?;
-                    let raw = loci_storage::crypto::SecretKey::from_bytes(*dk.raw().as_bytes());
-                    rewrapped_webhooks.push((w.id.clone(), new_ring.wrap(w.secret_aad, w.secret.dek_version, &raw)));
+                    rewrapped_webhooks.push((w.id.clone(), rewrap(w.secret_aad, &w.secret, &w.id)?));
                 }
             }
             match self.catalogue.write(Command::RotateEncryption { params, rewrapped, rewrapped_webhooks }).await? {

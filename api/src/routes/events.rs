@@ -17,7 +17,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::StreamExt;
 use loci_service::audit::listing::redact_foreign_caller;
 use loci_service::audit::query::{Visibility, to_event};
-use loci_service::events::stream::{Item, Position, Subscribe, admin_view, read_view};
+use loci_service::events::stream::{Item, Position, Subscribe, read_view};
 use loci_service::events::{EventKind, Filter};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -188,7 +188,8 @@ pub async fn ops_stream(
 ) -> ApiResult<EventSse> {
     let filter = Filter {
         kinds: EventKind::mask(&[EventKind::Namespace]),
-        within: admin_view(&p)?,
+        // The namespaces it administers.
+        within: Visibility::of(&p)?,
         namespace: nonempty(&q.namespace),
         agent_id: None,
         event_types: q.types(),

@@ -75,11 +75,6 @@ pub fn read_view(p: &Principal) -> Visibility {
     }
 }
 
-/// The namespace events of `/ops/events`: those of namespaces `p` administers.
-pub fn admin_view(p: &Principal) -> ServiceResult<Visibility> {
-    crate::audit::query::Visibility::of(p)
-}
-
 /// A subscription's request.
 #[derive(Clone, Debug)]
 pub struct Subscribe {

@@ -119,8 +119,14 @@ pub fn parse_delivery_id(id: &str) -> Option<(u64, u64)> {
     Some((n.parse().ok()?, s.parse().ok()?))
 }
 
-/// A delivery due now: (its number, body, webhook id, delivery id).
-type Due = (u64, Arc<Vec<u8>>, String, String);
+/// A delivery due now.
+struct Due {
+    seq: u64,
+    body: Arc<Vec<u8>>,
+    webhook: String,
+    delivery: String,
+    event_type: String,
+}
 
 struct Slot {
     delivery: Delivery,
@@ -305,7 +311,13 @@ impl Dispatcher {
             Some(_) => {
                 let Some(Reverse((_, seq))) = b.due.pop() else { return Err(None) };
                 match b.slots.get(&seq) {
-                    Some(s) => Ok((seq, s.body.clone(), s.delivery.webhook_id.clone(), s.delivery.id.clone())),
+                    Some(s) => Ok(Due {
+                        seq,
+                        body: s.body.clone(),
+                        webhook: s.delivery.webhook_id.clone(),
+                        delivery: s.delivery.id.clone(),
+                        event_type: s.delivery.event_type.clone(),
+                    }),
                     None => Err(Some(Duration::ZERO)),
                 }
             }
@@ -345,7 +357,8 @@ impl Dispatcher {
     }
 
     /// One attempt of one delivery.
-    async fn attempt(&self, webhook_id: &str, delivery: &str, body: Arc<Vec<u8>>) -> (Attempt, bool, bool) {
+    async fn attempt(&self, due: &Due) -> (Attempt, bool, bool) {
+        let (webhook_id, delivery, body) = (due.webhook.as_str(), due.delivery.as_str(), &due.body);
         let started = Instant::now();
         let at_ms = now_ms();
         let done = |status: Option<u16>, error: Option<String>| Attempt {
@@ -372,18 +385,14 @@ impl Dispatcher {
             return (done(None, Some(e)), false, true);
         }
         let ts = chrono::Utc::now().timestamp().max(0) as u64;
-        let sig = signature(secret.as_bytes(), ts, &body);
-        let event_type = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["event_type"].as_str().map(str::to_string))
-            .unwrap_or_default();
+        let sig = signature(secret.as_bytes(), ts, body);
         let sent = self
             .client
             .post(target.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("x-loci-webhook-id", &w.id)
             .header("x-loci-delivery", delivery)
-            .header("x-loci-event", event_type)
+            .header("x-loci-event", due.event_type.as_str())
             .header(TIMESTAMP_HEADER, ts.to_string())
             .header(SIGNATURE_HEADER, sig)
             .body(body.as_ref().clone())
@@ -412,12 +421,12 @@ impl Dispatcher {
     async fn worker(self: Arc<Self>, closing: tokio_util::sync::CancellationToken) {
         loop {
             match self.take_due() {
-                Ok((seq, body, webhook, delivery)) => {
+                Ok(due) => {
                     let (attempt, ok, gone) = tokio::select! {
                         _ = closing.cancelled() => return,
-                        r = self.attempt(&webhook, &delivery, body) => r,
+                        r = self.attempt(&due) => r,
                     };
-                    self.record(seq, attempt, ok, gone);
+                    self.record(due.seq, attempt, ok, gone);
                 }
                 Err(wait) => {
                     let wait = wait.unwrap_or(Duration::from_secs(60));
