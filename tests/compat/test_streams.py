@@ -47,6 +47,19 @@ def collect(gen, want, out, ready=None, timeout=15.0):
     return t
 
 
+def until(seen, act, tries=30, pause=0.5):
+    """Do `act` until `seen()` (a stream that has no first event may not be subscribed yet when
+    the first action happens; every action here is safe to repeat)."""
+    for i in range(tries):
+        act(i)
+        deadline = time.time() + pause
+        while time.time() < deadline:
+            if seen():
+                return True
+            time.sleep(0.05)
+    return seen()
+
+
 def test_memory_events_arrive_typed(sroot, uid):
     agent = f"pystream-{uid}"
     out, ready = [], threading.Event()
@@ -67,26 +80,27 @@ def test_namespace_and_global_events(sroot, uid):
     ns = f"pyns-{uid}"
     sroot.create_namespace(ns, dimensions=4)
     ns_out, ops_out = [], []
-    t1 = collect(sroot.stream_namespace_events(ns, timeout=20), lambda o: any(e.type == "vectors_mutated" for e in o), ns_out)
-    t2 = collect(sroot.stream_global_events(timeout=20), lambda o: any(e.type == "namespace_created" and e.namespace == f"{ns}-b" for e in o), ops_out)
-    time.sleep(1.0)  # these streams send nothing before their first event
-    sroot.upsert(ns, [{"id": "v1", "values": [1.0, 0.0, 0.0, 0.0]}])
-    sroot.create_namespace(f"{ns}-b", dimensions=4)
+    def created(o):
+        return any(e.type == "namespace_created" and (e.namespace or "").startswith(f"{ns}-b") for e in o)
+
+    t1 = collect(sroot.stream_namespace_events(ns, timeout=30), lambda o: any(e.type == "vectors_mutated" for e in o), ns_out)
+    t2 = collect(sroot.stream_global_events(timeout=30), created, ops_out)
+    assert until(lambda: any(e.type == "vectors_mutated" for e in ns_out),
+                 lambda i: sroot.upsert(ns, [{"id": "v1", "values": [1.0, 0.0, 0.0, 0.0]}]))
+    assert until(lambda: created(ops_out), lambda i: sroot.create_namespace(f"{ns}-b{i}", dimensions=4))
     t1.join(20)
     t2.join(20)
     muts = [e for e in ns_out if e.type == "vectors_mutated"]
-    assert muts and muts[0].namespace == ns and muts[0].op == "upserted" and muts[0].count == 1
-    assert any(e.type == "namespace_created" and e.namespace == f"{ns}-b" for e in ops_out)
+    assert muts[0].namespace == ns and muts[0].op == "upserted" and muts[0].count == 1
 
 
 def test_audit_events_stream(sroot, uid):
     agent = f"pyaudstream-{uid}"
     out = []
-    t = collect(sroot.stream_audit_events(agent_id=agent, timeout=20), lambda o: len(o) >= 1, out)
-    time.sleep(1.0)
-    sroot.store_memory(agent, "an audited, streamed store")
+    t = collect(sroot.stream_audit_events(agent_id=agent, timeout=30), lambda o: len(o) >= 1, out)
+    assert until(lambda: bool(out), lambda i: sroot.store_memory(agent, f"an audited, streamed store {i}")), \
+        "the store's audit record arrives"
     t.join(20)
-    assert out, "the store's audit record arrives"
     assert out[0].type == "request"
 
 
@@ -104,9 +118,13 @@ def test_agents_subscribe_filters_by_agent(streamed, sroot, uid):
                     return
 
         task = asyncio.create_task(consume())
-        await asyncio.sleep(1.0)
-        await asyncio.to_thread(sroot.store_memory, other, "not mine")
-        await asyncio.to_thread(sroot.store_memory, me, "mine")
+        # The subscription may open after the first stores: store until one arrives.
+        for i in range(30):
+            await asyncio.to_thread(sroot.store_memory, other, f"not mine {i}")
+            await asyncio.to_thread(sroot.store_memory, me, f"mine {i}")
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                break
         await asyncio.wait_for(task, 15)
         await client.close()
         return got
