@@ -25,6 +25,7 @@ pub mod access;
 #[cfg(test)]
 mod access_props;
 pub mod audit;
+pub mod backup;
 pub mod cluster;
 pub mod contexts;
 pub mod core;
