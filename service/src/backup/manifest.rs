@@ -22,7 +22,7 @@ pub enum Kind {
 }
 
 /// One stored chunk: its digest names it in the store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Chunk {
     pub sha256: String,
     pub bytes: u64,
@@ -96,18 +96,6 @@ impl Manifest {
             return Err(corrupt("an incremental manifest names its parent and a full one does not".into()));
         }
         Ok(m)
-    }
-}
-
-impl PartialOrd for Chunk {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Chunk {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (&self.sha256, self.bytes).cmp(&(&other.sha256, other.bytes))
     }
 }
 
