@@ -180,23 +180,28 @@ impl TextIndex {
         {
             let w = self.writer.lock();
             w.delete_term(Term::from_field_u64(self.fields.ns, ns));
+            self.dirty.store(true, Ordering::Release);
         }
-        self.dirty.store(true, Ordering::Release);
         self.commit()
     }
 
     /// Make every change durable and visible. Cheap when nothing changed.
+    ///
+    /// `dirty` is set under the writer lock by every change and cleared under it only once the
+    /// reader has been reloaded, so a caller that finds it clear sees every change made before
+    /// it; a caller that finds it set waits for the commit in progress (the periodic committer's
+    /// or another search's) instead of reading the reader it is about to replace.
     pub fn commit(&self) -> Result<()> {
-        if !self.dirty.swap(false, Ordering::AcqRel) {
+        if !self.dirty.load(Ordering::Acquire) {
             return Ok(());
         }
         let mut w = self.writer.lock();
-        if let Err(e) = w.commit() {
-            self.dirty.store(true, Ordering::Release);
-            return Err(e.into());
+        if !self.dirty.load(Ordering::Acquire) {
+            return Ok(());
         }
-        drop(w);
+        w.commit()?;
         self.reader.reload()?;
+        self.dirty.store(false, Ordering::Release);
         Ok(())
     }
 
@@ -418,6 +423,31 @@ mod tests {
         assert_eq!(idx.list(&a).unwrap().get("m1"), Some(&2));
         idx.drop_namespace(2).unwrap();
         assert!(idx.search(&b, "coffee", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_search_sees_every_change_made_before_it_while_another_thread_commits() {
+        // The periodic committer and a search both commit; a search that finds the committer
+        // mid-commit must wait for it rather than read the reader about to be replaced.
+        let (a, _) = keys();
+        let idx = std::sync::Arc::new(TextIndex::open_in_ram().unwrap());
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let committer = {
+            let (idx, stop) = (idx.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    idx.commit().unwrap();
+                }
+            })
+        };
+        for i in 0..300u64 {
+            let word = format!("word{i}");
+            idx.upsert(&a, "m1", i + 1, &format!("{word} lives here")).unwrap();
+            let hits = idx.search(&a, &word, 1).unwrap();
+            assert_eq!(hits.len(), 1, "round {i}: the change just made is not visible");
+        }
+        stop.store(true, Ordering::Relaxed);
+        committer.join().unwrap();
     }
 
     #[test]
