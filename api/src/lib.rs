@@ -37,11 +37,16 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use error::{ApiError, ApiResult};
+
+/// The largest backup archive `POST /v1/admin/backups/upload` takes (larger backups move by
+/// copying the backup store directory).
+pub const MAX_BACKUP_UPLOAD_BYTES: usize = 1 << 30;
 pub use loci_service::{Core, CoreConfig};
 pub use state::AppState;
 
 use routes::{
-    audit as audit_trail, cluster, events, keys, memory, meta, namespaces, quotas, sessions, tokens, vectors, webhooks,
+    audit as audit_trail, backups, cluster, events, keys, memory, meta, namespaces, quotas, sessions, tokens, vectors,
+    webhooks,
 };
 
 /// `GET /metrics` alone, without a key: for `--metrics-addr`, a listener on a private interface.
@@ -150,7 +155,18 @@ pub fn router(state: AppState) -> Router {
             .route(&format!("{prefix}/cluster/nodes/{{node}}"), axum::routing::delete(cluster::remove))
             .route(&format!("{prefix}/cluster/init"), post(cluster::init))
             .route(&format!("{prefix}/cluster/join"), post(cluster::join))
-            .route(&format!("{prefix}/cluster/leave"), post(cluster::leave));
+            .route(&format!("{prefix}/cluster/leave"), post(cluster::leave))
+            .route(&format!("{prefix}/backups"), get(backups::list).post(backups::create))
+            .route(&format!("{prefix}/backups/schedule"), get(backups::get_schedule).post(backups::set_schedule))
+            .route(&format!("{prefix}/backups/restore"), post(backups::restore))
+            .route(&format!("{prefix}/backups/restore/{{id}}"), get(backups::restore_status))
+            .route(
+                &format!("{prefix}/backups/upload"),
+                post(backups::upload).layer(DefaultBodyLimit::max(MAX_BACKUP_UPLOAD_BYTES)),
+            )
+            .route(&format!("{prefix}/backups/{{id}}"), get(backups::get).delete(backups::delete))
+            .route(&format!("{prefix}/backups/{{id}}/verify"), post(backups::verify))
+            .route(&format!("{prefix}/backups/{{id}}/download"), get(backups::download));
     }
     let mut router = router
         .fallback(meta::not_found)

@@ -179,7 +179,7 @@ impl Client {
     }
 
     /// A request carrying the key.
-    fn req<T>(&self, msg: T) -> anyhow::Result<tonic::Request<T>> {
+    pub(crate) fn req<T>(&self, msg: T) -> anyhow::Result<tonic::Request<T>> {
         let mut r = tonic::Request::new(msg);
         let v = format!("Bearer {}", self.key)
             .parse()
@@ -190,7 +190,7 @@ impl Client {
 
     /// An answer as JSON (field names as in the REST answers), or the refusal as an error
     /// (`STATUS CODE: message`).
-    fn answer<M: prost::Message>(
+    pub(crate) fn answer<M: prost::Message>(
         &self,
         r: Result<tonic::Response<M>, tonic::Status>,
         name: &str,
@@ -199,7 +199,7 @@ impl Client {
         loci_api::grpc::transcode::to_display_json(&m, name).map_err(|st| anyhow::anyhow!("{}", st.message()))
     }
 
-    fn print(&self, v: &Value, table: impl FnOnce(&Value) -> String) {
+    pub(crate) fn print(&self, v: &Value, table: impl FnOnce(&Value) -> String) {
         if self.conn.json {
             println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
         } else {
@@ -237,7 +237,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         // An empty list (a global key's namespaces) as REST's `null` was shown.

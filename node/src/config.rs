@@ -48,6 +48,13 @@ pub enum Command {
         #[arg(long, default_value_t = 3)]
         timeout_secs: u64,
     },
+    /// Backups and restore (`create`, `list`, `verify`, `restore`, …).
+    Backup {
+        #[command(flatten)]
+        conn: crate::cli::Conn,
+        #[command(subcommand)]
+        cmd: crate::backup_cli::BackupCmd,
+    },
     /// API key operations.
     Keys {
         #[command(flatten)]
@@ -174,6 +181,16 @@ pub struct ServeArgs {
     /// DAKERA_ENCRYPTION_KEY). Generated into DATA_DIR/master.key when unset.
     #[arg(long, env = "LOCI_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
+
+    /// Directory of the backup store: a local directory, or a mount every node shares (each
+    /// node reads and writes it). Unset: backups are off (`/v1/admin/backups` answers 503).
+    #[arg(long, env = "LOCI_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Secret the backup store's key is derived from (a passphrase of ≥ 8 characters or 64 hex
+    /// characters). Unset: the encryption master key. A backup restores only with it.
+    #[arg(long, env = "LOCI_BACKUP_KEY", hide_env_values = true)]
+    pub backup_key: Option<String>,
 
     /// Secret shared by the nodes of a cluster; authenticates node-to-node RPCs.
     #[arg(long, env = "LOCI_CLUSTER_SECRET", hide_env_values = true)]

@@ -1,5 +1,6 @@
 //! The `loci` binary's library: configuration, node start-up/shut-down and the operator CLI.
 
+pub mod backup_cli;
 pub mod cli;
 pub mod config;
 pub mod jwt;

@@ -90,6 +90,7 @@ fn main() -> std::process::ExitCode {
             Command::Cluster { conn, cmd } => loci_node::cli::cluster(conn, cmd).await,
             Command::Ns { conn, cmd } => loci_node::cli::ns(conn, cmd).await,
             Command::Keys { conn, cmd } => loci_node::cli::keys(conn, cmd).await,
+            Command::Backup { conn, cmd } => loci_node::backup_cli::backup(conn, cmd).await,
         }
     });
     match result {

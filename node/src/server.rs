@@ -504,6 +504,16 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
     if let Some(v) = &jwt {
         core = core.with_jwt(v.clone());
     }
+    if let Some(dir) = &args.backup_dir {
+        let secret = match &args.backup_key {
+            Some(k) => MasterSecret::parse(k).map_err(|e| anyhow::anyhow!("LOCI_BACKUP_KEY: {e}"))?,
+            None => master.clone(),
+        };
+        let state = loci_service::backup::BackupState::open(dir, secret)
+            .map_err(|e| anyhow::anyhow!("backup store {}: {}", dir.display(), e.message))?;
+        tracing::info!(dir = %dir.display(), "backup store opened");
+        core = core.with_backups(Arc::new(state));
+    }
     let core = Arc::new(core);
     if let Some(m) = minilm {
         tracing::info!(model = loci_storage::minilm::MODEL_NAME, dir = %m.dir.display(), "built-in embedding model loaded");
@@ -546,6 +556,29 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         });
     }
     let mut tasks = tokio::task::JoinSet::new();
+    if core.backup.is_some() {
+        // Scheduled backups and retention: every node looks each minute; the catalogue's
+        // leader alone acts.
+        let (core, token) = (core.clone(), cancel.clone());
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if !core.is_ready() {
+                    continue;
+                }
+                match core.backups().tick().await {
+                    Ok(Some(id)) => tracing::info!(backup = %id, "scheduled backup taken"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e.message, "scheduled backup pass failed"),
+                }
+            }
+        });
+    }
     if let Some(v) = &jwt {
         let (keys, token) = (v.jwks.clone(), cancel.clone());
         tasks.spawn(async move {

@@ -70,6 +70,10 @@ pub struct DeletionReceipt {
     pub deleted: bool,
     pub memories_deleted: u64,
     pub data_key_destroyed: bool,
+    /// Its key in this node's backup store was removed (`None`: no backup store here; `false`:
+    /// no backup held it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_key_destroyed: Option<bool>,
     /// The catalogue's history (which held the wrapped key) was snapshotted and purged.
     pub catalogue_history_purged: bool,
     pub deleted_at: u64,
@@ -91,6 +95,8 @@ pub struct Core {
     rotation: tokio::sync::Mutex<()>,
     /// The bearer-token issuer, when the operator configured one ([`Core::with_jwt`]).
     pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
+    /// The backup store, when the operator configured one ([`Core::with_backups`]).
+    pub backup: Option<Arc<crate::backup::BackupState>>,
 }
 
 impl Core {
@@ -116,12 +122,18 @@ impl Core {
             audit,
             rotation: tokio::sync::Mutex::new(()),
             jwt: None,
+            backup: None,
         }
     }
 
     /// Take JWT bearer tokens of this issuer next to API keys.
     pub fn with_jwt(mut self, verifier: Arc<crate::jwt::JwtVerifier>) -> Self {
         self.jwt = Some(verifier);
+        self
+    }
+
+    pub fn with_backups(mut self, state: Arc<crate::backup::BackupState>) -> Self {
+        self.backup = Some(state);
         self
     }
 
@@ -327,6 +339,11 @@ impl Core {
             }
         };
         self.contexts.forget(entry.id);
+        // Its key in the backup store goes too: every backup of it becomes unreadable.
+        let backup_key_destroyed = self
+            .backup
+            .as_ref()
+            .map(|b| crate::backup::forget_namespace(b, &crate::backup::cluster_id_of(self), entry.id));
         // The webhook its policy's webhook_url created is the namespace's: it goes with it.
         if let Some(id) = &entry.policy.webhook_id
             && let Err(e) = self.catalogue.write(Command::DeleteWebhook { id: id.clone() }).await
@@ -340,13 +357,14 @@ impl Core {
         self.audit.event(
             "namespace_erased",
             None,
-            serde_json::json!({"namespace": entry.name, "memories_deleted": count, "data_key_destroyed": true}),
+            serde_json::json!({"namespace": entry.name, "memories_deleted": count, "data_key_destroyed": true, "backup_key_destroyed": backup_key_destroyed}),
         );
         Ok(DeletionReceipt {
             namespace: entry.name,
             deleted: true,
             memories_deleted: count,
             data_key_destroyed: true,
+            backup_key_destroyed,
             catalogue_history_purged: purged,
             deleted_at: now_secs(),
         })

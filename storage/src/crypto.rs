@@ -55,6 +55,56 @@ impl SecretKey {
     }
 }
 
+impl SecretKey {
+    /// AES-256-GCM under this key with a random nonce: `[nonce 12][ciphertext+tag]`.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        seal_raw(self, aad, plaintext)
+    }
+
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        open_raw(self, aad, sealed)
+    }
+
+    /// Deterministic AES-256-GCM (a synthetic IV): the nonce is an HMAC of the AAD and the
+    /// plaintext under a sub-key, so equal plaintexts seal to equal ciphertexts (content-
+    /// addressed backup chunks are stored once) and two different plaintexts share a nonce only
+    /// if HMAC-SHA256 collides in 96 bits. Reveals only whether two sealed values are equal.
+    /// `[nonce 12][ciphertext+tag]`, opened by [`SecretKey::open_deterministic`].
+    pub fn seal_deterministic(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let nonce = self.synthetic_nonce(aad, plaintext);
+        let ct = self
+            .cipher()
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .expect("AES-GCM encryption cannot fail for in-memory buffers");
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    /// Open what [`SecretKey::seal_deterministic`] sealed, checking the nonce is the one the
+    /// plaintext implies.
+    pub fn open_deterministic(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        let pt = open_raw(self, aad, sealed)?;
+        if sealed[..NONCE_LEN] != self.synthetic_nonce(aad, &pt) {
+            return Err(StorageError::Decrypt("synthetic nonce mismatch"));
+        }
+        Ok(pt)
+    }
+
+    fn synthetic_nonce(&self, aad: &[u8], plaintext: &[u8]) -> [u8; NONCE_LEN] {
+        let sub = self.derive(b"loci/siv");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(sub.as_bytes()).expect("any key length");
+        mac.update(&(aad.len() as u64).to_be_bytes());
+        mac.update(aad);
+        mac.update(plaintext);
+        let tag = mac.finalize().into_bytes();
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&tag[..NONCE_LEN]);
+        nonce
+    }
+}
+
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SecretKey(..)")
@@ -81,6 +131,7 @@ pub struct EncryptionParams {
 }
 
 /// The configured secret: a passphrase (≥ 8 chars) or 64 hex characters.
+#[derive(Clone)]
 pub struct MasterSecret {
     material: Zeroizing<Vec<u8>>,
     raw_hex: bool,
@@ -129,6 +180,18 @@ impl MasterSecret {
                 Ok(SecretKey(out))
             }
         }
+    }
+
+    /// The KDF a new salt of this secret is used with (Argon2id for a passphrase).
+    pub fn kdf(&self) -> Kdf {
+        self.default_kdf()
+    }
+
+    /// The key of a backup store, from this secret and the store's own salt: independent of
+    /// any cluster's salt and KEK version, so a backup restores into any cluster given the
+    /// secret it was taken with.
+    pub fn backup_key(&self, salt: &[u8; 16], kdf: &Kdf) -> Result<SecretKey> {
+        Ok(self.root(salt, kdf)?.derive(b"loci/backup/v1"))
     }
 
     /// First start of a cluster: choose a salt and build the public parameters.
@@ -348,6 +411,37 @@ fn open_raw(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deterministic_sealing_is_stable_authenticated_and_key_bound() {
+        let k = SecretKey::random();
+        let a = k.seal_deterministic(b"ns1", b"chunk");
+        assert_eq!(a, k.seal_deterministic(b"ns1", b"chunk"));
+        assert_ne!(a, k.seal_deterministic(b"ns2", b"chunk"));
+        assert_ne!(a, k.seal_deterministic(b"ns1", b"chunk2"));
+        assert_eq!(k.open_deterministic(b"ns1", &a).unwrap(), b"chunk");
+        assert!(k.open_deterministic(b"ns2", &a).is_err());
+        assert!(SecretKey::random().open_deterministic(b"ns1", &a).is_err());
+        let mut bad = a.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(k.open_deterministic(b"ns1", &bad).is_err());
+        // A randomly sealed value under the same key opens, but not as a deterministic one.
+        let r = k.seal(b"ns1", b"chunk");
+        assert_eq!(k.open(b"ns1", &r).unwrap(), b"chunk");
+        assert!(k.open_deterministic(b"ns1", &r).is_err());
+    }
+
+    #[test]
+    fn a_backup_key_depends_on_the_secret_and_the_store_salt_only() {
+        let s = MasterSecret::parse(&"cd".repeat(32)).unwrap();
+        let salt = [7u8; 16];
+        let k1 = s.backup_key(&salt, &Kdf::RawHex).unwrap();
+        assert_eq!(k1.as_bytes(), s.backup_key(&salt, &Kdf::RawHex).unwrap().as_bytes());
+        assert_ne!(k1.as_bytes(), s.backup_key(&[8u8; 16], &Kdf::RawHex).unwrap().as_bytes());
+        let other = MasterSecret::parse(&"ce".repeat(32)).unwrap();
+        assert_ne!(k1.as_bytes(), other.backup_key(&salt, &Kdf::RawHex).unwrap().as_bytes());
+    }
 
     #[test]
     fn wrong_key_is_refused_and_right_key_unlocks() {

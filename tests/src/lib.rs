@@ -75,6 +75,8 @@ pub fn serve_args(dir: &Path) -> ServeArgs {
         jwt: Default::default(),
         webhooks: Default::default(),
         event_buffer: loci_service::events::DEFAULT_BUFFER,
+        backup_dir: None,
+        backup_key: None,
     }
 }
 

@@ -42,6 +42,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "loci.v1.Cluster",
     "loci.v1.Webhooks",
     "loci.v1.Events",
+    "loci.v1.Backups",
     "dakera.v1.VectorService",
 ];
 
@@ -61,6 +62,7 @@ pub fn typed_routes() -> Vec<(&'static str, &'static str, &'static str)> {
         DocumentsGrpc::ROUTES,
         ClusterGrpc::ROUTES,
         WebhooksGrpc::ROUTES,
+        BackupsGrpc::ROUTES,
         EventsGrpc::ROUTES,
     ]
     .concat()
@@ -101,6 +103,7 @@ pub fn public_routes(state: AppState, router: axum::Router, max_message: usize) 
         webhooks_server::WebhooksServer::new(WebhooksGrpc(rest.clone())).max_decoding_message_size(max_message),
     );
     b.add_service(events_server::EventsServer::new(EventsGrpc(rest.clone())).max_decoding_message_size(max_message));
+    b.add_service(backups_server::BackupsServer::new(BackupsGrpc(rest.clone())).max_decoding_message_size(max_message));
     b.add_service(cluster_server::ClusterServer::new(ClusterGrpc(rest)).max_decoding_message_size(max_message));
     b.add_service(
         crate::pb_dakera::vector_service_server::VectorServiceServer::new(crate::grpc_vectors::VectorGrpc {

@@ -162,6 +162,18 @@ rest_service!(DocumentsGrpc: documents_server::Documents, "Documents" {
     Hybrid hybrid(DocumentsHybridRequest) -> DocumentsHybridResponse = POST "/v1/namespaces/{ns}/hybrid";
 });
 
+rest_service!(BackupsGrpc: backups_server::Backups, "Backups" {
+    Create create(BackupsCreateRequest) -> BackupsCreateResponse = POST "/v1/admin/backups";
+    List list(BackupsListRequest) -> BackupsListResponse = GET "/v1/admin/backups";
+    Get get(BackupsGetRequest) -> BackupInfo = GET "/v1/admin/backups/{id}";
+    Delete delete(BackupsDeleteRequest) -> BackupsDeleteResponse = DELETE "/v1/admin/backups/{id}";
+    Verify verify(BackupsVerifyRequest) -> BackupsVerifyResponse = POST "/v1/admin/backups/{id}/verify";
+    Restore restore(BackupsRestoreRequest) -> RestoreInfo = POST "/v1/admin/backups/restore";
+    RestoreStatus restore_status(BackupsRestoreStatusRequest) -> RestoreInfo = GET "/v1/admin/backups/restore/{id}";
+    GetSchedule get_schedule(BackupsGetScheduleRequest) -> BackupSchedule = GET "/v1/admin/backups/schedule";
+    SetSchedule set_schedule(BackupsSetScheduleRequest) -> BackupSchedule = POST "/v1/admin/backups/schedule";
+});
+
 rest_service!(WebhooksGrpc: webhooks_server::Webhooks, "Webhooks" {
     Create create(WebhooksCreateRequest) -> Webhook = POST "/v1/webhooks";
     List list(WebhooksListRequest) -> WebhooksListResponse = GET "/v1/webhooks";

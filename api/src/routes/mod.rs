@@ -1,4 +1,5 @@
 pub mod audit;
+pub mod backups;
 pub mod cluster;
 pub mod events;
 pub mod keys;

@@ -39,11 +39,15 @@ impl Chunk {
     }
 }
 
-/// A namespace as read for the backup: at `point` on its primary, in `chunks` (in order).
+/// A namespace as read for the backup: at `point` (the last applied entry of its replication
+/// log, in `epoch`) on its primary, in `chunks` (in order). `entry` holds its settings (name,
+/// kind, embedder, policy), sealed under its key like its rows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespacePart {
     pub point: u64,
+    pub epoch: u64,
     pub records: u64,
+    pub entry: Chunk,
     pub chunks: Vec<Chunk>,
 }
 
@@ -54,18 +58,27 @@ pub struct Manifest {
     pub name: String,
     pub created_at_ms: u64,
     pub kind: Kind,
+    /// When the last chunk was written.
+    pub completed_at_ms: u64,
     /// The backup this one was taken after (incremental only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
-    /// The catalogue snapshot (namespaces, keys, policies, the shard map).
+    /// The cluster it was taken from (its namespaces' keys are kept under this id).
+    pub cluster_id: String,
+    pub compression: super::chunks::Compression,
+    /// The catalogue's keys, quotas and token denials, sealed under the store key.
     pub catalogue: Vec<Chunk>,
+    /// By namespace id (names are the tenants' and sit in the sealed entries).
     pub namespaces: BTreeMap<String, NamespacePart>,
 }
 
 impl Manifest {
     /// Every chunk the manifest names, each once.
     pub fn chunks(&self) -> BTreeSet<&Chunk> {
-        self.catalogue.iter().chain(self.namespaces.values().flat_map(|p| p.chunks.iter())).collect()
+        self.catalogue
+            .iter()
+            .chain(self.namespaces.values().flat_map(|p| std::iter::once(&p.entry).chain(p.chunks.iter())))
+            .collect()
     }
 
     pub fn total_bytes(&self) -> u64 {
@@ -172,15 +185,20 @@ mod tests {
             backup_id: "bk_1".into(),
             name: "nightly".into(),
             created_at_ms: 1,
+            completed_at_ms: 2,
             kind,
             parent: parent.map(str::to_string),
+            cluster_id: "c1".into(),
+            compression: Default::default(),
             catalogue: catalogue.iter().map(|c| Chunk::of(c)).collect(),
             namespaces: ns
                 .iter()
                 .map(|(n, cs)| {
                     let part = NamespacePart {
                         point: 7,
+                        epoch: 1,
                         records: cs.len() as u64,
+                        entry: Chunk::of(b"entry"),
                         chunks: cs.iter().map(|c| Chunk::of(c)).collect(),
                     };
                     (n.to_string(), part)
@@ -199,18 +217,18 @@ mod tests {
     #[test]
     fn a_sound_store_verifies_and_counts_shared_chunks_once() {
         let m = manifest(Kind::Full, None, &[b"cat"], &[("a", &[b"x", b"y"]), ("b", &[b"y"])]);
-        let s = store(&[b"cat", b"x", b"y"]);
+        let s = store(&[b"cat", b"x", b"y", b"entry"]);
         let r = verify(&m, |p| s.get(p).cloned());
         assert!(r.ok(), "{r:?}");
-        assert_eq!(r.chunks_checked, 3);
-        assert_eq!(r.bytes_checked, 5);
-        assert_eq!(m.total_bytes(), 5);
+        assert_eq!(r.chunks_checked, 4);
+        assert_eq!(r.bytes_checked, 10);
+        assert_eq!(m.total_bytes(), 10);
     }
 
     #[test]
     fn verification_finds_a_missing_a_truncated_and_a_flipped_chunk() {
         let m = manifest(Kind::Full, None, &[b"catalogue"], &[("a", &[b"alpha", b"beta"])]);
-        let mut s = store(&[b"catalogue", b"alpha", b"beta"]);
+        let mut s = store(&[b"catalogue", b"alpha", b"beta", b"entry"]);
         s.remove(&Chunk::of(b"catalogue").path());
         s.insert(Chunk::of(b"alpha").path(), b"alph".to_vec());
         s.insert(Chunk::of(b"beta").path(), b"bEta".to_vec());
@@ -233,7 +251,7 @@ mod tests {
         let up: BTreeSet<String> = plan_upload(&inc, &present).iter().map(|c| c.sha256.clone()).collect();
         let want: BTreeSet<String> = [Chunk::of(b"cat2").sha256, Chunk::of(b"z").sha256].into();
         assert_eq!(up, want);
-        assert_eq!(plan_upload(&full, &BTreeSet::new()).len(), 3);
+        assert_eq!(plan_upload(&full, &BTreeSet::new()).len(), 4);
     }
 
     #[test]

@@ -118,7 +118,13 @@ impl Cluster {
         };
         let sender_epoch = serving()?;
         let copy_id = next_copy_id(self.node_id);
-        let begin = CopyRequest::Begin { namespace: ns.name.clone(), catalogue_index: idx, sender_epoch, copy_id };
+        let begin = CopyRequest::Begin {
+            namespace: ns.name.clone(),
+            catalogue_index: idx,
+            sender_epoch,
+            copy_id,
+            restore: false,
+        };
         self.copy_step(node, begin, to).await?;
         // Progress: the bytes sent so far (the copy's size is known only once it is read).
         // Per node, not per namespace: /metrics is unauthenticated and namespace names belong
@@ -153,17 +159,29 @@ impl Cluster {
         let local = &self.local;
         let store = local.store.clone();
         match req {
-            CopyRequest::Begin { namespace, catalogue_index, sender_epoch, copy_id } => {
+            CopyRequest::Begin { namespace, catalogue_index, sender_epoch, copy_id, restore } => {
                 let _ = self.catalogue.view.wait_applied(catalogue_index, CATALOGUE_WAIT).await;
                 let entry = self.entry(&namespace).ok_or(ClusterError::UnknownNamespace(namespace.clone()))?;
                 if !entry.placement.replicas.contains(&self.node_id) {
                     return Err(ClusterError::NotAReplica(namespace));
                 }
-                // A primary's rows are replaced only by a copy it asked for (`PushCopy` while
-                // taking over), never by another node that thinks it is primary.
-                if entry.placement.primary() == Some(self.node_id)
+                if restore {
+                    // A restore fills a namespace that holds nothing yet; it never replaces a
+                    // write (one made to the restored namespace before its copy arrived fails
+                    // the restore of that namespace instead).
+                    let (store, id) = (store.clone(), entry.id);
+                    let held = tokio::task::spawn_blocking(move || store.stored_progress(id)).await??;
+                    if held.applied_seq > 0 {
+                        return Err(ClusterError::Api(crate::ServiceError::conflict(format!(
+                            "'{namespace}' already holds writes on node {}: not restored over them",
+                            self.node_id
+                        ))));
+                    }
+                } else if entry.placement.primary() == Some(self.node_id)
                     && !self.repl.expected_pushes.lock().contains(&entry.id)
                 {
+                    // A primary's rows are replaced only by a copy it asked for (`PushCopy`
+                    // while taking over), never by another node that thinks it is primary.
                     return Err(ClusterError::Unavailable(format!(
                         "node {} is the primary of '{namespace}' and asked for no copy",
                         self.node_id
@@ -195,7 +213,7 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(600);
 const PROMOTION_WAIT: Duration = Duration::from_secs(600);
 
 /// A copy id no other copy (from this node or another) uses: the node id, the time, a counter.
-fn next_copy_id(node_id: u64) -> u64 {
+pub(super) fn next_copy_id(node_id: u64) -> u64 {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);

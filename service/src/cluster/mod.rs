@@ -5,6 +5,7 @@
 pub mod action;
 pub mod admin;
 pub mod audit;
+pub mod backup;
 mod copy;
 pub mod error;
 pub mod events;

@@ -55,6 +55,8 @@ pub enum CopyRequest {
         catalogue_index: u64,
         sender_epoch: u64,
         copy_id: u64,
+        /// A restore from a backup (accepted only by a replica holding no write of it).
+        restore: bool,
     },
     Rows {
         copy_id: u64,
@@ -71,8 +73,8 @@ impl CopyRequest {
     pub fn into_pb(self) -> pb::CopyRequest {
         use pb::copy_request::Step;
         let step = match self {
-            CopyRequest::Begin { namespace, catalogue_index, sender_epoch, copy_id } => {
-                Step::Begin(pb::CopyBegin { namespace, catalogue_index, sender_epoch, copy_id })
+            CopyRequest::Begin { namespace, catalogue_index, sender_epoch, copy_id, restore } => {
+                Step::Begin(pb::CopyBegin { namespace, catalogue_index, sender_epoch, copy_id, restore })
             }
             CopyRequest::Rows { copy_id, rows } => Step::Rows(pb::CopyRows {
                 rows: rows.into_iter().map(|(cf, key, value)| pb::CopyRow { cf, key, value }).collect(),
@@ -93,6 +95,7 @@ impl CopyRequest {
                 catalogue_index: b.catalogue_index,
                 sender_epoch: b.sender_epoch,
                 copy_id: b.copy_id,
+                restore: b.restore,
             },
             Step::Rows(r) => CopyRequest::Rows {
                 copy_id: r.copy_id,

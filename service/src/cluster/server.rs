@@ -170,6 +170,17 @@ impl pb::internal_server::Internal for InternalService {
         Ok(Response::new(pb::ImportStatusReply { job: job.and_then(|j| serde_json::to_string(&j).ok()) }))
     }
 
+    type BackupReadStream = tokio_stream::wrappers::ReceiverStream<Result<pb::BackupReadItem, Status>>;
+
+    async fn backup_read(
+        &self,
+        req: Request<pb::BackupReadRequest>,
+    ) -> Result<Response<Self::BackupReadStream>, Status> {
+        check(&self.cluster, &req)?;
+        let rx = self.cluster.clone().serve_backup_read(req.into_inner()).await;
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
     async fn push_copy(&self, req: Request<pb::PushCopyRequest>) -> Result<Response<pb::Done>, Status> {
         check(&self.cluster, &req)?;
         Ok(Response::new(wire::done(self.cluster.clone().serve_push_copy(req.into_inner()).await)))

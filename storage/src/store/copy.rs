@@ -371,7 +371,9 @@ impl Store {
         })
     }
 
-    fn stored_progress(&self, ns_id: u64) -> Result<NsProgress> {
+    /// The progress a namespace's rows on this node are at, as persisted (without loading
+    /// it; an erased or never written namespace is at 0).
+    pub fn stored_progress(&self, ns_id: u64) -> Result<NsProgress> {
         Ok(match self.db.get_cf(self.cf(CF_NSMETA), prefix(ns_id))? {
             Some(v) => serde_json::from_slice(&v)?,
             None => NsProgress::default(),

@@ -81,6 +81,17 @@ k = re.search(r"(key_[A-Za-z0-9_-]+|[0-9a-f-]{36})", out)
 check("dk" in out or k is not None, "keys create prints the key")
 check(f"cli-key-{suffix}" in run("keys", "list"), "keys list has it")
 
+# Backups (run.sh gives the node a backup store): create and wait, list, get, schedule, delete.
+out = run("admin", "backup-create", "--name", f"cli-bk-{suffix}", "--wait", "--timeout", "120", fmt="json")
+m = re.search(r'"backup_id":\s*"([^"]+)"', out)
+check(m is not None and "completed" in out, "admin backup-create --wait completes")
+check(f"cli-bk-{suffix}" in run("admin", "backup-list", fmt="json"), "admin backup-list has it")
+if m:
+    check("completed" in run("admin", "backup-get", m.group(1), fmt="json"), "admin backup-get says completed")
+check("cron" in run("admin", "backup-schedule", fmt="json"), "admin backup-schedule shows the schedule")
+if m:
+    run("admin", "backup-delete", m.group(1))
+
 if failures:
     print("\n".join(["dakera-cli check failed:"] + failures))
     sys.exit(1)

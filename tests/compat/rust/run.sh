@@ -37,6 +37,7 @@ LOCI_ROOT_API_KEY="$key" \
 LOCI_ENCRYPTION_KEY="$(printf 'ab%.0s' {1..32})" \
 LOCI_EMBEDDING_PROVIDER=hash \
 LOCI_RATE_LIMIT_RPS=100000 LOCI_RATE_LIMIT_BURST=100000 \
+LOCI_BACKUP_DIR="$work/backups" \
   "$LOCI_BIN" serve --data-dir "$work/data" --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 --cluster-addr 127.0.0.1:0 \
   --gossip-addr 127.0.0.1:0 --ready-file "$work/ready.json" >"$work/loci.log" 2>&1 &
 pid=$!

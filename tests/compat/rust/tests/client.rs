@@ -89,3 +89,60 @@ async fn sessions_and_errors() {
     let err = wrong.list_namespaces().await.expect_err("refused");
     assert!(err.is_auth_error(), "{err:?}");
 }
+
+/// Backups through the client's own types (run.sh gives the node a backup store): create, poll
+/// `get_backup` until completed, find it in `list_backups`, restore (everything exists: skipped),
+/// poll the restore, delete.
+#[tokio::test]
+async fn backups_round_trip() {
+    use dakera_client::{CreateBackupRequest, RestoreBackupRequest};
+    let c = client();
+    let agent = unique("rs-bk");
+    c.store_memory(StoreMemoryRequest::new(&agent, "kept through a backup")).await.expect("store");
+    let created = c
+        .create_backup(CreateBackupRequest {
+            name: unique("rs-backup"),
+            backup_type: Some("full".into()),
+            namespaces: None,
+            encrypt: Some(true),
+            compression: Some("lz4".into()),
+        })
+        .await
+        .expect("create");
+    let id = created.backup.backup_id.clone();
+    let mut info = c.get_backup(&id).await.expect("get");
+    for _ in 0..300 {
+        if info.status == "completed" || info.status == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        info = c.get_backup(&id).await.expect("get");
+    }
+    assert_eq!(info.status, "completed", "{info:?}");
+    assert!(info.encrypted && info.vector_count >= 1, "{info:?}");
+    let listed = c.list_backups().await.expect("list");
+    assert!(listed.backups.iter().any(|b| b.backup_id == id));
+    assert_eq!(listed.total as usize, listed.backups.len());
+    let r = c
+        .restore_backup(RestoreBackupRequest {
+            backup_id: id.clone(),
+            target_namespaces: None,
+            overwrite: None,
+            point_in_time: None,
+        })
+        .await
+        .expect("restore");
+    assert!(!r.restore_id.is_empty());
+    let refused = c
+        .restore_backup(RestoreBackupRequest {
+            backup_id: id.clone(),
+            target_namespaces: None,
+            overwrite: None,
+            point_in_time: Some(1),
+        })
+        .await
+        .expect_err("point_in_time is refused");
+    assert!(format!("{refused:?}").contains("422") || format!("{refused:?}").contains("point_in_time"), "{refused:?}");
+    c.delete_backup(&id).await.expect("delete");
+    assert!(c.get_backup(&id).await.expect_err("deleted").is_not_found());
+}
