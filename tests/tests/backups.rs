@@ -102,13 +102,14 @@ async fn a_backup_under_writes_restores_into_a_smaller_cluster_without_loss_or_l
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
                 let id = format!("w{i:05}");
-                let before_backup = !started.load(Ordering::SeqCst);
                 let (s, _) = c
                     .post(
                         "/v1/memories/store/batch",
                         &json!({"namespace": "acme-a", "agent_id": "agent", "memories": [{"id": id, "content": format!("live write {i}")}]}),
                     )
                     .await;
+                // Acknowledged before the backup was asked for: it must be in the backup.
+                let before_backup = !started.load(Ordering::SeqCst);
                 if s == 200 {
                     acked.lock().push((id, before_backup));
                 }
