@@ -96,10 +96,10 @@ impl Backups<'_> {
     }
 
     fn update_restore(&self, id: &str, f: impl FnOnce(&mut RestoreInfo)) {
-        if let Ok(s) = self.state() {
-            if let Some(r) = s.restores.lock().get_mut(id) {
-                f(r);
-            }
+        if let Ok(s) = self.state()
+            && let Some(r) = s.restores.lock().get_mut(id)
+        {
+            f(r);
         }
     }
 
