@@ -40,6 +40,14 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# A real S3-compatible server for the backup store's S3 tests: moto's, from PyPI, in its own venv.
+moto_venv="${LOCI_MOTO_VENV:-/var/tmp/loci-moto-venv}"
+if [ "${1:-}" != rig ] && ! "$moto_venv/bin/moto_server" --help >/dev/null 2>&1; then
+  echo "installing moto (S3 test server) into $moto_venv"
+  python3 -m venv "$moto_venv"
+  "$moto_venv/bin/pip" install -q 'moto[server]==5.1.*'
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest"
   cargo install --locked cargo-nextest

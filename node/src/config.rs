@@ -182,10 +182,27 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCI_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
 
-    /// Directory of the backup store: a local directory, or a mount every node shares (each
-    /// node reads and writes it). Unset: backups are off (`/v1/admin/backups` answers 503).
+    /// The backup store: a directory (local, or a mount every node shares), or
+    /// `s3://bucket/prefix` for an S3-compatible store. Unset: backups are off
+    /// (`/v1/admin/backups` answers 503).
     #[arg(long, env = "LOCI_BACKUP_DIR")]
     pub backup_dir: Option<PathBuf>,
+
+    /// Endpoint of an S3-compatible backup store (`http://minio:9000`); unset: AWS S3.
+    #[arg(long, env = "LOCI_BACKUP_S3_ENDPOINT")]
+    pub backup_s3_endpoint: Option<String>,
+
+    /// Region of the S3 backup store (default us-east-1).
+    #[arg(long, env = "LOCI_BACKUP_S3_REGION")]
+    pub backup_s3_region: Option<String>,
+
+    /// Access key of the S3 backup store (default: AWS_ACCESS_KEY_ID).
+    #[arg(long, env = "LOCI_BACKUP_S3_ACCESS_KEY", hide_env_values = true)]
+    pub backup_s3_access_key: Option<String>,
+
+    /// Secret key of the S3 backup store (default: AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "LOCI_BACKUP_S3_SECRET_KEY", hide_env_values = true)]
+    pub backup_s3_secret_key: Option<String>,
 
     /// Secret the backup store's key is derived from (a passphrase of ≥ 8 characters or 64 hex
     /// characters). Unset: the encryption master key. A backup restores only with it.

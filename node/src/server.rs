@@ -509,8 +509,15 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
             Some(k) => MasterSecret::parse(k).map_err(|e| anyhow::anyhow!("LOCI_BACKUP_KEY: {e}"))?,
             None => master.clone(),
         };
-        let state = loci_service::backup::BackupState::open(dir, secret)
-            .map_err(|e| anyhow::anyhow!("backup store {}: {}", dir.display(), e.message))?;
+        let s3 = loci_service::backup::backend::S3Options {
+            endpoint: args.backup_s3_endpoint.clone(),
+            region: args.backup_s3_region.clone(),
+            access_key: args.backup_s3_access_key.clone(),
+            secret_key: args.backup_s3_secret_key.clone(),
+        };
+        let location = dir.to_string_lossy();
+        let state = loci_service::backup::BackupState::open(&location, &s3, secret)
+            .map_err(|e| anyhow::anyhow!("backup store {location}: {}", e.message))?;
         tracing::info!(dir = %dir.display(), "backup store opened");
         core = core.with_backups(Arc::new(state));
     }

@@ -77,6 +77,10 @@ pub fn serve_args(dir: &Path) -> ServeArgs {
         event_buffer: loci_service::events::DEFAULT_BUFFER,
         backup_dir: None,
         backup_key: None,
+        backup_s3_endpoint: None,
+        backup_s3_region: None,
+        backup_s3_access_key: None,
+        backup_s3_secret_key: None,
     }
 }
 

@@ -384,3 +384,99 @@ async fn a_downloaded_backup_uploads_into_another_store_and_restores_there() {
     let (_, got) = export_ids(&c2, "moving").await;
     assert_eq!(got.into_iter().map(|(id, _)| id).collect::<Vec<_>>(), ids);
 }
+
+/// A real local S3 server (moto's, installed by `scripts/ensure-deps.sh`), killed on drop.
+struct S3Server {
+    child: std::process::Child,
+    url: String,
+}
+
+impl S3Server {
+    async fn start() -> S3Server {
+        let venv = std::env::var("LOCI_MOTO_VENV").unwrap_or_else(|_| "/var/tmp/loci-moto-venv".into());
+        let bin = std::path::Path::new(&venv).join("bin/moto_server");
+        assert!(bin.exists(), "{} is missing: run scripts/ensure-deps.sh (make deps)", bin.display());
+        let port = loci_tests::free_port();
+        let child = std::process::Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if http.get(&url).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        S3Server { child, url }
+    }
+
+    async fn bucket(&self, name: &str) {
+        let r = reqwest::Client::new().put(format!("{}/{name}", self.url)).send().await.expect("create bucket");
+        assert!(r.status().is_success(), "bucket: {}", r.status());
+    }
+
+    /// Every object key under the bucket (moto's ListObjects, unauthenticated).
+    async fn keys(&self, bucket: &str) -> Vec<String> {
+        let text = reqwest::Client::new()
+            .get(format!("{}/{bucket}", self.url))
+            .send()
+            .await
+            .expect("list")
+            .text()
+            .await
+            .expect("body");
+        text.split("<Key>").skip(1).filter_map(|p| p.split("</Key>").next().map(str::to_string)).collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn an_s3_store_backs_up_erases_and_restores() {
+    let s3 = S3Server::start().await;
+    s3.bucket("loci-backups").await;
+    let endpoint = s3.url.clone();
+    let on_s3 = move |a: &mut loci_node::ServeArgs| {
+        a.backup_dir = Some("s3://loci-backups/cluster-a".into());
+        a.backup_s3_endpoint = Some(endpoint.clone());
+        a.backup_s3_access_key = Some("test".into());
+        a.backup_s3_secret_key = Some("test".into());
+    };
+    let n1 = TestNode::start_with(on_s3.clone()).await;
+    let c1 = n1.client.clone();
+    let kept = fill(&c1, "s3-kept", "k", 250).await;
+    fill(&c1, "s3-erased", "e", 20).await;
+    let done = create_backup(&c1, json!({"name": "to-s3"})).await;
+    let id = done["backup_id"].as_str().expect("id").to_string();
+    let keys = s3.keys("loci-backups").await;
+    assert!(keys.iter().any(|k| k == &format!("cluster-a/manifests/{id}.json")), "{keys:?}");
+    assert!(keys.iter().any(|k| k == "cluster-a/params.json"), "{keys:?}");
+    assert!(keys.iter().filter(|k| k.starts_with("cluster-a/chunks/")).count() >= 3, "{keys:?}");
+    let (s, v) = c1.post(&format!("/v1/admin/backups/{id}/verify"), &json!({})).await;
+    assert_eq!((s, v["ok"].clone()), (200, json!(true)), "{v}");
+    let keys_before = s3.keys("loci-backups").await.iter().filter(|k| k.contains("/keys/")).count();
+    let (s, v) = c1.delete("/v1/namespaces/s3-erased").await;
+    assert_eq!((s, v["backup_key_destroyed"].clone()), (200, json!(true)), "{v}");
+    let keys_after = s3.keys("loci-backups").await.iter().filter(|k| k.contains("/keys/")).count();
+    assert_eq!(keys_after + 1, keys_before, "the erased namespace's key is still in the bucket");
+
+    // Another node on the same bucket restores it.
+    let n2 = TestNode::start_with(on_s3).await;
+    let c2 = n2.client.clone();
+    let (s, r) = c2.post("/v1/admin/backups/restore", &json!({"backup_id": id})).await;
+    assert_eq!(s, 202, "{r}");
+    let r = restore_done(&c2, r["restore_id"].as_str().expect("id")).await;
+    assert_eq!((r["status"].clone(), r["erased_namespaces"].clone()), (json!("completed"), json!(1)), "{r}");
+    let (_, got) = export_ids(&c2, "s3-kept").await;
+    assert_eq!(got.into_iter().map(|(id, _)| id).collect::<Vec<_>>(), kept);
+    assert_eq!(c2.get("/v1/namespaces/s3-erased").await.0, 404);
+}

@@ -105,11 +105,15 @@ impl Backups<'_> {
             let err_tx = tx.clone();
             let run = || -> std::io::Result<()> {
                 let mut gz = GzEncoder::new(ChannelWriter { tx, buf: Vec::new() }, GzLevel::fast());
-                let params = std::fs::read(s.store.root().join("params.json"))?;
+                let params = s
+                    .store
+                    .file("params.json")
+                    .map_err(|e| std::io::Error::other(e.message))?
+                    .ok_or_else(|| std::io::Error::other("the store has no params.json"))?;
                 entry(&mut gz, "params.json", &params)?;
                 for ns_id in m.namespaces.keys() {
                     let rel = format!("keys/{}/{ns_id}.key", m.cluster_id);
-                    if let Ok(k) = std::fs::read(s.store.root().join(&rel)) {
+                    if let Ok(Some(k)) = s.store.file(&rel) {
                         entry(&mut gz, &rel, &k)?;
                     }
                 }

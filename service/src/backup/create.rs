@@ -225,11 +225,7 @@ impl Backups<'_> {
         let data = sealed.to_vec();
         tokio::task::spawn_blocking(move || -> ServiceResult<()> {
             if s.store.has_chunk(&sha)? {
-                let path = s.store.root().join("chunks").join(&sha);
-                if let Ok(f) = std::fs::File::options().append(true).open(&path) {
-                    let _ = f.set_modified(std::time::SystemTime::now());
-                }
-                return Ok(());
+                return s.store.touch_chunk(&sha, super::GC_GRACE / 2);
             }
             s.store.put_chunk(&sha, &data)
         })

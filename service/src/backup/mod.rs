@@ -17,6 +17,7 @@
 //! them; their status is read there (`GET /v1/admin/backups/{id}`, `…/restore/{id}`).
 
 mod archive;
+pub mod backend;
 pub mod chunks;
 mod create;
 pub mod manifest;
@@ -37,14 +38,14 @@ use crate::access::Principal;
 use crate::core::Core;
 use crate::error::{ServiceError, ServiceResult};
 use manifest::Manifest;
-use store::DirStore;
+use store::BackupStore;
 
 /// Jobs kept per node once finished.
 const KEEP_FINISHED: usize = 100;
 
 /// A node's backup store and jobs.
 pub struct BackupState {
-    pub store: DirStore,
+    pub store: BackupStore,
     secret: MasterSecret,
     store_key: SecretKey,
     backups: Mutex<BTreeMap<String, BackupInfo>>,
@@ -58,8 +59,8 @@ pub struct BackupState {
 impl BackupState {
     /// Open the store at `dir` with the secret its key derives from (the master secret unless
     /// the operator gave one for backups).
-    pub fn open(dir: impl Into<std::path::PathBuf>, secret: MasterSecret) -> ServiceResult<BackupState> {
-        let store = DirStore::open(dir)?;
+    pub fn open(location: &str, s3: &backend::S3Options, secret: MasterSecret) -> ServiceResult<BackupState> {
+        let store = BackupStore::open(location, s3)?;
         let store_key = store.key(&secret)?;
         Ok(BackupState {
             store,
@@ -371,19 +372,14 @@ impl Backups<'_> {
 
     fn read_schedule(&self) -> ServiceResult<schedule::Schedule> {
         let s = self.state()?;
-        match std::fs::read(s.store.root().join("schedule.json")) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| ServiceError::internal(format!("schedule.json: {e}"))),
-            Err(_) => Ok(schedule::Schedule::default()),
+        match s.store.file("schedule.json")? {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| ServiceError::internal(format!("schedule.json: {e}"))),
+            None => Ok(schedule::Schedule::default()),
         }
     }
 
     fn write_schedule(&self, sch: &schedule::Schedule) -> ServiceResult<()> {
-        let s = self.state()?;
-        let path = s.store.root().join("schedule.json");
-        let tmp = path.with_extension("json.tmp-write");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(sch).unwrap_or_default())
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| ServiceError::internal(format!("schedule.json: {e}")))
+        self.state()?.store.put_file("schedule.json", &serde_json::to_vec_pretty(sch).unwrap_or_default())
     }
 
     /// Change the schedule: the fields given replace the stored ones.
@@ -490,11 +486,7 @@ fn collect_garbage(s: &BackupState) -> ServiceResult<u64> {
         if live.contains(&sha) {
             continue;
         }
-        let young = std::fs::metadata(s.store.root().join("chunks").join(&sha))
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_none_or(|age| age < GC_GRACE);
+        let young = s.store.chunk_modified(&sha)?.and_then(|t| t.elapsed().ok()).is_none_or(|age| age < GC_GRACE);
         if !young && s.store.remove_chunk(&sha)? {
             freed += 1;
         }

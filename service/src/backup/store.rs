@@ -1,4 +1,5 @@
-//! A backup store on a file system: a directory (local, or a mount every node shares).
+//! A backup store: a directory (local, or a mount every node shares) or an S3-compatible bucket
+//! ([`super::backend`]).
 //!
 //! ```text
 //! <root>/params.json                       the store's key salt and KDF (public)
@@ -7,22 +8,18 @@
 //! <root>/keys/<cluster_id>/<ns_id>.key     a namespace's data key, sealed under the store key
 //! ```
 //!
-//! Every file is written to a temporary name, synced and renamed, so a crash leaves either the
-//! old file or the new one; a manifest names only chunks written before it.
-
-use std::path::{Path, PathBuf};
+//! Every write is atomic (a directory: a temporary file synced and renamed; S3: one PUT), so a
+//! crash leaves either the old file or the new one; a manifest names only chunks written before
+//! it.
 
 use serde::{Deserialize, Serialize};
 
+use super::backend::{Backend, S3Options};
 use crate::error::{ServiceError, ServiceResult};
 use loci_storage::crypto::{Kdf, MasterSecret, SecretKey, random_bytes};
 
-pub struct DirStore {
-    root: PathBuf,
-}
-
-fn io(what: &str, path: &Path, e: std::io::Error) -> ServiceError {
-    ServiceError::internal(format!("backup store: {what} {}: {e}", path.display()))
+pub struct BackupStore {
+    backend: Backend,
 }
 
 /// A path segment the store writes: ids it made or digests, never a client's free text.
@@ -47,67 +44,49 @@ struct KeyFile {
     sealed: String,
 }
 
-impl DirStore {
-    pub fn open(root: impl Into<PathBuf>) -> ServiceResult<DirStore> {
-        let root = root.into();
-        for d in ["manifests", "chunks", "keys"] {
-            let p = root.join(d);
-            std::fs::create_dir_all(&p).map_err(|e| io("cannot create", &p, e))?;
-        }
-        Ok(DirStore { root })
+impl BackupStore {
+    /// A directory (`/mnt/backups`), or `s3://bucket/prefix` with `s3`.
+    pub fn open(location: &str, s3: &S3Options) -> ServiceResult<BackupStore> {
+        Ok(BackupStore { backend: Backend::open(location, s3)? })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    pub fn location(&self) -> String {
+        self.backend.location()
     }
 
     fn write(&self, rel: &str, data: &[u8]) -> ServiceResult<()> {
-        use std::io::Write;
-        let path = self.root.join(rel);
-        let mut tmp_name = [0u8; 8];
-        random_bytes(&mut tmp_name);
-        let tmp = path.with_extension(format!("tmp-{}", hex::encode(tmp_name)));
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io("cannot write", &tmp, e))?;
-        f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| io("cannot write", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io("cannot rename", &path, e))?;
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-        }
-        Ok(())
+        self.backend.write(rel, data)
     }
 
     fn read(&self, rel: &str) -> ServiceResult<Option<Vec<u8>>> {
-        let path = self.root.join(rel);
-        match std::fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("cannot read", &path, e)),
-        }
+        self.backend.read(rel)
     }
 
     fn remove(&self, rel: &str) -> ServiceResult<bool> {
-        let path = self.root.join(rel);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io("cannot remove", &path, e)),
-        }
+        self.backend.remove(rel)
     }
 
     fn names(&self, dir: &str) -> ServiceResult<Vec<String>> {
-        let path = self.root.join(dir);
-        let rd = match std::fs::read_dir(&path) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io("cannot list", &path, e)),
-        };
-        let mut out: Vec<String> = rd
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !n.contains(".tmp-"))
-            .collect();
-        out.sort();
-        Ok(out)
+        self.backend.names(dir)
+    }
+
+    /// A file of the store's own (`params.json`, `schedule.json`, a key file) by its name.
+    pub fn file(&self, rel: &str) -> ServiceResult<Option<Vec<u8>>> {
+        self.read(rel)
+    }
+
+    pub fn put_file(&self, rel: &str, data: &[u8]) -> ServiceResult<()> {
+        self.write(rel, data)
+    }
+
+    /// When a chunk was last written or refreshed.
+    pub fn chunk_modified(&self, sha256: &str) -> ServiceResult<Option<std::time::SystemTime>> {
+        self.backend.modified(&format!("chunks/{}", safe(sha256)?))
+    }
+
+    /// Mark a chunk as used now (when it is older than `older_than`).
+    pub fn touch_chunk(&self, sha256: &str, older_than: std::time::Duration) -> ServiceResult<()> {
+        self.backend.touch(&format!("chunks/{}", safe(sha256)?), older_than)
     }
 
     /// The store's key from `secret`: the salt is chosen on first use and kept in the store.
@@ -116,23 +95,13 @@ impl DirStore {
             Some(b) => serde_json::from_slice::<Params>(&b)
                 .map_err(|e| ServiceError::internal(format!("backup store params.json: {e}")))?,
             None => {
-                // Several nodes may open a new shared store at once: the first file wins (a
-                // hard link does not replace an existing name), and every node reads it back.
+                // Several nodes may open a new shared store at once: the first file wins, and
+                // every node reads it back.
                 let mut salt = [0u8; 16];
                 random_bytes(&mut salt);
                 let p = Params { salt: hex::encode(salt), kdf: secret.kdf() };
-                let mine = format!("params-{}.new", hex::encode(&salt[..8]));
-                self.write(&mine, &serde_json::to_vec_pretty(&p).unwrap_or_default())?;
-                let (from, to) = (self.root.join(&mine), self.root.join("params.json"));
-                match std::fs::hard_link(&from, &to) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(io("cannot create", &to, e)),
-                }
-                let _ = std::fs::remove_file(&from);
-                let b = self
-                    .read("params.json")?
-                    .ok_or_else(|| ServiceError::internal("backup store: params.json vanished"))?;
+                let b =
+                    self.backend.create_or_read("params.json", &serde_json::to_vec_pretty(&p).unwrap_or_default())?;
                 serde_json::from_slice::<Params>(&b)
                     .map_err(|e| ServiceError::internal(format!("backup store params.json: {e}")))?
             }
@@ -147,7 +116,7 @@ impl DirStore {
     // --- chunks ---
 
     pub fn has_chunk(&self, sha256: &str) -> ServiceResult<bool> {
-        Ok(self.root.join("chunks").join(safe(sha256)?).exists())
+        self.backend.exists(&format!("chunks/{}", safe(sha256)?))
     }
 
     pub fn put_chunk(&self, sha256: &str, data: &[u8]) -> ServiceResult<()> {
@@ -201,7 +170,7 @@ impl DirStore {
     }
 
     pub fn has_namespace_key(&self, cluster: &str, ns_id: u64) -> ServiceResult<bool> {
-        Ok(self.root.join(Self::key_path(cluster, ns_id)?).exists())
+        self.backend.exists(&Self::key_path(cluster, ns_id)?)
     }
 
     /// Keep a namespace's data key, sealed under the store key.
@@ -213,8 +182,6 @@ impl DirStore {
         dek_version: u32,
         dek: &SecretKey,
     ) -> ServiceResult<()> {
-        let dir = self.root.join("keys").join(safe(cluster)?);
-        std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
         let sealed = store_key.seal(&Self::key_aad(ns_id, dek_version), dek.as_bytes());
         let f = KeyFile { ns_id, dek_version, sealed: hex::encode(sealed) };
         self.write(&Self::key_path(cluster, ns_id)?, &serde_json::to_vec(&f).unwrap_or_default())
@@ -280,11 +247,12 @@ impl DirStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::{Path, PathBuf};
 
     #[test]
     fn files_round_trip_and_names_are_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let s = DirStore::open(dir.path()).unwrap();
+        let s = BackupStore::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
         s.put_chunk("ab12", b"x").unwrap();
         assert!(s.has_chunk("ab12").unwrap());
         assert_eq!(s.chunk("ab12").unwrap(), Some(b"x".to_vec()));
@@ -300,7 +268,7 @@ mod tests {
     #[test]
     fn a_namespace_key_opens_with_the_same_secret_only_and_is_gone_once_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let s = DirStore::open(dir.path()).unwrap();
+        let s = BackupStore::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
         let secret = MasterSecret::parse(&"ab".repeat(32)).unwrap();
         let k = s.key(&secret).unwrap();
         assert_eq!(k.as_bytes(), s.key(&secret).unwrap().as_bytes(), "the salt is kept");
@@ -308,7 +276,10 @@ mod tests {
         s.put_namespace_key(&k, "c1", 42, 3, &dek).unwrap();
         let (v, got) = s.namespace_key(&k, "c1", 42).unwrap().unwrap();
         assert_eq!((v, got.as_bytes()), (3, dek.as_bytes()));
-        let other = DirStore::open(dir.path()).unwrap().key(&MasterSecret::parse(&"cd".repeat(32)).unwrap()).unwrap();
+        let other = BackupStore::open(dir.path().to_str().unwrap(), &S3Options::default())
+            .unwrap()
+            .key(&MasterSecret::parse(&"cd".repeat(32)).unwrap())
+            .unwrap();
         assert!(s.namespace_key(&other, "c1", 42).is_err());
         assert_eq!(s.namespace_key_ids("c1").unwrap(), vec![42]);
         assert!(s.remove_namespace_key("c1", 42).unwrap());
@@ -327,7 +298,7 @@ mod tests {
             let hs: Vec<_> = (0..8)
                 .map(|_| {
                     sc.spawn(|| {
-                        let s = DirStore::open(dir.path()).unwrap();
+                        let s = BackupStore::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
                         *s.key(&MasterSecret::parse(&"ab".repeat(32)).unwrap()).unwrap().as_bytes()
                     })
                 })
