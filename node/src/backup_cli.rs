@@ -68,6 +68,11 @@ fn backup_row(b: &Value) -> Vec<String> {
     ]
 }
 
+/// The schedule fields `--set` may change (the server refuses others; the typed call would drop
+/// them silently).
+const SCHEDULE_FIELDS: [&str; 8] =
+    ["enabled", "backup_type", "cron", "retention_days", "max_backups", "encrypt", "namespaces", "compression"];
+
 const BACKUP_HEADERS: [&str; 8] = ["BACKUP ID", "NAME", "TYPE", "STATUS", "NAMESPACES", "RECORDS", "BYTES", "ERROR"];
 
 pub async fn backup(conn: Conn, cmd: BackupCmd) -> anyhow::Result<()> {
@@ -118,6 +123,7 @@ pub async fn backup(conn: Conn, cmd: BackupCmd) -> anyhow::Result<()> {
                     s(&v["bytes_checked"]),
                     v["faults"]
                         .as_array()
+                        .filter(|f| !f.is_empty())
                         .map(|f| format!("\n{}", f.iter().map(s).collect::<Vec<_>>().join("\n")))
                         .unwrap_or_default()
                 )
@@ -160,6 +166,10 @@ pub async fn backup(conn: Conn, cmd: BackupCmd) -> anyhow::Result<()> {
                 Some(json) => {
                     let want: Value =
                         serde_json::from_str(&json).map_err(|e| anyhow::anyhow!("--set is not JSON: {e}"))?;
+                    let obj = want.as_object().ok_or_else(|| anyhow::anyhow!("--set must be a JSON object"))?;
+                    if let Some(k) = obj.keys().find(|k| !SCHEDULE_FIELDS.contains(&k.as_str())) {
+                        anyhow::bail!("--set: unknown schedule field '{k}' (known: {})", SCHEDULE_FIELDS.join(", "));
+                    }
                     let req: pb::BackupsSetScheduleRequest =
                         loci_api::grpc::transcode::from_json(want, "loci.v1.BackupsSetScheduleRequest")
                             .map_err(|st| anyhow::anyhow!("--set: {}", st.message()))?;

@@ -146,12 +146,14 @@ impl Backups<'_> {
         }
     }
 
-    /// The latest complete backup in the store (an incremental backup's parent).
+    /// The latest complete backup of this cluster in the store (an incremental backup's parent).
     fn latest(&self) -> ServiceResult<Option<Manifest>> {
         let s = self.state()?;
+        let cluster_id = cluster_id_of(self.core);
         let mut best: Option<Manifest> = None;
         for mid in s.store.manifest_ids()? {
             if let Ok(Some(m)) = self.manifest(&mid)
+                && m.cluster_id == cluster_id
                 && best.as_ref().is_none_or(|b| m.created_at_ms > b.created_at_ms)
             {
                 best = Some(m);

@@ -277,7 +277,15 @@ impl Backups<'_> {
     pub fn list(&self, p: &Principal) -> ServiceResult<Vec<BackupInfo>> {
         p.require_global(Scope::Admin)?;
         let s = self.state()?;
-        let mut out: BTreeMap<String, BackupInfo> = s.backups.lock().clone();
+        // A completed backup is its manifest (gone once deleted); the jobs add the running and
+        // failed ones.
+        let mut out: BTreeMap<String, BackupInfo> = s
+            .backups
+            .lock()
+            .iter()
+            .filter(|(_, b)| b.status != "completed")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for id in s.store.manifest_ids()? {
             match self.manifest(&id) {
                 Ok(Some(m)) => {
@@ -300,7 +308,7 @@ impl Backups<'_> {
         if let Some(m) = self.manifest(id)? {
             return Ok(self.info_of(&m));
         }
-        s.backups.lock().get(id).cloned().ok_or_else(|| not_found(id))
+        s.backups.lock().get(id).filter(|b| b.status != "completed").cloned().ok_or_else(|| not_found(id))
     }
 
     /// Delete a backup's manifest, then the chunks no other backup names.
@@ -372,14 +380,14 @@ impl Backups<'_> {
 
     fn read_schedule(&self) -> ServiceResult<schedule::Schedule> {
         let s = self.state()?;
-        match s.store.file("schedule.json")? {
+        match s.store.file(&schedule_file(self.core))? {
             Some(b) => serde_json::from_slice(&b).map_err(|e| ServiceError::internal(format!("schedule.json: {e}"))),
             None => Ok(schedule::Schedule::default()),
         }
     }
 
     fn write_schedule(&self, sch: &schedule::Schedule) -> ServiceResult<()> {
-        self.state()?.store.put_file("schedule.json", &serde_json::to_vec_pretty(sch).unwrap_or_default())
+        self.state()?.store.put_file(&schedule_file(self.core), &serde_json::to_vec_pretty(sch).unwrap_or_default())
     }
 
     /// Change the schedule: the fields given replace the stored ones.
@@ -442,8 +450,11 @@ impl Backups<'_> {
     pub async fn apply_retention(&self, retention_days: u32, max_backups: u32) -> ServiceResult<Vec<String>> {
         let s = self.state()?.clone();
         let mut all = Vec::new();
+        let cluster_id = cluster_id_of(self.core);
         for id in s.store.manifest_ids()? {
-            if let Ok(Some(m)) = self.manifest(&id) {
+            if let Ok(Some(m)) = self.manifest(&id)
+                && m.cluster_id == cluster_id
+            {
                 all.push((id, m.created_at_ms / 1000));
             }
         }
@@ -508,6 +519,12 @@ pub fn forget_namespace(state: &BackupState, cluster_id: &str, ns_id: u64) -> bo
 /// The cluster id a catalogue names (or the one used before it had one).
 pub(crate) fn cluster_id_of(core: &Core) -> String {
     core.catalogue.view.read().cluster_id.clone().unwrap_or_else(|| "cluster".into())
+}
+
+/// Each cluster on a store has its own schedule (clusters may share a store to restore from each
+/// other's backups).
+fn schedule_file(core: &Core) -> String {
+    format!("schedules/{}.json", cluster_id_of(core))
 }
 
 /// `KEEP_FINISHED` applied to a job map.
