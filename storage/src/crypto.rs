@@ -71,15 +71,7 @@ impl SecretKey {
     /// if HMAC-SHA256 collides in 96 bits. Reveals only whether two sealed values are equal.
     /// `[nonce 12][ciphertext+tag]`, opened by [`SecretKey::open_deterministic`].
     pub fn seal_deterministic(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let nonce = self.synthetic_nonce(aad, plaintext);
-        let ct = self
-            .cipher()
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
-            .expect("AES-GCM encryption cannot fail for in-memory buffers");
-        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        out
+        seal_with_nonce(self, self.synthetic_nonce(aad, plaintext), aad, plaintext)
     }
 
     /// Open what [`SecretKey::seal_deterministic`] sealed, checking the nonce is the one the
@@ -388,6 +380,11 @@ impl DataKey {
 fn seal_raw(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     random_bytes(&mut nonce);
+    seal_with_nonce(key, nonce, aad, plaintext)
+}
+
+/// `[nonce 12][ciphertext+tag]`.
+fn seal_with_nonce(key: &SecretKey, nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let ct = key
         .cipher()
         .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })

@@ -55,26 +55,7 @@ impl Backups<'_> {
             }
         }
         let id = new_id("bk");
-        let info = BackupInfo {
-            backup_id: id.clone(),
-            name: spec.name.clone(),
-            backup_type: if spec.incremental { "incremental" } else { "full" }.into(),
-            status: "inprogress".into(),
-            vector_count: 0,
-            size_bytes: 0,
-            created_at: now_secs(),
-            completed_at: None,
-            duration_seconds: None,
-            encrypted: true,
-            compression: spec.compression.as_str().into(),
-            namespaces: Vec::new(),
-            erased_namespaces: 0,
-            namespaces_done: 0,
-            namespaces_total: 0,
-            parent: None,
-            storage_path: None,
-            error: None,
-        };
+        let info = pending(&id, &spec);
         s.backups.lock().insert(id.clone(), info.clone());
         let core = self.core.clone();
         tokio::spawn(async move { core.backups().run_backup(id, spec).await });
@@ -96,30 +77,8 @@ impl Backups<'_> {
         let Ok(s) = self.state().cloned() else { return };
         let _one = s.running.lock().await;
         let started = std::time::Instant::now();
-        let info = s.backups.lock().get(&id).cloned();
-        if info.is_none() {
-            let placeholder = BackupInfo {
-                backup_id: id.clone(),
-                name: spec.name.clone(),
-                backup_type: if spec.incremental { "incremental" } else { "full" }.into(),
-                status: "inprogress".into(),
-                vector_count: 0,
-                size_bytes: 0,
-                created_at: now_secs(),
-                completed_at: None,
-                duration_seconds: None,
-                encrypted: true,
-                compression: spec.compression.as_str().into(),
-                namespaces: Vec::new(),
-                erased_namespaces: 0,
-                namespaces_done: 0,
-                namespaces_total: 0,
-                parent: None,
-                storage_path: None,
-                error: None,
-            };
-            s.backups.lock().insert(id.clone(), placeholder);
-        }
+        // A scheduled backup has no job yet.
+        s.backups.lock().entry(id.clone()).or_insert_with(|| pending(&id, &spec));
         match self.take(&id, &spec).await {
             Ok(m) => {
                 let done = self.info_of(&m);
@@ -354,6 +313,30 @@ impl Backups<'_> {
         let entry: NamespaceEntry =
             serde_json::from_slice(&plain).map_err(|e| chunks::corrupt(format!("namespace entry: {e}")))?;
         Ok(Some((entry, version, dek)))
+    }
+}
+
+/// A backup that is being taken, as the API shows it.
+fn pending(id: &str, spec: &CreateSpec) -> BackupInfo {
+    BackupInfo {
+        backup_id: id.to_string(),
+        name: spec.name.clone(),
+        backup_type: if spec.incremental { "incremental" } else { "full" }.into(),
+        status: "inprogress".into(),
+        vector_count: 0,
+        size_bytes: 0,
+        created_at: now_secs(),
+        completed_at: None,
+        duration_seconds: None,
+        encrypted: true,
+        compression: spec.compression.as_str().into(),
+        namespaces: Vec::new(),
+        erased_namespaces: 0,
+        namespaces_done: 0,
+        namespaces_total: 0,
+        parent: None,
+        storage_path: None,
+        error: None,
     }
 }
 
