@@ -154,9 +154,13 @@ async fn a_backup_under_writes_restores_into_a_smaller_cluster_without_loss_or_l
     let broot = b.client(1).clone();
     let (s, r) = broot.post("/v1/admin/backups/restore", &json!({"backup_id": id})).await;
     assert_eq!(s, 202, "{r}");
-    let r = restore_done(&broot, r["restore_id"].as_str().expect("restore id")).await;
+    let rid = r["restore_id"].as_str().expect("restore id").to_string();
+    let r = restore_done(&broot, &rid).await;
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(r["erased_namespaces"], 1, "{r}");
+    // The other node answers for the restore too (its status is in the store).
+    let (s, other) = b.client(0).get(&format!("/v1/admin/backups/restore/{rid}")).await;
+    assert_eq!((s, other["status"].clone(), other["details"].clone()), (200, json!("completed"), r["details"].clone()));
     assert!(r["keys_restored"].as_u64().unwrap_or(0) >= 1, "{r}");
 
     for i in 0..2 {

@@ -57,18 +57,30 @@ impl Backups<'_> {
         let id = new_id("bk");
         let info = pending(&id, &spec);
         s.backups.lock().insert(id.clone(), info.clone());
+        s.save_job("backups", &id, &info, false);
         let core = self.core.clone();
         tokio::spawn(async move { core.backups().run_backup(id, spec).await });
         Ok(info)
     }
 
     fn update(&self, id: &str, f: impl FnOnce(&mut BackupInfo)) {
-        if let Ok(s) = self.state() {
+        let Ok(s) = self.state() else { return };
+        let now = {
             let mut jobs = s.backups.lock();
-            if let Some(b) = jobs.get_mut(id) {
+            let now = jobs.get_mut(id).map(|b| {
                 f(b);
-            }
+                b.clone()
+            });
             trim(&mut jobs, |b| b.status == "inprogress");
+            now
+        };
+        match now {
+            // A completed backup is its manifest.
+            Some(b) if b.status == "completed" => {
+                let _ = s.store.remove_job("backups", id);
+            }
+            Some(b) => s.save_job("backups", id, &b, b.status != "inprogress"),
+            None => {}
         }
     }
 

@@ -14,7 +14,8 @@
 //! each namespace (same id, same data key re-wrapped under the target cluster's KEK, a
 //! placement of the target cluster's nodes) and installs its rows on every replica of it, so a
 //! backup restores into a cluster of any size. Jobs run in the background on the node that took
-//! them; their status is read there (`GET /v1/admin/backups/{id}`, `…/restore/{id}`).
+//! them; their status is kept in the store too (`jobs/`), so every node on it answers
+//! `GET /v1/admin/backups/{id}` and `…/restore/{id}`.
 
 mod archive;
 pub mod backend;
@@ -54,6 +55,8 @@ pub struct BackupState {
     names: Mutex<HashMap<String, Option<String>>>,
     /// One backup or retention pass at a time on this node.
     running: tokio::sync::Mutex<()>,
+    /// When each job's status was last written to the store.
+    saved: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl BackupState {
@@ -70,6 +73,7 @@ impl BackupState {
             restores: Mutex::new(BTreeMap::new()),
             names: Mutex::new(HashMap::new()),
             running: tokio::sync::Mutex::new(()),
+            saved: Mutex::new(HashMap::new()),
         })
     }
 
@@ -286,6 +290,13 @@ impl Backups<'_> {
             .filter(|(_, b)| b.status != "completed")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        for id in s.store.job_ids("backups")? {
+            if !out.contains_key(&id)
+                && let Some(b) = s.stored_job::<BackupInfo>("backups", &id).filter(|b| b.status != "completed")
+            {
+                out.insert(id, b);
+            }
+        }
         for id in s.store.manifest_ids()? {
             match self.manifest(&id) {
                 Ok(Some(m)) => {
@@ -308,19 +319,22 @@ impl Backups<'_> {
         if let Some(m) = self.manifest(id)? {
             return Ok(self.info_of(&m));
         }
-        s.backups.lock().get(id).filter(|b| b.status != "completed").cloned().ok_or_else(|| not_found(id))
+        let mine = s.backups.lock().get(id).filter(|b| b.status != "completed").cloned();
+        mine.or_else(|| s.stored_job::<BackupInfo>("backups", id).filter(|b| b.status != "completed"))
+            .ok_or_else(|| not_found(id))
     }
 
     /// Delete a backup's manifest, then the chunks no other backup names.
     pub async fn delete(&self, p: &Principal, id: &str) -> ServiceResult<serde_json::Value> {
         p.require_global(Scope::Admin)?;
         let s = self.state()?.clone();
-        let running = s.backups.lock().get(id).is_some_and(|b| b.status == "inprogress");
+        let running = s.backups.lock().get(id).is_some_and(|b| b.status == "inprogress")
+            || s.stored_job::<BackupInfo>("backups", id).is_some_and(|b| b.status == "inprogress");
         if running {
             return Err(ServiceError::conflict(format!("backup '{id}' is still being taken")));
         }
         let existed = self.manifest(id)?.is_some();
-        let known = s.backups.lock().remove(id).is_some();
+        let known = s.backups.lock().remove(id).is_some() | s.store.remove_job("backups", id)?;
         if !existed && !known {
             return Err(not_found(id));
         }
@@ -364,12 +378,10 @@ impl Backups<'_> {
 
     pub fn restore_status(&self, p: &Principal, id: &str) -> ServiceResult<RestoreInfo> {
         p.require_global(Scope::SuperAdmin)?;
-        self.state()?
-            .restores
-            .lock()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ServiceError::not_found("restore", format!("restore '{id}' not found on this node")))
+        let s = self.state()?;
+        let mine = s.restores.lock().get(id).cloned();
+        mine.or_else(|| s.stored_job("restores", id))
+            .ok_or_else(|| ServiceError::not_found("restore", format!("restore '{id}' not found")))
     }
 
     /// The schedule kept in the store.
@@ -503,6 +515,37 @@ fn collect_garbage(s: &BackupState) -> ServiceResult<u64> {
         }
     }
     Ok(freed)
+}
+
+/// How often a running job's status is written to the store at most (a final one at once).
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl BackupState {
+    /// Write a job's status to the store (`kind`: `backups` or `restores`) when it is final or
+    /// was not written for [`SAVE_EVERY`]: any node on the store then answers for it.
+    fn save_job<T: Serialize>(&self, kind: &str, id: &str, job: &T, last: bool) {
+        let now = std::time::Instant::now();
+        {
+            let mut saved = self.saved.lock();
+            if !last && saved.get(id).is_some_and(|t| now.duration_since(*t) < SAVE_EVERY) {
+                return;
+            }
+            if last {
+                saved.remove(id);
+            } else {
+                saved.insert(id.to_string(), now);
+            }
+        }
+        let body = serde_json::to_vec(job).unwrap_or_default();
+        if let Err(e) = self.store.put_job(kind, id, &body) {
+            tracing::warn!(job = %id, error = %e.message, "could not write a job's status to the backup store");
+        }
+    }
+
+    /// A job's status as some node last wrote it.
+    fn stored_job<T: serde::de::DeserializeOwned>(&self, kind: &str, id: &str) -> Option<T> {
+        self.store.job(kind, id).ok().flatten().and_then(|b| serde_json::from_slice(&b).ok())
+    }
 }
 
 /// The namespace-erasure hook: the store forgets the namespace's key.

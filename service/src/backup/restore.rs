@@ -84,6 +84,7 @@ impl Backups<'_> {
             jobs.insert(info.restore_id.clone(), info.clone());
             trim(&mut jobs, |r| r.status == "inprogress");
         }
+        s.save_job("restores", &info.restore_id, &info, false);
         self.core.audit.event(
             "restore_started",
             None,
@@ -96,10 +97,13 @@ impl Backups<'_> {
     }
 
     fn update_restore(&self, id: &str, f: impl FnOnce(&mut RestoreInfo)) {
-        if let Ok(s) = self.state()
-            && let Some(r) = s.restores.lock().get_mut(id)
-        {
+        let Ok(s) = self.state() else { return };
+        let now = s.restores.lock().get_mut(id).map(|r| {
             f(r);
+            r.clone()
+        });
+        if let Some(r) = now {
+            s.save_job("restores", id, &r, r.status != "inprogress");
         }
     }
 

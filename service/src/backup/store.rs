@@ -156,6 +156,31 @@ impl BackupStore {
         self.remove(&format!("manifests/{}.json", safe(id)?))
     }
 
+    // --- job status (so every node on the store can answer for a job) ---
+
+    pub fn put_job(&self, kind: &str, id: &str, data: &[u8]) -> ServiceResult<()> {
+        self.write(&format!("jobs/{}/{}.json", safe(kind)?, safe(id)?), data)
+    }
+
+    pub fn job(&self, kind: &str, id: &str) -> ServiceResult<Option<Vec<u8>>> {
+        match (safe(kind), safe(id)) {
+            (Ok(k), Ok(i)) => self.read(&format!("jobs/{k}/{i}.json")),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn job_ids(&self, kind: &str) -> ServiceResult<Vec<String>> {
+        Ok(self
+            .names(&format!("jobs/{}", safe(kind)?))?
+            .into_iter()
+            .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+            .collect())
+    }
+
+    pub fn remove_job(&self, kind: &str, id: &str) -> ServiceResult<bool> {
+        self.remove(&format!("jobs/{}/{}.json", safe(kind)?, safe(id)?))
+    }
+
     // --- namespace keys ---
 
     fn key_path(cluster: &str, ns_id: u64) -> ServiceResult<String> {
