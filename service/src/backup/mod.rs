@@ -76,11 +76,6 @@ impl BackupState {
             saved: Mutex::new(HashMap::new()),
         })
     }
-
-    /// The secret the store key derives from.
-    pub fn secret(&self) -> &MasterSecret {
-        &self.secret
-    }
 }
 
 /// A backup as the API shows it (the SDK's `BackupInfo`).
@@ -271,7 +266,7 @@ impl Backups<'_> {
             namespaces_done: m.namespaces.len() as u64,
             namespaces_total: m.namespaces.len() as u64,
             parent: m.parent.clone(),
-            storage_path: None,
+            storage_path: self.state().ok().map(|s| format!("{}/manifests/{}.json", s.store.location(), m.backup_id)),
             error: None,
         }
     }

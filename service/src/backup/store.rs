@@ -258,15 +258,6 @@ impl BackupStore {
     pub fn remove_namespace_key(&self, cluster: &str, ns_id: u64) -> ServiceResult<bool> {
         self.remove(&Self::key_path(cluster, ns_id)?)
     }
-
-    /// The namespaces of `cluster` this store holds keys of.
-    pub fn namespace_key_ids(&self, cluster: &str) -> ServiceResult<Vec<u64>> {
-        Ok(self
-            .names(&format!("keys/{}", safe(cluster)?))?
-            .into_iter()
-            .filter_map(|n| n.strip_suffix(".key").and_then(|i| i.parse().ok()))
-            .collect())
-    }
 }
 
 #[cfg(test)]
@@ -306,7 +297,6 @@ mod tests {
             .key(&MasterSecret::parse(&"cd".repeat(32)).unwrap())
             .unwrap();
         assert!(s.namespace_key(&other, "c1", 42).is_err());
-        assert_eq!(s.namespace_key_ids("c1").unwrap(), vec![42]);
         assert!(s.remove_namespace_key("c1", 42).unwrap());
         assert!(s.namespace_key(&k, "c1", 42).unwrap().is_none());
         // No key material in the clear on disk.
