@@ -13,7 +13,6 @@ use flate2::Compression as GzLevel;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use loci_raft::catalogue::Scope;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::chunks::corrupt;
@@ -82,12 +81,6 @@ fn read_entry(r: &mut impl Read) -> ServiceResult<Option<(String, Vec<u8>)>> {
     Ok(Some((name, data)))
 }
 
-#[derive(Deserialize)]
-struct Params {
-    salt: String,
-    kdf: loci_storage::crypto::Kdf,
-}
-
 impl Backups<'_> {
     /// Stream backup `id` as one gzip archive (super_admin).
     pub async fn download(
@@ -146,13 +139,7 @@ impl Backups<'_> {
             let mut keys = Vec::new();
             while let Some((name, body)) = read_entry(&mut r)? {
                 if name == "params.json" {
-                    let pr: Params = serde_json::from_slice(&body).map_err(|e| corrupt(format!("params.json: {e}")))?;
-                    let salt: [u8; 16] = hex::decode(&pr.salt)
-                        .ok()
-                        .and_then(|v| v.try_into().ok())
-                        .ok_or_else(|| corrupt("params.json: the salt is not 16 hex bytes"))?;
-                    archive_key =
-                        Some(s.secret.backup_key(&salt, &pr.kdf).map_err(|e| ServiceError::internal(e.to_string()))?);
+                    archive_key = Some(super::store::key_of(&s.secret, &body)?);
                 } else if let Some(sha) = name.strip_prefix("chunks/") {
                     if Chunk::of(&body).sha256 != sha {
                         return Err(corrupt(format!("archive: chunk {sha} does not match its digest")));

@@ -36,6 +36,17 @@ struct Params {
     kdf: Kdf,
 }
 
+/// The store key `secret` and a store's `params.json` derive (a store's own, or an archive's).
+pub fn key_of(secret: &MasterSecret, params_json: &[u8]) -> ServiceResult<SecretKey> {
+    let params: Params = serde_json::from_slice(params_json)
+        .map_err(|e| super::chunks::corrupt(format!("backup store params.json: {e}")))?;
+    let salt: [u8; 16] = hex::decode(&params.salt)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| super::chunks::corrupt("backup store params.json: the salt is not 16 hex bytes"))?;
+    secret.backup_key(&salt, &params.kdf).map_err(|e| ServiceError::internal(e.to_string()))
+}
+
 /// A namespace's data key as a store keeps it.
 #[derive(Serialize, Deserialize)]
 struct KeyFile {
@@ -92,25 +103,17 @@ impl BackupStore {
     /// The store's key from `secret`: the salt is chosen on first use and kept in the store.
     pub fn key(&self, secret: &MasterSecret) -> ServiceResult<SecretKey> {
         let params = match self.read("params.json")? {
-            Some(b) => serde_json::from_slice::<Params>(&b)
-                .map_err(|e| ServiceError::internal(format!("backup store params.json: {e}")))?,
+            Some(b) => b,
             None => {
                 // Several nodes may open a new shared store at once: the first file wins, and
                 // every node reads it back.
                 let mut salt = [0u8; 16];
                 random_bytes(&mut salt);
                 let p = Params { salt: hex::encode(salt), kdf: secret.kdf() };
-                let b =
-                    self.backend.create_or_read("params.json", &serde_json::to_vec_pretty(&p).unwrap_or_default())?;
-                serde_json::from_slice::<Params>(&b)
-                    .map_err(|e| ServiceError::internal(format!("backup store params.json: {e}")))?
+                self.backend.create_or_read("params.json", &serde_json::to_vec_pretty(&p).unwrap_or_default())?
             }
         };
-        let salt: [u8; 16] = hex::decode(&params.salt)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| ServiceError::internal("backup store params.json: the salt is not 16 hex bytes"))?;
-        secret.backup_key(&salt, &params.kdf).map_err(|e| ServiceError::internal(e.to_string()))
+        key_of(secret, &params)
     }
 
     // --- chunks ---
