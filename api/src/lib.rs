@@ -45,8 +45,8 @@ pub use loci_service::{Core, CoreConfig};
 pub use state::AppState;
 
 use routes::{
-    audit as audit_trail, backups, cluster, events, keys, memory, meta, namespaces, quotas, sessions, tokens, vectors,
-    webhooks,
+    audit as audit_trail, backups, cluster, events, graph, keys, maintenance, memory, meta, namespaces, quotas,
+    sessions, tokens, vectors, webhooks,
 };
 
 /// `GET /metrics` alone, without a key: for `--metrics-addr`, a listener on a private interface.
@@ -141,7 +141,29 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/namespaces/{ns}/fulltext/delete", post(vectors::fulltext_delete))
         .route("/v1/namespaces/{ns}/fulltext/stats", get(vectors::fulltext_stats))
         .route("/v1/namespaces/{ns}/hybrid", post(vectors::hybrid))
-        .route("/v1/namespaces/{ns}/cache/warm", post(vectors::warm));
+        .route("/v1/namespaces/{ns}/cache/warm", post(vectors::warm))
+        .route("/v1/memories/{id}/links", post(graph::link).delete(graph::unlink))
+        .route("/v1/memories/{id}/graph", get(graph::memory_graph))
+        .route("/v1/memories/{id}/path", get(graph::memory_path))
+        .route("/v1/agents/{id}/graph/export", get(graph::agent_export))
+        .route("/v1/knowledge/query", get(graph::knowledge_query))
+        .route("/v1/knowledge/path", get(graph::knowledge_path))
+        .route("/v1/knowledge/export", get(graph::knowledge_export))
+        .route("/v1/knowledge/graph", post(graph::knowledge_graph))
+        .route("/v1/knowledge/graph/full", post(graph::full_graph))
+        .route("/v1/knowledge/summarize", post(maintenance::summarize))
+        .route("/v1/knowledge/deduplicate", post(maintenance::deduplicate))
+        .route("/v1/memories/extract", post(graph::extract))
+        .route("/v1/extract", post(graph::extract))
+        .route("/v1/memory/entities/{id}", get(graph::memory_entities))
+        .route("/v1/namespaces/{ns}/config", get(graph::get_config).put(graph::put_config).patch(graph::patch_config))
+        .route("/v1/namespaces/{ns}/extractor", get(graph::get_extractor).patch(graph::patch_extractor))
+        .route("/v1/memory/consolidate", post(maintenance::consolidate))
+        .route("/v1/agents/{id}/consolidate", post(maintenance::consolidate_agent))
+        .route("/v1/memory/deduplicated", get(maintenance::list_trash))
+        .route("/v1/memory/deduplicated/{id}/restore", post(maintenance::restore))
+        .route("/v1/memory/feedback", post(maintenance::feedback))
+        .route("/v1/memories/{id}/feedback", post(maintenance::feedback_on).get(maintenance::feedback_history));
     // Every admin route is served under both `/admin/...` and `/v1/admin/...` (as Dakera does).
     for prefix in ["/admin", "/v1/admin"] {
         router = router
@@ -156,6 +178,11 @@ pub fn router(state: AppState) -> Router {
             .route(&format!("{prefix}/cluster/init"), post(cluster::init))
             .route(&format!("{prefix}/cluster/join"), post(cluster::join))
             .route(&format!("{prefix}/cluster/leave"), post(cluster::leave))
+            .route(&format!("{prefix}/autopilot/status"), get(maintenance::autopilot_status))
+            .route(&format!("{prefix}/autopilot/config"), axum::routing::put(maintenance::autopilot_config))
+            .route(&format!("{prefix}/autopilot/trigger"), post(maintenance::autopilot_trigger))
+            .route(&format!("{prefix}/decay/config"), get(maintenance::decay_config).put(maintenance::decay_update))
+            .route(&format!("{prefix}/decay/stats"), get(maintenance::decay_stats))
             .route(&format!("{prefix}/backups"), get(backups::list).post(backups::create))
             .route(&format!("{prefix}/backups/schedule"), get(backups::get_schedule).post(backups::set_schedule))
             .route(&format!("{prefix}/backups/restore"), post(backups::restore))

@@ -27,6 +27,8 @@ fn ctx() -> NsContext {
         metric: loci_storage::vector::Metric::Cosine,
         epoch: 1,
         generation: 0,
+        auto_link_threshold: None,
+        max_auto_links: 0,
     }
 }
 
@@ -82,6 +84,7 @@ fn recall(query: &str) -> DataOp {
         min_score: None,
         importance_weighted: true,
         record_access: false,
+        decay: None,
     })
 }
 

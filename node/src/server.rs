@@ -862,6 +862,31 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         });
     }
 
+    // The autopilot (deduplication, consolidation) and trash purges of this node's primaries.
+    {
+        let core = core.clone();
+        let token = cancel.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                }
+                if core.is_ready() {
+                    if let Some(run) = core.maintenance().tick().await {
+                        tracing::info!(
+                            namespaces = run.namespaces,
+                            moved = run.duplicates_moved,
+                            consolidated = run.memories_consolidated,
+                            purged = run.trash_purged,
+                            "autopilot pass"
+                        );
+                    }
+                }
+            }
+        });
+    }
+
     tracing::info!(node_id, %http_addr, %grpc_addr, %cluster_addr, tls = cluster_tls.is_some(), public_tls = public_tls.is_some(), gossip_addr = %gossip_addr, data_dir = %args.data_dir.display(), ready = core.is_ready(), "loci node started");
     if let Some(path) = &args.ready_file {
         let info = serde_json::json!({

@@ -208,6 +208,20 @@ pub struct MemoryPolicy {
     pub webhook_url: Option<String>,
     /// That webhook's id (set by the node, not by clients).
     pub webhook_id: Option<String>,
+    /// Loci: a store links each new memory to the most alike memories of its agent at least
+    /// this similar (`related_to` edges of the knowledge graph); null: no similarity links.
+    pub graph_link_threshold: Option<f64>,
+    /// Loci: similarity links one new memory gets at most.
+    pub graph_max_links: u64,
+    /// Entities of memories are extracted (and shown, and relate memories in the graph).
+    pub extract_entities: bool,
+    /// The entity types extracted (`person`, `org`, `location`, `date`, `email`, `url`,
+    /// `amount`).
+    pub entity_types: Vec<String>,
+    /// Loci: this namespace's importance decay; null: the cluster's default.
+    pub decay: Option<loci_storage::decay::DecayConfig>,
+    /// Loci: this namespace's autopilot settings; null: the cluster's.
+    pub autopilot: Option<crate::maintenance::AutopilotConfig>,
 }
 
 impl Default for MemoryPolicy {
@@ -241,6 +255,12 @@ impl Default for MemoryPolicy {
             write_quorum: None,
             webhook_url: None,
             webhook_id: None,
+            graph_link_threshold: Some(0.85),
+            graph_max_links: 3,
+            extract_entities: true,
+            entity_types: loci_storage::entities::default_types(),
+            decay: None,
+            autopilot: None,
         }
     }
 }
@@ -375,6 +395,10 @@ pub enum Command {
     },
     DeleteQuota {
         pattern: String,
+    },
+    /// Replace the cluster's default decay and autopilot settings.
+    SetMaintenance {
+        maintenance: crate::maintenance::Maintenance,
     },
     /// Rename and/or narrow a key's permissions.
     UpdateKey {
@@ -544,6 +568,9 @@ pub struct Catalogue {
     /// Webhooks by id.
     #[serde(default)]
     pub webhooks: BTreeMap<String, crate::webhooks::WebhookEntry>,
+    /// The cluster's default decay and autopilot settings.
+    #[serde(default)]
+    pub maintenance: crate::maintenance::Maintenance,
     /// Index of the last applied log entry (for read-after-write waits).
     pub applied_index: u64,
 }
@@ -641,6 +668,13 @@ impl Catalogue {
                 self.key_index.insert(entry.secret_sha256.clone(), entry.key_id.clone());
                 self.keys.insert(entry.key_id.clone(), entry.clone());
                 CommandResult::Key { entry }
+            }
+            Command::SetMaintenance { maintenance } => {
+                if let Some(why) = maintenance.invalid() {
+                    return CommandResult::Rejected(why);
+                }
+                self.maintenance = maintenance;
+                CommandResult::Ok
             }
             Command::SetQuota { quota } => {
                 if let Err(why) = quota::check_quota(&quota) {

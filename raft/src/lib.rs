@@ -17,6 +17,7 @@ pub mod catalogue;
 pub mod denials;
 pub mod freshness;
 pub mod guard;
+pub mod maintenance;
 pub mod network;
 pub mod quota;
 #[cfg(test)]

@@ -149,6 +149,8 @@ impl Contexts {
             max_sessions_per_agent: tighter(entry.policy.max_sessions_per_agent, entry.ceiling.max_sessions_per_agent),
             epoch: entry.placement.epoch,
             generation: entry.embedder.generation,
+            auto_link_threshold: entry.policy.graph_link_threshold.map(|t| t as f32),
+            max_auto_links: entry.policy.graph_max_links.min(20) as usize,
             metric: match entry.distance {
                 Distance::Cosine => loci_storage::vector::Metric::Cosine,
                 Distance::DotProduct => loci_storage::vector::Metric::Dot,

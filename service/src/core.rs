@@ -97,6 +97,8 @@ pub struct Core {
     pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
     /// The backup store, when the operator configured one ([`Core::with_backups`]).
     pub backup: Option<Arc<crate::backup::BackupState>>,
+    /// This node's autopilot passes and decay measurements.
+    pub maintenance_state: crate::maintenance::MaintenanceState,
 }
 
 impl Core {
@@ -123,6 +125,7 @@ impl Core {
             rotation: tokio::sync::Mutex::new(()),
             jwt: None,
             backup: None,
+            maintenance_state: Default::default(),
         }
     }
 

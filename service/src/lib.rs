@@ -18,6 +18,9 @@
 //! - [`vectors`]: raw vectors and documents (the vector, full-text and hybrid routes), records in
 //!   the namespace's store like memories.
 //! - [`contexts`]: data keys and embedders, shared by [`Core`] and the data plane.
+//! - [`graph`]: the knowledge graph and entities on [`Core::graph`]; [`maintenance`]:
+//!   deduplication, its trash, consolidation, feedback, decay and the autopilot on
+//!   [`Core::maintenance`].
 //!
 //! Calls go one way: fronts → [`Core`] → [`cluster::Cluster`] → (storage, catalogue, gossip).
 
@@ -32,8 +35,10 @@ pub mod core;
 pub mod embedders;
 pub mod error;
 pub mod events;
+pub mod graph;
 pub mod jwt;
 pub mod keys;
+pub mod maintenance;
 pub mod memories;
 pub mod namespaces;
 pub mod quotas;

@@ -217,6 +217,23 @@ pub fn check_policy(policy: &MemoryPolicy) -> ServiceResult<()> {
             }
         }
     }
+    if let Some(t) = policy.graph_link_threshold {
+        if !(t.is_finite() && t > 0.0 && t <= 1.0) {
+            return Err(ServiceError::bad_request(
+                "graph_link_threshold must be above 0 and at most 1 (null: no similarity links)",
+            ));
+        }
+    }
+    if policy.graph_max_links > 20 {
+        return Err(ServiceError::bad_request("graph_max_links must be at most 20"));
+    }
+    crate::graph::check_entity_types(&policy.entity_types)?;
+    if let Some(why) = policy.decay.as_ref().and_then(|d| d.invalid()) {
+        return Err(ServiceError::bad_request(format!("decay: {why}")));
+    }
+    if let Some(why) = policy.autopilot.as_ref().and_then(|a| a.invalid()) {
+        return Err(ServiceError::bad_request(format!("autopilot: {why}")));
+    }
     for (name, v) in [
         ("max_memories", policy.max_memories),
         ("max_agents", policy.max_agents),
@@ -444,6 +461,27 @@ impl<'a> Namespaces<'a> {
             }
         }
         Ok((stored, secret))
+    }
+
+    /// Set a namespace's entity extraction (write scope, like the clients' `PUT
+    /// /v1/namespaces/{ns}/config`): on or off, and which types (wire names, checked).
+    pub async fn set_entity_settings(
+        &self,
+        p: &Principal,
+        ns: &str,
+        extract: Option<bool>,
+        types: Option<Vec<String>>,
+    ) -> ServiceResult<MemoryPolicy> {
+        let entry = self.visible(p, ns, Scope::Write)?;
+        let mut policy = entry.policy.clone();
+        if let Some(e) = extract {
+            policy.extract_entities = e;
+        }
+        if let Some(t) = types {
+            policy.entity_types = crate::graph::check_entity_types(&t)?;
+        }
+        check_policy(&policy)?;
+        Ok(self.core.set_policy(&entry.name, policy).await?.policy)
     }
 
     /// Start re-embedding a namespace (admin scope) with another embedder; the job as recorded.

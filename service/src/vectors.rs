@@ -615,6 +615,7 @@ impl Core {
             min_score: None,
             importance_weighted: false,
             record_access: false,
+            decay: None,
         };
         match self.exec(entry, DataOp::Recall(params)).await? {
             DataResult::Recalled(hits) => Ok(hits),

@@ -305,6 +305,9 @@ pub enum RecordKind {
     Replication = b'r',
     /// A memory id as the text index stores it.
     TextId = b't',
+    Link = b'l',
+    Trash = b'x',
+    Feedback = b'f',
 }
 
 /// An unwrapped per-namespace data key, with the blind-index search key derived from it.

@@ -13,6 +13,32 @@ pub trait Embedder: Send + Sync {
     fn dimension(&self) -> usize;
     /// Embed a batch; every output has `dimension()` entries and unit length.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+    /// The token window: what a text holds beyond it does not reach its vector (the text
+    /// index still holds all of it). `None`: no window.
+    fn max_tokens(&self) -> Option<usize> {
+        None
+    }
+    /// The tokens of `text` as this embedder counts them, and whether the count is an
+    /// estimate. `None`: this embedder does not count.
+    fn count_tokens(&self, _text: &str) -> Option<(usize, bool)> {
+        None
+    }
+}
+
+/// What an embedder leaves out of a text's vector (`None`: nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Truncation {
+    pub content_tokens: usize,
+    pub embedded_tokens: usize,
+    pub max_tokens: usize,
+    pub estimated: bool,
+}
+
+/// Whether `text` is longer than the embedder's window, and by how much.
+pub fn truncation(e: &dyn Embedder, text: &str) -> Option<Truncation> {
+    let max = e.max_tokens()?;
+    let (n, estimated) = e.count_tokens(text)?;
+    (n > max).then_some(Truncation { content_tokens: n, embedded_tokens: max, max_tokens: max, estimated })
 }
 
 pub type SharedEmbedder = Arc<dyn Embedder>;
@@ -29,6 +55,9 @@ pub struct HashEmbedder {
 
 impl HashEmbedder {
     pub const PROVIDER: &'static str = "hash";
+    /// Words of a text that reach its vector (like the model's window; the rest is in the
+    /// text index only).
+    pub const MAX_WORDS: usize = 256;
 
     pub fn new(dimension: usize) -> Self {
         HashEmbedder { dimension: dimension.max(1) }
@@ -43,7 +72,8 @@ impl HashEmbedder {
 
     pub fn embed_one(&self, text: &str) -> Vec<f32> {
         let mut v = vec![0f32; self.dimension];
-        let words = words(text);
+        let mut words = words(text);
+        words.truncate(Self::MAX_WORDS);
         for w in &words {
             self.add(&mut v, w.as_bytes(), 1.0);
             let padded: Vec<char> = format!("<{w}>").chars().collect();
@@ -71,6 +101,12 @@ impl Embedder for HashEmbedder {
     }
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         Ok(texts.iter().map(|t| self.embed_one(t)).collect())
+    }
+    fn max_tokens(&self) -> Option<usize> {
+        Some(Self::MAX_WORDS)
+    }
+    fn count_tokens(&self, text: &str) -> Option<(usize, bool)> {
+        Some((words(text).len(), true))
     }
 }
 
@@ -120,6 +156,16 @@ mod tests {
         let near = e.embed_one("user prefers dark roast coffee");
         let far = e.embed_one("the meeting is scheduled for tuesday");
         assert!(cos(&q, &near) > cos(&q, &far));
+    }
+
+    #[test]
+    fn words_beyond_the_window_do_not_reach_the_vector_and_are_reported() {
+        let e = HashEmbedder::new(64);
+        let head: String = (0..HashEmbedder::MAX_WORDS).map(|i| format!("w{i} ")).collect();
+        assert_eq!(e.embed_one(&head), e.embed_one(&format!("{head} tail words here")));
+        assert_eq!(truncation(&e, &head), None);
+        let t = truncation(&e, &format!("{head} one more")).expect("cut");
+        assert_eq!((t.content_tokens, t.embedded_tokens, t.max_tokens, t.estimated), (258, 256, 256, true));
     }
 
     #[test]

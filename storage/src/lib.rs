@@ -6,11 +6,16 @@
 //! * [`vector`] / [`text`] — HNSW (hnsw_rs) and blind-indexed BM25 (tantivy) indexes.
 //! * [`filter`] — the metadata filter DSL of the vector and document routes.
 //! * [`embed`] — the `Embedder` trait and the built-in hashed n-gram embedder.
+//! * [`graph`], [`entities`], [`decay`] — the knowledge graph, the rule-based entity
+//!   extractor and importance decay, IO-free.
 
 pub mod crypto;
+pub mod decay;
 pub mod embed;
+pub mod entities;
 pub mod error;
 pub mod filter;
+pub mod graph;
 pub mod minilm;
 pub mod model;
 pub mod store;

@@ -55,6 +55,8 @@ struct Gate {
 pub struct MiniLm {
     model: BertModel,
     tokenizer: Tokenizer,
+    /// The same tokenizer without truncation or padding: counts the tokens of a whole text.
+    counter: Tokenizer,
     device: Device,
     gate: Mutex<Gate>,
     freed: Condvar,
@@ -74,6 +76,9 @@ impl MiniLm {
         let err = |e: &dyn std::fmt::Display| StorageError::Embedding(format!("loading {MODEL_NAME}: {e}"));
         let config: Config = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?).map_err(|e| err(&e))?;
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| err(&e))?;
+        let mut counter = tokenizer.clone();
+        counter.with_padding(None);
+        counter.with_truncation(None).map_err(|e| err(&e))?;
         tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
@@ -86,6 +91,7 @@ impl MiniLm {
         Ok(MiniLm {
             model,
             tokenizer,
+            counter,
             device,
             gate: Mutex::new(Gate { running: 0, queued_texts: 0 }),
             freed: Condvar::new(),
@@ -134,6 +140,14 @@ impl Embedder for MiniLm {
 
     fn dimension(&self) -> usize {
         DIMENSION
+    }
+
+    fn max_tokens(&self) -> Option<usize> {
+        Some(MAX_TOKENS)
+    }
+
+    fn count_tokens(&self, text: &str) -> Option<(usize, bool)> {
+        self.counter.encode(text, true).ok().map(|e| (e.get_ids().len(), false))
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {

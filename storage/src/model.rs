@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::decay::DecayConfig;
+pub use crate::graph::{EdgeType, Link};
+
 /// Seconds since the Unix epoch (the wire format of every timestamp).
 pub fn now_secs() -> u64 {
     now_micros() / 1_000_000
@@ -206,6 +209,10 @@ pub struct RecallParams {
     pub importance_weighted: bool,
     /// Recall (not search) records an access on every returned memory.
     pub record_access: bool,
+    /// Importance decay ranking applies (the namespace's, else the cluster's default; the
+    /// service fills it in). `None`: none.
+    #[serde(default)]
+    pub decay: Option<DecayConfig>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -373,6 +380,218 @@ pub enum DataOp {
     TextStats {
         sample: usize,
     },
+    /// Add links between memories of the namespace (both ends must be live memories, of
+    /// `agent` when given); a link that exists is replaced (new weight and label).
+    Link {
+        links: Vec<Link>,
+        agent: Option<String>,
+    },
+    /// Remove the links from `from` to `to` (of one type, or every type).
+    Unlink {
+        from: String,
+        to: String,
+        edge_type: Option<EdgeType>,
+    },
+    /// The graph around a memory (see [`GraphQuery`]).
+    Graph(GraphQuery),
+    /// The fewest hops from one memory to another.
+    Path {
+        from: String,
+        to: String,
+        max_depth: usize,
+        /// Follow derived `shares_entity` edges of these entity types (none: stored links only).
+        entity_types: Option<Vec<String>>,
+    },
+    /// Links of the namespace (of `agent`'s memories when given) passing the filters, in key
+    /// order, at most `limit`.
+    Links {
+        agent: Option<String>,
+        edge_type: Option<EdgeType>,
+        min_weight: Option<f32>,
+        limit: usize,
+    },
+    /// Near-duplicate groups among an agent's memories (see [`DedupParams`]); unless a dry run,
+    /// every duplicate moves to the namespace's trash, restorable until its retention ends.
+    Deduplicate(DedupParams),
+    /// Merge memories into one new memory that keeps their provenance (see
+    /// [`ConsolidateParams`]); the sources move to the trash.
+    Consolidate(ConsolidateParams),
+    /// The trash (of `agent` when given): what deduplication and consolidation moved there.
+    ListTrash {
+        agent: Option<String>,
+        limit: usize,
+    },
+    /// Put a trashed memory back (of `agent` when given).
+    RestoreTrash {
+        id: String,
+        agent: Option<String>,
+    },
+    /// Erase trashed memories whose retention ended before `now` (at most `limit`).
+    PurgeTrash {
+        now: u64,
+        limit: usize,
+    },
+    /// Apply feedback to a memory's importance: `delta` added, within [0, 1], recorded in its
+    /// feedback history (the last [`MAX_FEEDBACK_HISTORY`] signals).
+    Feedback {
+        id: String,
+        agent: Option<String>,
+        signal: String,
+        delta: f64,
+    },
+    /// A memory's feedback history, oldest first.
+    FeedbackHistory {
+        id: String,
+        agent: Option<String>,
+    },
+    /// Memories the graph relates to `roots` (recall's `include_associated`): within `depth`
+    /// hops, reached over an edge of at least `min_weight`, nearest and strongest first, at most
+    /// `cap`, none of the roots.
+    Associated {
+        roots: Vec<String>,
+        agent: Option<String>,
+        depth: usize,
+        cap: usize,
+        min_weight: f32,
+        entity_types: Option<Vec<String>>,
+    },
+    /// How decay leaves the namespace's (or `agent`'s) memories now.
+    DecayStats {
+        decay: DecayConfig,
+        agent: Option<String>,
+    },
+}
+
+/// Feedback signals a memory keeps.
+pub const MAX_FEEDBACK_HISTORY: usize = 100;
+
+/// A graph traversal (`DataOp::Graph`): from `root` (or, without one, over the namespace's
+/// most important memories, at most `max_nodes`), `depth` hops, edges of `types`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GraphQuery {
+    pub root: Option<String>,
+    pub agent: Option<String>,
+    pub depth: usize,
+    pub max_nodes: usize,
+    pub types: Option<Vec<EdgeType>>,
+    pub min_weight: Option<f32>,
+    /// Derive `shares_entity` edges from these entity types (`None`: no derived edges).
+    pub entity_types: Option<Vec<String>>,
+    /// Characters of content each node carries.
+    pub preview_chars: usize,
+}
+
+/// One node of a graph answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GraphNode {
+    pub id: String,
+    pub agent_id: String,
+    pub content_preview: String,
+    pub importance: f64,
+    pub memory_type: MemoryType,
+    pub tags: Vec<String>,
+    pub created_at: u64,
+    /// Bytes of the whole content.
+    pub content_len: usize,
+    pub depth: usize,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct GraphView {
+    pub nodes: Vec<GraphNode>,
+    pub edges: Vec<Link>,
+    pub truncated: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DedupParams {
+    pub agent: Option<String>,
+    pub memory_type: Option<MemoryType>,
+    /// Cosine similarity at or above which two memories are near-duplicates.
+    pub threshold: f32,
+    /// And the share of words they must have in common (Jaccard over word sets).
+    pub min_text_overlap: f32,
+    pub dry_run: bool,
+    /// How long a moved duplicate stays restorable.
+    pub retention_secs: u64,
+    /// The newest memories examined at most (bounds the work of one run).
+    pub max_scan: usize,
+    /// Only pairs within one session are duplicates (autopilot's `dedup_cross_session: false`).
+    pub same_session_only: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DupGroup {
+    pub canonical_id: String,
+    pub duplicate_ids: Vec<String>,
+    pub avg_similarity: f32,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DedupReport {
+    pub groups: Vec<DupGroup>,
+    pub scanned: u64,
+    /// Memories moved to the trash (0 on a dry run).
+    pub moved: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConsolidateParams {
+    pub agent: String,
+    /// These memories (at least 2); without them the largest group of memories at least
+    /// `threshold` alike is taken (none: nothing is merged).
+    pub ids: Option<Vec<String>>,
+    pub threshold: f32,
+    pub target_type: Option<MemoryType>,
+    pub retention_secs: u64,
+    pub max_scan: usize,
+    /// The id of the merged memory (the service makes it, so a retry is idempotent).
+    pub new_id: String,
+    /// Its vector, when the namespace's embedder is the client's (else it is embedded).
+    pub embedding: Option<Vec<f32>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Consolidated {
+    pub memory: Option<MemoryRecord>,
+    pub source_ids: Vec<String>,
+}
+
+/// Why a memory is in the trash.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TrashKind {
+    Deduplication,
+    Consolidation,
+}
+
+/// A memory moved aside by deduplication or consolidation, whole (record and vector), until
+/// `restorable_until`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrashEntry {
+    pub record: MemoryRecord,
+    pub vector: Option<Vec<f32>>,
+    pub kind: TrashKind,
+    pub survivor_id: String,
+    pub deleted_at: u64,
+    pub restorable_until: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FeedbackEntry {
+    pub signal: String,
+    pub timestamp: u64,
+    pub old_importance: f64,
+    pub new_importance: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DecayStats {
+    pub memories: u64,
+    /// Memories whose ranking importance is below their stored importance.
+    pub decayed: u64,
+    pub avg_importance: f64,
+    pub avg_effective_importance: f64,
 }
 
 /// A nearest-neighbour search (`DataOp::Query`).
@@ -422,6 +641,13 @@ impl DataOp {
                 | DataOp::StageVectors { .. }
                 | DataOp::DeleteMatching { .. }
                 | DataOp::PatchMetadata { .. }
+                | DataOp::Link { .. }
+                | DataOp::Unlink { .. }
+                | DataOp::Deduplicate(_)
+                | DataOp::Consolidate(_)
+                | DataOp::RestoreTrash { .. }
+                | DataOp::PurgeTrash { .. }
+                | DataOp::Feedback { .. }
         )
     }
 }
@@ -459,6 +685,20 @@ pub enum DataResult {
         errors: Vec<String>,
     },
     TextStats(TextStats),
+    Links(Vec<Link>),
+    Graph(GraphView),
+    Path(Option<Vec<String>>),
+    Deduplicated(DedupReport),
+    Consolidated(Consolidated),
+    Trash(Vec<TrashEntry>),
+    Feedback {
+        memory: MemoryRecord,
+        old_importance: f64,
+    },
+    FeedbackHistory(Vec<FeedbackEntry>),
+    DecayStats(DecayStats),
+    /// `(memory, depth, weight of the edge that reached it)`.
+    Associated(Vec<(MemoryRecord, usize, f32)>),
 }
 
 /// One change to a namespace's data, as replicated from the primary to its followers.
@@ -479,6 +719,24 @@ pub enum Mutation {
     StageVectors {
         generation: u64,
         items: Vec<(String, u64, Vec<f32>)>,
+    },
+    PutLinks {
+        links: Vec<Link>,
+    },
+    DeleteLinks {
+        keys: Vec<crate::graph::LinkKey>,
+    },
+    /// Memories moved to the trash (their rows and links go as by `DeleteMemories`).
+    PutTrash {
+        entries: Vec<TrashEntry>,
+    },
+    DeleteTrash {
+        ids: Vec<String>,
+    },
+    /// A memory's whole feedback history (replaces the one stored).
+    PutFeedback {
+        id: String,
+        history: Vec<FeedbackEntry>,
     },
 }
 

@@ -136,6 +136,12 @@ impl VectorIndex {
         }
     }
 
+    /// The stored (for cosine: normalised) vector of `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<[f32]>> {
+        let g = self.inner.read();
+        g.slot_of.get(id).and_then(|s| g.slots.get(*s).cloned().flatten())
+    }
+
     pub fn remove(&self, id: &str) {
         let mut g = self.inner.write();
         Self::remove_locked(&mut g, id);

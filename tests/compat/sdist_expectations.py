@@ -10,34 +10,8 @@ ROUTE_MISSING = "ROUTE_NOT_FOUND"
 
 # node id -> (why Loci does not offer it, text its failure report must contain)
 OUT_OF_SCOPE: dict[str, tuple[str, str]] = {
-    # Knowledge graph and entity extraction.
-    "tests/test_integration.py::TestKnowledgeGraph::test_memory_graph":
-        ("knowledge graph (memory graph traversal) is not offered", ROUTE_MISSING),
-    "tests/test_integration.py::TestKnowledgeGraph::test_extract_entities":
-        ("entity extraction (GLiNER NER) is not offered", ROUTE_MISSING),
-    "tests/test_integration.py::TestMemoryAndGraphContract::test_link_graph_path_export_query":
-        ("knowledge graph (links, paths, graph export, KG query) is not offered", ROUTE_MISSING),
-    "tests/test_integration.py::TestMemoryAndGraphContract::test_memory_entities":
-        ("entity extraction (per-memory entities) is not offered", ROUTE_MISSING),
-    "tests/test_playground_integration.py::TestPlaygroundWorkflow::test_step4_knowledge_graph_link":
-        ("knowledge graph (memory links) is not offered", ROUTE_MISSING),
-    # Background memory maintenance engines.
-    "tests/test_integration.py::TestConsolidate::test_consolidate":
-        ("memory consolidation (LLM-free merge of similar memories) is not offered", ROUTE_MISSING),
-    "tests/test_integration.py::TestAdminEndpoints::test_autopilot_status":
-        ("autopilot (background dedup/consolidation) is not offered", ROUTE_MISSING),
-    "tests/test_integration.py::TestAdminEndpoints::test_decay_config":
-        ("the global importance-decay engine is not offered (retention and TTL are)", ROUTE_MISSING),
-    "tests/test_integration.py::TestAdminEndpoints::test_decay_stats":
-        ("the global importance-decay engine is not offered (retention and TTL are)", ROUTE_MISSING),
-    # v0.12.3 tests (run through the version shim; see test_sdist_suites.py).
-    "tests/test_integration.py::TestServer0123::test_long_text_reports_truncation":
-        ("token-window truncation report (`truncated`, `content_tokens`, `embedded_tokens`, `max_tokens`) "
-         "is not offered: the hash embedder has no token window", "KeyError: 'truncated'"),
-    "tests/test_integration.py::TestServer0123::test_deduplicated_memories":
-        ("deduplication trash (list/restore deduplicated memories) is not offered", ROUTE_MISSING),
-    "tests/test_integration.py::TestServer0123::test_autopilot_reports_dedup_settings":
-        ("autopilot (background dedup/consolidation) is not offered", ROUTE_MISSING),
+    # Every test of the two files is in scope: the knowledge graph, entities, consolidation,
+    # deduplication, decay, the autopilot and truncation reports are served (issue 16).
 }
 
 # Skipped against Loci itself: the class is gated on `/health` version >= 0.12.3 and Loci reports its

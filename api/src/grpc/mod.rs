@@ -1,7 +1,8 @@
 //! The public gRPC front, package `loci.v1` (`proto/loci.proto`, `proto/loci/v1/*.proto`).
 //!
 //! `Loci.Health` answers without a key. Every RPC of the typed services (`Memories`, `Sessions`,
-//! `Agents`, `Namespaces`, `Reembed`, `Keys`, `Quotas`, `Tokens`, `Audit`, `Vectors`, `Documents`, `Cluster`) is
+//! `Agents`, `Namespaces`, `Reembed`, `Keys`, `Quotas`, `Tokens`, `Audit`, `Vectors`, `Documents`, `Cluster`,
+//! `Backups`, `Webhooks`, `Knowledge`, `Maintenance`) is
 //! one REST call: its request message is transcoded into that call's JSON by the public
 //! descriptors ([`transcode`]), the call runs through the REST router with the RPC's credentials
 //! ([`rest`]), and the JSON answer is transcoded into the response message. Both fronts therefore
@@ -43,6 +44,8 @@ pub const SERVICE_NAMES: &[&str] = &[
     "loci.v1.Webhooks",
     "loci.v1.Events",
     "loci.v1.Backups",
+    "loci.v1.Knowledge",
+    "loci.v1.Maintenance",
     "dakera.v1.VectorService",
 ];
 
@@ -63,6 +66,8 @@ pub fn typed_routes() -> Vec<(&'static str, &'static str, &'static str)> {
         ClusterGrpc::ROUTES,
         WebhooksGrpc::ROUTES,
         BackupsGrpc::ROUTES,
+        KnowledgeGrpc::ROUTES,
+        MaintenanceGrpc::ROUTES,
         EventsGrpc::ROUTES,
     ]
     .concat()
@@ -104,6 +109,13 @@ pub fn public_routes(state: AppState, router: axum::Router, max_message: usize) 
     );
     b.add_service(events_server::EventsServer::new(EventsGrpc(rest.clone())).max_decoding_message_size(max_message));
     b.add_service(backups_server::BackupsServer::new(BackupsGrpc(rest.clone())).max_decoding_message_size(max_message));
+    b.add_service(
+        knowledge_server::KnowledgeServer::new(KnowledgeGrpc(rest.clone())).max_decoding_message_size(max_message),
+    );
+    b.add_service(
+        maintenance_server::MaintenanceServer::new(MaintenanceGrpc(rest.clone()))
+            .max_decoding_message_size(max_message),
+    );
     b.add_service(cluster_server::ClusterServer::new(ClusterGrpc(rest)).max_decoding_message_size(max_message));
     b.add_service(
         crate::pb_dakera::vector_service_server::VectorServiceServer::new(crate::grpc_vectors::VectorGrpc {

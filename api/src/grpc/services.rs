@@ -182,3 +182,36 @@ rest_service!(WebhooksGrpc: webhooks_server::Webhooks, "Webhooks" {
     ListDeliveries list_deliveries(WebhooksDeliveriesRequest) -> WebhooksDeliveriesResponse = GET "/v1/webhooks/{id}/deliveries";
     Replay replay(WebhooksReplayRequest) -> WebhooksReplayResponse = POST "/v1/webhooks/{id}/deliveries/{delivery}/replay";
 });
+
+rest_service!(KnowledgeGrpc: knowledge_server::Knowledge, "Knowledge" {
+    Link link(LinkRequest) -> LinkResponse = POST "/v1/memories/{id}/links";
+    Unlink unlink(UnlinkRequest) -> UnlinkResponse = DELETE "/v1/memories/{id}/links";
+    MemoryGraph memory_graph(MemoryGraphRequest) -> MemoryGraphResponse = GET "/v1/memories/{id}/graph";
+    MemoryPath memory_path(MemoryPathRequest) -> MemoryPathResponse = GET "/v1/memories/{id}/path";
+    AgentGraphExport agent_graph_export(AgentGraphExportRequest) -> AgentGraphExportResponse = GET "/v1/agents/{id}/graph/export";
+    Query query(KnowledgeQueryRequest) -> KnowledgeQueryResponse = GET "/v1/knowledge/query";
+    Path path(KnowledgePathRequest) -> KnowledgePathResponse = GET "/v1/knowledge/path";
+    Export export(KnowledgeExportRequest) -> KnowledgeExportResponse = GET "/v1/knowledge/export";
+    Graph graph(KnowledgeGraphRequest) -> KnowledgeGraphResponse = POST "/v1/knowledge/graph";
+    FullGraph full_graph(FullGraphRequest) -> FullGraphResponse = POST "/v1/knowledge/graph/full";
+    Extract extract(ExtractRequest) -> ExtractResponse = POST "/v1/memories/extract";
+    MemoryEntities memory_entities(MemoryEntitiesRequest) -> MemoryEntitiesResponse = GET "/v1/memory/entities/{id}";
+    GetEntityConfig get_entity_config(GetEntityConfigRequest) -> EntityConfig = GET "/v1/namespaces/{ns}/config";
+    SetEntityConfig set_entity_config(SetEntityConfigRequest) -> EntityConfig = PATCH "/v1/namespaces/{ns}/config";
+});
+
+rest_service!(MaintenanceGrpc: maintenance_server::Maintenance, "Maintenance" {
+    Deduplicate deduplicate(DeduplicateRequest) -> DeduplicateResponse = POST "/v1/knowledge/deduplicate";
+    Consolidate consolidate(ConsolidateRequest) -> ConsolidateResponse = POST "/v1/memory/consolidate";
+    Summarize summarize(SummarizeRequest) -> SummarizeResponse = POST "/v1/knowledge/summarize";
+    ListTrash list_trash(ListTrashRequest) -> ListTrashResponse = GET "/v1/memory/deduplicated";
+    RestoreTrash restore_trash(RestoreTrashRequest) -> Memory = POST "/v1/memory/deduplicated/{id}/restore";
+    Feedback feedback(FeedbackRequest) -> FeedbackResponse = POST "/v1/memories/{id}/feedback";
+    FeedbackHistory feedback_history(FeedbackHistoryRequest) -> FeedbackHistoryResponse = GET "/v1/memories/{id}/feedback";
+    AutopilotStatus autopilot_status(AutopilotStatusRequest) -> AutopilotStatusResponse = GET "/v1/admin/autopilot/status";
+    SetAutopilotConfig set_autopilot_config(SetAutopilotConfigRequest) -> SetAutopilotConfigResponse = PUT "/v1/admin/autopilot/config";
+    AutopilotTrigger autopilot_trigger(AutopilotTriggerRequest) -> AutopilotTriggerResponse = POST "/v1/admin/autopilot/trigger";
+    GetDecayConfig get_decay_config(GetDecayConfigRequest) -> DecayConfig = GET "/v1/admin/decay/config";
+    SetDecayConfig set_decay_config(SetDecayConfigRequest) -> SetDecayConfigResponse = PUT "/v1/admin/decay/config";
+    DecayStats decay_stats(DecayStatsRequest) -> DecayStatsResponse = GET "/v1/admin/decay/stats";
+});

@@ -46,7 +46,12 @@ pub fn sort_hits(hits: &mut [ScoredMemory], sort: SortBy) {
 impl<'a> Memories<'a> {
     /// Recall by a query or an embedding (read scope; the namespace's recall budget). A
     /// namespace that does not exist recalls nothing.
-    pub async fn recall(&self, p: &Principal, t: &Target, params: RecallParams) -> ServiceResult<Vec<ScoredMemory>> {
+    pub async fn recall(
+        &self,
+        p: &Principal,
+        t: &Target,
+        mut params: RecallParams,
+    ) -> ServiceResult<Vec<ScoredMemory>> {
         if !has_query(&params) {
             return Err(ServiceError::bad_request("query is required"));
         }
@@ -55,6 +60,7 @@ impl<'a> Memories<'a> {
             return Ok(Vec::new());
         };
         self.ns_limit(&entry, NsClass::Recall).await?;
+        params.decay = self.core.maintenance().decay_for(&entry);
         match self.core.exec(&entry, DataOp::Recall(params)).await? {
             DataResult::Recalled(h) => Ok(h),
             _ => Err(unexpected()),
@@ -68,7 +74,7 @@ impl<'a> Memories<'a> {
         &self,
         p: &Principal,
         t: &Target,
-        params: RecallParams,
+        mut params: RecallParams,
         sort: Option<SortBy>,
     ) -> ServiceResult<Option<Vec<ScoredMemory>>> {
         p.require(&t.namespace, Scope::Read)?;
@@ -99,6 +105,7 @@ impl<'a> Memories<'a> {
             };
         }
         self.ns_limit(&entry, NsClass::Recall).await?;
+        params.decay = self.core.maintenance().decay_for(&entry);
         let mut hits = match self.core.exec(&entry, DataOp::Recall(params)).await? {
             DataResult::Recalled(h) => h,
             _ => return Err(unexpected()),

@@ -225,6 +225,54 @@ impl Store {
                 Ok(Executed { result: DataResult::Patched { updated, errors }, replicate: entry })
             }
             DataOp::TextStats { sample } => read(DataResult::TextStats(self.text_stats(&ns, sample, now)?)),
+            DataOp::Link { links, agent } => {
+                let (links, entry) = self.link(&ns, ctx, links, agent.as_deref(), now)?;
+                Ok(Executed { result: DataResult::Links(links), replicate: Some(entry) })
+            }
+            DataOp::Unlink { from, to, edge_type } => {
+                let (n, entry) = self.unlink(&ns, ctx, &from, &to, edge_type)?;
+                Ok(Executed { result: DataResult::Deleted(n), replicate: entry })
+            }
+            DataOp::Graph(q) => read(DataResult::Graph(self.graph_view(&ns, q, now)?)),
+            DataOp::Path { from, to, max_depth, entity_types } => {
+                read(DataResult::Path(self.graph_path(&ns, &from, &to, max_depth, entity_types.as_deref(), now)?))
+            }
+            DataOp::Links { agent, edge_type, min_weight, limit } => {
+                read(DataResult::Links(self.list_links(&ns, agent.as_deref(), edge_type, min_weight, limit, now)))
+            }
+            DataOp::Deduplicate(p) => {
+                let (report, entry) = self.deduplicate(&ns, ctx, p, now)?;
+                Ok(Executed { result: DataResult::Deduplicated(report), replicate: entry })
+            }
+            DataOp::Consolidate(p) => {
+                let (c, entry) = self.consolidate(&ns, ctx, p, now)?;
+                Ok(Executed { result: DataResult::Consolidated(c), replicate: entry })
+            }
+            DataOp::ListTrash { agent, limit } => {
+                read(DataResult::Trash(self.list_trash(ctx, agent.as_deref(), limit)?))
+            }
+            DataOp::RestoreTrash { id, agent } => {
+                let (rec, entry) = self.restore_trash(&ns, ctx, &id, agent.as_deref(), now)?;
+                Ok(Executed { result: DataResult::Memory(rec), replicate: Some(entry) })
+            }
+            DataOp::PurgeTrash { now: at, limit } => {
+                let (n, entry) = self.purge_trash(&ns, ctx, at, limit)?;
+                Ok(Executed { result: DataResult::Deleted(n), replicate: entry })
+            }
+            DataOp::Feedback { id, agent, signal, delta } => {
+                let (memory, old_importance, entry) =
+                    self.feedback(&ns, ctx, &id, agent.as_deref(), signal, delta, now)?;
+                Ok(Executed { result: DataResult::Feedback { memory, old_importance }, replicate: Some(entry) })
+            }
+            DataOp::FeedbackHistory { id, agent } => {
+                read(DataResult::FeedbackHistory(self.feedback_history(&ns, &id, agent.as_deref(), now)?))
+            }
+            DataOp::Associated { roots, agent, depth, cap, min_weight, entity_types } => read(DataResult::Associated(
+                self.associated(&ns, &roots, agent.as_deref(), depth, cap, min_weight, entity_types.as_deref(), now)?,
+            )),
+            DataOp::DecayStats { decay, agent } => {
+                read(DataResult::DecayStats(self.decay_stats(&ns, &decay, agent.as_deref(), now)))
+            }
             DataOp::Stats => {
                 let st = ns.state.read();
                 let live: Vec<&Meta> = st.metas.values().filter(|m| m.live(now)).collect();
@@ -365,6 +413,21 @@ impl Store {
             };
             mutations.push(Mutation::PutMemory { record: rec.clone(), vector });
             records.push(rec);
+        }
+        // Similarity links to the most alike memories already stored (knowledge graph).
+        if let Some(threshold) = ctx.auto_link_threshold {
+            let st = ns.state.read();
+            let batch: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+            let mut links = Vec::new();
+            for m in &mutations {
+                if let Mutation::PutMemory { record, vector: Some(v) } = m {
+                    links.extend(self.similarity_links(&st, record, v, threshold, ctx.max_auto_links, &batch, now));
+                }
+            }
+            drop(st);
+            if !links.is_empty() {
+                mutations.push(Mutation::PutLinks { links });
+            }
         }
         // Sessions these memories belong to record the activity in the same entry.
         {

@@ -21,16 +21,14 @@ impl Store {
         {
             let st = ns.state.read();
             for id in ids {
-                self.delete_rows(&mut batch, ctx.id, id, st.metas.get(id).and_then(|m| m.expires_at));
+                self.delete_memory(&mut batch, ctx.id, &st, id);
             }
         }
         self.write(batch)?;
         {
             let mut st = ns.state.write();
             for id in ids {
-                st.metas.remove(id);
-                st.vectors.remove(id);
-                st.access_dirty.remove(id);
+                super::repl::forget_memory(&mut st, id);
             }
         }
         for id in ids {

@@ -17,6 +17,8 @@ fn ctx(id: u64) -> NsContext {
         metric: crate::vector::Metric::Cosine,
         epoch: 1,
         generation: 0,
+        auto_link_threshold: None,
+        max_auto_links: 0,
     }
 }
 
@@ -48,6 +50,7 @@ fn recall(store: &Store, ctx: &NsContext, query: &str, routing: Routing) -> Answ
         // Recency moves with the clock; the ranking inputs under test are the indexes'.
         importance_weighted: false,
         record_access: false,
+        decay: None,
     });
     let DataResult::Recalled(hits) = store.execute(ctx, op).expect("recall").result else {
         panic!("not a recall answer")
@@ -130,6 +133,7 @@ fn answers_are_bounded_by_content_bytes() {
             min_score: None,
             importance_weighted: false,
             record_access: true,
+            decay: None,
         })
     };
     for q in ["*", "apple"] {

@@ -19,6 +19,12 @@ pub(super) const COPY_CFS: [(&str, u8); 4] = [(CF_MEM, 0), (CF_VEC, 1), (CF_IDX,
 
 pub(super) const KIND_MEMORY: u8 = b'm';
 pub(super) const KIND_SESSION: u8 = b's';
+/// A link between two memories; the id part is the digest of its key ([`link_id`]).
+pub(super) const KIND_LINK: u8 = b'l';
+/// A memory in the trash (deduplicated or consolidated), by its id.
+pub(super) const KIND_TRASH: u8 = b'x';
+/// A memory's feedback history, by its id.
+pub(super) const KIND_FEEDBACK: u8 = b'f';
 pub(super) const IDX_EXPIRY: u8 = b'e';
 pub(super) const IDX_ACCESS: u8 = b'a';
 /// A vector computed by a re-embedding job for the next embedder generation (not yet live).
@@ -42,6 +48,18 @@ pub(super) fn row_key(ns: u64, kind: u8, id: &str) -> Vec<u8> {
     k.push(kind);
     k.extend_from_slice(id.as_bytes());
     k
+}
+
+/// The row id of a link: a digest of (from, to, type), so any id is safe in a key.
+pub(super) fn link_id(key: &crate::graph::LinkKey) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((key.0.len() as u64).to_be_bytes());
+    h.update(key.0.as_bytes());
+    h.update((key.1.len() as u64).to_be_bytes());
+    h.update(key.1.as_bytes());
+    h.update(key.2.as_str().as_bytes());
+    hex::encode(&h.finalize()[..16])
 }
 
 pub(super) fn vec_key(ns: u64, id: &str) -> Vec<u8> {

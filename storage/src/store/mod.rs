@@ -5,16 +5,21 @@
 //! The store is split by concern, each an `impl Store` block of its own:
 //! `keyspace` (column families and key encodings), `namespace` (loading and promotion),
 //! `exec` (the executor), `repl` (the replication log and fencing), `copy` (full copies),
-//! `query` and `rank` (filtering, listing, recall and its pure ranking functions), and
-//! `housekeeping` (access stats, expiry, erasure, shutdown).
+//! `query` and `rank` (filtering, listing, recall and its pure ranking functions), `graph`
+//! (links, traversal, entities), `maintain` (deduplication, consolidation, the trash, feedback,
+//! decay statistics), and `housekeeping` (access stats, expiry, erasure, shutdown).
 
 mod copy;
 pub use copy::ExportPart;
 mod exec;
+mod graph;
+#[cfg(test)]
+mod graph_tests;
 mod housekeeping;
 #[cfg(test)]
 mod isolation_tests;
 mod keyspace;
+mod maintain;
 mod namespace;
 mod query;
 mod rank;
@@ -91,6 +96,11 @@ pub struct NsContext {
     /// namespace to another embedder. A replica whose live vectors are older promotes the
     /// staged ones (and embeds what was written since) before serving.
     pub generation: u64,
+    /// A store links each new memory to the most alike memories of its agent at least this
+    /// similar (`related_to` edges); `None`: no similarity links.
+    pub auto_link_threshold: Option<f32>,
+    /// How many such links one new memory gets at most.
+    pub max_auto_links: usize,
 }
 
 struct NsState {
@@ -109,6 +119,10 @@ struct NsState {
     epoch: u64,
     /// Embedder generation of the live vectors.
     generation: u64,
+    /// The namespace's stored links (knowledge graph).
+    graph: crate::graph::Graph,
+    /// Which memories mention which entities (derived from content, rebuilt on load).
+    entities: crate::entities::EntityIndex,
 }
 
 struct Namespace {

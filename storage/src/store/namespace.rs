@@ -117,6 +117,8 @@ impl Store {
         let mut sessions = HashMap::new();
         let mut versions: HashMap<String, u64> = HashMap::new();
         let mut expired = Vec::new();
+        let mut graph = crate::graph::Graph::default();
+        let mut entities = crate::entities::EntityIndex::default();
         let p = prefix(ctx.id);
         for item in self.scan_prefix(CF_MEM, &p) {
             let (k, v) = item?;
@@ -134,7 +136,13 @@ impl Store {
                         continue;
                     }
                     versions.insert(rec.id.clone(), rec.version);
+                    entities.set(&rec.id, &rec.content);
                     metas.insert(rec.id.clone(), Meta::of(&rec));
+                }
+                KIND_LINK => {
+                    let link: crate::graph::Link =
+                        serde_json::from_slice(&key.open(RecordKind::Link, id.as_bytes(), &v)?)?;
+                    graph.insert(link);
                 }
                 KIND_SESSION => {
                     let s: Session = serde_json::from_slice(&key.open(RecordKind::Session, id.as_bytes(), &v)?)?;
@@ -212,6 +220,8 @@ impl Store {
                 sessions,
                 vectors,
                 access_dirty: HashSet::new(),
+                graph,
+                entities,
             }),
             writer: Mutex::new(()),
             dropped: std::sync::atomic::AtomicBool::new(false),
@@ -283,6 +293,42 @@ impl Store {
         );
     }
 
+    pub(super) fn put_link(&self, batch: &mut WriteBatch, ctx: &NsContext, link: &crate::graph::Link) -> Result<()> {
+        let id = link_id(&link.key());
+        let pt = serde_json::to_vec(link)?;
+        batch.put_cf(
+            self.cf(CF_MEM),
+            row_key(ctx.id, KIND_LINK, &id),
+            ctx.key.seal(RecordKind::Link, id.as_bytes(), &pt),
+        );
+        Ok(())
+    }
+
+    pub(super) fn put_sealed(
+        &self,
+        batch: &mut WriteBatch,
+        ctx: &NsContext,
+        kind: (u8, RecordKind),
+        id: &str,
+        value: &impl serde::Serialize,
+    ) -> Result<()> {
+        let pt = serde_json::to_vec(value)?;
+        batch.put_cf(self.cf(CF_MEM), row_key(ctx.id, kind.0, id), ctx.key.seal(kind.1, id.as_bytes(), &pt));
+        Ok(())
+    }
+
+    pub(super) fn read_sealed<T: serde::de::DeserializeOwned>(
+        &self,
+        ctx: &NsContext,
+        kind: (u8, RecordKind),
+        id: &str,
+    ) -> Result<Option<T>> {
+        match self.db.get_cf(self.cf(CF_MEM), row_key(ctx.id, kind.0, id))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(serde_json::from_slice(&ctx.key.open(kind.1, id.as_bytes(), &v)?)?)),
+        }
+    }
+
     pub(super) fn put_session(&self, batch: &mut WriteBatch, ctx: &NsContext, s: &Session) -> Result<()> {
         let pt = serde_json::to_vec(s)?;
         batch.put_cf(
@@ -298,6 +344,16 @@ impl Store {
             None => Ok(None),
             Some(v) => Ok(Some(decode_vector(&ctx.key.open(RecordKind::Vector, id.as_bytes(), &v)?)?)),
         }
+    }
+
+    /// Delete a memory's rows, the links touching it and its feedback history (`st`: the
+    /// namespace's state before the deletion).
+    pub(super) fn delete_memory(&self, batch: &mut WriteBatch, ns_id: u64, st: &NsState, id: &str) {
+        self.delete_rows(batch, ns_id, id, st.metas.get(id).and_then(|m| m.expires_at));
+        for key in st.graph.keys_of(id) {
+            batch.delete_cf(self.cf(CF_MEM), row_key(ns_id, KIND_LINK, &link_id(&key)));
+        }
+        batch.delete_cf(self.cf(CF_MEM), row_key(ns_id, KIND_FEEDBACK, id));
     }
 
     pub(super) fn delete_rows(&self, batch: &mut WriteBatch, ns_id: u64, id: &str, expiry: Option<u64>) {

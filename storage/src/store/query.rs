@@ -60,8 +60,13 @@ impl Store {
         if p.top_k == 0 {
             return Ok(Vec::new());
         }
-        let options =
-            RankOptions { importance_weighted: p.importance_weighted, min_score: p.min_score, top_k: p.top_k, now };
+        let options = RankOptions {
+            importance_weighted: p.importance_weighted,
+            decay: p.decay,
+            min_score: p.min_score,
+            top_k: p.top_k,
+            now,
+        };
         if is_match_all(&p.query) {
             // `*`: every memory that passes the filters, newest first; nothing is embedded or
             // looked up in the text index.

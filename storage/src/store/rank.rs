@@ -174,9 +174,22 @@ pub(crate) struct Ranked {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RankOptions {
     pub(crate) importance_weighted: bool,
+    /// Importance decay applied to the importance weighting (`None`: the stored importance).
+    pub(crate) decay: Option<crate::decay::DecayConfig>,
     pub(crate) min_score: Option<f32>,
     pub(crate) top_k: usize,
     pub(crate) now: u64,
+}
+
+impl RankOptions {
+    /// The importance the weighting uses: decayed since the memory was last used, when decay is
+    /// on (see [`crate::decay::DecayConfig::effective`]).
+    pub(crate) fn importance_of(&self, m: &Meta) -> f64 {
+        match &self.decay {
+            Some(d) => d.effective(m.importance, m.last_accessed_at.max(m.created_at), m.access_count, self.now),
+            None => m.importance,
+        }
+    }
 }
 
 /// Keep the `k` first items of `items` under `cmp`, in that order (a partial selection, then a
@@ -207,7 +220,7 @@ pub(crate) fn rank<'m>(
         .filter_map(|(id, (relevance, vector_score, text_score))| {
             let m = meta(&id)?;
             let score = if o.importance_weighted {
-                weighted_score(relevance, m.importance as f32, m.created_at, o.now)
+                weighted_score(relevance, o.importance_of(m) as f32, m.created_at, o.now)
             } else {
                 relevance
             };
@@ -231,8 +244,11 @@ pub(crate) fn rank_match_all(candidates: Vec<(String, Meta)>, o: RankOptions) ->
     let kept: Vec<(Ranked, Meta)> = candidates
         .into_iter()
         .map(|(id, m)| {
-            let score =
-                if o.importance_weighted { weighted_score(1.0, m.importance as f32, m.created_at, o.now) } else { 1.0 };
+            let score = if o.importance_weighted {
+                weighted_score(1.0, o.importance_of(&m) as f32, m.created_at, o.now)
+            } else {
+                1.0
+            };
             (Ranked { id, score, relevance: 1.0, vector_score: None, text_score: None }, m)
         })
         .filter(|(r, _)| o.min_score.is_none_or(|min| r.score >= min))
@@ -294,7 +310,7 @@ mod tests {
     }
 
     fn opts(top_k: usize) -> RankOptions {
-        RankOptions { importance_weighted: false, min_score: None, top_k, now: NOW }
+        RankOptions { importance_weighted: false, decay: None, min_score: None, top_k, now: NOW }
     }
 
     fn close(a: f32, b: f32) -> bool {

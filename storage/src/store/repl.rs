@@ -13,6 +13,18 @@ use crate::crypto::RecordKind;
 use crate::error::{Result, StorageError};
 use crate::model::*;
 
+/// Drop a deleted (or trashed) memory from the in-memory state: meta, vector, access stats,
+/// the links touching it and the entities it mentioned.
+pub(super) fn forget_memory(st: &mut super::NsState, id: &str) {
+    st.metas.remove(id);
+    st.vectors.remove(id);
+    st.access_dirty.remove(id);
+    for key in st.graph.keys_of(id) {
+        st.graph.remove(&key);
+    }
+    st.entities.remove(id);
+}
+
 /// How many bytes of replication-log entries (decrypted) one batch carries at most: the
 /// entry that crosses it ends the batch.
 pub const MAX_REPL_BATCH_BYTES: usize = 8 * 1024 * 1024;
@@ -83,10 +95,34 @@ impl Store {
                     }
                     Mutation::DeleteMemories { ids } => {
                         for id in ids {
-                            self.delete_rows(&mut batch, ctx.id, id, st.metas.get(id).and_then(|m| m.expires_at));
+                            self.delete_memory(&mut batch, ctx.id, &st, id);
                         }
                     }
                     Mutation::PutSession { session } => self.put_session(&mut batch, ctx, session)?,
+                    Mutation::PutLinks { links } => {
+                        for link in links {
+                            self.put_link(&mut batch, ctx, link)?;
+                        }
+                    }
+                    Mutation::DeleteLinks { keys } => {
+                        for key in keys {
+                            batch.delete_cf(self.cf(CF_MEM), row_key(ctx.id, KIND_LINK, &link_id(key)));
+                        }
+                    }
+                    Mutation::PutTrash { entries } => {
+                        for e in entries {
+                            self.delete_memory(&mut batch, ctx.id, &st, &e.record.id);
+                            self.put_sealed(&mut batch, ctx, (KIND_TRASH, RecordKind::Trash), &e.record.id, e)?;
+                        }
+                    }
+                    Mutation::DeleteTrash { ids } => {
+                        for id in ids {
+                            batch.delete_cf(self.cf(CF_MEM), row_key(ctx.id, KIND_TRASH, id));
+                        }
+                    }
+                    Mutation::PutFeedback { id, history } => {
+                        self.put_sealed(&mut batch, ctx, (KIND_FEEDBACK, RecordKind::Feedback), id, history)?;
+                    }
                 }
             }
         }
@@ -108,20 +144,35 @@ impl Store {
                             Some(v) => st.vectors.upsert(&record.id, v),
                             None => st.vectors.remove(&record.id),
                         }
+                        st.entities.set(&record.id, &record.content);
                         text_updates.push((record.id.clone(), record.version, record.content.clone()));
                     }
                     Mutation::DeleteMemories { ids } => {
                         for id in ids {
-                            st.metas.remove(id);
-                            st.vectors.remove(id);
-                            st.access_dirty.remove(id);
+                            forget_memory(&mut st, id);
                             text_deletes.push(id.clone());
+                        }
+                    }
+                    Mutation::PutTrash { entries } => {
+                        for e in entries {
+                            forget_memory(&mut st, &e.record.id);
+                            text_deletes.push(e.record.id.clone());
                         }
                     }
                     Mutation::PutSession { session } => {
                         st.sessions.insert(session.id.clone(), session.clone());
                     }
-                    Mutation::StageVectors { .. } => {}
+                    Mutation::PutLinks { links } => {
+                        for link in links {
+                            st.graph.insert(link.clone());
+                        }
+                    }
+                    Mutation::DeleteLinks { keys } => {
+                        for key in keys {
+                            st.graph.remove(key);
+                        }
+                    }
+                    Mutation::StageVectors { .. } | Mutation::DeleteTrash { .. } | Mutation::PutFeedback { .. } => {}
                 }
             }
             st.applied_seq = entry.seq;

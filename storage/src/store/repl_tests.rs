@@ -17,6 +17,8 @@ fn ctx(epoch: u64) -> NsContext {
         metric: crate::vector::Metric::Cosine,
         epoch,
         generation: 0,
+        auto_link_threshold: None,
+        max_auto_links: 0,
     }
 }
 
@@ -162,6 +164,7 @@ fn an_entry_from_before_an_embedder_switch_is_embedded_again() {
         min_score: None,
         importance_weighted: false,
         record_access: false,
+        decay: None,
     });
     let DataResult::Recalled(hits) = replica.execute(&new, recall).expect("recall").result else {
         panic!("not a recall answer")

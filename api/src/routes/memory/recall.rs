@@ -80,7 +80,8 @@ pub struct RecallBody {
     sort_by: Option<String>,
     rerank_candidates: Option<i64>,
     lang: Option<String>,
-    // Accepted for compatibility; Loci has no reranker, knowledge graph or neighbourhood context.
+    // `include_associated` and its bounds walk the knowledge graph; the others are accepted for
+    // compatibility (Loci has no reranker or neighbourhood context).
     #[serde(default)]
     include_associated: Option<Value>,
     #[serde(default)]
@@ -101,6 +102,34 @@ pub struct RecallBody {
     include_summaries: Option<Value>,
     #[serde(flatten)]
     extra: BTreeMap<String, Value>,
+}
+
+/// `include_associated` and its bounds: `(depth 1–3, cap ≤ 10, min_weight 0–1)`, or `None`.
+fn associated_options(body: &RecallBody) -> ApiResult<Option<(usize, usize, f32)>> {
+    match &body.include_associated {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => return Ok(None),
+        Some(Value::Bool(true)) => {}
+        Some(_) => return Err(ApiError::bad_request("include_associated must be a boolean")),
+    }
+    let int = |v: &Option<Value>, name: &str, lo: i64, hi: i64, default: i64| -> ApiResult<usize> {
+        match v {
+            None | Some(Value::Null) => Ok(default as usize),
+            Some(x) => match x.as_i64() {
+                Some(n) if (lo..=hi).contains(&n) => Ok(n as usize),
+                _ => Err(ApiError::bad_request(format!("{name} must be an integer between {lo} and {hi}"))),
+            },
+        }
+    };
+    let depth = int(&body.associated_memories_depth, "associated_memories_depth", 1, 3, 1)?;
+    let cap = int(&body.associated_memories_cap, "associated_memories_cap", 1, 10, 10)?;
+    let min_weight = match &body.associated_memories_min_weight {
+        None | Some(Value::Null) => 0.0,
+        Some(x) => match x.as_f64() {
+            Some(w) if (0.0..=1.0).contains(&w) => w as f32,
+            _ => return Err(ApiError::bad_request("associated_memories_min_weight must be between 0 and 1")),
+        },
+    };
+    Ok(Some((depth, cap, min_weight)))
 }
 
 pub(crate) struct Prepared {
@@ -183,6 +212,7 @@ pub(crate) fn prepare(body: RecallBody, default_top_k: i64, record_access: bool)
             min_score: body.min_score,
             importance_weighted: body.importance_weighted.unwrap_or(true),
             record_access,
+            decay: None,
         },
         target: t,
         sort,
@@ -199,6 +229,7 @@ pub async fn recall(
     Auth(p): Auth,
     JsonBody(body): JsonBody<RecallBody>,
 ) -> ApiResult<Json<Value>> {
+    let assoc = associated_options(&body)?;
     let prep = prepare(body, 10, true)?;
     let started = Instant::now();
     let hits = state.core.memories(&state.limiter).recall(&p, &prep.target, prep.params).await?;
@@ -209,6 +240,18 @@ pub async fn recall(
         "search_time_ms": elapsed,
         "rerank_report": {"applied": false, "candidates": hits.len(), "skipped": "Loci has no cross-encoder reranker", "capped": false},
     });
+    if let Some((depth, cap, min_weight)) = assoc {
+        let roots = hits.iter().map(|h| h.memory.id.clone()).collect();
+        let found = state.core.graph(&state.limiter).associated(&prep.target, roots, depth, cap, min_weight).await?;
+        let list: Vec<Value> = found
+            .iter()
+            .map(|(m, depth, weight)| {
+                serde_json::json!({"memory": MemoryOut::from(m), "score": weight, "weighted_score": weight, "smart_score": weight,
+                    "rank_score": weight, "depth": depth, "retrieval": "associated"})
+            })
+            .collect();
+        out["associated_memories"] = Value::from(list);
+    }
     if let Some(w) = prep.warnings {
         out["warnings"] = Value::from(w);
     }

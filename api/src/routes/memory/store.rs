@@ -135,7 +135,27 @@ pub async fn store(
     if let Some(w) = warnings {
         out["warnings"] = Value::from(w);
     }
+    if let (Some(cut), Value::Object(m)) = (stored.truncated, &mut out) {
+        m.extend(truncation_json(&cut));
+    }
     Ok(Json(out))
+}
+
+/// The truncation report of one memory (`windows` 0: the tail is not embedded separately; it is
+/// in the text index).
+fn truncation_json(cut: &loci_storage::embed::Truncation) -> serde_json::Map<String, Value> {
+    let v = serde_json::json!({
+        "truncated": true,
+        "content_tokens": cut.content_tokens,
+        "embedded_tokens": cut.embedded_tokens,
+        "max_tokens": cut.max_tokens,
+        "tokens_estimated": cut.estimated,
+        "windows": 0,
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -199,6 +219,18 @@ pub async fn store_batch(
     });
     if !warnings.is_empty() {
         out["warnings"] = Value::from(warnings);
+    }
+    if !batch.truncated.is_empty() {
+        let cuts: Vec<Value> = batch
+            .truncated
+            .iter()
+            .map(|(id, cut)| {
+                let mut m = truncation_json(cut);
+                m.insert("id".into(), Value::from(id.as_str()));
+                Value::Object(m)
+            })
+            .collect();
+        out["truncated"] = Value::from(cuts);
     }
     Ok(Json(out))
 }

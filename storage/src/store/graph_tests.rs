@@ -1,0 +1,154 @@
+//! The knowledge graph, the trash and feedback against real stores: they survive a restart,
+//! a follower applying the primary's entries converges to the same state, and erasure takes
+//! every row.
+
+use super::*;
+use crate::crypto::SecretKey;
+use crate::embed::HashEmbedder;
+use crate::graph::{EdgeType, Link};
+
+fn ctx() -> NsContext {
+    NsContext {
+        id: 11,
+        name: "g".into(),
+        key: DataKey::new(11, 1, SecretKey::from_bytes([3; 32])),
+        dimension: 64,
+        embedder: Arc::new(HashEmbedder::new(64)),
+        max_memories: None,
+        max_agents: None,
+        max_sessions_per_agent: None,
+        metric: crate::vector::Metric::Cosine,
+        epoch: 1,
+        generation: 0,
+        auto_link_threshold: Some(0.8),
+        max_auto_links: 3,
+    }
+}
+
+fn exec(store: &Store, ctx: &NsContext, op: DataOp) -> Executed {
+    store.execute(ctx, op).expect("execute")
+}
+
+fn store_one(store: &Store, ctx: &NsContext, content: &str) -> (String, ReplEntry) {
+    let e = exec(store, ctx, DataOp::Store { items: vec![NewMemory::text("a", content)] });
+    let DataResult::Stored(r) = e.result else { panic!("stored") };
+    (r[0].id.clone(), e.replicate.expect("replicates"))
+}
+
+/// What a namespace holds of the graph, trash and feedback, comparably.
+fn state(store: &Store, ctx: &NsContext) -> (Vec<Link>, Vec<String>, usize) {
+    let DataResult::Links(links) =
+        exec(store, ctx, DataOp::Links { agent: None, edge_type: None, min_weight: None, limit: 1000 }).result
+    else {
+        panic!("links")
+    };
+    let DataResult::Trash(trash) = exec(store, ctx, DataOp::ListTrash { agent: None, limit: 100 }).result else {
+        panic!("trash")
+    };
+    let mut ids: Vec<String> = trash.into_iter().map(|t| t.record.id).collect();
+    ids.sort();
+    (links, ids, store.text_len_for_tests(ctx))
+}
+
+impl Store {
+    fn text_len_for_tests(&self, ctx: &NsContext) -> usize {
+        self.text.list(&ctx.key).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+#[test]
+fn graph_trash_and_feedback_persist_replicate_and_are_erased() {
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    let primary = Store::open(dirs[0].path(), StoreConfig::default()).expect("open");
+    let follower = Store::open(dirs[1].path(), StoreConfig::default()).expect("open");
+    let c = ctx();
+    let mut log = Vec::new();
+    let (a, e) = store_one(&primary, &c, "Anna lives in Berlin with her cat");
+    log.push(e);
+    // Alike enough for a similarity link.
+    let (b, e) = store_one(&primary, &c, "Anna lives in Berlin with her cat now");
+    log.push(e);
+    let (z, e) = store_one(&primary, &c, "Quarterly revenue grew in Lyon");
+    log.push(e);
+    let (links, _, _) = state(&primary, &c);
+    assert!(links.iter().any(|l| l.edge_type == EdgeType::RelatedTo && l.from_id == b && l.to_id == a), "{links:?}");
+    let link = Link {
+        from_id: a.clone(),
+        to_id: z.clone(),
+        edge_type: EdgeType::LinkedBy,
+        weight: 1.0,
+        label: Some("x".into()),
+        created_at: 0,
+    };
+    log.push(exec(&primary, &c, DataOp::Link { links: vec![link], agent: None }).replicate.expect("link"));
+    let refused = primary.execute(
+        &c,
+        DataOp::Link {
+            links: vec![Link {
+                from_id: a.clone(),
+                to_id: "mem_elsewhere".into(),
+                edge_type: EdgeType::LinkedBy,
+                weight: 1.0,
+                label: None,
+                created_at: 0,
+            }],
+            agent: None,
+        },
+    );
+    assert!(matches!(refused, Err(StorageError::NotFound(_))), "a link to a memory not in the namespace");
+    log.push(
+        exec(&primary, &c, DataOp::Feedback { id: a.clone(), agent: None, signal: "upvote".into(), delta: 0.1 })
+            .replicate
+            .expect("fb"),
+    );
+    let params = DedupParams {
+        agent: None,
+        memory_type: None,
+        threshold: 0.8,
+        min_text_overlap: 0.5,
+        dry_run: false,
+        retention_secs: 3600,
+        max_scan: 100,
+        same_session_only: false,
+    };
+    let e = exec(&primary, &c, DataOp::Deduplicate(params));
+    let DataResult::Deduplicated(report) = &e.result else { panic!("dedup") };
+    assert_eq!(report.moved, 1, "{report:?}");
+    log.push(e.replicate.expect("dedup replicates"));
+    let before = state(&primary, &c);
+    assert_eq!(before.1.len(), 1);
+    assert!(
+        before.0.iter().all(|l| before.1.iter().all(|t| &l.from_id != t && &l.to_id != t)),
+        "a trashed memory's links go"
+    );
+
+    // A follower applying the same entries holds the same graph, trash and feedback.
+    for (i, entry) in log.iter().enumerate() {
+        assert!(matches!(
+            follower
+                .apply_replicated(&c, Some(1), (i > 0).then(|| (log[i - 1].seq, 1)), std::slice::from_ref(entry))
+                .expect("apply"),
+            ApplyOutcome::Applied { .. }
+        ));
+    }
+    assert_eq!(state(&follower, &c), before);
+    let history = |s: &Store| match s.execute(&c, DataOp::FeedbackHistory { id: a.clone(), agent: None }) {
+        Ok(Executed { result: DataResult::FeedbackHistory(h), .. }) => h.len(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((history(&primary), history(&follower)), (1, 1));
+
+    // A restart rebuilds the same state from the rows.
+    drop(primary);
+    let primary = Store::open(dirs[0].path(), StoreConfig::default()).expect("reopen");
+    assert_eq!(state(&primary, &c), before);
+    assert_eq!(history(&primary), 1);
+
+    // Erasure takes every row of the namespace: nothing of it is read back.
+    primary.drop_namespace(c.id).expect("drop");
+    drop(primary);
+    let primary = Store::open(dirs[0].path(), StoreConfig::default()).expect("reopen");
+    assert!(primary.stored_namespace_ids().expect("ids").iter().all(|id| *id != c.id));
+    let (links, trash, _) = state(&primary, &c);
+    assert!(links.is_empty() && trash.is_empty());
+}
