@@ -163,6 +163,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/memory/deduplicated", get(maintenance::list_trash))
         .route("/v1/memory/deduplicated/{id}/restore", post(maintenance::restore))
         .route("/v1/memory/feedback", post(maintenance::feedback))
+        .route("/v1/agents/{id}/feedback/summary", get(maintenance::feedback_summary))
+        .route("/v1/feedback/health", get(maintenance::feedback_health))
         .route("/v1/memories/{id}/feedback", post(maintenance::feedback_on).get(maintenance::feedback_history));
     // Every admin route is served under both `/admin/...` and `/v1/admin/...` (as Dakera does).
     for prefix in ["/admin", "/v1/admin"] {

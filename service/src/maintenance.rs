@@ -300,6 +300,16 @@ impl<'a> Maint<'a> {
         }
     }
 
+    /// Feedback over an agent's memories (read scope).
+    pub async fn feedback_summary(&self, p: &Principal, t: &Target, agent: &str) -> ServiceResult<FeedbackSummary> {
+        p.require(&t.namespace, Scope::Read)?;
+        let Some(entry) = self.core.namespace(&t.namespace) else { return Ok(FeedbackSummary::default()) };
+        match self.core.exec(&entry, DataOp::FeedbackSummary { agent: agent.to_string() }).await? {
+            DataResult::FeedbackSummary(s) => Ok(s),
+            _ => Err(unexpected()),
+        }
+    }
+
     pub async fn feedback_history(&self, p: &Principal, t: &Target, id: &str) -> ServiceResult<Vec<FeedbackEntry>> {
         let entry = self.entry(p, t, Scope::Read)?;
         match self

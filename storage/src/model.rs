@@ -439,6 +439,10 @@ pub enum DataOp {
         signal: String,
         delta: f64,
     },
+    /// Feedback signals over an agent's live memories, with its memory count and mean importance.
+    FeedbackSummary {
+        agent: String,
+    },
     /// A memory's feedback history, oldest first.
     FeedbackHistory {
         id: String,
@@ -586,6 +590,28 @@ pub struct FeedbackEntry {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FeedbackSummary {
+    pub upvotes: u64,
+    pub downvotes: u64,
+    pub flags: u64,
+    pub memory_count: u64,
+    pub avg_importance: f64,
+}
+
+impl FeedbackSummary {
+    /// 0.5 with no signals; up to 1 when all are upvotes, down to 0 when all are downvotes or
+    /// flags (a flag counts twice).
+    pub fn health_score(&self) -> f64 {
+        let total = self.upvotes + self.downvotes + self.flags;
+        if total == 0 {
+            return 0.5;
+        }
+        let net = self.upvotes as f64 - self.downvotes as f64 - 2.0 * self.flags as f64;
+        (0.5 + 0.5 * net / total as f64).clamp(0.0, 1.0)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct DecayStats {
     pub memories: u64,
     /// Memories whose ranking importance is below their stored importance.
@@ -696,6 +722,7 @@ pub enum DataResult {
         old_importance: f64,
     },
     FeedbackHistory(Vec<FeedbackEntry>),
+    FeedbackSummary(FeedbackSummary),
     DecayStats(DecayStats),
     /// `(memory, depth, weight of the edge that reached it)`.
     Associated(Vec<(MemoryRecord, usize, f32)>),

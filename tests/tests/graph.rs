@@ -110,6 +110,37 @@ async fn links_traverse_and_export_within_one_namespace_and_never_across() {
     let (s, _) = ta.post("/v1/memories/extract", &json!({"content": "x", "entity_types": ["planets"]})).await;
     assert_eq!(s, 400);
 
+    // Recall over the graph: the hit's neighbours come as associated memories, never the hit.
+    let r = ok(
+        &ta,
+        "/v1/memory/recall",
+        &json!({"namespace": "tenant-a", "query": "quarterly report due Friday", "top_k": 1,
+        "include_associated": true, "associated_memories_depth": 2}),
+    )
+    .await;
+    assert_eq!(r["memories"][0]["memory"]["id"], a3.as_str(), "{r}");
+    let assoc: Vec<(&str, u64)> = r["associated_memories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["memory"]["id"].as_str().unwrap(), m["depth"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(assoc, [(a2.as_str(), 1), (a1.as_str(), 2)], "{r}");
+    let plain = ok(
+        &ta,
+        "/v1/memory/recall",
+        &json!({"namespace": "tenant-a", "query": "quarterly report due Friday", "top_k": 1}),
+    )
+    .await;
+    assert!(plain.get("associated_memories").is_none());
+    let (s, _) = ta
+        .post(
+            "/v1/memory/recall",
+            &json!({"namespace": "tenant-a", "query": "x", "include_associated": true, "associated_memories_depth": 4}),
+        )
+        .await;
+    assert_eq!(s, 400);
+
     // Attacks. A link from tenant A to B's memory: not found, and nothing written anywhere.
     let before_a = got(root, &format!("/v1/memories/{a1}/graph?depth=5")).await;
     let before_b = got(root, &format!("/v1/memories/{b1}/graph?depth=5")).await;
@@ -394,6 +425,16 @@ async fn feedback_moves_importance_within_bounds_and_keeps_a_history() {
     assert!((h["entries"][2]["new_importance"].as_f64().unwrap() - 0.8).abs() < 1e-9);
     let (s, _) = c.get(&format!("/v1/memories/{id}/feedback")).await;
     assert_eq!(s, 400, "agent_id is required");
+    let sum = got(c, "/v1/agents/fb/feedback/summary").await;
+    assert_eq!(
+        (sum["upvotes"].as_u64(), sum["flags"].as_u64(), sum["total_feedback"].as_u64()),
+        (Some(2), Some(1), Some(3)),
+        "{sum}"
+    );
+    // 0.5 + 0.5 · (2 − 2·1) / 3
+    assert!((sum["health_score"].as_f64().unwrap() - 0.5).abs() < 1e-9);
+    let health = got(c, "/v1/feedback/health?agent_id=fb").await;
+    assert_eq!(health["memory_count"], 1);
     let (_, k) = create_key(c, "/admin/keys", &json!({"name": "r", "scope": "read", "namespaces": ["fb"]})).await;
     let (s, _) = c
         .with_key(Some(&k))
@@ -461,4 +502,114 @@ async fn the_autopilot_deduplicates_in_merge_mode_and_reports_its_pass() {
     let (_, k) = create_key(c, "/admin/keys", &json!({"name": "t", "scope": "admin", "namespaces": ["ap"]})).await;
     let (s, _) = c.with_key(Some(&k)).post("/v1/admin/autopilot/trigger", &json!({"action": "all"})).await;
     assert_eq!(s, 403, "a tenant admin does not run the cluster's autopilot");
+}
+
+fn authed<T>(key: &str, m: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(m);
+    r.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ascii"));
+    r
+}
+
+/// The typed gRPC services stand for the same calls: same answers, same refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knowledge_and_maintenance_are_served_over_typed_grpc_with_the_same_rules() {
+    use loci_api::pb;
+    use loci_api::pb::knowledge_client::KnowledgeClient;
+    use loci_api::pb::maintenance_client::MaintenanceClient;
+    let node = TestNode::start().await;
+    let c = &node.client;
+    let a = store_in(c, "g1", "Anna lives in Berlin").await;
+    let b = store_in(c, "g1", "Anna works at Siemens").await;
+    let other = store_in(c, "g2", "Bob's secret plans").await;
+    let (_, k) = create_key(c, "/admin/keys", &json!({"name": "g1", "scope": "write", "namespaces": ["g1"]})).await;
+    let addr = node.handle.as_ref().expect("running").grpc_addr;
+    let chan = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut kg = KnowledgeClient::new(chan.clone());
+    let mut mt = MaintenanceClient::new(chan);
+    let link = kg
+        .link(authed(
+            &k,
+            pb::LinkRequest { id: a.clone(), target_id: b.clone(), namespace: Some("g1".into()), ..Default::default() },
+        ))
+        .await
+        .expect("link")
+        .into_inner();
+    assert_eq!(
+        (link.from_id.as_str(), link.to_id.as_str(), link.edge_type.as_str()),
+        (a.as_str(), b.as_str(), "linked_by")
+    );
+    let g = kg
+        .memory_graph(authed(&k, pb::MemoryGraphRequest { id: a.clone(), depth: Some(1), ..Default::default() }))
+        .await
+        .expect("graph")
+        .into_inner();
+    assert_eq!(g.root_id, a);
+    assert!(g.edges.iter().any(|e| e.from_id == a && e.to_id == b && e.edge_type == "linked_by"));
+    let p = kg
+        .memory_path(authed(&k, pb::MemoryPathRequest { id: a.clone(), to: b.clone(), ..Default::default() }))
+        .await
+        .expect("path")
+        .into_inner();
+    assert_eq!(p.path, vec![a.clone(), b.clone()]);
+    let ex = kg
+        .extract(authed(&k, pb::ExtractRequest { content: "Write to anna@example.org".into(), ..Default::default() }))
+        .await
+        .expect("extract")
+        .into_inner();
+    assert_eq!(ex.entities[0].entity_type, "email");
+    let fb = mt
+        .feedback(authed(
+            &k,
+            pb::FeedbackRequest {
+                id: a.clone(),
+                namespace: Some("g1".into()),
+                signal: "upvote".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("feedback")
+        .into_inner();
+    assert!((fb.new_importance - 0.6).abs() < 1e-9);
+    let d = mt
+        .deduplicate(authed(
+            &k,
+            pb::DeduplicateRequest { namespace: Some("g1".into()), dry_run: true, ..Default::default() },
+        ))
+        .await
+        .expect("dedup")
+        .into_inner();
+    assert!(d.dry_run && d.duplicates_merged == 0);
+    // The same refusals as REST: another namespace's memory is not found, the cluster's settings
+    // are a global admin's.
+    let e = kg
+        .link(authed(
+            &k,
+            pb::LinkRequest {
+                id: a.clone(),
+                target_id: other.clone(),
+                namespace: Some("g1".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("cross-tenant link");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    let e = kg
+        .memory_graph(authed(&k, pb::MemoryGraphRequest { id: other.clone(), depth: Some(1), ..Default::default() }))
+        .await
+        .expect_err("another tenant's graph");
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    assert!(!e.message().contains("secret"));
+    let e = mt
+        .set_decay_config(authed(&k, pb::SetDecayConfigRequest { enabled: Some(true), ..Default::default() }))
+        .await
+        .expect_err("tenant");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert_eq!(got(c, "/v1/admin/decay/config").await["enabled"], false, "nothing changed");
+    assert_eq!(got(c, &format!("/v1/memories/{other}/graph?namespace=g2")).await["edges"], json!([]));
 }

@@ -208,6 +208,8 @@ rest_service!(MaintenanceGrpc: maintenance_server::Maintenance, "Maintenance" {
     RestoreTrash restore_trash(RestoreTrashRequest) -> Memory = POST "/v1/memory/deduplicated/{id}/restore";
     Feedback feedback(FeedbackRequest) -> FeedbackResponse = POST "/v1/memories/{id}/feedback";
     FeedbackHistory feedback_history(FeedbackHistoryRequest) -> FeedbackHistoryResponse = GET "/v1/memories/{id}/feedback";
+    FeedbackSummary feedback_summary(FeedbackSummaryRequest) -> FeedbackSummaryResponse = GET "/v1/agents/{id}/feedback/summary";
+    FeedbackHealth feedback_health(FeedbackHealthRequest) -> FeedbackHealthResponse = GET "/v1/feedback/health";
     AutopilotStatus autopilot_status(AutopilotStatusRequest) -> AutopilotStatusResponse = GET "/v1/admin/autopilot/status";
     SetAutopilotConfig set_autopilot_config(SetAutopilotConfigRequest) -> SetAutopilotConfigResponse = PUT "/v1/admin/autopilot/config";
     AutopilotTrigger autopilot_trigger(AutopilotTriggerRequest) -> AutopilotTriggerResponse = POST "/v1/admin/autopilot/trigger";

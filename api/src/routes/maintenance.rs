@@ -276,6 +276,37 @@ pub async fn feedback_history(
     Ok(Json(json!({"memory_id": id, "entries": entries})))
 }
 
+/// `GET /v1/agents/{agent}/feedback/summary`.
+pub async fn feedback_summary(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(agent): Path<String>,
+    Query(q): Query<AgentQuery>,
+) -> ApiResult<Json<Value>> {
+    let t = target(q.namespace.as_deref(), Some(&agent))?;
+    let agent = loci_service::memories::agent_of(&t, Some(&agent));
+    let s = state.core.maintenance().feedback_summary(&p, &t, &agent).await?;
+    Ok(Json(json!({
+        "agent_id": agent, "upvotes": s.upvotes, "downvotes": s.downvotes, "flags": s.flags,
+        "total_feedback": s.upvotes + s.downvotes + s.flags, "health_score": s.health_score(),
+    })))
+}
+
+/// `GET /v1/feedback/health?agent_id=`.
+pub async fn feedback_health(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<AgentQuery>,
+) -> ApiResult<Json<Value>> {
+    let t = agent_target(&q)?;
+    let agent = loci_service::memories::agent_of(&t, q.agent_id.as_deref());
+    let s = state.core.maintenance().feedback_summary(&p, &t, &agent).await?;
+    Ok(Json(json!({
+        "agent_id": agent, "health_score": s.health_score(), "memory_count": s.memory_count,
+        "avg_importance": s.avg_importance,
+    })))
+}
+
 fn autopilot_json(c: &AutopilotConfig) -> Value {
     serde_json::to_value(c).unwrap_or(Value::Null)
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use loci_raft::catalogue::{NamespaceEntry, Scope};
 use loci_storage::crypto::SecretKey;
 use loci_storage::model::{NsProgress, now_secs};
-use loci_storage::store::{CF_MEM, ExportPart};
+use loci_storage::store::ExportPart;
 use serde::{Deserialize, Serialize};
 
 use super::chunks::{self, Chunker, Row};
@@ -290,7 +290,7 @@ impl Backups<'_> {
                 ExportPart::Progress(_) => continue,
             };
             for row in rows {
-                if row.0 == CF_MEM {
+                if loci_storage::store::is_record_row(&row.0, &row.1) {
                     records += 1;
                 }
                 if let Some(done) = chunker.push(row) {

@@ -264,6 +264,9 @@ impl Store {
                     self.feedback(&ns, ctx, &id, agent.as_deref(), signal, delta, now)?;
                 Ok(Executed { result: DataResult::Feedback { memory, old_importance }, replicate: Some(entry) })
             }
+            DataOp::FeedbackSummary { agent } => {
+                read(DataResult::FeedbackSummary(self.feedback_summary(&ns, &agent, now)?))
+            }
             DataOp::FeedbackHistory { id, agent } => {
                 read(DataResult::FeedbackHistory(self.feedback_history(&ns, &id, agent.as_deref(), now)?))
             }

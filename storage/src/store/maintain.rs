@@ -476,6 +476,40 @@ impl Store {
         Ok(self.read_sealed(&ns.ctx, (KIND_FEEDBACK, RecordKind::Feedback), id)?.unwrap_or_default())
     }
 
+    /// `DataOp::FeedbackSummary`.
+    pub(super) fn feedback_summary(&self, ns: &Namespace, agent: &str, now: u64) -> Result<FeedbackSummary> {
+        let mut s = FeedbackSummary::default();
+        let owned: HashSet<String> = {
+            let st = ns.state.read();
+            let mine: Vec<(&String, &Meta)> =
+                st.metas.iter().filter(|(_, m)| m.live(now) && m.agent_id == agent).collect();
+            s.memory_count = mine.len() as u64;
+            if !mine.is_empty() {
+                s.avg_importance = mine.iter().map(|(_, m)| m.importance).sum::<f64>() / mine.len() as f64;
+            }
+            mine.into_iter().map(|(id, _)| id.clone()).collect()
+        };
+        let mut p = prefix(ns.ctx.id).to_vec();
+        p.push(KIND_FEEDBACK);
+        for item in self.scan_prefix(CF_MEM, &p) {
+            let (k, v) = item?;
+            let id = String::from_utf8_lossy(&k[9..]).into_owned();
+            if !owned.contains(&id) {
+                continue;
+            }
+            let history: Vec<FeedbackEntry> =
+                serde_json::from_slice(&ns.ctx.key.open(RecordKind::Feedback, id.as_bytes(), &v)?)?;
+            for e in history {
+                match e.signal.as_str() {
+                    "upvote" => s.upvotes += 1,
+                    "downvote" => s.downvotes += 1,
+                    _ => s.flags += 1,
+                }
+            }
+        }
+        Ok(s)
+    }
+
     /// `DataOp::DecayStats`.
     pub(super) fn decay_stats(&self, ns: &Namespace, decay: &DecayConfig, agent: Option<&str>, now: u64) -> DecayStats {
         let st = ns.state.read();

@@ -172,6 +172,12 @@ pub fn new_session_id() -> String {
     format!("sess_{}", hex::encode(b))
 }
 
+/// Whether a row as a full copy or a backup carries it (its column family and whole key) is a
+/// memory or a session: what a backup counts as records (links, trash and feedback rows are not).
+pub fn is_record_row(cf: &str, key: &[u8]) -> bool {
+    cf == CF_MEM && matches!(key.get(8), Some(&keyspace::KIND_MEMORY) | Some(&keyspace::KIND_SESSION))
+}
+
 /// Check a client- or embedder-supplied vector before it reaches the index.
 pub fn check_vector(v: &[f32], dimension: usize) -> Result<()> {
     if v.is_empty() {
