@@ -133,6 +133,7 @@ impl<'a> Graphs<'a> {
 
     /// Link `from` to `to` in the namespace `t` addresses (write scope). Both must be memories
     /// there (of the agent, within an agent filter): a memory of another namespace is not found.
+    #[allow(clippy::too_many_arguments)]
     pub async fn link(
         &self,
         p: &Principal,
@@ -148,10 +149,8 @@ impl<'a> Graphs<'a> {
                 ServiceError::not_found("memory", format!("memory {} not found", validate::printable(id)))
             })?;
         }
-        if let Some(l) = &label {
-            if l.chars().count() > MAX_LABEL_CHARS {
-                return Err(ServiceError::bad_request(format!("label must be at most {MAX_LABEL_CHARS} characters")));
-            }
+        if label.as_ref().is_some_and(|l| l.chars().count() > MAX_LABEL_CHARS) {
+            return Err(ServiceError::bad_request(format!("label must be at most {MAX_LABEL_CHARS} characters")));
         }
         if !(0.0..=1.0).contains(&weight) {
             return Err(ServiceError::bad_request("weight must be between 0 and 1"));

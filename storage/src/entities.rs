@@ -535,9 +535,9 @@ pub fn extract(text: &str, types: &[String]) -> Vec<Entity> {
             let first_word = run.first().cloned().unwrap_or_default();
             let kind = if title {
                 Some(("person", 0.9))
-            } else if ORG_SUFFIXES.contains(&last.as_str()) && run.len() > 1 {
-                Some(("org", 0.9))
-            } else if run.iter().any(|r| ORGS.contains(&r.as_str())) {
+            } else if (ORG_SUFFIXES.contains(&last.as_str()) && run.len() > 1)
+                || run.iter().any(|r| ORGS.contains(&r.as_str()))
+            {
                 Some(("org", 0.9))
             } else if run.iter().all(|r| PLACES.contains(&r.as_str()))
                 || (PLACES.contains(&first_word.as_str()) && run.len() <= 3)

@@ -127,7 +127,7 @@ impl Graph {
     /// Every link, in key order (deterministic answers).
     pub fn all(&self) -> Vec<&Link> {
         let mut v: Vec<&Link> = self.links.values().collect();
-        v.sort_by(|a, b| a.key().cmp(&b.key()));
+        v.sort_by_key(|l| l.key());
         v
     }
 }

@@ -391,3 +391,108 @@ async fn a_namespace_is_re_embedded_in_the_background_and_recalls_by_meaning() {
     let again = recall_at_5(&c, ns, "vector", &pairs, &id_of).await;
     assert!((again - after).abs() < 1e-9, "recall changed across a restart: {after} -> {again}");
 }
+
+/// Decay and graph expansion on the multi-session set (`tests/fixtures/multi_session.json`),
+/// with the built-in model: facts that changed between sessions (is the update ranked above the
+/// stale fact?) and two-hop questions (is the answer among the hits, or among the hits and the
+/// memories the graph associates with them?). The figures are in docs/recall.md.
+#[tokio::test]
+async fn decay_and_graph_expansion_on_the_multi_session_set() {
+    let dir = model_dir();
+    let node = TestNode::start_with(move |a| {
+        a.embedding_model_dir = Some(dir);
+        a.embedding_provider = "auto".into();
+    })
+    .await;
+    let c = &node.client;
+    let set = fixture("multi_session.json");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let month_ago = now - 30 * 86_400;
+    let mut lines = Vec::new();
+    let line = |id: String, content: &str, created_at: u64| {
+        json!({"id": id, "agent_id": "agent", "content": content, "importance": 0.5, "created_at": created_at})
+            .to_string()
+    };
+    let updated = set["updated"].as_array().unwrap();
+    for (i, u) in updated.iter().enumerate() {
+        lines.push(line(format!("old_{i}"), u["old"].as_str().unwrap(), month_ago));
+        lines.push(line(format!("new_{i}"), u["new"].as_str().unwrap(), now));
+    }
+    let two_hop = set["two_hop"].as_array().unwrap();
+    for (i, t) in two_hop.iter().enumerate() {
+        lines.push(line(format!("first_{i}"), t["first"].as_str().unwrap(), month_ago));
+        lines.push(line(format!("second_{i}"), t["second"].as_str().unwrap(), month_ago));
+    }
+    for (i, d) in set["distractors"].as_array().unwrap().iter().enumerate() {
+        lines.push(line(format!("noise_{i}"), d.as_str().unwrap(), month_ago));
+    }
+    assert_eq!(
+        c.post("/v1/namespaces", &json!({"name": "sessions", "embedding": {"provider": "builtin-minilm"}})).await.0,
+        201
+    );
+    let (s, v) = c
+        .raw(
+            reqwest::Method::POST,
+            "/v1/import?namespace=sessions",
+            Some("application/x-ndjson"),
+            (lines.join("\n") + "\n").into_bytes(),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["imported_count"].as_u64(), Some(lines.len() as u64), "{v}");
+
+    // Updated facts: search (it records no access, so asking does not reset the clock).
+    let updates = || async {
+        let (mut first, mut top5) = (0usize, 0usize);
+        for (i, u) in updated.iter().enumerate() {
+            let (s, v) = c
+                .post("/v1/memory/search", &json!({"namespace": "sessions", "query": u["question"], "top_k": 5}))
+                .await;
+            assert_eq!(s, 200, "{v}");
+            let ids = ids_of(&v["memories"]);
+            let new = format!("new_{i}");
+            first += usize::from(ids.first() == Some(&new));
+            top5 += usize::from(ids.contains(&new));
+        }
+        (first as f64 / updated.len() as f64, top5 as f64 / updated.len() as f64)
+    };
+    let (off_1, off_5) = updates().await;
+    let (s, v) = c
+        .put(
+            "/v1/admin/decay/config",
+            &json!({"strategy": "exponential", "half_life_hours": 168.0, "min_importance": 0.1}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (on_1, on_5) = updates().await;
+    let (s, _) = c.put("/v1/admin/decay/config", &json!({"enabled": false})).await;
+    assert_eq!(s, 200);
+
+    // Two-hop questions: the answer among the 5 hits, or among them and up to 5 associated.
+    let (mut hits_only, mut expanded) = (0usize, 0usize);
+    for (i, t) in two_hop.iter().enumerate() {
+        let (s, v) = c
+            .post(
+                "/v1/memory/recall",
+                &json!({"namespace": "sessions", "query": t["question"], "top_k": 5, "include_associated": true,
+                    "associated_memories_cap": 5}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let want = format!("second_{i}");
+        let hits = ids_of(&v["memories"]);
+        let assoc = ids_of(&v["associated_memories"]);
+        hits_only += usize::from(hits.contains(&want));
+        expanded += usize::from(hits.contains(&want) || assoc.contains(&want));
+    }
+    let (h, e) = (hits_only as f64 / two_hop.len() as f64, expanded as f64 / two_hop.len() as f64);
+    println!(
+        "multi-session set ({} updated facts, {} two-hop questions, {} memories): updated fact first: decay off {off_1:.3}, on {on_1:.3}; \
+         updated fact in top 5: off {off_5:.3}, on {on_5:.3}; two-hop answer in top 5: hits {h:.3}, hits + associated {e:.3}",
+        updated.len(),
+        two_hop.len(),
+        lines.len()
+    );
+    assert!(on_1 >= off_1, "decay must not rank stale facts above their updates more often ({on_1:.3} < {off_1:.3})");
+    assert!(e >= h, "expansion only adds");
+}

@@ -94,6 +94,7 @@ impl Store {
     /// `related_to` links from a memory about to be stored to the most similar live memories of
     /// the same agent (at most `max`, similarity at least `threshold`); `skip`: ids of the same
     /// write.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn similarity_links(
         &self,
         st: &NsState,

@@ -195,14 +195,12 @@ impl Store {
             if !p.dry_run {
                 // The survivor keeps the group's highest importance.
                 let top = refs.iter().map(|(_, m)| m.importance).fold(0.0f64, f64::max);
-                if let Some(mut rec) = self.full_record(ns, &survivor)? {
-                    if rec.importance < top {
-                        rec.importance = top;
-                        rec.updated_at = now;
-                        rec.version += 1;
-                        let vector = self.read_vector(ctx, &survivor)?;
-                        mutations.push(Mutation::PutMemory { record: rec, vector });
-                    }
+                if let Some(mut rec) = self.full_record(ns, &survivor)?.filter(|r| r.importance < top) {
+                    rec.importance = top;
+                    rec.updated_at = now;
+                    rec.version += 1;
+                    let vector = self.read_vector(ctx, &survivor)?;
+                    mutations.push(Mutation::PutMemory { record: rec, vector });
                 }
                 for id in &duplicate_ids {
                     if let Some(e) =
@@ -427,6 +425,7 @@ impl Store {
     }
 
     /// `DataOp::Feedback`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn feedback(
         &self,
         ns: &Namespace,
