@@ -76,8 +76,8 @@ impl AutopilotConfig {
         if self.consolidation_interval_hours > 8_760 {
             return Some("consolidation_interval_hours must be at most 8760 (0: never)".into());
         }
-        if self.trash_retention_hours == 0 || self.trash_retention_hours > 8_760 {
-            return Some("trash_retention_hours must be between 1 and 8760".into());
+        if self.trash_retention_hours > 8_760 {
+            return Some("trash_retention_hours must be at most 8760 (0: purged at the next pass)".into());
         }
         if self.max_scan == 0 || self.max_scan > 100_000 {
             return Some("max_scan must be between 1 and 100000".into());
@@ -109,7 +109,7 @@ mod tests {
         assert_eq!(Maintenance::default().invalid(), None);
         let bad = AutopilotConfig { dedup_threshold: 0.0, ..Default::default() };
         assert!(bad.invalid().unwrap().contains("dedup_threshold"));
-        let bad = AutopilotConfig { trash_retention_hours: 0, ..Default::default() };
+        let bad = AutopilotConfig { trash_retention_hours: 9_000, ..Default::default() };
         assert!(bad.invalid().unwrap().contains("trash_retention_hours"));
     }
 

@@ -98,6 +98,50 @@ fn hours(h: u64) -> u64 {
     h.saturating_mul(3600)
 }
 
+/// Deduplication as the autopilot settings `ap` say, at `threshold`, over `agent`'s memories
+/// (all when `None`) of `memory_type`.
+fn dedup_params(
+    ap: &AutopilotConfig,
+    threshold: f64,
+    agent: Option<String>,
+    memory_type: Option<MemoryType>,
+    dry_run: bool,
+) -> DedupParams {
+    DedupParams {
+        agent,
+        memory_type,
+        threshold: threshold as f32,
+        min_text_overlap: ap.dedup_min_text_overlap as f32,
+        dry_run,
+        retention_secs: hours(ap.trash_retention_hours),
+        max_scan: ap.max_scan as usize,
+        same_session_only: !ap.dedup_cross_session,
+    }
+}
+
+/// A consolidation of `agent`'s memories (these ids, or its largest alike group) under a new id.
+fn consolidate_params(
+    ap: &AutopilotConfig,
+    agent: &str,
+    ids: Option<Vec<String>>,
+    threshold: f64,
+    target_type: Option<MemoryType>,
+) -> ConsolidateParams {
+    let mut b = [0u8; 12];
+    loci_storage::crypto::random_bytes(&mut b);
+    ConsolidateParams {
+        agent: agent.to_string(),
+        ids,
+        threshold: threshold as f32,
+        target_type,
+        retention_secs: hours(ap.trash_retention_hours),
+        max_scan: ap.max_scan as usize,
+        new_id: format!("mem_consolidated_{}", hex::encode(b)),
+        embedding: None,
+        same_session_only: !ap.consolidate_cross_session,
+    }
+}
+
 impl<'a> Maint<'a> {
     /// The cluster's settings.
     pub fn settings(&self) -> Maintenance {
@@ -157,16 +201,7 @@ impl<'a> Maint<'a> {
         if !(threshold > 0.0 && threshold <= 1.0) {
             return Err(ServiceError::bad_request("threshold must be above 0 and at most 1"));
         }
-        let params = DedupParams {
-            agent: t.agent_filter.clone(),
-            memory_type,
-            threshold: threshold as f32,
-            min_text_overlap: ap.dedup_min_text_overlap as f32,
-            dry_run,
-            retention_secs: hours(ap.trash_retention_hours),
-            max_scan: ap.max_scan as usize,
-            same_session_only: !ap.dedup_cross_session,
-        };
+        let params = dedup_params(&ap, threshold, t.agent_filter.clone(), memory_type, dry_run);
         match self.core.exec(&entry, DataOp::Deduplicate(params)).await? {
             DataResult::Deduplicated(r) => {
                 if r.moved > 0 {
@@ -206,18 +241,7 @@ impl<'a> Maint<'a> {
                 crate::validate::memory_id(id)?;
             }
         }
-        let mut b = [0u8; 12];
-        loci_storage::crypto::random_bytes(&mut b);
-        let params = ConsolidateParams {
-            agent: agent.to_string(),
-            ids,
-            threshold: threshold as f32,
-            target_type,
-            retention_secs: hours(ap.trash_retention_hours),
-            max_scan: ap.max_scan as usize,
-            new_id: format!("mem_consolidated_{}", hex::encode(b)),
-            embedding: None,
-        };
+        let params = consolidate_params(&ap, agent, ids, threshold, target_type);
         match self.core.exec(&entry, DataOp::Consolidate(params)).await? {
             DataResult::Consolidated(c) => {
                 if let Some(m) = &c.memory {
@@ -464,16 +488,7 @@ impl<'a> Maint<'a> {
     }
 
     async fn run_dedup(&self, entry: &NamespaceEntry, ap: &AutopilotConfig, run: &mut AutopilotRun) {
-        let params = DedupParams {
-            agent: None,
-            memory_type: None,
-            threshold: ap.dedup_threshold as f32,
-            min_text_overlap: ap.dedup_min_text_overlap as f32,
-            dry_run: ap.dedup_mode != DedupMode::Merge,
-            retention_secs: hours(ap.trash_retention_hours),
-            max_scan: ap.max_scan as usize,
-            same_session_only: !ap.dedup_cross_session,
-        };
+        let params = dedup_params(ap, ap.dedup_threshold, None, None, ap.dedup_mode != DedupMode::Merge);
         match self.core.exec(entry, DataOp::Deduplicate(params)).await {
             Ok(DataResult::Deduplicated(r)) => {
                 run.scanned += r.scanned;
@@ -493,18 +508,7 @@ impl<'a> Maint<'a> {
             _ => return,
         };
         for a in agents.into_iter().take(100) {
-            let mut b = [0u8; 12];
-            loci_storage::crypto::random_bytes(&mut b);
-            let params = ConsolidateParams {
-                agent: a.agent_id.clone(),
-                ids: None,
-                threshold: ap.consolidation_threshold as f32,
-                target_type: None,
-                retention_secs: hours(ap.trash_retention_hours),
-                max_scan: ap.max_scan as usize,
-                new_id: format!("mem_consolidated_{}", hex::encode(b)),
-                embedding: None,
-            };
+            let params = consolidate_params(ap, &a.agent_id, None, ap.consolidation_threshold, None);
             match self.core.exec(entry, DataOp::Consolidate(params)).await {
                 Ok(DataResult::Consolidated(c)) if c.memory.is_some() => {
                     run.consolidations += 1;

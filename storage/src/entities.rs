@@ -451,12 +451,19 @@ pub fn extract(text: &str, types: &[String]) -> Vec<Entity> {
     shape_entities(text, &mut found);
     let toks = tokens(text);
     let word = |i: usize| -> &str { toks.get(i).map(|(s, e)| &text[*s..*e]).unwrap_or("") };
-    let covered = |found: &[Entity], s: usize, e: usize| found.iter().any(|f| s < f.end && f.start < e);
+    // Spans of the shape entities, in order: a token inside one is skipped (the entities found
+    // below start after the tokens already consumed, so they never overlap each other).
+    let mut shapes: Vec<(usize, usize)> = found.iter().map(|f| (f.start, f.end)).collect();
+    shapes.sort_unstable();
+    let mut next_shape = 0;
     let mut i = 0;
     while i < toks.len() {
         let w = word(i);
-        let (s, _) = toks[i];
-        if covered(&found, s, toks[i].1) {
+        let (s, e) = toks[i];
+        while next_shape < shapes.len() && shapes[next_shape].1 <= s {
+            next_shape += 1;
+        }
+        if shapes.get(next_shape).is_some_and(|sh| sh.0 < e) {
             i += 1;
             continue;
         }
@@ -528,6 +535,12 @@ pub fn extract(text: &str, types: &[String]) -> Vec<Entity> {
                 }
                 j += 1;
             }
+            // A title needs a name after it ("Dr May" with May a month is no name).
+            let named_from = if title { (i + 1..j).find(|k| capitalised(word(*k))) } else { Some(i) };
+            let Some(named_from) = named_from else {
+                i = j.max(i + 1);
+                continue;
+            };
             let run: Vec<String> = (i..j).map(|k| word(k).to_ascii_lowercase()).collect();
             let prev = word(i.wrapping_sub(1)).to_ascii_lowercase();
             let sentence_start = i == 0 || matches!(word(i - 1), "." | "!" | "?" | ":" | "\"");
@@ -555,13 +568,10 @@ pub fn extract(text: &str, types: &[String]) -> Vec<Entity> {
                 None
             };
             if let Some((t, c)) = kind {
-                let start = if title { toks[i + 1].0.max(s) } else { s };
-                let start = if title {
-                    toks.iter().skip(i + 1).find(|(a, b)| capitalised(&text[*a..*b])).map(|(a, _)| *a).unwrap_or(start)
-                } else {
-                    start
-                };
-                found.push(ent(t, text, start, toks[j - 1].1, c));
+                let (start, end) = (toks[named_from].0, toks[j - 1].1);
+                if start < end {
+                    found.push(ent(t, text, start, end, c));
+                }
             }
             i = j;
             continue;
@@ -572,6 +582,9 @@ pub fn extract(text: &str, types: &[String]) -> Vec<Entity> {
     found.sort_by_key(|e| e.start);
     found
 }
+
+/// Memories an entity may be mentioned by and still relate them (see [`EntityIndex::neighbours`]).
+pub const MAX_MENTIONS: usize = 200;
 
 /// Which memories of a namespace mention which entities (kept in memory, rebuilt on load).
 #[derive(Default, Debug, Clone)]
@@ -621,7 +634,13 @@ impl EntityIndex {
             if !types.is_empty() && !types.iter().any(|x| canonical_type(x) == Some(t)) {
                 continue;
             }
-            for other in self.by_entity.get(k).into_iter().flatten() {
+            let Some(mentions) = self.by_entity.get(k) else { continue };
+            // An entity most memories mention ("today") relates nothing, and walking it would
+            // cost as much as the namespace.
+            if mentions.len() > MAX_MENTIONS {
+                continue;
+            }
+            for other in mentions {
                 if other != id {
                     *shared.entry(other.as_str()).or_default() += 1;
                 }
@@ -697,6 +716,79 @@ mod tests {
         let t = "Héllo Anna, from Zürich to Paris.";
         for e in extract(t, &[]) {
             assert_eq!(&t[e.start..e.end], e.value);
+        }
+    }
+
+    #[test]
+    fn a_title_without_a_name_is_no_name_and_no_panic() {
+        for t in ["Dr May", "Mr May", "Ms April Jones", "Prof Monday", "Dr.", "Dr. .", "Mr", "Dr Dr"] {
+            for e in extract(t, &[]) {
+                assert_eq!(t.get(e.start..e.end), Some(e.value.as_str()), "{t:?}");
+            }
+        }
+        assert!(pairs("Dr May").is_empty());
+        assert!(has("We met Dr Jane Foster", "person", "Jane Foster"));
+    }
+
+    /// Sequences of the words the rules look at (titles, months, weekdays, names, currency,
+    /// punctuation) in every order: no panic, every span inside the text.
+    #[test]
+    fn arbitrary_word_sequences_never_panic() {
+        let words = [
+            "Dr",
+            "Dr.",
+            "Mr",
+            "Ms.",
+            "Prof",
+            "May",
+            "June",
+            "Monday",
+            "March",
+            "5",
+            "2024",
+            ",",
+            ".",
+            "$",
+            "€",
+            "£",
+            "1,200",
+            "EUR",
+            "Anna",
+            "Berlin",
+            "Siemens",
+            "Inc",
+            "in",
+            "at",
+            "the",
+            "&",
+            "a@b.co",
+            "https://x.y",
+            "12th",
+            "Ünïcode",
+            "日本",
+            "'",
+            "-",
+            "Co.",
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x % 7) as usize + 1;
+            let mut y = x;
+            let text: Vec<&str> = (0..n)
+                .map(|_| {
+                    y = y.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    words[(y >> 33) as usize % words.len()]
+                })
+                .collect();
+            let sep = if x & 1 == 0 { " " } else { "" };
+            let text = text.join(sep);
+            for e in extract(&text, &[]) {
+                assert_eq!(text.get(e.start..e.end), Some(e.value.as_str()), "{text:?}");
+                assert!(e.start < e.end, "{text:?}");
+            }
         }
     }
 

@@ -114,6 +114,15 @@ impl Graph {
         Some(link)
     }
 
+    /// Keep only the links both of whose ends pass `keep` (a namespace's load drops links to
+    /// memories that are gone, e.g. expired here before the link arrived).
+    pub fn retain_ends(&mut self, keep: impl Fn(&str) -> bool) {
+        let gone: Vec<LinkKey> = self.links.keys().filter(|k| !keep(&k.0) || !keep(&k.1)).cloned().collect();
+        for k in gone {
+            self.remove(&k);
+        }
+    }
+
     /// The keys of every link touching `id` (what deleting that memory must delete).
     pub fn keys_of(&self, id: &str) -> Vec<LinkKey> {
         self.adjacency.get(id).map(|s| s.iter().cloned().collect()).unwrap_or_default()

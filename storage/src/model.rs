@@ -553,6 +553,10 @@ pub struct ConsolidateParams {
     pub new_id: String,
     /// Its vector, when the namespace's embedder is the client's (else it is embedded).
     pub embedding: Option<Vec<f32>>,
+    /// Without ids, only memories of one session form a group (autopilot's
+    /// `consolidate_cross_session: false`).
+    #[serde(default)]
+    pub same_session_only: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

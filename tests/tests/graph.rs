@@ -271,6 +271,33 @@ async fn deduplicated_memories_go_to_a_trash_they_can_be_restored_from() {
         c.request(reqwest::Method::POST, "/v1/memory/deduplicated/mem_does_not_exist/restore?agent_id=dd", None).await;
     assert_eq!(s, 404);
 
+    // Forgetting a memory forgets its trashed copy too: nothing is left to restore.
+    ok(c, "/v1/knowledge/deduplicate", &json!({"agent_id": "dd", "dry_run": false})).await;
+    assert_eq!(got(c, "/v1/memory/deduplicated?agent_id=dd").await["count"], 1);
+    let (s, v) = c.post("/v1/memory/forget", &json!({"agent_id": "dd", "memory_ids": [keep]})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(got(c, "/v1/memory/deduplicated?agent_id=dd").await["count"], 0, "a forgotten memory leaves no copy");
+    let (s, _) =
+        c.request(reqwest::Method::POST, &format!("/v1/memory/deduplicated/{keep}/restore?agent_id=dd"), None).await;
+    assert_eq!(s, 404);
+    c.post(
+        "/v1/memory/store",
+        &json!({"agent_id": "dd", "content": "Alice's flight to Paris leaves at 9am on Monday"}),
+    )
+    .await;
+
+    // Two agents' memories are never duplicates of each other, even in one namespace.
+    for agent in ["u1", "u2"] {
+        ok(
+            c,
+            "/v1/memory/store",
+            &json!({"namespace": "shared", "agent_id": agent, "content": "my locker code is 4412"}),
+        )
+        .await;
+    }
+    let r = ok(c, "/v1/knowledge/deduplicate", &json!({"namespace": "shared", "dry_run": false})).await;
+    assert_eq!(r["duplicates_found"], 0, "{r}");
+
     // Erasure takes the trash with the namespace.
     ok(c, "/v1/knowledge/deduplicate", &json!({"agent_id": "dd", "dry_run": false})).await;
     assert_eq!(got(c, "/v1/memory/deduplicated?agent_id=dd").await["count"], 1);

@@ -402,9 +402,15 @@ pub async fn autopilot_trigger(
     Auth(p): Auth,
     JsonBody(b): JsonBody<TriggerBody>,
 ) -> ApiResult<Json<Value>> {
-    let action = b.action.unwrap_or_else(|| "all".into());
     let m = state.core.maintenance();
-    let r = m.trigger(&p, &action).await?;
+    let asked = b.action.unwrap_or_else(|| "all".into());
+    let r = m.trigger(&p, &asked).await?;
+    // The canonical name (the Rust client's enum knows only these three).
+    let action = match asked.as_str() {
+        "dedup" | "deduplicate" => "dedup",
+        "consolidate" | "consolidation" => "consolidate",
+        _ => "all",
+    };
     let mode = serde_json::to_value(m.settings().autopilot.dedup_mode).unwrap_or(Value::Null);
     let mut out = json!({"success": r.errors.is_empty(), "action": action,
         "message": format!("{} namespaces processed", r.namespaces), "report": r});

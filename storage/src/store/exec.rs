@@ -88,11 +88,15 @@ impl Store {
                 let _w = ns.write_lock()?;
                 let ids = self.select(&ns, &filter, now);
                 let n = ids.len() as u64;
-                let entry = if ids.is_empty() {
-                    None
-                } else {
-                    Some(self.commit_local(&ns, ctx, vec![Mutation::DeleteMemories { ids }])?)
-                };
+                let trashed = self.trash_matching(ctx, &filter, now)?;
+                let mut mutations = Vec::new();
+                if !ids.is_empty() {
+                    mutations.push(Mutation::DeleteMemories { ids });
+                }
+                if !trashed.is_empty() {
+                    mutations.push(Mutation::DeleteTrash { ids: trashed });
+                }
+                let entry = if mutations.is_empty() { None } else { Some(self.commit_local(&ns, ctx, mutations)?) };
                 Ok(Executed { result: DataResult::Deleted(n), replicate: entry })
             }
             DataOp::List { filter, sort, limit, offset } => {
@@ -347,6 +351,20 @@ impl Store {
                 None => vectors.push(embedded.next().flatten()),
             }
         }
+        // Ids now, so that similarity links (a vector search per memory) are found before the
+        // write lock, which other writers of the namespace wait for.
+        let ids: Vec<String> = items.iter().map(|i| i.id.clone().unwrap_or_else(new_memory_id)).collect();
+        let mut links = Vec::new();
+        if let Some(threshold) = ctx.auto_link_threshold {
+            let st = ns.state.read();
+            let batch: HashSet<String> = ids.iter().cloned().collect();
+            for ((item, id), v) in items.iter().zip(&ids).zip(&vectors) {
+                if let Some(v) = v {
+                    let from = (id.as_str(), item.agent_id.as_str());
+                    links.extend(self.similarity_links(&st, from, v, threshold, ctx.max_auto_links, &batch, now));
+                }
+            }
+        }
         let _w = ns.write_lock()?;
         // `max_memories` comes from the caller's context: the policy can change after load.
         if let Some(max) = ctx.max_memories {
@@ -377,8 +395,7 @@ impl Store {
         let mut mutations = Vec::with_capacity(items.len() + 1);
         let mut seen = HashSet::new();
         let mut order = ns.state.read().last_order;
-        for (item, vector) in items.into_iter().zip(vectors) {
-            let id = item.id.unwrap_or_else(new_memory_id);
+        for ((item, vector), id) in items.into_iter().zip(vectors).zip(ids) {
             if !seen.insert(id.clone()) {
                 return Err(StorageError::Invalid(format!("duplicate memory id {id} in one batch")));
             }
@@ -417,20 +434,14 @@ impl Store {
             mutations.push(Mutation::PutMemory { record: rec.clone(), vector });
             records.push(rec);
         }
-        // Similarity links to the most alike memories already stored (knowledge graph).
-        if let Some(threshold) = ctx.auto_link_threshold {
+        // Similarity links to the most alike memories already stored (knowledge graph), found
+        // above: those whose other end is still live.
+        {
             let st = ns.state.read();
-            let batch: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
-            let mut links = Vec::new();
-            for m in &mutations {
-                if let Mutation::PutMemory { record, vector: Some(v) } = m {
-                    links.extend(self.similarity_links(&st, record, v, threshold, ctx.max_auto_links, &batch, now));
-                }
-            }
-            drop(st);
-            if !links.is_empty() {
-                mutations.push(Mutation::PutLinks { links });
-            }
+            links.retain(|l| st.metas.get(&l.to_id).is_some_and(|m| m.live(now)));
+        }
+        if !links.is_empty() {
+            mutations.push(Mutation::PutLinks { links });
         }
         // Sessions these memories belong to record the activity in the same entry.
         {

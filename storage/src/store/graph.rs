@@ -98,7 +98,7 @@ impl Store {
     pub(super) fn similarity_links(
         &self,
         st: &NsState,
-        record: &MemoryRecord,
+        (from, agent): (&str, &str),
         vector: &[f32],
         threshold: f32,
         max: usize,
@@ -106,16 +106,14 @@ impl Store {
         now: u64,
     ) -> Vec<Link> {
         let accept = |id: &str| {
-            id != record.id
-                && !skip.contains(id)
-                && st.metas.get(id).is_some_and(|m| m.live(now) && m.agent_id == record.agent_id)
+            id != from && !skip.contains(id) && st.metas.get(id).is_some_and(|m| m.live(now) && m.agent_id == agent)
         };
         st.vectors
             .search(vector, max, &accept)
             .into_iter()
             .filter(|(_, score)| *score >= threshold)
             .map(|(id, score)| Link {
-                from_id: record.id.clone(),
+                from_id: from.to_string(),
                 to_id: id,
                 edge_type: EdgeType::RelatedTo,
                 weight: score.clamp(0.0, 1.0),

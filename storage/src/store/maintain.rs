@@ -108,7 +108,10 @@ impl Store {
                         continue;
                     }
                     let j = index[other.as_str()];
-                    if same_session_only && meta.session_id != candidates[j].1.session_id {
+                    // Two agents' memories are never duplicates of each other.
+                    if meta.agent_id != candidates[j].1.agent_id
+                        || (same_session_only && meta.session_id != candidates[j].1.session_id)
+                    {
                         continue;
                     }
                     pairs.push((i, j, score));
@@ -259,7 +262,7 @@ impl Store {
             }
             None => {
                 let candidates = self.candidates(ns, Some(&p.agent), None, p.max_scan, now);
-                let groups = self.duplicate_groups(ns, &candidates, p.threshold, 0.0, false)?;
+                let groups = self.duplicate_groups(ns, &candidates, p.threshold, 0.0, p.same_session_only)?;
                 let best =
                     groups.into_iter().max_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.1.total_cmp(&b.1)));
                 match best {
@@ -401,6 +404,17 @@ impl Store {
         Ok((record, e))
     }
 
+    /// Trashed memories that pass `filter` (a forget by filter forgets them too: a deleted
+    /// memory leaves no restorable copy).
+    pub(super) fn trash_matching(&self, ctx: &NsContext, filter: &MemoryFilter, now: u64) -> Result<Vec<String>> {
+        Ok(self
+            .trash_rows(ctx)?
+            .into_iter()
+            .filter(|e| Meta::of(&e.record).matches(&e.record.id, filter, now))
+            .map(|e| e.record.id)
+            .collect())
+    }
+
     /// `DataOp::PurgeTrash`.
     pub(super) fn purge_trash(
         &self,
@@ -413,7 +427,8 @@ impl Store {
         let ids: Vec<String> = self
             .trash_rows(ctx)?
             .into_iter()
-            .filter(|e| e.restorable_until < now)
+            // Past its retention, or past the memory's own expiry.
+            .filter(|e| e.restorable_until < now || e.record.is_expired(now))
             .take(limit)
             .map(|e| e.record.id)
             .collect();

@@ -151,6 +151,8 @@ impl Store {
                 _ => {}
             }
         }
+        // Links sort before memories (`l` < `m`): only now are both ends known.
+        graph.retain_ends(|id| metas.contains_key(id));
         let vectors = VectorIndex::with_metric(ctx.dimension, self.config.ann_threshold, ctx.metric);
         for item in self.scan_prefix(CF_VEC, &p) {
             let (k, v) = item?;

@@ -106,11 +106,19 @@ impl Store {
     ) -> Result<(u64, Option<ReplEntry>)> {
         let _w = ns.write_lock()?;
         let ids = self.matching(ns, filter, limit, now);
-        if ids.is_empty() {
+        let trashed = self.trash_matching(ctx, filter, now)?;
+        if ids.is_empty() && trashed.is_empty() {
             return Ok((0, None));
         }
         let n = ids.len() as u64;
-        let entry = self.commit_local(ns, ctx, vec![Mutation::DeleteMemories { ids }])?;
+        let mut mutations = Vec::new();
+        if !ids.is_empty() {
+            mutations.push(Mutation::DeleteMemories { ids });
+        }
+        if !trashed.is_empty() {
+            mutations.push(Mutation::DeleteTrash { ids: trashed });
+        }
+        let entry = self.commit_local(ns, ctx, mutations)?;
         Ok((n, Some(entry)))
     }
 
