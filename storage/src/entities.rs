@@ -594,12 +594,22 @@ pub struct EntityIndex {
 }
 
 impl EntityIndex {
-    /// Record what `id`'s content mentions (replacing what it mentioned before).
-    pub fn set(&mut self, id: &str, content: &str) {
-        self.remove(id);
+    /// The entity keys a content mentions, sorted, once each (what [`Self::set_keys`] records).
+    pub fn keys_of(content: &str) -> Vec<String> {
         let mut keys: Vec<String> = extract(content, &[]).iter().map(Entity::key).collect();
         keys.sort();
         keys.dedup();
+        keys
+    }
+
+    /// Record what `id`'s content mentions (replacing what it mentioned before).
+    pub fn set(&mut self, id: &str, content: &str) {
+        self.set_keys(id, Self::keys_of(content));
+    }
+
+    /// Record the entity keys `id` mentions (from [`Self::keys_of`]).
+    pub fn set_keys(&mut self, id: &str, keys: Vec<String>) {
+        self.remove(id);
         for k in &keys {
             self.by_entity.entry(k.clone()).or_default().insert(id.to_string());
         }

@@ -67,6 +67,18 @@ impl Store {
                 None => vector.clone(),
             }
         };
+        // Derived data is computed before anything is written: nothing may fail between the
+        // batch and the in-memory state.
+        let entity_keys: HashMap<&str, Vec<String>> = entry
+            .mutations
+            .iter()
+            .filter_map(|m| match m {
+                Mutation::PutMemory { record, .. } => {
+                    Some((record.id.as_str(), crate::entities::EntityIndex::keys_of(&record.content)))
+                }
+                _ => None,
+            })
+            .collect();
         let mut batch = WriteBatch::default();
         {
             let st = ns.state.read();
@@ -144,7 +156,8 @@ impl Store {
                             Some(v) => st.vectors.upsert(&record.id, v),
                             None => st.vectors.remove(&record.id),
                         }
-                        st.entities.set(&record.id, &record.content);
+                        st.entities
+                            .set_keys(&record.id, entity_keys.get(record.id.as_str()).cloned().unwrap_or_default());
                         text_updates.push((record.id.clone(), record.version, record.content.clone()));
                     }
                     Mutation::DeleteMemories { ids } => {
