@@ -19,6 +19,7 @@ pub mod freshness;
 pub mod guard;
 pub mod maintenance;
 pub mod network;
+pub mod policy;
 pub mod quota;
 #[cfg(test)]
 mod quota_tests;
