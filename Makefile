@@ -7,7 +7,7 @@ LOCI := $(CARGO_TARGET_DIR)/debug/loci
 # The built-in embedding model (all-MiniLM-L6-v2, ~90 MB), fetched once per machine and SHA-256 checked.
 MODEL_DIR ?= /var/tmp/loci-models/all-MiniLM-L6-v2
 
-.PHONY: run test test-compat test-compat-rust test-seeds deps build model fmt lint bench loadgen chaos simulate fuzz \
+.PHONY: run test test-compat test-compat-rust test-seeds deps build model fmt lint bench bench-peers loadgen chaos simulate fuzz \
 	clean-data image rig-up rig-down rig-chaos rig-test
 
 deps:
@@ -52,6 +52,12 @@ lint:
 
 bench:
 	cargo bench -p loci-benches
+
+## Issue 13's side-by-side benchmark: a release node against Chroma, LanceDB, PostgreSQL +
+## pgvector and Milvus Lite on one seeded multi-tenant workload (BENCH_ARGS="--tenants 10" …).
+BENCH_ARGS ?=
+bench-peers: deps
+	./scripts/bench-peers.sh $(BENCH_ARGS)
 
 ## Load generator: concurrent REST clients against in-process nodes, or a running node
 ## (LOADGEN_ARGS="--url http://127.0.0.1:3300 --key …"); release build.

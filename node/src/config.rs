@@ -265,6 +265,24 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCI_OPENAI_EMBEDDINGS_KEY", hide_env_values = true)]
     pub openai_embeddings_key: Option<String>,
 
+    /// Entity extractor the store's extraction queue runs (never on the write path): rules (the
+    /// built-in rule-based extractor) or openai-compatible (a chat-completions endpoint).
+    #[arg(long, env = "LOCI_ENTITY_EXTRACTOR", default_value = "rules")]
+    pub entity_extractor: String,
+
+    /// OpenAI-compatible `/v1/chat/completions` endpoint for entity extraction (Ollama, vLLM,
+    /// llama.cpp), e.g. http://127.0.0.1:11434.
+    #[arg(long, env = "LOCI_OPENAI_EXTRACTOR_URL")]
+    pub openai_extractor_url: Option<String>,
+
+    /// Model name sent to the extraction endpoint.
+    #[arg(long, env = "LOCI_OPENAI_EXTRACTOR_MODEL", default_value = "llama3.2")]
+    pub openai_extractor_model: String,
+
+    /// Bearer key for the extraction endpoint.
+    #[arg(long, env = "LOCI_OPENAI_EXTRACTOR_KEY", hide_env_values = true)]
+    pub openai_extractor_key: Option<String>,
+
     /// Rate limiting on or off (alias DAKERA_RATE_LIMIT_ENABLED).
     #[arg(long, env = "LOCI_RATE_LIMIT_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub rate_limit_enabled: bool,

@@ -252,6 +252,27 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<NodeHandle> {
         .context("cannot open the data store")?,
     );
 
+    match args.entity_extractor.as_str() {
+        "rules" => {}
+        "openai-compatible" => {
+            let url = args
+                .openai_extractor_url
+                .clone()
+                .context("LOCI_ENTITY_EXTRACTOR=openai-compatible needs LOCI_OPENAI_EXTRACTOR_URL")?;
+            store.set_extractor(Arc::new(loci_service::extractors::OpenAiExtractor::new(
+                loci_service::extractors::OpenAiExtractorConfig {
+                    url,
+                    model: args.openai_extractor_model.clone(),
+                    api_key: args.openai_extractor_key.clone(),
+                    timeout: Duration::from_secs(30),
+                    retries: 2,
+                },
+            )));
+            tracing::info!(model = %args.openai_extractor_model, "entities extracted by an OpenAI-compatible endpoint");
+        }
+        other => bail!("LOCI_ENTITY_EXTRACTOR '{other}' is not rules or openai-compatible"),
+    }
+
     // Options that can be wrong are checked before anything is initialised.
     let join = args.join_seeds();
     let standalone = join.is_empty() && args.bootstrap_expect <= 1;

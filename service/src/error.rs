@@ -184,6 +184,10 @@ impl From<StorageError> for ServiceError {
                 ServiceError::new(StatusCode::BAD_GATEWAY, "SERVICE_UNAVAILABLE", "the embedding service failed")
                     .with_details(m)
             }
+            StorageError::ExtractorUpstream(m) => {
+                ServiceError::new(StatusCode::BAD_GATEWAY, "SERVICE_UNAVAILABLE", "the entity extractor failed")
+                    .with_details(m)
+            }
             other => {
                 tracing::error!(error = %other, "storage error");
                 ServiceError::new(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE_ERROR", "storage error")

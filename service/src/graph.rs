@@ -78,13 +78,24 @@ pub fn check_depth(depth: Option<i64>, default: usize) -> ServiceResult<usize> {
     }
 }
 
-/// Extract entities from a text (no namespace; read scope on any namespace is enough).
-pub fn extract(text: &str, types: &[String]) -> ServiceResult<Vec<Entity>> {
+/// Check a text given to an extraction call.
+fn check_extract_text(text: &str) -> ServiceResult<()> {
     if text.len() > MAX_EXTRACT_BYTES {
         return Err(ServiceError::payload_too_large(format!("text must be at most {MAX_EXTRACT_BYTES} bytes")));
     }
-    let types = check_entity_types(types)?;
-    Ok(entities::extract(text, &types))
+    Ok(())
+}
+
+/// Run an extractor on the blocking pool (a remote one makes an HTTP call).
+async fn run_extractor(
+    extractor: loci_storage::extract::SharedExtractor,
+    text: String,
+    types: Vec<String>,
+) -> ServiceResult<Vec<Entity>> {
+    tokio::task::spawn_blocking(move || extractor.extract(&text, &types))
+        .await
+        .map_err(|_| ServiceError::internal("the extraction task failed"))?
+        .map_err(Into::into)
 }
 
 /// The scope of a memory-id call: where the memory is and whose memories count.
@@ -182,7 +193,8 @@ impl<'a> Graphs<'a> {
         edge_type: Option<EdgeType>,
     ) -> ServiceResult<u64> {
         let entry = self.entry(p, t, Scope::Write)?;
-        match self.core.exec(&entry, DataOp::Unlink { from: from.into(), to: to.into(), edge_type }).await? {
+        let op = DataOp::Unlink { from: from.into(), to: to.into(), edge_type, agent: t.agent_filter.clone() };
+        match self.core.exec(&entry, op).await? {
             DataResult::Deleted(n) => Ok(n),
             _ => Err(unexpected()),
         }
@@ -207,6 +219,7 @@ impl<'a> Graphs<'a> {
             min_weight: None,
             entity_types: entity_types_of(&located.entry),
             preview_chars,
+            mentioning: None,
         };
         match self.core.exec(&located.entry, DataOp::Graph(q)).await? {
             DataResult::Graph(g) => Ok(g),
@@ -227,8 +240,14 @@ impl<'a> Graphs<'a> {
         min_weight: Option<f32>,
         max_nodes: usize,
         preview_chars: usize,
+        mentioning: Option<&str>,
     ) -> ServiceResult<(NamespaceEntry, GraphView)> {
         let entry = self.entry(p, t, Scope::Read)?;
+        if mentioning.is_some() && entity_types_of(&entry).is_none() {
+            return Err(ServiceError::bad_request(
+                "this namespace does not extract entities (PUT /v1/namespaces/{ns}/config {\"extract_entities\": true})",
+            ));
+        }
         let q = GraphQuery {
             root: root.map(str::to_string),
             agent: t.agent_filter.clone(),
@@ -238,6 +257,7 @@ impl<'a> Graphs<'a> {
             min_weight,
             entity_types: entity_types_of(&entry),
             preview_chars,
+            mentioning: mentioning.map(str::to_string),
         };
         match self.core.exec(&entry, DataOp::Graph(q)).await? {
             DataResult::Graph(g) => Ok((entry, g)),
@@ -255,6 +275,7 @@ impl<'a> Graphs<'a> {
             to: to.to_string(),
             max_depth,
             entity_types: entity_types_of(&located.entry),
+            agent: located.agent.clone(),
         };
         match self.core.exec(&located.entry, op).await? {
             DataResult::Path(p) => Ok(p),
@@ -310,11 +331,41 @@ impl<'a> Graphs<'a> {
     }
 
     /// The entities a stored memory mentions, of its namespace's entity types (none when the
-    /// namespace does not extract entities).
-    pub fn entities_of(located: &Located) -> Vec<Entity> {
+    /// namespace does not extract entities), by the node's extractor.
+    pub async fn entities_of(&self, located: &Located) -> ServiceResult<Vec<Entity>> {
         match entity_types_of(&located.entry) {
-            Some(types) => entities::extract(&located.memory.content, &types),
-            None => Vec::new(),
+            Some(types) => run_extractor(self.core.store.extractor(), located.memory.content.clone(), types).await,
+            None => Ok(Vec::new()),
         }
+    }
+
+    /// Extract entities from a text, nothing stored (no namespace: any valid key may). `provider`:
+    /// `rules` (also `builtin`, `rule`, `gliner`: the built-in rules), the node's configured
+    /// extractor by its name, or `None` for the node's extractor. The answer names the provider.
+    pub async fn extract(
+        &self,
+        text: String,
+        types: &[String],
+        provider: Option<&str>,
+    ) -> ServiceResult<(Vec<Entity>, String)> {
+        check_extract_text(&text)?;
+        let types = check_entity_types(types)?;
+        let configured = self.core.store.extractor();
+        let extractor = match provider {
+            None => configured,
+            Some("rules" | "rule" | "builtin" | "gliner") => loci_storage::extract::rules(),
+            Some(p) if p == configured.name() || (p == "openai" && configured.name() == "openai-compatible") => {
+                configured
+            }
+            Some(p) => {
+                return Err(ServiceError::bad_request(format!(
+                    "extractor provider '{}' is not available here (this node has: rules{})",
+                    validate::printable(p),
+                    if configured.name() == "rules" { String::new() } else { format!(", {}", configured.name()) }
+                )));
+            }
+        };
+        let name = extractor.name().to_string();
+        Ok((run_extractor(extractor, text, types).await?, name))
     }
 }

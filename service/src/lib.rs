@@ -35,6 +35,7 @@ pub mod core;
 pub mod embedders;
 pub mod error;
 pub mod events;
+pub mod extractors;
 pub mod graph;
 pub mod jwt;
 pub mod keys;

@@ -57,6 +57,18 @@ pub struct AutopilotRun {
     pub rested_secs: f64,
 }
 
+/// A pass's figures as Prometheus counters (`trigger`: schedule, or the manual trigger).
+fn record_metrics(run: &AutopilotRun) {
+    let t = if run.trigger == "schedule" { "schedule" } else { "manual" };
+    metrics::counter!("loci_autopilot_passes_total", "trigger" => t).increment(1);
+    metrics::counter!("loci_autopilot_namespaces_total", "trigger" => t).increment(run.namespaces);
+    metrics::counter!("loci_autopilot_duplicates_moved_total").increment(run.duplicates_moved);
+    metrics::counter!("loci_autopilot_memories_consolidated_total").increment(run.memories_consolidated);
+    metrics::counter!("loci_autopilot_trash_purged_total").increment(run.trash_purged);
+    metrics::counter!("loci_autopilot_errors_total").increment(run.errors.len() as u64);
+    metrics::histogram!("loci_autopilot_pass_busy_seconds").record(run.busy_secs);
+}
+
 /// What the decay engine did (ranking applies decay at query time; a pass measures it).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct DecayCycle {
@@ -480,6 +492,7 @@ impl<'a> Maint<'a> {
             tokio::time::sleep(rest).await;
         }
         run.finished_at = now_secs();
+        record_metrics(&run);
         if run.namespaces > 0 || forced.is_some() {
             *state.last_run.lock() = Some(run.clone());
             *state.runs.lock() += 1;

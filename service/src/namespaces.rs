@@ -403,6 +403,14 @@ impl<'a> Namespaces<'a> {
         Ok(self.visible(p, ns, Scope::Read)?.policy)
     }
 
+    /// The node's entity extractor and the namespace's extractions still queued on this node
+    /// (read scope).
+    pub fn extraction(&self, p: &Principal, ns: &str) -> ServiceResult<(String, u64)> {
+        let entry = self.visible(p, ns, Scope::Read)?;
+        let store = &self.core.store;
+        Ok((store.extractor().name().to_string(), store.pending_extractions(entry.id)))
+    }
+
     /// Merge `fields` over the stored policy (admin scope) and store it; the policy now in force.
     /// `webhook_url` (seed 003) creates a webhook on the namespace, replacing the one an
     /// earlier `webhook_url` created (`null` or `""` removes it); its signing secret is answered

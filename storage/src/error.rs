@@ -36,6 +36,10 @@ pub enum StorageError {
     /// The external embedding service failed (maps to 502).
     #[error("embedding service: {0}")]
     EmbeddingUpstream(String),
+    /// The external entity extractor failed (maps to 502 on an explicit extraction; on the
+    /// extraction queue it is counted and logged).
+    #[error("entity extractor: {0}")]
+    ExtractorUpstream(String),
     /// Too much work queued (the embedder): retry later.
     #[error("overloaded: {0}")]
     Overloaded(String),

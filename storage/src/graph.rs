@@ -270,7 +270,7 @@ fn xml_escape(s: &str) -> String {
 
 /// A graph as GraphML (nodes with a content preview and importance, directed edges with type,
 /// weight and label), for tools such as Gephi, yEd or networkx.
-pub fn graphml(nodes: &[(String, String, f64)], edges: &[Link]) -> String {
+pub fn graphml(nodes: &[(String, String, f64)], edges: &[Link], entities: &[(String, Vec<String>)]) -> String {
     let mut out = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <graphml xmlns=\"http://graphml.graphdrawing.org/xmlns\">\n\
@@ -279,6 +279,7 @@ pub fn graphml(nodes: &[(String, String, f64)], edges: &[Link]) -> String {
          <key id=\"type\" for=\"edge\" attr.name=\"edge_type\" attr.type=\"string\"/>\n\
          <key id=\"weight\" for=\"edge\" attr.name=\"weight\" attr.type=\"double\"/>\n\
          <key id=\"label\" for=\"edge\" attr.name=\"label\" attr.type=\"string\"/>\n\
+         <key id=\"kind\" for=\"node\" attr.name=\"kind\" attr.type=\"string\"/>\n\
          <graph id=\"G\" edgedefault=\"directed\">\n",
     );
     for (id, preview, importance) in nodes {
@@ -301,6 +302,17 @@ pub fn graphml(nodes: &[(String, String, f64)], edges: &[Link]) -> String {
             out.push_str(&format!("<data key=\"label\">{}</data>", xml_escape(l)));
         }
         out.push_str("</edge>\n");
+    }
+    // Entities are nodes of their own, linked from the memories that mention them.
+    for (id, mentions) in entities {
+        out.push_str(&format!("<node id=\"{}\"><data key=\"kind\">entity</data></node>\n", xml_escape(id)));
+        for m in mentions {
+            out.push_str(&format!(
+                "<edge source=\"{}\" target=\"{}\"><data key=\"type\">mentions</data><data key=\"weight\">1</data></edge>\n",
+                xml_escape(m),
+                xml_escape(id)
+            ));
+        }
     }
     out.push_str("</graph>\n</graphml>\n");
     out
@@ -395,8 +407,19 @@ mod tests {
     fn graphml_escapes_what_it_quotes() {
         let mut l = link("a\"<", "b", EdgeType::LinkedBy);
         l.label = Some("x & y".into());
-        let out = graphml(&[("a\"<".into(), "<script>".into(), 0.5)], &[l]);
+        let out = graphml(
+            &[("a\"<".into(), "<script>".into(), 0.5)],
+            &[l],
+            &[("entity:org:a&b".into(), vec!["a\"<".into()])],
+        );
         assert!(out.contains("a&quot;&lt;"));
+        // An entity is a node of its own, with a `mentions` edge from each memory naming it.
+        assert!(out.contains("<node id=\"entity:org:a&amp;b\"><data key=\"kind\">entity</data></node>"));
+        assert!(
+            out.contains(
+                "<edge source=\"a&quot;&lt;\" target=\"entity:org:a&amp;b\"><data key=\"type\">mentions</data>"
+            )
+        );
         assert!(out.contains("&lt;script&gt;"));
         assert!(out.contains("x &amp; y"));
         assert!(!out.contains("<script>"));

@@ -7,13 +7,14 @@
 //! * [`filter`] — the metadata filter DSL of the vector and document routes.
 //! * [`embed`] — the `Embedder` trait and the built-in hashed n-gram embedder.
 //! * [`graph`], [`entities`], [`decay`] — the knowledge graph, the rule-based entity
-//!   extractor and importance decay, IO-free.
+//!   extractor and importance decay, IO-free; [`extract`] — the `EntityExtractor` trait.
 
 pub mod crypto;
 pub mod decay;
 pub mod embed;
 pub mod entities;
 pub mod error;
+pub mod extract;
 pub mod filter;
 pub mod graph;
 pub mod minilm;

@@ -391,6 +391,9 @@ pub enum DataOp {
         from: String,
         to: String,
         edge_type: Option<EdgeType>,
+        /// Only links between `agent`'s memories.
+        #[serde(default)]
+        agent: Option<String>,
     },
     /// The graph around a memory (see [`GraphQuery`]).
     Graph(GraphQuery),
@@ -401,6 +404,9 @@ pub enum DataOp {
         max_depth: usize,
         /// Follow derived `shares_entity` edges of these entity types (none: stored links only).
         entity_types: Option<Vec<String>>,
+        /// Only through `agent`'s memories (both ends too).
+        #[serde(default)]
+        agent: Option<String>,
     },
     /// Links of the namespace (of `agent`'s memories when given) passing the filters, in key
     /// order, at most `limit`.
@@ -483,6 +489,22 @@ pub struct GraphQuery {
     pub entity_types: Option<Vec<String>>,
     /// Characters of content each node carries.
     pub preview_chars: usize,
+    /// Without a root: only the memories mentioning this entity (`type:value`, or a value of
+    /// any of `entity_types`; case-insensitive).
+    #[serde(default)]
+    pub mentioning: Option<String>,
+}
+
+/// An entity of a graph answer: a node of its own, linked to the memories of the answer that
+/// mention it (`mentions` edges in an export).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EntityNode {
+    /// `type:value`, the value lower-cased.
+    pub key: String,
+    pub entity_type: String,
+    pub value: String,
+    /// Ids of the answer's memories mentioning it.
+    pub mentions: Vec<String>,
 }
 
 /// One node of a graph answer.
@@ -505,7 +527,14 @@ pub struct GraphView {
     pub nodes: Vec<GraphNode>,
     pub edges: Vec<Link>,
     pub truncated: bool,
+    /// The entities the nodes mention (when the namespace extracts entities), at most
+    /// [`MAX_GRAPH_ENTITIES`], most mentioned first.
+    #[serde(default)]
+    pub entities: Vec<EntityNode>,
 }
+
+/// Entities one graph answer carries at most.
+pub const MAX_GRAPH_ENTITIES: usize = 1_000;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DedupParams {

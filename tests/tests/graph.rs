@@ -520,6 +520,18 @@ async fn the_autopilot_deduplicates_in_merge_mode_and_reports_its_pass() {
     assert_eq!(m["restorable_until"].as_u64().unwrap() - m["deleted_at"].as_u64().unwrap(), 7200);
     let status = got(c, "/v1/admin/autopilot/status").await;
     assert_eq!(status["last_dedup"]["duplicates_removed"], 1, "{status}");
+    // The passes are counted in the node's metrics (two manual ones, one of them moving one).
+    let (_, m) = c.get("/metrics").await;
+    let m = m.as_str().expect("metrics text").to_string();
+    let value = |name: &str| -> f64 {
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(value("loci_autopilot_passes_total{trigger=\"manual\"}"), 2.0, "{m}");
+    assert_eq!(value("loci_autopilot_duplicates_moved_total"), 1.0);
     let (s, _) = c.put("/v1/admin/autopilot/config", &json!({"dedup_mode": "sometimes"})).await;
     assert_eq!(s, 400);
     let (s, _) = c.put("/v1/admin/autopilot/config", &json!({"nonsense": 1})).await;

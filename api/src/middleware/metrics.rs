@@ -41,7 +41,13 @@ pub fn render(state: &AppState) -> String {
     metrics::gauge!("loci_raft_is_leader", "node" => node.clone())
         .set(if m.current_leader == Some(core.config.node_id) { 1.0 } else { 0.0 });
     metrics::gauge!("loci_namespaces", "node" => node.clone()).set(core.catalogue.view.read().namespaces.len() as f64);
-    metrics::gauge!("loci_loaded_memories", "node" => node).set(core.store.loaded_memories() as f64);
+    metrics::gauge!("loci_loaded_memories", "node" => node.clone()).set(core.store.loaded_memories() as f64);
+    let x = core.store.extraction_stats();
+    metrics::gauge!("loci_entity_extraction_queue_depth", "node" => node.clone()).set(x.queued as f64);
+    metrics::counter!("loci_entity_extractions_total", "node" => node.clone()).absolute(x.extracted);
+    metrics::counter!("loci_entity_extraction_failures_total", "node" => node.clone()).absolute(x.failed);
+    metrics::counter!("loci_entity_extractions_inline_total", "node" => node.clone()).absolute(x.inline);
+    metrics::gauge!("loci_entity_extraction_busy_seconds", "node" => node).set(x.busy_seconds);
     core.cluster.export_metrics();
     handle().run_upkeep();
     handle().render()

@@ -228,6 +228,15 @@ pub struct KnowledgeQuery {
     from: Option<String>,
     to: Option<String>,
     format: Option<String>,
+    /// Only the memories mentioning this entity (a value, or `type:value`), and the edges
+    /// among them.
+    entity: Option<String>,
+    entity_type: Option<String>,
+}
+
+fn entity_node_json(e: &loci_storage::model::EntityNode) -> Value {
+    json!({"entity_id": format!("entity:{}", e.key), "entity_type": e.entity_type, "value": e.value,
+           "mention_count": e.mentions.len(), "mentions": e.mentions})
 }
 
 fn agent_name(q_agent: Option<&str>, t: &loci_service::memories::Target) -> String {
@@ -250,10 +259,28 @@ pub async fn knowledge_query(
     };
     let types = edge_types(q.edge_type.as_deref())?;
     let graph = state.core.graph(&state.limiter);
+    if let Some(entity) = q.entity.as_deref().filter(|_| q.root_id.is_none()) {
+        let entity = match q.entity_type.as_deref() {
+            Some(ty) => format!("{}:{entity}", g::check_entity_types(&[ty.to_string()])?.join("")),
+            None => entity.to_string(),
+        };
+        let (_, view) =
+            graph.graph(&p, &t, None, 0, types, q.min_weight, g::MAX_GRAPH_NODES, 200, Some(&entity)).await?;
+        let mut edges = view.edges.clone();
+        edges.truncate(limit);
+        return Ok(Json(json!({
+            "agent_id": agent_name(q.agent_id.as_deref(), &t), "entity": entity,
+            "node_count": view.nodes.len(), "edge_count": edges.len(),
+            "memory_ids": view.nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+            "edges": edges.iter().map(edge_json).collect::<Vec<_>>(),
+            "entities": view.entities.iter().map(entity_node_json).collect::<Vec<_>>(),
+            "truncated": view.truncated,
+        })));
+    }
     let (nodes, edges) = match &q.root_id {
         Some(root) => {
             let (_, view) =
-                graph.graph(&p, &t, Some(root), depth, types, q.min_weight, g::MAX_GRAPH_NODES, 200).await?;
+                graph.graph(&p, &t, Some(root), depth, types, q.min_weight, g::MAX_GRAPH_NODES, 200, None).await?;
             let mut edges = view.edges;
             edges.truncate(limit);
             (view.nodes.len(), edges)
@@ -312,11 +339,13 @@ pub async fn knowledge_export(
         return Err(ApiError::bad_request("format must be json or graphml"));
     }
     let (_, view) =
-        state.core.graph(&state.limiter).graph(&p, &t, None, 0, None, None, g::MAX_GRAPH_NODES, 200).await?;
+        state.core.graph(&state.limiter).graph(&p, &t, None, 0, None, None, g::MAX_GRAPH_NODES, 200, None).await?;
     if format == "graphml" {
         let nodes: Vec<(String, String, f64)> =
             view.nodes.iter().map(|n| (n.id.clone(), n.content_preview.clone(), n.importance)).collect();
-        let body = loci_storage::graph::graphml(&nodes, &view.edges);
+        let entities: Vec<(String, Vec<String>)> =
+            view.entities.iter().map(|e| (format!("entity:{}", e.key), e.mentions.clone())).collect();
+        let body = loci_storage::graph::graphml(&nodes, &view.edges, &entities);
         let mut r = body.into_response();
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
         return Ok(r);
@@ -332,6 +361,7 @@ pub async fn knowledge_export(
     Ok(Json(json!({
         "agent_id": agent_name(q.agent_id.as_deref(), &t), "format": "json", "node_count": view.nodes.len(),
         "edge_count": view.edges.len(), "nodes": nodes, "edges": view.edges.iter().map(edge_json).collect::<Vec<_>>(),
+        "entity_count": view.entities.len(), "entities": view.entities.iter().map(entity_node_json).collect::<Vec<_>>(),
         "truncated": view.truncated,
     }))
     .into_response())
@@ -363,7 +393,8 @@ pub async fn knowledge_graph(
     };
     let depth = g::check_depth(b.depth, 2)?;
     let graph = state.core.graph(&state.limiter);
-    let (_, view) = graph.graph(&p, &t, Some(root), depth, None, b.min_similarity, g::MAX_GRAPH_NODES, 200).await?;
+    let (_, view) =
+        graph.graph(&p, &t, Some(root), depth, None, b.min_similarity, g::MAX_GRAPH_NODES, 200, None).await?;
     let memory =
         state.core.memories(&state.limiter).get(&p, root, b.namespace.as_deref(), b.agent_id.as_deref()).await?;
     let root_node = view.nodes.iter().find(|n| n.id == root);
@@ -432,8 +463,11 @@ pub async fn full_graph(
         Some(n) if (1..=50).contains(&n) => n as usize,
         Some(_) => return Err(ApiError::bad_request("max_edges_per_node must be between 1 and 50")),
     };
-    let (_, view) =
-        state.core.graph(&state.limiter).graph(&p, &t, None, 0, None, b.min_similarity, max_nodes, preview).await?;
+    let (_, view) = state
+        .core
+        .graph(&state.limiter)
+        .graph(&p, &t, None, 0, None, b.min_similarity, max_nodes, preview, None)
+        .await?;
     // At most `per_node` edges per node, strongest first.
     let mut edges = view.edges.clone();
     edges.sort_by(|a, b| b.weight.total_cmp(&a.weight).then_with(|| a.key().cmp(&b.key())));
@@ -533,23 +567,26 @@ pub struct ExtractBody {
 }
 
 /// `POST /v1/memories/extract {content, entity_types?, lang?}` and `POST /v1/extract {text, …}`:
-/// the rule-based extractor on a text, nothing stored (any valid key).
-pub async fn extract(Auth(_p): Auth, JsonBody(b): JsonBody<ExtractBody>) -> ApiResult<Json<Value>> {
+/// the node's extractor (or the rules, `provider: "rules"`) on a text, nothing stored (any
+/// valid key).
+pub async fn extract(
+    State(state): State<AppState>,
+    Auth(_p): Auth,
+    JsonBody(b): JsonBody<ExtractBody>,
+) -> ApiResult<Json<Value>> {
     let started = std::time::Instant::now();
     let text = b.content.or(b.text).ok_or_else(|| ApiError::bad_request("content is required"))?;
     if let Some(l) = &b.lang {
         loci_service::validate::lang(l)?;
     }
-    if let Some(p) = b.provider.as_deref().filter(|p| !matches!(*p, "rules" | "rule" | "builtin" | "gliner")) {
-        return Err(ApiError::bad_request(format!(
-            "extractor provider '{}' is not available here (built in: rules)",
-            loci_service::validate::printable(p)
-        )));
-    }
-    let found = g::extract(&text, b.entity_types.as_deref().unwrap_or(&[]))?;
+    let (found, provider) = state
+        .core
+        .graph(&state.limiter)
+        .extract(text, b.entity_types.as_deref().unwrap_or(&[]), b.provider.as_deref())
+        .await?;
     Ok(Json(json!({
         "entities": found.iter().map(entity_json).collect::<Vec<_>>(),
-        "provider": "rules",
+        "provider": provider,
         "duration_ms": started.elapsed().as_millis() as u64,
     })))
 }
@@ -562,7 +599,7 @@ pub async fn memory_entities(
     Query(q): Query<Scoped>,
 ) -> ApiResult<Json<Value>> {
     let located = locate(&state, &p, &id, &q).await?;
-    let found = loci_service::graph::Graphs::entities_of(&located);
+    let found = state.core.graph(&state.limiter).entities_of(&located).await?;
     Ok(Json(json!({
         "memory_id": located.memory.id, "count": found.len(),
         "entities": found.iter().map(entity_json).collect::<Vec<_>>(),
@@ -629,14 +666,15 @@ pub async fn patch_config(
     Ok(Json(set_config(&state, &p, &ns, b, false).await?))
 }
 
-/// `GET /v1/namespaces/{ns}/extractor`: the entity extractor (the built-in rules).
+/// `GET /v1/namespaces/{ns}/extractor`: the node's entity extractor, and the namespace's
+/// extractions still queued on this node (`pending`: progress of the extraction queue).
 pub async fn get_extractor(
     State(state): State<AppState>,
     Auth(p): Auth,
     Path(ns): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    state.core.ns().policy(&p, &ns)?;
-    Ok(Json(json!({"namespace": loci_service::canonical_namespace(&ns), "provider": "rules"})))
+    let (provider, pending) = state.core.ns().extraction(&p, &ns)?;
+    Ok(Json(json!({"namespace": loci_service::canonical_namespace(&ns), "provider": provider, "pending": pending})))
 }
 
 #[derive(Deserialize)]
@@ -649,7 +687,8 @@ pub struct ExtractorBody {
     base_url: Option<String>,
 }
 
-/// `PATCH /v1/namespaces/{ns}/extractor {provider}`: only `rules` is built in.
+/// `PATCH /v1/namespaces/{ns}/extractor {provider}`: the extractor is the node's
+/// (`LOCI_ENTITY_EXTRACTOR`); naming it (or `rules`) is accepted, naming another is a 400.
 pub async fn patch_extractor(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -657,12 +696,12 @@ pub async fn patch_extractor(
     JsonBody(b): JsonBody<ExtractorBody>,
 ) -> ApiResult<Json<Value>> {
     p.require(loci_service::canonical_namespace(&ns), Scope::Write)?;
-    state.core.ns().policy(&p, &ns)?;
-    if !matches!(b.provider.as_str(), "rules" | "builtin") {
+    let (provider, pending) = state.core.ns().extraction(&p, &ns)?;
+    if !matches!(b.provider.as_str(), "rules" | "builtin") && b.provider != provider {
         return Err(ApiError::bad_request(format!(
-            "extractor provider '{}' is not available here (built in: rules)",
+            "extractor provider '{}' is not available here (this node extracts with: {provider})",
             loci_service::validate::printable(&b.provider)
         )));
     }
-    Ok(Json(json!({"namespace": loci_service::canonical_namespace(&ns), "provider": "rules"})))
+    Ok(Json(json!({"namespace": loci_service::canonical_namespace(&ns), "provider": provider, "pending": pending})))
 }

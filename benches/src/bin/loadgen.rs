@@ -67,6 +67,11 @@ struct Args {
     /// (`http://127.0.0.1:50051`).
     #[arg(long)]
     grpc_url: Option<String>,
+    /// `off`: the namespaces make no similarity links on store and extract no entities (their
+    /// memory policy: `graph_link_threshold: null`, `extract_entities: false`), set after the
+    /// prefill; `on` (default): the defaults (links at 0.85, at most 3; entities extracted).
+    #[arg(long, default_value = "on")]
+    graph: String,
 }
 
 /// A random unit vector of `dim` components (empty when `dim` is 0).
@@ -214,14 +219,27 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    anyhow::ensure!(matches!(args.graph.as_str(), "on" | "off"), "--graph is on or off");
+    if args.graph == "off" {
+        for ns in &namespaces {
+            let r = http
+                .put(format!("{}/v1/namespaces/{ns}/memory_policy", targets[0]))
+                .bearer_auth(&key)
+                .json(&json!({"graph_link_threshold": null, "extract_entities": false}))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "policy of {ns}: {} {}", r.status(), r.text().await?);
+        }
+    }
     println!(
-        "running {} {} clients for {} s against {} node(s), {}% recalls, {} memories per store",
+        "running {} {} clients for {} s against {} node(s), {}% recalls, {} memories per store, graph {}",
         args.concurrency,
         if args.grpc { "gRPC" } else { "REST" },
         args.seconds,
         targets.len(),
         args.recall_percent,
-        args.batch
+        args.batch,
+        args.graph
     );
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let (targets, namespaces, key) = (Arc::new(targets), Arc::new(namespaces), Arc::new(key));

@@ -233,14 +233,19 @@ impl Store {
                 let (links, entry) = self.link(&ns, ctx, links, agent.as_deref(), now)?;
                 Ok(Executed { result: DataResult::Links(links), replicate: Some(entry) })
             }
-            DataOp::Unlink { from, to, edge_type } => {
-                let (n, entry) = self.unlink(&ns, ctx, &from, &to, edge_type)?;
+            DataOp::Unlink { from, to, edge_type, agent } => {
+                let (n, entry) = self.unlink(&ns, ctx, (&from, &to), edge_type, agent.as_deref())?;
                 Ok(Executed { result: DataResult::Deleted(n), replicate: entry })
             }
             DataOp::Graph(q) => read(DataResult::Graph(self.graph_view(&ns, q, now)?)),
-            DataOp::Path { from, to, max_depth, entity_types } => {
-                read(DataResult::Path(self.graph_path(&ns, &from, &to, max_depth, entity_types.as_deref(), now)?))
-            }
+            DataOp::Path { from, to, max_depth, entity_types, agent } => read(DataResult::Path(self.graph_path(
+                &ns,
+                &from,
+                &to,
+                max_depth,
+                (entity_types.as_deref(), agent.as_deref()),
+                now,
+            )?)),
             DataOp::Links { agent, edge_type, min_weight, limit } => {
                 read(DataResult::Links(self.list_links(&ns, agent.as_deref(), edge_type, min_weight, limit, now)))
             }

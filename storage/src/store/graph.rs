@@ -32,7 +32,55 @@ fn entity_edges(st: &NsState, id: &str, types: &[String], created_at: u64) -> Ve
         .collect()
 }
 
+/// The memories mentioning an entity: `type:value`, or `value` as any of `types` (all when
+/// empty); case-insensitive.
+fn mentioned_by(st: &NsState, entity: &str, types: &[String]) -> std::collections::HashSet<String> {
+    let e = entity.trim().to_lowercase();
+    let keys: Vec<String> = match e.split_once(':').and_then(|(t, v)| Some((crate::entities::canonical_type(t)?, v))) {
+        Some((t, v)) => vec![format!("{t}:{}", v.trim())],
+        None => crate::entities::TYPES
+            .iter()
+            .filter(|t| types.is_empty() || types.iter().any(|x| crate::entities::canonical_type(x) == Some(**t)))
+            .map(|t| format!("{t}:{e}"))
+            .collect(),
+    };
+    keys.iter().flat_map(|k| st.entities.mentions(k)).collect()
+}
+
+/// The entities (of `types`; all when empty) the given memories mention, each with the ones
+/// mentioning it; most mentioned first, then by key; at most [`MAX_GRAPH_ENTITIES`].
+fn entity_nodes<'a>(st: &NsState, ids: impl Iterator<Item = &'a str>, types: &[String]) -> Vec<EntityNode> {
+    let wanted = |t: &str| types.is_empty() || types.iter().any(|x| crate::entities::canonical_type(x) == Some(t));
+    let mut by_key: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for id in ids {
+        for k in st.entities.entities_of(id) {
+            if wanted(k.split(':').next().unwrap_or("")) {
+                by_key.entry(k.as_str()).or_default().push(id.to_string());
+            }
+        }
+    }
+    let mut out: Vec<EntityNode> = by_key
+        .into_iter()
+        .map(|(k, mut mentions)| {
+            mentions.sort();
+            let (t, v) = k.split_once(':').unwrap_or(("", k));
+            EntityNode { key: k.to_string(), entity_type: t.to_string(), value: v.to_string(), mentions }
+        })
+        .collect();
+    out.sort_by(|a, b| b.mentions.len().cmp(&a.mentions.len()).then_with(|| a.key.cmp(&b.key)));
+    out.truncate(MAX_GRAPH_ENTITIES);
+    out
+}
+
 impl Store {
+    /// Before a read that walks `shares_entity` edges: wait (boundedly) for the namespace's
+    /// queued extractions, so a client's own writes are related.
+    fn settle_for(&self, ns: &Namespace, entities: bool) {
+        if entities && !self.settle_extractions(ns.ctx.id, super::extraction::SETTLE_TIMEOUT) {
+            tracing::debug!(namespace = %ns.ctx.name, "entity extraction still queued; answering with what is extracted");
+        }
+    }
+
     /// `DataOp::Link`: every end a live memory of the namespace (of `agent` when given), no
     /// self-links; one replicated write.
     pub(super) fn link(
@@ -66,18 +114,23 @@ impl Store {
         Ok((links, entry))
     }
 
-    /// `DataOp::Unlink`: the number of links removed.
+    /// `DataOp::Unlink`: the number of links removed (none when an end is not `agent`'s).
     pub(super) fn unlink(
         &self,
         ns: &Namespace,
         ctx: &NsContext,
-        from: &str,
-        to: &str,
+        (from, to): (&str, &str),
         edge_type: Option<EdgeType>,
+        agent: Option<&str>,
     ) -> Result<(u64, Option<ReplEntry>)> {
         let _w = ns.write_lock()?;
         let keys: Vec<graph::LinkKey> = {
             let st = ns.state.read();
+            if let Some(a) = agent {
+                if [from, to].iter().any(|id| st.metas.get(*id).is_none_or(|m| m.agent_id != a)) {
+                    return Ok((0, None));
+                }
+            }
             st.graph
                 .keys_of(from)
                 .into_iter()
@@ -125,6 +178,7 @@ impl Store {
 
     /// `DataOp::Graph`.
     pub(super) fn graph_view(&self, ns: &Namespace, q: GraphQuery, now: u64) -> Result<GraphView> {
+        self.settle_for(ns, q.entity_types.is_some());
         let st = ns.state.read();
         let live = |id: &str| {
             st.metas.get(id).is_some_and(|m| m.live(now) && q.agent.as_ref().is_none_or(|a| a == &m.agent_id))
@@ -147,7 +201,13 @@ impl Store {
             None => {
                 // The whole graph: the most important live memories (ties: newest, then id),
                 // and the edges among them.
-                let mut ids: Vec<(&String, &super::rank::Meta)> = st.metas.iter().filter(|(id, _)| live(id)).collect();
+                let mentioning: Option<std::collections::HashSet<String>> =
+                    q.mentioning.as_deref().map(|m| mentioned_by(&st, m, entity_types.as_deref().unwrap_or(&[])));
+                let mut ids: Vec<(&String, &super::rank::Meta)> = st
+                    .metas
+                    .iter()
+                    .filter(|(id, _)| live(id) && mentioning.as_ref().is_none_or(|m| m.contains(id.as_str())))
+                    .collect();
                 let truncated = ids.len() > q.max_nodes;
                 ids.sort_by(|a, b| {
                     b.1.importance
@@ -172,6 +232,10 @@ impl Store {
             }
         };
         let edges: Vec<Link> = edges.into_iter().filter(|e| e.weight >= min_weight).collect();
+        let entities = match &entity_types {
+            Some(t) => entity_nodes(&st, nodes.iter().map(|(id, _)| id.as_str()), t),
+            None => Vec::new(),
+        };
         drop(st);
         let mut out = Vec::with_capacity(nodes.len());
         for (id, depth) in nodes {
@@ -189,7 +253,7 @@ impl Store {
                 });
             }
         }
-        Ok(GraphView { nodes: out, edges, truncated })
+        Ok(GraphView { nodes: out, edges, truncated, entities })
     }
 
     /// `DataOp::Path`: not found when either end is not a live memory.
@@ -199,11 +263,12 @@ impl Store {
         from: &str,
         to: &str,
         max_depth: usize,
-        entity_types: Option<&[String]>,
+        (entity_types, agent): (Option<&[String]>, Option<&str>),
         now: u64,
     ) -> Result<Option<Vec<String>>> {
+        self.settle_for(ns, entity_types.is_some());
         let st = ns.state.read();
-        let live = |id: &str| st.metas.get(id).is_some_and(|m| m.live(now));
+        let live = |id: &str| st.metas.get(id).is_some_and(|m| m.live(now) && agent.is_none_or(|a| a == m.agent_id));
         for end in [from, to] {
             if !live(end) {
                 return Err(StorageError::NotFound(format!("memory {end}")));
@@ -239,6 +304,7 @@ impl Store {
     ) -> Result<Vec<(MemoryRecord, usize, f32)>> {
         let mut best: std::collections::HashMap<String, (usize, f32)> = std::collections::HashMap::new();
         {
+            self.settle_for(ns, entity_types.is_some());
             let st = ns.state.read();
             let live =
                 |id: &str| st.metas.get(id).is_some_and(|m| m.live(now) && agent.is_none_or(|a| a == m.agent_id));

@@ -152,3 +152,56 @@ fn graph_trash_and_feedback_persist_replicate_and_are_erased() {
     let (links, trash, _) = state(&primary, &c);
     assert!(links.is_empty() && trash.is_empty());
 }
+
+#[test]
+fn an_agent_scoped_path_or_unlink_stays_within_the_agents_memories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let c = NsContext { auto_link_threshold: None, ..ctx() };
+    let stored = |agent: &str, content: &str| {
+        let e = exec(&store, &c, DataOp::Store { items: vec![NewMemory::text(agent, content)] });
+        let DataResult::Stored(r) = e.result else { panic!("stored") };
+        r[0].id.clone()
+    };
+    let x1 = stored("x", "first of x");
+    let y1 = stored("y", "one of y");
+    let x2 = stored("x", "second of x");
+    // A namespace-wide caller links x1 - y1 - x2 (both agents).
+    let link = |from: &str, to: &str| Link {
+        from_id: from.into(),
+        to_id: to.into(),
+        edge_type: EdgeType::LinkedBy,
+        weight: 1.0,
+        label: None,
+        created_at: 0,
+    };
+    exec(&store, &c, DataOp::Link { links: vec![link(&x1, &y1), link(&y1, &x2)], agent: None });
+    let path = |agent: Option<&str>| {
+        let op = DataOp::Path {
+            from: x1.clone(),
+            to: x2.clone(),
+            max_depth: 5,
+            entity_types: None,
+            agent: agent.map(str::to_string),
+        };
+        match exec(&store, &c, op).result {
+            DataResult::Path(p) => p,
+            _ => panic!("path"),
+        }
+    };
+    assert_eq!(path(None), Some(vec![x1.clone(), y1.clone(), x2.clone()]));
+    // Agent x's path may not go through y's memory.
+    assert_eq!(path(Some("x")), None);
+    // Agent x cannot remove the link to y's memory; the namespace-wide caller can.
+    let unlink = |agent: Option<&str>| {
+        let op = DataOp::Unlink { from: x1.clone(), to: y1.clone(), edge_type: None, agent: agent.map(str::to_string) };
+        match exec(&store, &c, op).result {
+            DataResult::Deleted(n) => n,
+            _ => panic!("unlink"),
+        }
+    };
+    assert_eq!(unlink(Some("x")), 0);
+    assert_eq!(path(None).map(|p| p.len()), Some(3), "the link is still there");
+    assert_eq!(unlink(None), 1);
+    assert_eq!(path(None), None);
+}

@@ -12,6 +12,10 @@
 mod copy;
 pub use copy::ExportPart;
 mod exec;
+mod extraction;
+#[cfg(test)]
+mod extraction_tests;
+pub use extraction::ExtractionStats;
 mod graph;
 #[cfg(test)]
 mod graph_tests;
@@ -149,7 +153,9 @@ pub struct Store {
     db: Arc<DB>,
     text: Arc<TextIndex>,
     config: StoreConfig,
-    loaded: RwLock<HashMap<u64, Arc<Namespace>>>,
+    loaded: extraction::Loaded,
+    /// Entity extraction off the write path (its worker records into `loaded`).
+    extraction: extraction::Extraction,
     /// Serialises namespace loading so two callers don't both build a state.
     load_lock: Mutex<()>,
     /// Namespaces dropped since start: never loaded again.
@@ -217,11 +223,13 @@ impl Store {
         });
         let db = DB::open_cf_descriptors(&db_opts, dir.join("rocksdb"), cfs)?;
         let text = TextIndex::open(&dir.join("text"))?;
+        let loaded: extraction::Loaded = Arc::new(RwLock::new(HashMap::new()));
         let store = Store {
             db: Arc::new(db),
             text: Arc::new(text),
             config,
-            loaded: RwLock::new(HashMap::new()),
+            extraction: extraction::Extraction::start(loaded.clone(), extraction::QUEUE_BOUND),
+            loaded,
             load_lock: Mutex::new(()),
             dropped: RwLock::new(HashSet::new()),
             copy_locks: Mutex::new(HashMap::new()),
@@ -257,6 +265,30 @@ impl Store {
     /// Number of memories across loaded namespaces (for metrics).
     pub fn loaded_memories(&self) -> u64 {
         self.loaded.read().values().map(|ns| ns.state.read().metas.len() as u64).sum()
+    }
+
+    /// The extractor the store's extraction queue runs (the rule-based one unless set).
+    pub fn set_extractor(&self, e: crate::extract::SharedExtractor) {
+        self.extraction.set_extractor(e);
+    }
+
+    pub fn extractor(&self) -> crate::extract::SharedExtractor {
+        self.extraction.extractor()
+    }
+
+    /// What the entity extraction queue has done (for metrics).
+    pub fn extraction_stats(&self) -> ExtractionStats {
+        self.extraction.stats()
+    }
+
+    /// Entity extractions of a namespace still queued.
+    pub fn pending_extractions(&self, ns_id: u64) -> u64 {
+        self.extraction.pending(ns_id)
+    }
+
+    /// Wait (at most `timeout`) until a namespace has no queued extraction; whether it has none.
+    pub fn settle_extractions(&self, ns_id: u64, timeout: std::time::Duration) -> bool {
+        self.extraction.settle(ns_id, timeout)
     }
 
     pub fn is_loaded(&self, ns_id: u64) -> bool {

@@ -34,18 +34,24 @@ impl Store {
             return Err(StorageError::Dropped);
         }
         let existing = self.loaded.read().get(&ctx.id).cloned();
-        let ns = match existing {
-            Some(ns) => ns,
-            None => Arc::new(self.load(ctx)?),
+        let (ns, reextract) = match existing {
+            Some(ns) => (ns, Vec::new()),
+            None => {
+                let (ns, reextract) = self.load(ctx)?;
+                (Arc::new(ns), reextract)
+            }
         };
         if ns.state.read().generation < ctx.generation {
             self.promote(&ns, ctx)?;
             // Reload: the index is rebuilt at the new dimension from the promoted vectors.
-            let fresh = Arc::new(self.load(ctx)?);
+            let (fresh, reextract) = self.load(ctx)?;
+            let fresh = Arc::new(fresh);
             self.loaded.write().insert(ctx.id, fresh.clone());
+            self.queue_extractions(ctx.id, reextract);
             return Ok(fresh);
         }
         self.loaded.write().insert(ctx.id, ns.clone());
+        self.queue_extractions(ctx.id, reextract);
         Ok(ns)
     }
 
@@ -109,8 +115,21 @@ impl Store {
         Ok(())
     }
 
-    pub(super) fn load(&self, ctx: &NsContext) -> Result<Namespace> {
+    /// Hand a loaded namespace's memories to the extraction queue (its worker records into the
+    /// namespace now loaded).
+    fn queue_extractions(&self, ns_id: u64, jobs: Vec<(String, u64, String)>) {
+        for (id, version, content) in jobs {
+            self.extraction.enqueue(ns_id, &id, version, &content);
+        }
+    }
+
+    /// Build a namespace's state from its rows, and the memories to extract again when the
+    /// store's extractor is not the rule-based one (the rules' entities stand until then:
+    /// entities are derived, never stored).
+    pub(super) fn load(&self, ctx: &NsContext) -> Result<(Namespace, Vec<(String, u64, String)>)> {
         let started = std::time::Instant::now();
+        let remote_extractor = self.extraction.extractor().name() != crate::extract::Rules::NAME;
+        let mut reextract = Vec::new();
         let now = now_secs();
         let key = &ctx.key;
         let mut metas = HashMap::new();
@@ -138,6 +157,10 @@ impl Store {
                     versions.insert(rec.id.clone(), rec.version);
                     entities.set(&rec.id, &rec.content);
                     metas.insert(rec.id.clone(), Meta::of(&rec));
+                    // Beyond the queue's bound the rules' entities stand (bounded memory).
+                    if remote_extractor && reextract.len() < super::extraction::QUEUE_BOUND {
+                        reextract.push((rec.id.clone(), rec.version, rec.content));
+                    }
                 }
                 KIND_LINK => {
                     let link: crate::graph::Link =
@@ -239,7 +262,7 @@ impl Store {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "namespace loaded"
         );
-        Ok(ns)
+        Ok((ns, reextract))
     }
 
     pub(super) fn read_record(&self, ctx: &NsContext, id: &str) -> Result<Option<MemoryRecord>> {

@@ -67,18 +67,6 @@ impl Store {
                 None => vector.clone(),
             }
         };
-        // Derived data is computed before anything is written: nothing may fail between the
-        // batch and the in-memory state.
-        let entity_keys: HashMap<&str, Vec<String>> = entry
-            .mutations
-            .iter()
-            .filter_map(|m| match m {
-                Mutation::PutMemory { record, .. } => {
-                    Some((record.id.as_str(), crate::entities::EntityIndex::keys_of(&record.content)))
-                }
-                _ => None,
-            })
-            .collect();
         let mut batch = WriteBatch::default();
         {
             let st = ns.state.read();
@@ -156,8 +144,6 @@ impl Store {
                             Some(v) => st.vectors.upsert(&record.id, v),
                             None => st.vectors.remove(&record.id),
                         }
-                        st.entities
-                            .set_keys(&record.id, entity_keys.get(record.id.as_str()).cloned().unwrap_or_default());
                         text_updates.push((record.id.clone(), record.version, record.content.clone()));
                     }
                     Mutation::DeleteMemories { ids } => {
@@ -191,6 +177,10 @@ impl Store {
             st.applied_seq = entry.seq;
             st.last_epoch = entry.epoch;
             st.epoch = st.epoch.max(entry.epoch);
+        }
+        // Entities are extracted off the write path (the memory mentions nothing until then).
+        for (id, version, content) in &text_updates {
+            self.extraction.enqueue(ctx.id, id, *version, content);
         }
         for (id, version, content) in text_updates {
             self.text.upsert(&ctx.key, &id, version, &content)?;
