@@ -15,7 +15,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # Installs only what is missing (pip is a no-op when the pins are satisfied).
 "$VENV/bin/pip" install -q "${PINS[@]}"
-cargo build --release -p loci-node
+# The same package set as `make loadgen`, so the two share one release build of the dependencies.
+cargo build --release -p loci-node -p loci-benches --bins
 exec "$VENV/bin/python" benches/peers/bench_peers.py \
   --loci-bin "$CARGO_TARGET_DIR/release/loci" \
   --json /var/tmp/loci-bench-peers.json --plot /var/tmp/loci-bench-peers.png "$@"

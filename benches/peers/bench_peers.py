@@ -215,7 +215,7 @@ class Lance:
         return self.db.open_table("memories")
 
     def query(self, t, q, table):
-        r = table.search(q).metric("cosine").where(f"tenant = {t}", prefilter=True).limit(10).select(["id"]).to_list()
+        r = table.search(q).metric("cosine").where(f"tenant = {t}", prefilter=True).limit(10).select(["id", "_distance"]).to_list()
         return [x["id"] for x in r]
 
     def stop(self):
@@ -327,6 +327,34 @@ class Milvus:
         self.c.close()
 
 
+class Leaky:
+    """A deliberately broken system for the checks themselves: exact search, but in the next
+    tenant's memories. `--systems leaky` must report cross-tenant results and a low recall, and
+    exit 1 (run it after changing the checks)."""
+
+    name = "leaky (self-check)"
+
+    def __init__(self, wl, root):
+        self.wl, self.dir = wl, os.path.join(root, "leaky")
+
+    def start(self):
+        os.makedirs(self.dir, exist_ok=True)
+
+    def ingest(self, t, s, e):
+        pass
+
+    def client(self):
+        return None
+
+    def query(self, t, q, _):
+        other = (t + 1) % self.wl.tenants
+        top = np.argsort(-(self.wl.vectors[other] @ q))[:10]
+        return [self.wl.ids[other][i] for i in top]
+
+    def stop(self):
+        pass
+
+
 # ---------------------------------------------------------------------------- the run
 
 
@@ -383,7 +411,7 @@ def table(rows):
             f"{r[k]:,.3f}" if k == "recall_at_10" else (f"{r[k]:,.1f}" if k.endswith("ms") or k == "disk_mb" else f"{r[k]:,.0f}")
             for k, _, _ in cols) + f" | {r['cross_tenant_results']} |")
     loci = next((r for r in rows if r["system"] == "Loci"), None)
-    peers = [r for r in rows if r["system"] != "Loci"]
+    peers = [r for r in rows if r["system"] not in ("Loci", Leaky.name)]
     if loci and peers:
         ratios = []
         for k, _, higher in cols:
@@ -429,7 +457,8 @@ def main():
     root = a.dir or tempfile.mkdtemp(prefix="loci-bench-peers-", dir="/var/tmp")
     wl = Workload(a.tenants, a.per_tenant, a.dim, a.queries, a.seed)
     make = {"loci": lambda: Loci(wl, root, a.loci_bin), "chroma": lambda: Chroma(wl, root),
-            "lancedb": lambda: Lance(wl, root), "pgvector": lambda: Pg(wl, root), "milvus": lambda: Milvus(wl, root)}
+            "lancedb": lambda: Lance(wl, root), "pgvector": lambda: Pg(wl, root), "milvus": lambda: Milvus(wl, root),
+            "leaky": lambda: Leaky(wl, root)}
     rows = []
     for name in a.systems.split(","):
         print(f"== {name}", flush=True)

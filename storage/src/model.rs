@@ -566,6 +566,9 @@ pub struct DedupReport {
     pub scanned: u64,
     /// Memories moved to the trash (0 on a dry run).
     pub moved: u64,
+    /// Groups left alone because a member changed (or went) between the scan and the move.
+    #[serde(default)]
+    pub skipped_changed: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

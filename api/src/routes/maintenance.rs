@@ -49,7 +49,7 @@ pub async fn deduplicate(
     let found: usize = r.groups.iter().map(|g| g.duplicate_ids.len()).sum();
     Ok(Json(json!({
         "groups": r.groups, "duplicates_found": found, "duplicates_merged": r.moved,
-        "duplicates_skipped_changed": 0, "memories_scanned": r.scanned, "dry_run": b.dry_run,
+        "duplicates_skipped_changed": r.skipped_changed, "memories_scanned": r.scanned, "dry_run": b.dry_run,
     })))
 }
 

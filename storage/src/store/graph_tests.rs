@@ -205,3 +205,35 @@ fn an_agent_scoped_path_or_unlink_stays_within_the_agents_memories() {
     assert_eq!(unlink(None), 1);
     assert_eq!(path(None), None);
 }
+
+#[test]
+fn a_group_changed_between_the_dedup_scan_and_the_move_is_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreConfig::default()).expect("open");
+    let c = NsContext { auto_link_threshold: None, ..ctx() };
+    let (a, _) = store_one(&store, &c, "Anna lives in Berlin with her cat");
+    store_one(&store, &c, "Anna lives in Berlin with her cat now");
+    let params = DedupParams {
+        agent: None,
+        memory_type: None,
+        threshold: 0.8,
+        min_text_overlap: 0.5,
+        dry_run: false,
+        retention_secs: 3600,
+        max_scan: 100,
+        same_session_only: false,
+    };
+    let ns = store.namespace(&c).expect("ns");
+    let scan = store.dedup_scan(&ns, &params, now_secs()).expect("scan");
+    // A writer edits a member after the scan: its group is no longer what was measured.
+    let mut edit = NewMemory::text("a", "Anna moved to Hamburg last spring");
+    edit.id = Some(a.clone());
+    exec(&store, &c, DataOp::Store { items: vec![edit] });
+    let (report, entry) = store.dedup_apply(&ns, &c, &params, scan, now_secs()).expect("apply");
+    assert_eq!((report.moved, report.skipped_changed, report.groups.len()), (0, 1, 0), "{report:?}");
+    assert!(entry.is_none(), "nothing written");
+    assert!(state(&store, &c).1.is_empty(), "nothing trashed");
+    // Scanned again, the two are no longer alike.
+    let DataResult::Deduplicated(again) = exec(&store, &c, DataOp::Deduplicate(params)).result else { panic!("dedup") };
+    assert_eq!((again.moved, again.skipped_changed), (0, 0));
+}

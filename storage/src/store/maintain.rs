@@ -175,8 +175,19 @@ impl Store {
             restorable_until: now.saturating_add(retention),
         }))
     }
+}
 
-    /// `DataOp::Deduplicate`.
+/// What a deduplication's scan found: the candidates, and groups of their indexes with the
+/// group's mean similarity.
+pub(super) struct DedupScan {
+    candidates: Vec<(String, Meta)>,
+    groups: Vec<(Vec<usize>, f32)>,
+}
+
+impl Store {
+    /// `DataOp::Deduplicate`. The scan (vector neighbours, word overlap) runs without the
+    /// namespace's write lock, so writers are not held up by it; the moves are then made under
+    /// the lock, of the groups whose members are all still at the version scanned.
     pub(super) fn deduplicate(
         &self,
         ns: &Namespace,
@@ -184,13 +195,43 @@ impl Store {
         p: DedupParams,
         now: u64,
     ) -> Result<(DedupReport, Option<ReplEntry>)> {
-        let _w = ns.write_lock()?;
+        let scan = self.dedup_scan(ns, &p, now)?;
+        self.dedup_apply(ns, ctx, &p, scan, now)
+    }
+
+    /// The candidates of a deduplication and their near-duplicate groups (no lock held).
+    pub(super) fn dedup_scan(&self, ns: &Namespace, p: &DedupParams, now: u64) -> Result<DedupScan> {
         let candidates = self.candidates(ns, p.agent.as_deref(), p.memory_type, p.max_scan, now);
         let groups = self.duplicate_groups(ns, &candidates, p.threshold, p.min_text_overlap, p.same_session_only)?;
+        Ok(DedupScan { candidates, groups })
+    }
+
+    /// Move the scanned groups' duplicates to the trash (none on a dry run), skipping a group a
+    /// writer changed since the scan.
+    pub(super) fn dedup_apply(
+        &self,
+        ns: &Namespace,
+        ctx: &NsContext,
+        p: &DedupParams,
+        DedupScan { candidates, groups }: DedupScan,
+        now: u64,
+    ) -> Result<(DedupReport, Option<ReplEntry>)> {
         let mut report = DedupReport { scanned: candidates.len() as u64, ..Default::default() };
+        let _w = if p.dry_run { None } else { Some(ns.write_lock()?) };
+        let unchanged = |members: &[usize]| {
+            let st = ns.state.read();
+            members.iter().all(|i| {
+                let (id, scanned) = &candidates[*i];
+                st.metas.get(id).is_some_and(|m| m.version == scanned.version && m.live(now))
+            })
+        };
         let mut mutations = Vec::new();
         let mut trash = Vec::new();
         for (members, avg) in groups {
+            if !p.dry_run && !unchanged(&members) {
+                report.skipped_changed += 1;
+                continue;
+            }
             let refs: Vec<(&String, &Meta)> = members.iter().map(|i| (&candidates[*i].0, &candidates[*i].1)).collect();
             let survivor = canonical(&refs).clone();
             let duplicate_ids: Vec<String> =
