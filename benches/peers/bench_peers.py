@@ -96,6 +96,7 @@ class Workload:
 
 class Loci:
     name = "Loci"
+    server = True
 
     def __init__(self, wl, root, binary):
         self.wl, self.dir, self.binary = wl, os.path.join(root, "loci"), binary
@@ -156,6 +157,7 @@ class Loci:
 
 class Chroma:
     name = "Chroma (server)"
+    server = True
 
     def __init__(self, wl, root):
         self.wl, self.dir, self.port = wl, os.path.join(root, "chroma"), free_port()
@@ -211,6 +213,10 @@ class Lance:
         with self.lock:  # one writer at a time: concurrent appends to one table conflict
             self.table.add(rows)
 
+    def prepare(self):
+        # A scalar index on the tenant column, so a tenant's prefilter does not read every row.
+        self.table.create_scalar_index("tenant")
+
     def client(self):
         return self.db.open_table("memories")
 
@@ -224,6 +230,7 @@ class Lance:
 
 class Pg:
     name = "PostgreSQL + pgvector (RLS)"
+    server = True
 
     def __init__(self, wl, root):
         self.wl, self.dir = wl, os.path.join(root, "pg")
@@ -358,11 +365,30 @@ class Leaky:
 # ---------------------------------------------------------------------------- the run
 
 
-def measure(system, wl, writers, clients):
+# What a forked query process works on (inherited, never pickled).
+_FORKED = None
+
+
+def _share(share):
+    system, wl = _FORKED
+    c = system.client()
+    out = []
+    for i in share:
+        t, q = wl.queries[i]
+        t0 = time.perf_counter()
+        ids = system.query(t, q, c)
+        out.append((i, time.perf_counter() - t0, ids))
+    return out
+
+
+def measure(system, wl, writers, clients, processes=False):
     system.start()
     started = time.perf_counter()
     with cf.ThreadPoolExecutor(writers) as ex:
         list(ex.map(lambda b: system.ingest(*b), list(wl.batches(100))))
+    # Indexes a system builds after loading count as ingest.
+    if hasattr(system, "prepare"):
+        system.prepare()
     ingest_s = time.perf_counter() - started
     n = wl.tenants * wl.per_tenant
     # Warm-up: one query per tenant, not measured.
@@ -382,8 +408,19 @@ def measure(system, wl, writers, clients):
             lat[i] = time.perf_counter() - t0
 
     started = time.perf_counter()
-    with cf.ThreadPoolExecutor(clients) as ex:
-        list(ex.map(run, shares))
+    if processes and getattr(system, "server", False):
+        # One client process each (no shared interpreter lock between the clients); only for
+        # the systems behind a server, which a forked client reaches over its own connection.
+        import multiprocessing as mp
+        global _FORKED
+        _FORKED = (system, wl)
+        with mp.get_context("fork").Pool(clients) as pool:
+            for part in pool.map(_share, shares):
+                for i, dt, ids in part:
+                    lat[i], got[i] = dt, ids
+    else:
+        with cf.ThreadPoolExecutor(clients) as ex:
+            list(ex.map(run, shares))
     query_s = time.perf_counter() - started
     recall = float(np.mean([len(set(g[:10]) & truth) / 10 for g, truth in zip(got, wl.truth)]))
     foreign = sum(1 for (t, _), g in zip(wl.queries, got) for i in g if not i.startswith(f"t{t}-"))
@@ -451,6 +488,8 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--dir", default=None, help="where the data directories go (default: a fresh one under /var/tmp)")
+    ap.add_argument("--processes", action="store_true",
+                    help="query clients are processes, not threads (server systems only)")
     ap.add_argument("--json")
     ap.add_argument("--plot")
     a = ap.parse_args()
@@ -462,7 +501,9 @@ def main():
     rows = []
     for name in a.systems.split(","):
         print(f"== {name}", flush=True)
-        r = measure(make[name.strip()](), wl, a.writers, a.clients)
+        system = make[name.strip()]()
+        r = measure(system, wl, a.writers, a.clients, a.processes)
+        r["clients"] = "processes" if a.processes and getattr(system, "server", False) else "threads"
         print(json.dumps(r), flush=True)
         rows.append(r)
     print(table(rows))
