@@ -99,7 +99,7 @@ class Loci:
     server = True
 
     def __init__(self, wl, root, binary):
-        self.wl, self.dir, self.binary = wl, os.path.join(root, "loci"), binary
+        self.wl, self.dir, self.binary = wl, os.path.join(root, type(self).__name__.lower()), binary
         self.port, self.id_map = free_port(), {}
 
     def start(self):
@@ -153,6 +153,19 @@ class Loci:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+class LociIds(Loci):
+    """Loci answering through its vector API (`POST /v1/namespaces/{ns}/query`,
+    `include_metadata: false`): ids and scores only, as the peers answer here."""
+
+    name = "Loci (vector API, ids)"
+
+    def query(self, t, q, http):
+        r = http.post(self.base + f"/v1/namespaces/tenant-{t}/query",
+                      json={"vector": q.tolist(), "top_k": 10, "include_metadata": False})
+        r.raise_for_status()
+        return [m["id"] for m in r.json()["results"]]
 
 
 class Chroma:
@@ -448,7 +461,8 @@ def table(rows):
             f"{r[k]:,.3f}" if k == "recall_at_10" else (f"{r[k]:,.1f}" if k.endswith("ms") or k == "disk_mb" else f"{r[k]:,.0f}")
             for k, _, _ in cols) + f" | {r['cross_tenant_results']} |")
     loci = next((r for r in rows if r["system"] == "Loci"), None)
-    peers = [r for r in rows if r["system"] not in ("Loci", Leaky.name)]
+    ours = ("Loci", LociIds.name, Leaky.name)
+    peers = [r for r in rows if r["system"] not in ours]
     if loci and peers:
         ratios = []
         for k, _, higher in cols:
@@ -495,7 +509,8 @@ def main():
     a = ap.parse_args()
     root = a.dir or tempfile.mkdtemp(prefix="loci-bench-peers-", dir="/var/tmp")
     wl = Workload(a.tenants, a.per_tenant, a.dim, a.queries, a.seed)
-    make = {"loci": lambda: Loci(wl, root, a.loci_bin), "chroma": lambda: Chroma(wl, root),
+    make = {"loci": lambda: Loci(wl, root, a.loci_bin), "loci-ids": lambda: LociIds(wl, root, a.loci_bin),
+            "chroma": lambda: Chroma(wl, root),
             "lancedb": lambda: Lance(wl, root), "pgvector": lambda: Pg(wl, root), "milvus": lambda: Milvus(wl, root),
             "leaky": lambda: Leaky(wl, root)}
     rows = []

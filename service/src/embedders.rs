@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use loci_storage::embed::Embedder;
 use loci_storage::{Result, StorageError};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// `client`: the namespace takes vectors with every request; there is nothing to compute.
 pub struct ClientVectors {
@@ -60,39 +60,22 @@ impl Embedder for Unavailable {
 pub struct OpenAiCompatible {
     pub config: OpenAiConfig,
     pub dimension: usize,
-    // Built on first use: a blocking client owns a runtime and must not be created or dropped
-    // on an async worker thread, and embedding always runs on the blocking pool.
-    client: std::sync::OnceLock<reqwest::blocking::Client>,
+    client: crate::upstream::LazyClient,
 }
 
 impl OpenAiCompatible {
     pub fn new(config: OpenAiConfig, dimension: usize) -> Self {
-        OpenAiCompatible { config, dimension, client: std::sync::OnceLock::new() }
-    }
-
-    fn client(&self) -> &reqwest::blocking::Client {
-        self.client.get_or_init(|| {
-            reqwest::blocking::Client::builder()
-                .timeout(self.config.timeout)
-                .connect_timeout(Duration::from_secs(2))
-                .build()
-                .unwrap_or_else(|_| reqwest::blocking::Client::new())
-        })
+        OpenAiCompatible { config, dimension, client: Default::default() }
     }
 
     fn call(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, String> {
         let url = format!("{}/v1/embeddings", self.config.url.trim_end_matches('/'));
-        let mut req = self.client().post(&url).json(&json!({"model": self.config.model, "input": texts}));
-        if let Some(k) = &self.config.api_key {
-            req = req.bearer_auth(k);
-        }
-        let resp = req.send().map_err(|e| format!("{url}: {e}"))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let text = resp.text().unwrap_or_default();
-            return Err(format!("{url} answered {status}: {}", text.chars().take(300).collect::<String>()));
-        }
-        let body: Value = resp.json().map_err(|e| format!("{url}: unreadable answer: {e}"))?;
+        let body = crate::upstream::post_json(
+            self.client.get(self.config.timeout),
+            &url,
+            self.config.api_key.as_deref(),
+            &json!({"model": self.config.model, "input": texts}),
+        )?;
         let mut data: Vec<(usize, Vec<f32>)> = body["data"]
             .as_array()
             .ok_or_else(|| format!("{url}: no `data` in the answer"))?
@@ -144,16 +127,6 @@ impl Embedder for OpenAiCompatible {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let mut last = String::new();
-        for attempt in 0..=self.config.retries {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(100 * (1 << (attempt - 1).min(5))));
-            }
-            match self.call(texts) {
-                Ok(v) => return Ok(v),
-                Err(e) => last = e,
-            }
-        }
-        Err(StorageError::EmbeddingUpstream(last))
+        crate::upstream::with_retries(self.config.retries, || self.call(texts)).map_err(StorageError::EmbeddingUpstream)
     }
 }

@@ -30,8 +30,7 @@ pub struct OpenAiExtractorConfig {
 /// `openai-compatible`: POST a chat completion asking for `{"entities": [{"type", "text"}]}`.
 pub struct OpenAiExtractor {
     pub config: OpenAiExtractorConfig,
-    // Built on first use, off the async workers (a blocking client owns a runtime).
-    client: std::sync::OnceLock<reqwest::blocking::Client>,
+    client: crate::upstream::LazyClient,
 }
 
 fn prompt(types: &[String]) -> String {
@@ -85,17 +84,7 @@ impl OpenAiExtractor {
     pub const NAME: &'static str = "openai-compatible";
 
     pub fn new(config: OpenAiExtractorConfig) -> Self {
-        OpenAiExtractor { config, client: std::sync::OnceLock::new() }
-    }
-
-    fn client(&self) -> &reqwest::blocking::Client {
-        self.client.get_or_init(|| {
-            reqwest::blocking::Client::builder()
-                .timeout(self.config.timeout)
-                .connect_timeout(Duration::from_secs(2))
-                .build()
-                .unwrap_or_else(|_| reqwest::blocking::Client::new())
-        })
+        OpenAiExtractor { config, client: Default::default() }
     }
 
     fn call(&self, text: &str, types: &[String]) -> std::result::Result<Vec<Entity>, String> {
@@ -110,17 +99,12 @@ impl OpenAiExtractor {
                 {"role": "user", "content": sent},
             ],
         });
-        let mut req = self.client().post(&url).json(&body);
-        if let Some(k) = &self.config.api_key {
-            req = req.bearer_auth(k);
-        }
-        let resp = req.send().map_err(|e| format!("{url}: {e}"))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let t = resp.text().unwrap_or_default();
-            return Err(format!("{url} answered {status}: {}", t.chars().take(300).collect::<String>()));
-        }
-        let answer: Value = resp.json().map_err(|e| format!("{url}: unreadable answer: {e}"))?;
+        let answer = crate::upstream::post_json(
+            self.client.get(self.config.timeout),
+            &url,
+            self.config.api_key.as_deref(),
+            &body,
+        )?;
         let content = answer["choices"][0]["message"]["content"]
             .as_str()
             .ok_or_else(|| format!("{url}: no `choices[0].message.content` in the answer"))?;
@@ -134,17 +118,8 @@ impl EntityExtractor for OpenAiExtractor {
     }
 
     fn extract(&self, text: &str, types: &[String]) -> Result<Vec<Entity>> {
-        let mut last = String::new();
-        for attempt in 0..=self.config.retries {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(100 * (1 << (attempt - 1).min(5))));
-            }
-            match self.call(text, types) {
-                Ok(v) => return Ok(v),
-                Err(e) => last = e,
-            }
-        }
-        Err(StorageError::ExtractorUpstream(last))
+        crate::upstream::with_retries(self.config.retries, || self.call(text, types))
+            .map_err(StorageError::ExtractorUpstream)
     }
 }
 

@@ -48,6 +48,7 @@ pub mod reembed;
 pub mod request_id;
 pub mod screening;
 pub mod sessions;
+pub mod upstream;
 pub mod usage;
 pub mod validate;
 #[cfg(test)]

@@ -8,28 +8,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::*;
-use crate::crypto::SecretKey;
-use crate::embed::HashEmbedder;
 use crate::entities::Entity;
 use crate::extract::EntityExtractor;
 use crate::graph::EdgeType;
 
 fn ctx() -> NsContext {
-    NsContext {
-        id: 21,
-        name: "x".into(),
-        key: DataKey::new(21, 1, SecretKey::from_bytes([5; 32])),
-        dimension: 64,
-        embedder: Arc::new(HashEmbedder::new(64)),
-        max_memories: None,
-        max_agents: None,
-        max_sessions_per_agent: None,
-        metric: crate::vector::Metric::Cosine,
-        epoch: 1,
-        generation: 0,
-        auto_link_threshold: None,
-        max_auto_links: 0,
-    }
+    NsContext { auto_link_threshold: None, max_auto_links: 0, ..test_context(21, "x", 5) }
 }
 
 /// Finds the word after "about" as an organisation; waits for a go-ahead first when gated;

@@ -126,10 +126,10 @@ impl Store {
         let _w = ns.write_lock()?;
         let keys: Vec<graph::LinkKey> = {
             let st = ns.state.read();
-            if let Some(a) = agent {
-                if [from, to].iter().any(|id| st.metas.get(*id).is_none_or(|m| m.agent_id != a)) {
-                    return Ok((0, None));
-                }
+            if let Some(a) = agent
+                && [from, to].iter().any(|id| st.metas.get(*id).is_none_or(|m| m.agent_id != a))
+            {
+                return Ok((0, None));
             }
             st.graph
                 .keys_of(from)

@@ -3,26 +3,10 @@
 //! every row.
 
 use super::*;
-use crate::crypto::SecretKey;
-use crate::embed::HashEmbedder;
 use crate::graph::{EdgeType, Link};
 
 fn ctx() -> NsContext {
-    NsContext {
-        id: 11,
-        name: "g".into(),
-        key: DataKey::new(11, 1, SecretKey::from_bytes([3; 32])),
-        dimension: 64,
-        embedder: Arc::new(HashEmbedder::new(64)),
-        max_memories: None,
-        max_agents: None,
-        max_sessions_per_agent: None,
-        metric: crate::vector::Metric::Cosine,
-        epoch: 1,
-        generation: 0,
-        auto_link_threshold: Some(0.8),
-        max_auto_links: 3,
-    }
+    test_context(11, "g", 3)
 }
 
 fn exec(store: &Store, ctx: &NsContext, op: DataOp) -> Executed {

@@ -166,6 +166,27 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// A namespace context for the store's tests: hash embedder of 64 dimensions, cosine, epoch 1,
+/// no limits, similarity links at 0.8 (at most 3).
+#[cfg(test)]
+pub(crate) fn test_context(id: u64, name: &str, seed: u8) -> NsContext {
+    NsContext {
+        id,
+        name: name.into(),
+        key: DataKey::new(id, 1, crate::crypto::SecretKey::from_bytes([seed; 32])),
+        dimension: 64,
+        embedder: Arc::new(crate::embed::HashEmbedder::new(64)),
+        max_memories: None,
+        max_agents: None,
+        max_sessions_per_agent: None,
+        metric: crate::vector::Metric::Cosine,
+        epoch: 1,
+        generation: 0,
+        auto_link_threshold: Some(0.8),
+        max_auto_links: 3,
+    }
+}
+
 pub fn new_memory_id() -> String {
     let mut b = [0u8; 16];
     random_bytes(&mut b);
