@@ -19,6 +19,20 @@ fn store_one(store: &Store, ctx: &NsContext, content: &str) -> (String, ReplEntr
     (r[0].id.clone(), e.replicate.expect("replicates"))
 }
 
+/// A deduplication of the whole namespace: cosine 0.8 and half the words in common.
+fn dedup_params() -> DedupParams {
+    DedupParams {
+        agent: None,
+        memory_type: None,
+        threshold: 0.8,
+        min_text_overlap: 0.5,
+        dry_run: false,
+        retention_secs: 3600,
+        max_scan: 100,
+        same_session_only: false,
+    }
+}
+
 /// What a namespace holds of the graph, trash and feedback, comparably.
 fn state(store: &Store, ctx: &NsContext) -> (Vec<Link>, Vec<String>, usize) {
     let DataResult::Links(links) =
@@ -85,16 +99,7 @@ fn graph_trash_and_feedback_persist_replicate_and_are_erased() {
             .replicate
             .expect("fb"),
     );
-    let params = DedupParams {
-        agent: None,
-        memory_type: None,
-        threshold: 0.8,
-        min_text_overlap: 0.5,
-        dry_run: false,
-        retention_secs: 3600,
-        max_scan: 100,
-        same_session_only: false,
-    };
+    let params = dedup_params();
     let e = exec(&primary, &c, DataOp::Deduplicate(params));
     let DataResult::Deduplicated(report) = &e.result else { panic!("dedup") };
     assert_eq!(report.moved, 1, "{report:?}");
@@ -197,16 +202,7 @@ fn a_group_changed_between_the_dedup_scan_and_the_move_is_left_alone() {
     let c = NsContext { auto_link_threshold: None, ..ctx() };
     let (a, _) = store_one(&store, &c, "Anna lives in Berlin with her cat");
     store_one(&store, &c, "Anna lives in Berlin with her cat now");
-    let params = DedupParams {
-        agent: None,
-        memory_type: None,
-        threshold: 0.8,
-        min_text_overlap: 0.5,
-        dry_run: false,
-        retention_secs: 3600,
-        max_scan: 100,
-        same_session_only: false,
-    };
+    let params = dedup_params();
     let ns = store.namespace(&c).expect("ns");
     let scan = store.dedup_scan(&ns, &params, now_secs()).expect("scan");
     // A writer edits a member after the scan: its group is no longer what was measured.
