@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR
 VENV=${BENCH_VENV:-/var/tmp/loci-bench-venv}
 PINS=(chromadb==1.5.9 lancedb==0.40.0 pgserver==0.1.4 pymilvus==3.0.2 milvus-lite==3.2.2
-      psycopg2-binary numpy requests matplotlib)
+      psycopg2-binary numpy requests matplotlib orjson==3.13.0)
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi

@@ -475,6 +475,17 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
+    /// How many records a snapshot holds (what [`crate::pacing`] scales the snapshot
+    /// interval by).
+    pub fn records(&self) -> usize {
+        self.namespaces.len()
+            + self.sessions.len()
+            + self.keys.len()
+            + self.quotas.len()
+            + self.token_denials.len()
+            + self.webhooks.len()
+    }
+
     fn update_key(
         &mut self,
         key_id: String,

@@ -19,6 +19,7 @@ pub mod freshness;
 pub mod guard;
 pub mod maintenance;
 pub mod network;
+pub mod pacing;
 pub mod policy;
 pub mod quota;
 #[cfg(test)]
@@ -178,7 +179,12 @@ pub struct CatalogueNode {
     freshness: parking_lot::Mutex<freshness::Freshness>,
     /// The confirmation loop, stopped with Raft.
     confirmations: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The snapshot pacer, stopped with Raft.
+    pacer: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// How often the snapshot pacer checks whether a catalogue snapshot is due.
+pub const PACE_EVERY: Duration = Duration::from_millis(500);
 
 /// How often each node asks the leader for a read index (its freshness confirmation).
 pub const CONFIRM_EVERY: Duration = Duration::from_secs(1);
@@ -202,7 +208,8 @@ impl CatalogueNode {
             election_timeout_min: settings.election_timeout_min_ms,
             election_timeout_max: settings.election_timeout_max_ms,
             install_snapshot_timeout: 10_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_logs),
+            // Snapshots are paced by the catalogue's size instead (`spawn_snapshot_pacer`).
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: 100,
             ..Default::default()
         }
@@ -223,9 +230,36 @@ impl CatalogueNode {
             guard: guard::TokenGuard::default(),
             freshness: Default::default(),
             confirmations: Default::default(),
+            pacer: Default::default(),
         });
         *node.confirmations.lock() = Some(node.spawn_confirmations());
+        *node.pacer.lock() = Some(node.spawn_snapshot_pacer(settings.snapshot_logs));
         Ok(node)
+    }
+
+    /// Snapshot the catalogue when [`pacing::snapshot_due`] says so, checked every
+    /// [`PACE_EVERY`] until the node is dropped.
+    fn spawn_snapshot_pacer(self: &Arc<Self>, min_logs: u64) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PACE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(node) = weak.upgrade() else { return };
+                let (applied, snapshot) = {
+                    let m = node.raft.metrics();
+                    let m = m.borrow();
+                    (m.last_applied.map_or(0, |l| l.index), m.snapshot.map(|l| l.index))
+                };
+                let records = node.view.read().records();
+                if pacing::snapshot_due(applied, snapshot, records, min_logs)
+                    && let Err(e) = node.raft.trigger().snapshot().await
+                {
+                    tracing::warn!(error = %e, "could not start a catalogue snapshot");
+                }
+            }
+        })
     }
 
     /// Ask for a read-index confirmation every [`CONFIRM_EVERY`] until the node is dropped.
@@ -484,6 +518,9 @@ impl CatalogueNode {
 
     pub async fn shutdown(&self) {
         if let Some(h) = self.confirmations.lock().take() {
+            h.abort();
+        }
+        if let Some(h) = self.pacer.lock().take() {
             h.abort();
         }
         let _ = self.raft.shutdown().await;

@@ -29,7 +29,12 @@ const CF_META: &str = "meta";
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"last_purged";
+/// The snapshot as one JSON document whose data is a JSON array of numbers (written before
+/// 0.1 of the split below; still read, removed by the next snapshot).
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// The snapshot's meta (JSON) and its data (the catalogue's JSON bytes as they are).
+const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
+const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
 
 type SErr = StorageError<NodeId>;
 
@@ -85,6 +90,24 @@ fn get_meta<T: for<'de> Deserialize<'de>>(db: &DB, key: &[u8]) -> Result<Option<
 fn put_meta<T: Serialize>(db: &DB, key: &[u8], value: &T) -> Result<(), SErr> {
     let v = serde_json::to_vec(value).map_err(write_err)?;
     db.put_cf_opt(cf(db, CF_META), key, v, &synced()).map_err(write_err)
+}
+
+/// The persisted snapshot: the split form, else the legacy one.
+fn get_snapshot(db: &DB) -> Result<Option<StoredSnapshot>, SErr> {
+    if let Some(meta) = get_meta::<SnapshotMeta<NodeId, crate::NodeAddr>>(db, KEY_SNAPSHOT_META)? {
+        let data = db.get_cf(cf(db, CF_META), KEY_SNAPSHOT_DATA).map_err(read_err)?.unwrap_or_default();
+        return Ok(Some(StoredSnapshot { meta, data }));
+    }
+    get_meta::<StoredSnapshot>(db, KEY_SNAPSHOT)
+}
+
+/// Persist a snapshot (meta and data in one synced batch; the legacy form goes).
+fn put_snapshot(db: &DB, meta: &SnapshotMeta<NodeId, crate::NodeAddr>, data: &[u8]) -> Result<(), SErr> {
+    let mut batch = WriteBatch::default();
+    batch.put_cf(cf(db, CF_META), KEY_SNAPSHOT_META, serde_json::to_vec(meta).map_err(write_err)?);
+    batch.put_cf(cf(db, CF_META), KEY_SNAPSHOT_DATA, data);
+    batch.delete_cf(cf(db, CF_META), KEY_SNAPSHOT);
+    db.write_opt(batch, &synced()).map_err(write_err)
 }
 
 // ---------------------------------------------------------------- log store
@@ -295,7 +318,7 @@ impl StateMachineStore {
     /// Rebuild the state from the persisted snapshot and the committed log.
     pub fn open(db: Arc<DB>) -> Result<(Self, CatalogueView), SErr> {
         let mut data = SmData::default();
-        if let Some(snap) = get_meta::<StoredSnapshot>(&db, KEY_SNAPSHOT)? {
+        if let Some(snap) = get_snapshot(&db)? {
             data = serde_json::from_slice(&snap.data).map_err(read_err)?;
             data.catalogue.reindex();
         }
@@ -323,13 +346,14 @@ impl StateMachineStore {
         ))
     }
 
-    fn snapshot_bytes(&self) -> Result<Vec<u8>, SErr> {
-        let data = SmData {
+    /// What a snapshot holds, cloned (cheap next to serialising it, which the builder does
+    /// off the state machine's task).
+    fn snapshot_data(&self) -> SmData {
+        SmData {
             last_applied: self.last_applied,
             last_membership: self.last_membership.clone(),
             catalogue: self.catalogue.read().clone(),
-        };
-        serde_json::to_vec(&data).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))
+        }
     }
 }
 
@@ -351,16 +375,26 @@ fn apply_entry(
 }
 
 pub struct SnapshotBuilder {
-    bytes: Vec<u8>,
+    data: Option<SmData>,
     meta: SnapshotMeta<NodeId, crate::NodeAddr>,
     db: Arc<DB>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    /// Serialise and persist on a blocking thread: a catalogue of 50,000 namespaces is tens of
+    /// megabytes of JSON.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
-        let stored = StoredSnapshot { meta: self.meta.clone(), data: self.bytes.clone() };
-        put_meta(&self.db, KEY_SNAPSHOT, &stored)?;
-        Ok(Snapshot { meta: self.meta.clone(), snapshot: Box::new(Cursor::new(self.bytes.clone())) })
+        let data = self.data.take().unwrap_or_default();
+        let (meta, db) = (self.meta.clone(), self.db.clone());
+        let bytes = tokio::task::spawn_blocking(move || {
+            let bytes =
+                serde_json::to_vec(&data).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+            put_snapshot(&db, &meta, &bytes)?;
+            Ok::<_, SErr>(bytes)
+        })
+        .await
+        .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))??;
+        Ok(Snapshot { meta: self.meta.clone(), snapshot: Box::new(Cursor::new(bytes)) })
     }
 }
 
@@ -396,13 +430,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshot_seq += 1;
-        let bytes = self.snapshot_bytes().unwrap_or_default();
+        let data = self.snapshot_data();
         let id = match self.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, self.snapshot_seq),
             None => format!("none-{}", self.snapshot_seq),
         };
         SnapshotBuilder {
-            bytes,
+            data: Some(data),
             meta: SnapshotMeta {
                 last_log_id: self.last_applied,
                 last_membership: self.last_membership.clone(),
@@ -425,7 +459,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut data: SmData = serde_json::from_slice(&bytes)
             .map_err(|e| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
         data.catalogue.reindex();
-        put_meta(&self.db, KEY_SNAPSHOT, &StoredSnapshot { meta: meta.clone(), data: bytes })?;
+        put_snapshot(&self.db, meta, &bytes)?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         let index = meta.last_log_id.map_or(0, |l| l.index);
@@ -439,8 +473,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SErr> {
-        Ok(get_meta::<StoredSnapshot>(&self.db, KEY_SNAPSHOT)?
-            .map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        Ok(get_snapshot(&self.db)?.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
     }
 }
 
@@ -467,6 +500,34 @@ mod tests {
             let (sm, _) = StateMachineStore::open(db.clone())?;
             Ok((dir, LogStore::new(db), sm))
         }
+    }
+
+    /// A snapshot written in the legacy form (one JSON document, data as an array of numbers)
+    /// is still read at open; the next snapshot replaces it with the split form.
+    #[test]
+    fn a_legacy_snapshot_is_read_and_then_replaced() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = open_db(dir.path()).expect("db");
+        let mut data = SmData::default();
+        data.catalogue.cluster_id = Some("legacy".into());
+        data.last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 7));
+        let meta = SnapshotMeta {
+            last_log_id: data.last_applied,
+            last_membership: Default::default(),
+            snapshot_id: "s".into(),
+        };
+        let bytes = serde_json::to_vec(&data).expect("json");
+        put_meta(&db, KEY_SNAPSHOT, &StoredSnapshot { meta: meta.clone(), data: bytes.clone() }).expect("legacy");
+        let (sm, view) = StateMachineStore::open(db.clone()).expect("open");
+        assert_eq!(view.read().cluster_id.as_deref(), Some("legacy"));
+        assert_eq!(view.read().applied_index, 7);
+        drop(sm);
+        put_snapshot(&db, &meta, &bytes).expect("split");
+        assert!(db.get_cf(cf(&db, CF_META), KEY_SNAPSHOT).expect("get").is_none(), "the legacy form is gone");
+        let got = get_snapshot(&db).expect("read").expect("a snapshot");
+        assert_eq!(got.data, bytes, "the data is stored as it is, not as an array of numbers");
+        let (_, view) = StateMachineStore::open(db).expect("reopen");
+        assert_eq!(view.read().cluster_id.as_deref(), Some("legacy"));
     }
 
     #[test]

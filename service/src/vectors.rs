@@ -60,6 +60,9 @@ pub struct QueryIn {
     pub top_k: i64,
     pub filter: Option<Value>,
     pub include_vectors: bool,
+    /// Whether the answer needs the records (metadata, text); `false`: ids and scores only, and
+    /// no record is read.
+    pub records: bool,
 }
 
 /// One result of a query, a full-text search or a hybrid search.
@@ -76,6 +79,11 @@ pub struct Match {
 }
 
 impl Match {
+    /// An id and its score, nothing else.
+    fn scored(id: String, score: f32) -> Self {
+        Match { id, score, metadata: None, text: None, vector: None, vector_score: None, text_score: None }
+    }
+
     fn of(record: MemoryRecord, score: f32, vector: Option<Vec<f32>>) -> Self {
         Match {
             id: record.id,
@@ -365,12 +373,14 @@ impl Core {
             top_k,
             filter,
             include_vectors: q.include_vectors,
+            records: q.records,
         }))
     }
 
     async fn run_query(&self, entry: &NamespaceEntry, op: DataOp) -> ServiceResult<Vec<Match>> {
         match self.exec(entry, op).await? {
             DataResult::Hits(hits) => Ok(hits.into_iter().map(|h| Match::of(h.record, h.score, h.vector)).collect()),
+            DataResult::Scores(scores) => Ok(scores.into_iter().map(|(id, score)| Match::scored(id, score)).collect()),
             other => Err(unexpected(other)),
         }
     }

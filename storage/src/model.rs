@@ -665,6 +665,15 @@ pub struct VectorQuery {
     pub top_k: usize,
     pub filter: MemoryFilter,
     pub include_vectors: bool,
+    /// Whether the answer carries the records (metadata, text). `false` (and no vectors): ids
+    /// and scores only ([`DataResult::Scores`]), and no record is read or decrypted. A query
+    /// from a node that predates the field carries none: records.
+    #[serde(default = "records_by_default")]
+    pub records: bool,
+}
+
+fn records_by_default() -> bool {
+    true
 }
 
 /// One record of a vector search or an export, with its vector when asked.
@@ -735,6 +744,8 @@ pub enum DataResult {
     ContentPage(Vec<(String, u64, String)>),
     Staged(u64),
     Hits(Vec<VectorHit>),
+    /// A vector query's ids and scores, best first (`VectorQuery::records` false).
+    Scores(Vec<(String, f32)>),
     /// `more`: records follow the last one returned.
     Exported {
         items: Vec<VectorHit>,

@@ -138,6 +138,7 @@ impl QueryBody {
             top_k: self.top_k,
             filter: self.filter,
             include_vectors: self.include_vectors,
+            records: self.include_metadata,
         }
     }
 }
@@ -448,6 +449,7 @@ pub async fn query_text(
         top_k: body.top_k,
         filter: body.filter,
         include_vectors: body.include_vectors,
+        records: true,
     };
     let matches = state.core.query_vectors(&p, &ns, q).await?;
     let keys: &[&str] = if body.include_text { &["text"] } else { &[] };
@@ -491,6 +493,7 @@ pub async fn batch_query_text(
             top_k: body.top_k,
             filter: body.filter.clone(),
             include_vectors: body.include_vectors,
+            records: true,
         })
         .collect();
     let answers = state.core.batch_query_vectors(&p, &ns, queries).await?;

@@ -211,6 +211,9 @@ impl Store {
                 let entry = self.commit_local(&ns, ctx, vec![Mutation::StageVectors { generation, items }])?;
                 Ok(Executed { result: DataResult::Staged(n), replicate: Some(entry) })
             }
+            DataOp::Query(q) if !q.records && !q.include_vectors => {
+                read(DataResult::Scores(self.vector_scores(&ns, &q, now)?))
+            }
             DataOp::Query(q) => read(DataResult::Hits(self.vector_query(&ns, q, now)?)),
             DataOp::Export { after, limit, include_vectors, filter } => {
                 let (items, total, more) =

@@ -30,6 +30,8 @@ mod rank;
 mod repl;
 #[cfg(test)]
 mod repl_tests;
+#[cfg(test)]
+mod vector_query_tests;
 mod vectors;
 
 use std::collections::{HashMap, HashSet};

@@ -10,29 +10,40 @@ use crate::error::{Result, StorageError};
 use crate::model::*;
 
 impl Store {
-    pub(super) fn vector_query(&self, ns: &Namespace, q: VectorQuery, now: u64) -> Result<Vec<VectorHit>> {
-        let ctx = &ns.ctx;
+    /// The query vector of `q` (given, or its text embedded); None: nothing to search with.
+    fn query_vector(&self, ctx: &NsContext, q: &VectorQuery) -> Result<Option<Vec<f32>>> {
+        match (&q.vector, &q.text) {
+            (Some(v), _) => {
+                check_vector(v, ctx.dimension)?;
+                Ok(Some(v.clone()))
+            }
+            (None, Some(t)) if !t.trim().is_empty() => Ok(self.embed(ctx, &[t.as_str()])?.pop().flatten()),
+            _ => Ok(None),
+        }
+    }
+
+    /// The best `q.top_k` (id, score) pairs that pass the filter, best first: what a query
+    /// answers before any record is read.
+    pub(super) fn vector_scores(&self, ns: &Namespace, q: &VectorQuery, now: u64) -> Result<Vec<(String, f32)>> {
         if q.top_k == 0 {
             return Ok(Vec::new());
         }
-        let query = match (&q.vector, &q.text) {
-            (Some(v), _) => {
-                check_vector(v, ctx.dimension)?;
-                Some(v.clone())
-            }
-            (None, Some(t)) if !t.trim().is_empty() => self.embed(ctx, &[t.as_str()])?.pop().flatten(),
-            _ => None,
-        };
-        let Some(query) = query else {
+        let Some(query) = self.query_vector(&ns.ctx, q)? else {
             return Ok(Vec::new());
         };
-        let hits: Vec<(String, f32)> = {
-            let st = ns.state.read();
-            st.vectors.search(&query, q.top_k, &|id| st.metas.get(id).is_some_and(|m| m.matches(id, &q.filter, now)))
-        };
+        let st = ns.state.read();
+        let mut hits =
+            st.vectors.search(&query, q.top_k, &|id| st.metas.get(id).is_some_and(|m| m.matches(id, &q.filter, now)));
+        hits.truncate(q.top_k);
+        Ok(hits)
+    }
+
+    pub(super) fn vector_query(&self, ns: &Namespace, q: VectorQuery, now: u64) -> Result<Vec<VectorHit>> {
+        let ctx = &ns.ctx;
+        let hits = self.vector_scores(ns, &q, now)?;
         let mut out = Vec::with_capacity(hits.len());
         let mut bytes = 0usize;
-        for (id, score) in hits.into_iter().take(q.top_k) {
+        for (id, score) in hits {
             if bytes >= self.config.max_answer_bytes {
                 break;
             }
