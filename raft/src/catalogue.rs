@@ -472,6 +472,15 @@ pub struct Catalogue {
     pub maintenance: crate::maintenance::Maintenance,
     /// Index of the last applied log entry (for read-after-write waits).
     pub applied_index: u64,
+    /// Node → (replicas, primaries) it holds over every namespace's placement (derived from
+    /// `namespaces`, kept current by every change of a placement; rebuilt after a snapshot is
+    /// loaded): what a new namespace's placement balances by, without a scan.
+    #[serde(skip)]
+    pub placement_load: BTreeMap<u64, (usize, usize)>,
+    /// The ids of `namespaces` (derived likewise): a new namespace's id is checked for a
+    /// collision without a scan.
+    #[serde(skip)]
+    pub namespace_ids: std::collections::HashSet<u64>,
 }
 
 impl Catalogue {
@@ -533,7 +542,7 @@ impl Catalogue {
                 if let Some(existing) = self.namespaces.get(&entry.name) {
                     return CommandResult::Namespace { entry: existing.clone(), created: false };
                 }
-                if self.namespaces.values().any(|n| n.id == entry.id) {
+                if self.namespace_ids.contains(&entry.id) {
                     return CommandResult::Rejected("namespace id collision; retry".into());
                 }
                 // A key wrapped under a KEK that was rotated away meanwhile would be unreadable.
@@ -547,6 +556,8 @@ impl Catalogue {
                 let mut entry = entry;
                 entry.placement.primary_since = entry.placement.epoch;
                 entry.ceiling = quota::ceiling_of(&entry.name, self.quotas.values());
+                self.count_placement(&entry.placement, true);
+                self.namespace_ids.insert(entry.id);
                 self.namespaces.insert(entry.name.clone(), entry.clone());
                 CommandResult::Namespace { entry, created: true }
             }
@@ -559,6 +570,8 @@ impl Catalogue {
             },
             Command::DeleteNamespace { name } => match self.namespaces.remove(&name) {
                 Some(entry) => {
+                    self.count_placement(&entry.placement, false);
+                    self.namespace_ids.remove(&entry.id);
                     self.sessions.retain(|_, holders| {
                         holders.remove(&name);
                         !holders.is_empty()
@@ -691,8 +704,11 @@ impl Catalogue {
                     } else {
                         placement.epoch
                     };
-                    ns.placement = placement;
-                    CommandResult::Namespace { entry: ns.clone(), created: false }
+                    let old = std::mem::replace(&mut ns.placement, placement);
+                    let entry = ns.clone();
+                    self.count_placement(&old, false);
+                    self.count_placement(&entry.placement, true);
+                    CommandResult::Namespace { entry, created: false }
                 }
                 Some(ns) => CommandResult::Rejected(format!(
                     "placement of '{name}' is at epoch {}, not {expected_epoch}",
@@ -775,6 +791,35 @@ impl Catalogue {
     /// Rebuild derived indexes (after deserialising a snapshot).
     pub fn reindex(&mut self) {
         self.key_index = self.keys.values().map(|k| (k.secret_sha256.clone(), k.key_id.clone())).collect();
+        self.placement_load = Self::load_of(self.namespaces.values());
+        self.namespace_ids = self.namespaces.values().map(|n| n.id).collect();
+    }
+
+    /// Node → (replicas, primaries) over these namespaces' placements.
+    pub fn load_of<'a>(namespaces: impl Iterator<Item = &'a NamespaceEntry>) -> BTreeMap<u64, (usize, usize)> {
+        let mut load = BTreeMap::new();
+        for ns in namespaces {
+            for (i, r) in ns.placement.replicas.iter().enumerate() {
+                let e: &mut (usize, usize) = load.entry(*r).or_default();
+                e.0 += 1;
+                if i == 0 {
+                    e.1 += 1;
+                }
+            }
+        }
+        load
+    }
+
+    /// Add (or remove) one placement's replicas and primary to `placement_load`.
+    fn count_placement(&mut self, p: &Placement, add: bool) {
+        for (i, r) in p.replicas.iter().enumerate() {
+            let e = self.placement_load.entry(*r).or_default();
+            let d = (1, usize::from(i == 0));
+            *e = if add { (e.0 + d.0, e.1 + d.1) } else { (e.0.saturating_sub(d.0), e.1.saturating_sub(d.1)) };
+            if *e == (0, 0) {
+                self.placement_load.remove(r);
+            }
+        }
     }
 
     pub fn key_by_secret_hash(&self, hash_hex: &str) -> Option<&ApiKeyEntry> {
@@ -919,5 +964,67 @@ mod tests {
         let mut p = placement(6, &[2, 3, 1]);
         p.states.insert(1, ReplicaState::Dead);
         assert_eq!(set(&mut c, 5, p), 5);
+    }
+
+    /// The derived placement load and id set follow every create, move and delete, and a
+    /// snapshot round trip rebuilds them equal.
+    #[test]
+    fn placement_load_and_ids_follow_every_change() {
+        let entry = |id: u64, name: &str, p: Placement| -> NamespaceEntry {
+            let e: NamespaceEntry = serde_json::from_value(serde_json::json!({
+                "id": id, "name": name, "kind": "data", "dimension": 16, "distance": "cosine",
+                "embedder": {"provider": "hash", "dimension": 16}, "policy": {},
+                "data_key": {"kek_version": 1, "dek_version": 1, "sealed": []},
+                "metadata": null, "created_at": 0,
+            }))
+            .expect("entry");
+            NamespaceEntry { placement: p, ..e }
+        };
+        let check = |c: &Catalogue| {
+            assert_eq!(c.placement_load, Catalogue::load_of(c.namespaces.values()));
+            assert_eq!(c.namespace_ids, c.namespaces.values().map(|n| n.id).collect());
+        };
+        let mut c = Catalogue::default();
+        for (id, name, replicas) in [(1, "a", vec![1, 2, 3]), (2, "b", vec![2, 3, 1]), (3, "c", vec![3])] {
+            assert!(matches!(
+                c.apply(Command::CreateNamespace { entry: entry(id, name, placement(1, &replicas)) }),
+                CommandResult::Namespace { created: true, .. }
+            ));
+            check(&c);
+        }
+        assert_eq!(c.placement_load[&1], (2, 1));
+        assert_eq!(c.placement_load[&3], (3, 1));
+        // The same id again is a collision; the same name is the existing namespace.
+        assert!(matches!(
+            c.apply(Command::CreateNamespace { entry: entry(2, "d", placement(1, &[1])) }),
+            CommandResult::Rejected(_)
+        ));
+        assert!(matches!(
+            c.apply(Command::CreateNamespace { entry: entry(9, "a", placement(1, &[4])) }),
+            CommandResult::Namespace { created: false, .. }
+        ));
+        check(&c);
+        // A move, a refused move (stale epoch), a delete.
+        let moved =
+            c.apply(Command::SetPlacement { name: "a".into(), expected_epoch: 1, placement: placement(2, &[4, 2]) });
+        assert!(matches!(moved, CommandResult::Namespace { .. }));
+        check(&c);
+        let stale =
+            c.apply(Command::SetPlacement { name: "a".into(), expected_epoch: 1, placement: placement(3, &[1]) });
+        assert!(matches!(stale, CommandResult::Rejected(_)));
+        check(&c);
+        assert_eq!(c.placement_load[&4], (1, 1));
+        assert!(matches!(
+            c.apply(Command::DeleteNamespace { name: "c".into() }),
+            CommandResult::NamespaceDeleted { .. }
+        ));
+        check(&c);
+        assert!(!c.namespace_ids.contains(&3));
+        assert!(!c.placement_load.contains_key(&3) || c.placement_load[&3] == (1, 0));
+        // Through a snapshot: the derived fields are not serialised, and rebuilt.
+        let mut back: Catalogue = serde_json::from_slice(&serde_json::to_vec(&c).expect("json")).expect("back");
+        assert!(back.placement_load.is_empty());
+        back.reindex();
+        assert_eq!(back, c);
     }
 }

@@ -18,17 +18,12 @@ impl Cluster {
     pub fn initial_placement(&self, ns_id: u64) -> Placement {
         let mut nodes: Vec<u64> = self.alive_members().into_iter().collect();
         let (draining, mut replicas, mut primaries) = {
+            // Kept current by the catalogue itself: no scan of every namespace per creation.
             let c = self.catalogue.view.read();
-            let mut replicas = std::collections::BTreeMap::new();
-            let mut primaries = std::collections::BTreeMap::new();
-            for ns in c.namespaces.values() {
-                for (i, r) in ns.placement.replicas.iter().enumerate() {
-                    *replicas.entry(*r).or_insert(0usize) += 1;
-                    if i == 0 {
-                        *primaries.entry(*r).or_insert(0usize) += 1;
-                    }
-                }
-            }
+            let replicas: std::collections::BTreeMap<u64, usize> =
+                c.placement_load.iter().map(|(n, (r, _))| (*n, *r)).collect();
+            let primaries: std::collections::BTreeMap<u64, usize> =
+                c.placement_load.iter().map(|(n, (_, p))| (*n, *p)).collect();
             (c.draining.clone(), replicas, primaries)
         };
         nodes.retain(|n| !draining.contains(n));
