@@ -791,35 +791,16 @@ impl Catalogue {
     /// Rebuild derived indexes (after deserialising a snapshot).
     pub fn reindex(&mut self) {
         self.key_index = self.keys.values().map(|k| (k.secret_sha256.clone(), k.key_id.clone())).collect();
-        self.placement_load = Self::load_of(self.namespaces.values());
-        self.namespace_ids = self.namespaces.values().map(|n| n.id).collect();
-    }
-
-    /// Node → (replicas, primaries) over these namespaces' placements.
-    pub fn load_of<'a>(namespaces: impl Iterator<Item = &'a NamespaceEntry>) -> BTreeMap<u64, (usize, usize)> {
-        let mut load = BTreeMap::new();
-        for ns in namespaces {
-            for (i, r) in ns.placement.replicas.iter().enumerate() {
-                let e: &mut (usize, usize) = load.entry(*r).or_default();
-                e.0 += 1;
-                if i == 0 {
-                    e.1 += 1;
-                }
-            }
+        self.placement_load.clear();
+        for ns in self.namespaces.values() {
+            count_placement(&mut self.placement_load, &ns.placement, true);
         }
-        load
+        self.namespace_ids = self.namespaces.values().map(|n| n.id).collect();
     }
 
     /// Add (or remove) one placement's replicas and primary to `placement_load`.
     fn count_placement(&mut self, p: &Placement, add: bool) {
-        for (i, r) in p.replicas.iter().enumerate() {
-            let e = self.placement_load.entry(*r).or_default();
-            let d = (1, usize::from(i == 0));
-            *e = if add { (e.0 + d.0, e.1 + d.1) } else { (e.0.saturating_sub(d.0), e.1.saturating_sub(d.1)) };
-            if *e == (0, 0) {
-                self.placement_load.remove(r);
-            }
-        }
+        count_placement(&mut self.placement_load, p, add);
     }
 
     pub fn key_by_secret_hash(&self, hash_hex: &str) -> Option<&ApiKeyEntry> {
@@ -829,6 +810,18 @@ impl Catalogue {
     /// The namespaces holding a session of this id.
     pub fn session_namespaces(&self, session_id: &str) -> impl Iterator<Item = &str> {
         self.sessions.get(session_id).into_iter().flatten().map(String::as_str)
+    }
+}
+
+/// Add (or remove) one placement's replicas and primary to a node → (replicas, primaries) load.
+fn count_placement(load: &mut BTreeMap<u64, (usize, usize)>, p: &Placement, add: bool) {
+    for (i, r) in p.replicas.iter().enumerate() {
+        let e = load.entry(*r).or_default();
+        let d = (1, usize::from(i == 0));
+        *e = if add { (e.0 + d.0, e.1 + d.1) } else { (e.0.saturating_sub(d.0), e.1.saturating_sub(d.1)) };
+        if *e == (0, 0) {
+            load.remove(r);
+        }
     }
 }
 

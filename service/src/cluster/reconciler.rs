@@ -144,17 +144,15 @@ impl Cluster {
 
     /// One snapshot of what the placement planner looks at.
     pub(crate) fn plan_inputs(&self) -> PlanInputs {
-        let (namespaces, draining) = {
+        let (namespaces, draining, load) = {
             let c = self.catalogue.view.read();
-            (c.namespaces.values().cloned().collect::<Vec<_>>(), c.draining.clone())
+            // Replicas per node: kept current by the catalogue.
+            let load = c.placement_load.iter().map(|(n, (r, _))| (*n, *r)).collect();
+            (c.namespaces.values().cloned().collect::<Vec<_>>(), c.draining.clone(), load)
         };
-        let mut load = std::collections::BTreeMap::new();
         // Nodes receiving a copy right now (Syncing anywhere) take no further move.
         let mut busy: BTreeSet<u64> = BTreeSet::new();
         for ns in &namespaces {
-            for r in &ns.placement.replicas {
-                *load.entry(*r).or_insert(0usize) += 1;
-            }
             for (n, s) in &ns.placement.states {
                 if *s == loci_raft::catalogue::ReplicaState::Syncing {
                     busy.insert(*n);
